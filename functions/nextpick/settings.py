@@ -1,0 +1,49 @@
+"""Runtime settings, read once per container (at cold start) from the Lambda environment.
+
+Domain code never reads os.environ; handlers call `get_settings()` and pass values down."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    state_table_name: str = "nextpick-user-state"
+    items_table_name: str = "nextpick-items"
+    model_bucket_name: str = "nextpick-models"
+    # Prefix in the bucket under which models/<version>/... and the pointer live.
+    model_prefix: str = "models/"
+    event_bus_name: str = "nextpick"
+    event_log_stream_name: str = "nextpick-event-log"
+    # How often a warm container asks S3 whether a new model version was published.
+    model_refresh_seconds: float = Field(default=60.0, ge=0)
+    # How long the cached catalog (stock, category) may be reused before it is re-read.
+    catalog_refresh_seconds: float = Field(default=30.0, ge=0)
+    recent_events_limit: int = Field(default=50, ge=1, le=500)
+    processed_ids_limit: int = Field(default=200, ge=1, le=2000)
+    purchased_items_limit: int = Field(default=200, ge=1, le=2000)
+    max_write_attempts: int = Field(default=5, ge=1, le=20)
+    exclude_purchased_default: bool = True
+    default_k: int = Field(default=10, ge=1, le=100)
+    max_k: int = Field(default=100, ge=1, le=1000)
+    max_batch_events: int = Field(default=25, ge=1, le=100)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Events stamped further than this in the future are rejected (clock skew allowance).
+    max_future_skew_seconds: int = Field(default=300, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this container: parsed on first use, then reused for every invocation."""
+    return Settings.from_env()
