@@ -45,3 +45,9 @@ class StorageUnavailable(NextpickError):
     """DynamoDB/S3/Firehose throttled or failed; the caller may retry (nothing was half-applied)."""
 
     status = 503
+
+
+class VersionConflict(NextpickError):
+    """Another writer updated the user's state first (optimistic lock lost); reload and retry."""
+
+    status = 409

@@ -1,0 +1,137 @@
+"""The public event and catalog contract, validated with pydantic v2.
+
+These models are the API's request bodies and the bus events' `detail`: one definition for both
+paths, so a shop gets the same answer (and the same field-named error) whichever way it sends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# Ids are opaque to nextpick but end up in DynamoDB keys, S3 log lines and logs: keep them short
+# and free of whitespace/control characters.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
+]
+ContextValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+
+# Anything before this is a unit mistake (seconds vs milliseconds) rather than real history.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class EventType(StrEnum):
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    REMOVE_FROM_CART = "remove_from_cart"
+    PURCHASE = "purchase"
+    RATE = "rate"
+
+    @property
+    def code(self) -> int:
+        """The model contract's integer code for this type (docs/model-contract.md)."""
+        return EVENT_TYPE_ORDER.index(self)
+
+
+EVENT_TYPE_ORDER: tuple[EventType, ...] = tuple(EventType)
+
+
+class TrackedEvent(BaseModel):
+    """One thing a shopper did."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Identifier
+    user_id: Identifier
+    item_id: Identifier
+    event_type: EventType
+    timestamp: datetime
+    session_id: Identifier | None = None
+    quantity: int | None = Field(default=None, ge=1, le=10_000)
+    price: float | None = Field(default=None, ge=0, le=10_000_000)
+    rating: int | None = Field(default=None, ge=1, le=5)
+    context: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] | None = (
+        Field(default=None, max_length=20)
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware_and_plausible(cls, value: datetime) -> datetime:
+        # A timestamp without a zone is taken as UTC, the only zone nextpick stores.
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        if value < EARLIEST_TIMESTAMP:
+            raise ValueError("timestamp is before 2000-01-01 (seconds given as milliseconds?)")
+        return value
+
+    @model_validator(mode="after")
+    def _rating_only_with_rate(self) -> TrackedEvent:
+        if self.event_type is EventType.RATE and self.rating is None:
+            raise ValueError("rating (1-5) is required when event_type is 'rate'")
+        if self.event_type is not EventType.RATE and self.rating is not None:
+            raise ValueError("rating is only allowed when event_type is 'rate'")
+        return self
+
+    @property
+    def strength(self) -> float:
+        """The contract's `strength` input: rating/5 for ratings, 1.0 for everything else."""
+        return self.rating / 5.0 if self.rating is not None else 1.0
+
+    def log_record(self, received_at: datetime) -> dict[str, Any]:
+        """The event as one line of the S3 event log (what the retrain job reads)."""
+        record = self.model_dump(mode="json", exclude_none=True)
+        record["received_at"] = received_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return record
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[TrackedEvent] = Field(min_length=1, max_length=100)
+
+
+def check_not_in_future(events: list[TrackedEvent], now: datetime, max_skew: timedelta) -> None:
+    """Reject the whole request if any event is stamped beyond the allowed clock skew."""
+    from nextpick.errors import InvalidInput
+
+    limit = now + max_skew
+    for position, event in enumerate(events):
+        if event.timestamp > limit:
+            field = "timestamp" if len(events) == 1 else f"events[{position}].timestamp"
+            raise InvalidInput(field, f"is more than {int(max_skew.total_seconds())} s in the future")
+
+
+class ItemFields(BaseModel):
+    """A catalog item's mutable fields (`PUT /items/{item_id}` body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    price: float = Field(ge=0, le=10_000_000)
+    stock: int = Field(ge=0, le=1_000_000_000)
+    title: Annotated[str, StringConstraints(max_length=256)] | None = None
+    attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] = Field(
+        default_factory=dict, max_length=50
+    )
+
+
+class CatalogItem(ItemFields):
+    item_id: Identifier
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock > 0
+
+
+class CatalogBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CatalogItem] = Field(min_length=1, max_length=100)
+
+
+class Recommendation(BaseModel):
+    item_id: str
+    score: float

@@ -1,0 +1,105 @@
+"""Turning a state vector into a top-K list, with the business filters applied *before* ranking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.events import Recommendation
+from nextpick.domain.ports import RankingModel
+
+
+@dataclass(frozen=True)
+class RecommendOptions:
+    k: int = 10
+    # None: use the deployment's default (EXCLUDE_PURCHASED_DEFAULT).
+    exclude_purchased: bool | None = None
+    category: str | None = None
+
+
+@dataclass
+class CandidateMasks:
+    """Exclude masks aligned to one model's vocabulary and one catalog snapshot.
+
+    Built once per (model version, snapshot) and reused by every request, so a request only copies
+    an array and flips the user's own purchases instead of walking the catalog."""
+
+    model_version: str
+    snapshot_id: int
+    # 1.0 for the unknown-item slot and out-of-stock items.
+    base: np.ndarray
+    _snapshot: CatalogSnapshot
+    _items: tuple[str | None, ...]
+    _by_category: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: RankingModel, snapshot: CatalogSnapshot) -> CandidateMasks:
+        items = tuple(model.items)
+        base = np.zeros(len(items), dtype=np.float32)
+        base[0] = 1.0
+        for index, item_id in enumerate(items):
+            if item_id is not None and item_id in snapshot.out_of_stock:
+                base[index] = 1.0
+        return cls(model.version, snapshot.snapshot_id, base, snapshot, items)
+
+    def outside_category(self, category: str) -> np.ndarray:
+        mask = self._by_category.get(category)
+        if mask is None:
+            category_of = self._snapshot.category_of
+            mask = np.fromiter(
+                (
+                    0.0 if item is not None and category_of.get(item) == category else 1.0
+                    for item in self._items
+                ),
+                dtype=np.float32,
+                count=len(self._items),
+            )
+            self._by_category[category] = mask
+        return mask
+
+
+class MaskCache:
+    """Keeps the masks of the live (model, snapshot) pair; rebuilt only when either changes."""
+
+    def __init__(self) -> None:
+        self._masks: CandidateMasks | None = None
+
+    def get(self, model: RankingModel, snapshot: CatalogSnapshot) -> CandidateMasks:
+        masks = self._masks
+        if masks is None or masks.model_version != model.version or masks.snapshot_id != snapshot.snapshot_id:
+            masks = self._masks = CandidateMasks.build(model, snapshot)
+        return masks
+
+
+def top_k(
+    model: RankingModel,
+    vector: np.ndarray,
+    masks: CandidateMasks,
+    purchased: tuple[str, ...],
+    k: int,
+    exclude_purchased: bool,
+    category: str | None,
+) -> list[Recommendation]:
+    exclude = masks.base.copy()
+    if category is not None:
+        np.maximum(exclude, masks.outside_category(category), out=exclude)
+    if exclude_purchased and purchased:
+        indices = [model.item_index(item_id) for item_id in purchased]
+        exclude[[index for index in indices if index > 0]] = 1.0
+    scores = model.rank(vector, exclude)
+    allowed = int(len(exclude) - np.count_nonzero(exclude))
+    k = min(k, allowed)
+    if k <= 0:
+        return []
+    candidates = np.argpartition(-scores, k - 1)[:k]
+    ordered = candidates[np.argsort(-scores[candidates], kind="stable")]
+    items = model.items
+    # The mask is checked again here rather than trusting the model's scores alone: an excluded
+    # item (out of stock, already bought) must never be shown, whatever the model does.
+    return [
+        Recommendation(item_id=str(items[index]), score=float(scores[index]))
+        for index in ordered
+        if exclude[index] == 0.0
+    ]

@@ -1,0 +1,113 @@
+"""The two things nextpick does for a shop: take events (and answer with fresh picks), and answer
+with picks for a user. Wires the ports together; knows nothing of AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from nextpick.domain.events import Recommendation, TrackedEvent, check_not_in_future
+from nextpick.domain.ports import CatalogSource, ModelSource, RankingModel, StateRepository
+from nextpick.domain.ranking import MaskCache, RecommendOptions, top_k
+from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
+from nextpick.errors import ConcurrentUpdate, VersionConflict
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    user_id: str
+    status: EventStatus
+
+
+@dataclass(frozen=True)
+class UserRecommendations:
+    user_id: str
+    model_version: str | None
+    recommendations: list[Recommendation]
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    results: list[EventResult]
+    users: list[UserRecommendations]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    limits: StateLimits = field(default_factory=StateLimits)
+    max_write_attempts: int = 5
+    exclude_purchased_default: bool = True
+    max_future_skew: timedelta = timedelta(minutes=5)
+
+
+@dataclass
+class Recommender:
+    states: StateRepository
+    models: ModelSource
+    catalog: CatalogSource
+    config: ServiceConfig = field(default_factory=ServiceConfig)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _masks: MaskCache = field(default_factory=MaskCache)
+
+    def track(self, events: list[TrackedEvent], options: RecommendOptions) -> TrackResult:
+        """Apply events (one read + one conditional write per user in the request) and answer with
+        each user's fresh recommendations. Nothing is written if any event is invalid."""
+        now = self.clock()
+        check_not_in_future(events, now, self.config.max_future_skew)
+        by_user: dict[str, list[TrackedEvent]] = {}
+        for event in events:
+            by_user.setdefault(event.user_id, []).append(event)
+        model = self.models.current()
+        status_of: dict[tuple[str, int], EventStatus] = {}
+        users: list[UserRecommendations] = []
+        for user_id, user_events in by_user.items():
+            state, statuses = self._apply_with_retry(user_id, user_events, model, now)
+            for position, status in enumerate(statuses):
+                status_of[(user_id, position)] = status
+            users.append(self._recommend(state, model, options))
+        positions: dict[str, int] = {}
+        results = []
+        for event in events:
+            position = positions.get(event.user_id, 0)
+            positions[event.user_id] = position + 1
+            results.append(EventResult(event.event_id, event.user_id, status_of[(event.user_id, position)]))
+        return TrackResult(results=results, users=users)
+
+    def recommendations(self, user_id: str, options: RecommendOptions) -> UserRecommendations:
+        """Read-only: one strongly consistent read, no write (a stale state is rebuilt in memory)."""
+        return self._recommend(self.states.load(user_id), self.models.current(), options)
+
+    def _apply_with_retry(
+        self, user_id: str, events: list[TrackedEvent], model: RankingModel | None, now: datetime
+    ) -> tuple[UserState, list]:
+        for _ in range(self.config.max_write_attempts):
+            state = self.states.load(user_id)
+            new_state, statuses = apply_events(state, events, model, self.config.limits, now)
+            if new_state is state:  # every event was a duplicate: nothing to write
+                return state, statuses
+            try:
+                return self.states.save(new_state), statuses
+            except VersionConflict:
+                continue  # someone else wrote this user first: re-read and fold again
+        raise ConcurrentUpdate(
+            f"user {user_id}: state changed concurrently {self.config.max_write_attempts} times; retry the call"
+        )
+
+    def _recommend(
+        self, state: UserState, model: RankingModel | None, options: RecommendOptions
+    ) -> UserRecommendations:
+        if model is None:
+            return UserRecommendations(state.user_id, None, [])
+        vector: np.ndarray = vector_for(state, model)
+        masks = self._masks.get(model, self.catalog.snapshot())
+        exclude_purchased = (
+            self.config.exclude_purchased_default
+            if options.exclude_purchased is None
+            else options.exclude_purchased
+        )
+        picks = top_k(model, vector, masks, state.purchased, options.k, exclude_purchased, options.category)
+        return UserRecommendations(state.user_id, model.version, picks)

@@ -1,0 +1,132 @@
+"""A user's state and how events are folded into it (pure: the model is passed in)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nextpick.domain.events import EventType, TrackedEvent
+
+if TYPE_CHECKING:
+    from nextpick.domain.ports import RankingModel
+
+
+class EventStatus(StrEnum):
+    ACCEPTED = "accepted"
+    # Same event_id seen before: nothing changes, the answer is what the first delivery got.
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class RecentEvent:
+    """What is kept of an event to rebuild the state through a newer model."""
+
+    item_id: str
+    event_type: EventType
+    strength: float
+
+    def to_compact(self) -> list[object]:
+        return [self.item_id, self.event_type.value, self.strength]
+
+    @classmethod
+    def from_compact(cls, raw: list[object]) -> RecentEvent:
+        item_id, event_type, strength = raw
+        return cls(str(item_id), EventType(str(event_type)), float(str(strength)))
+
+
+@dataclass(frozen=True)
+class StateLimits:
+    recent_events: int = 50
+    processed_ids: int = 200
+    purchased_items: int = 200
+
+
+@dataclass(frozen=True)
+class UserState:
+    user_id: str
+    # None until a model has folded this user's events (no model was live yet).
+    vector: np.ndarray | None = None
+    model_version: str | None = None
+    recent: tuple[RecentEvent, ...] = ()
+    # Most recent last, no repeats.
+    purchased: tuple[str, ...] = ()
+    processed_ids: tuple[str, ...] = ()
+    # Optimistic lock: the version stored in DynamoDB; 0 means "not stored yet".
+    version: int = 0
+    # Log records of the events accepted by the write that produced this state; the DynamoDB
+    # stream carries them to the event log, so an accepted event cannot miss the log.
+    outbox: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def new(cls, user_id: str) -> UserState:
+        return cls(user_id=user_id)
+
+    def is_current_for(self, model: RankingModel) -> bool:
+        return (
+            self.vector is not None
+            and self.model_version == model.version
+            and self.vector.shape == (model.state_dim,)
+        )
+
+
+def fold(model: RankingModel, state: np.ndarray, events: tuple[RecentEvent, ...]) -> np.ndarray:
+    for event in events:
+        state = model.update(state, model.item_index(event.item_id), event.event_type.code, event.strength)
+    return state
+
+
+def vector_for(state: UserState, model: RankingModel) -> np.ndarray:
+    """The user's state vector under `model`, rebuilt from the recent events if it was computed by
+    another version (after a retrain), so nobody falls back to a cold-start list."""
+    if state.is_current_for(model):
+        assert state.vector is not None
+        return state.vector
+    return fold(model, np.zeros(model.state_dim, dtype=np.float32), state.recent)
+
+
+def apply_events(
+    state: UserState,
+    events: list[TrackedEvent],
+    model: RankingModel | None,
+    limits: StateLimits,
+    received_at: datetime,
+) -> tuple[UserState, list[EventStatus]]:
+    """Fold this user's new events into their state, in order. Duplicates change nothing."""
+    seen = set(state.processed_ids)
+    vector = vector_for(state, model) if model is not None else None
+    recent, purchased, processed = list(state.recent), list(state.purchased), list(state.processed_ids)
+    outbox: list[str] = []
+    statuses: list[EventStatus] = []
+    for event in events:
+        if event.event_id in seen:
+            statuses.append(EventStatus.DUPLICATE)
+            continue
+        seen.add(event.event_id)
+        statuses.append(EventStatus.ACCEPTED)
+        compact = RecentEvent(event.item_id, event.event_type, event.strength)
+        if model is not None and vector is not None:
+            vector = fold(model, vector, (compact,))
+        recent.append(compact)
+        if event.event_type is EventType.PURCHASE:
+            if event.item_id in purchased:
+                purchased.remove(event.item_id)
+            purchased.append(event.item_id)
+        processed.append(event.event_id)
+        outbox.append(json.dumps(event.log_record(received_at), separators=(",", ":")))
+    if not outbox:
+        return state, statuses
+    new_state = replace(
+        state,
+        vector=vector,
+        model_version=model.version if model is not None else None,
+        recent=tuple(recent[-limits.recent_events :]),
+        purchased=tuple(purchased[-limits.purchased_items :]),
+        processed_ids=tuple(processed[-limits.processed_ids :]),
+        outbox=tuple(outbox),
+    )
+    return new_state, statuses
