@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 # Ids are opaque to nextpick but end up in DynamoDB keys, S3 log lines and logs: keep them short
 # and free of whitespace/control characters.
@@ -93,6 +102,26 @@ class EventBatch(BaseModel):
     events: list[TrackedEvent] = Field(min_length=1, max_length=100)
 
 
+def _request_shape(value: Any) -> str:
+    return (
+        "batch"
+        if isinstance(value, dict | EventBatch) and (isinstance(value, EventBatch) or "events" in value)
+        else "single"
+    )
+
+
+# `POST /events` and a ShopperEvent's detail take either one event or {"events": [...]}. The tag
+# makes pydantic report errors for the shape that was sent, not for both.
+EventsRequest = Annotated[
+    Annotated[TrackedEvent, Tag("single")] | Annotated[EventBatch, Tag("batch")],
+    Discriminator(_request_shape),
+]
+
+
+def events_of(request: TrackedEvent | EventBatch) -> list[TrackedEvent]:
+    return request.events if isinstance(request, EventBatch) else [request]
+
+
 def check_not_in_future(events: list[TrackedEvent], now: datetime, max_skew: timedelta) -> None:
     """Reject the whole request if any event is stamped beyond the allowed clock skew."""
     from nextpick.errors import InvalidInput
@@ -132,6 +161,47 @@ class CatalogBatch(BaseModel):
     items: list[CatalogItem] = Field(min_length=1, max_length=100)
 
 
+def _catalog_shape(value: Any) -> str:
+    return (
+        "batch"
+        if isinstance(value, CatalogBatch) or (isinstance(value, dict) and "items" in value)
+        else "single"
+    )
+
+
+CatalogRequest = Annotated[
+    Annotated[CatalogItem, Tag("single")] | Annotated[CatalogBatch, Tag("batch")],
+    Discriminator(_catalog_shape),
+]
+
+
+def items_of(request: CatalogItem | CatalogBatch) -> list[CatalogItem]:
+    return request.items if isinstance(request, CatalogBatch) else [request]
+
+
 class Recommendation(BaseModel):
     item_id: str
     score: float
+
+
+# Locations pydantic (and Powertools' validation) prefix to a field path that mean nothing to a caller.
+_LOCATION_NOISE = {"body", "single", "batch", "detail", "query", "path"}
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'batch', 'events', 2, 'event_type') -> 'events[2].event_type'."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in _LOCATION_NOISE or (path == "" and part in ("query", "path") and len(loc) == 1):
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def describe_errors(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as [{field, message}], without echoing the input back."""
+    return [
+        {"field": field_path(error.get("loc", ())), "message": str(error.get("msg") or error.get("type"))}
+        for error in errors
+    ]

@@ -1,0 +1,55 @@
+"""EventBridge: shopper events and catalog items put on the nextpick bus by a shop's systems.
+
+Same contract and same domain code as the REST API. An event that fails validation or processing
+raises, so Lambda's async retries and then the on-failure destination (an SQS dead-letter queue)
+keep it: nothing put on the bus is silently dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import TypeAdapter
+
+from nextpick.domain.events import CatalogRequest, EventsRequest, describe_errors, events_of, items_of
+from nextpick.domain.ranking import RecommendOptions
+from nextpick.handlers import wiring
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+SHOPPER_EVENT = "ShopperEvent"
+CATALOG_ITEM = "CatalogItem"
+_events_request: TypeAdapter[Any] = TypeAdapter(EventsRequest)
+_catalog_request: TypeAdapter[Any] = TypeAdapter(CatalogRequest)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    envelope = parse(event=event, model=EventBridgeModel)
+    try:
+        if envelope.detail_type == SHOPPER_EVENT:
+            events = events_of(_events_request.validate_python(envelope.detail))
+            result = wiring.recommender().track(events, RecommendOptions())
+            accepted = sum(1 for r in result.results if r.status == "accepted")
+            metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
+            metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(events) - accepted)
+            return {"results": [{"event_id": r.event_id, "status": r.status.value} for r in result.results]}
+        if envelope.detail_type == CATALOG_ITEM:
+            items = items_of(_catalog_request.validate_python(envelope.detail))
+            wiring.catalog().put_items(items)
+            return {"stored": len(items)}
+    except ValidationError as error:
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "invalid bus event", extra={"id": envelope.id, "errors": describe_errors(error.errors())}
+        )
+        raise
+    raise ValueError(f"detail-type {envelope.detail_type!r} is not handled by this function")

@@ -1,0 +1,53 @@
+"""The composition root: builds the service and its adapters once per container, lazily."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+
+from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
+from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
+from nextpick.adapters.s3_model_source import S3ModelSource
+from nextpick.domain.service import Recommender, ServiceConfig
+from nextpick.domain.state import StateLimits
+from nextpick.settings import get_settings
+
+
+@cache
+def model_source() -> S3ModelSource:
+    settings = get_settings()
+    return S3ModelSource(settings.model_bucket_name, settings.model_prefix, settings.model_refresh_seconds)
+
+
+@cache
+def catalog() -> DynamoDbCatalog:
+    settings = get_settings()
+    return DynamoDbCatalog(settings.items_table_name, settings.catalog_refresh_seconds)
+
+
+@cache
+def recommender() -> Recommender:
+    settings = get_settings()
+    limits = StateLimits(
+        recent_events=settings.recent_events_limit,
+        processed_ids=settings.processed_ids_limit,
+        purchased_items=settings.purchased_items_limit,
+    )
+    config = ServiceConfig(
+        limits=limits,
+        max_write_attempts=settings.max_write_attempts,
+        exclude_purchased_default=settings.exclude_purchased_default,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+    )
+    return Recommender(
+        states=DynamoDbStateRepository(settings.state_table_name, limits),
+        models=model_source(),
+        catalog=catalog(),
+        config=config,
+    )
+
+
+def reset() -> None:
+    """Forget every cached object (tests, and the local stack when it re-reads its settings)."""
+    for factory in (model_source, catalog, recommender, get_settings):
+        factory.cache_clear()
