@@ -1,0 +1,66 @@
+"""In-memory adapters: the same ports without AWS, for unit tests and per-event benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+
+from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.events import CatalogItem
+from nextpick.domain.ports import RankingModel
+from nextpick.domain.state import UserState
+from nextpick.errors import VersionConflict
+
+
+class InMemoryStateRepository:
+    """Same optimistic-locking semantics as the DynamoDB repository, behind one lock."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, UserState] = {}
+        self._lock = threading.Lock()
+        self.reads = 0
+        self.writes = 0
+
+    def load(self, user_id: str) -> UserState:
+        with self._lock:
+            self.reads += 1
+            return self._states.get(user_id) or UserState.new(user_id)
+
+    def save(self, state: UserState) -> UserState:
+        with self._lock:
+            self.writes += 1
+            stored = self._states.get(state.user_id)
+            if (stored.version if stored else 0) != state.version:
+                raise VersionConflict(state.user_id)
+            saved = replace(state, version=state.version + 1)
+            self._states[state.user_id] = saved
+            return saved
+
+
+class InMemoryCatalog:
+    def __init__(self, items: Sequence[CatalogItem] = ()) -> None:
+        self._items: dict[str, CatalogItem] = {}
+        self._snapshot = CatalogSnapshot.empty()
+        self.put_items(items)
+
+    def put_items(self, items: Sequence[CatalogItem]) -> None:
+        if not items:
+            return
+        self._items.update({item.item_id: item for item in items})
+        self._snapshot = CatalogSnapshot(
+            snapshot_id=self._snapshot.snapshot_id + 1,
+            out_of_stock=frozenset(i.item_id for i in self._items.values() if not i.in_stock),
+            category_of={i.item_id: i.category for i in self._items.values()},
+        )
+
+    def snapshot(self) -> CatalogSnapshot:
+        return self._snapshot
+
+
+class StaticModelSource:
+    def __init__(self, model: RankingModel | None = None) -> None:
+        self.model = model
+
+    def current(self) -> RankingModel | None:
+        return self.model
