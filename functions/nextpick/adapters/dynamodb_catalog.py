@@ -1,0 +1,210 @@
+"""The catalog in DynamoDB (items table, partition key `item_id`): what ranking masks, and the admin writes.
+
+Item layout: `item_id` S, `category` S, `price` N, `stock` N, `title` S (absent when None),
+`attributes` M (S / N / BOOL values), `updated_at` S (ISO-8601 UTC).
+
+Ranking needs only stock and category, so a container keeps a snapshot of those (a projected `Scan`)
+for `refresh_seconds`. The snapshot's id changes only when its content does, so the exclusion masks
+derived from it stay cached across refreshes that found nothing new."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nextpick.adapters import LazyClient, translate
+from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.events import CatalogItem
+from nextpick.errors import InvalidInput, StorageUnavailable
+
+logger = Logger(child=True)
+
+# BatchWriteItem's hard limit per request.
+BATCH_WRITE_MAX = 25
+# Unprocessed items mean the table is throttling: back off 50 ms, 100 ms, ... capped at 1 s, then give up
+# (about 3 s in all) rather than eat the API's latency budget.
+WRITE_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 1.0
+
+_SCAN_PROJECTION = {
+    "ProjectionExpression": "#i, #c, #s",
+    # Names, not literals, so no attribute ever collides with DynamoDB's reserved words.
+    "ExpressionAttributeNames": {"#i": "item_id", "#c": "category", "#s": "stock"},
+}
+
+
+class DynamoDbCatalog:
+    """`CatalogSource` and `CatalogWriter` on the items table."""
+
+    def __init__(
+        self,
+        table_name: str,
+        refresh_seconds: float,
+        client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._table_name = table_name
+        self._refresh_seconds = refresh_seconds
+        self._client = LazyClient("dynamodb", client)
+        self._clock = clock
+        self._sleep = sleep
+        self._snapshot: CatalogSnapshot | None = None
+        # When the cached snapshot was read; None forces the next snapshot() to read the table.
+        self._loaded_at: float | None = None
+
+    # --- CatalogSource -------------------------------------------------------------------------------
+
+    def snapshot(self) -> CatalogSnapshot:
+        now = self._clock()
+        fresh = self._loaded_at is not None and now - self._loaded_at < self._refresh_seconds
+        if self._snapshot is not None and fresh:
+            return self._snapshot
+        try:
+            out_of_stock, category_of = self._scan()
+        except StorageUnavailable:
+            if self._snapshot is None:
+                raise
+            # A slightly stale catalog ranks far better than none: keep it, try again next interval.
+            logger.exception("catalog refresh failed; keeping snapshot %s", self._snapshot.snapshot_id)
+            self._loaded_at = now
+            return self._snapshot
+        previous = self._snapshot
+        if previous is None or previous.out_of_stock != out_of_stock or previous.category_of != category_of:
+            snapshot_id = previous.snapshot_id + 1 if previous is not None else 1
+            self._snapshot = CatalogSnapshot(snapshot_id, out_of_stock, category_of)
+        self._loaded_at = now
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def _scan(self) -> tuple[frozenset[str], dict[str, str]]:
+        out_of_stock: set[str] = set()
+        category_of: dict[str, str] = {}
+        kwargs: dict[str, Any] = {"TableName": self._table_name, **_SCAN_PROJECTION}
+        while True:
+            try:
+                page = self._client.get().scan(**kwargs)
+            except (ClientError, BotoCoreError) as e:
+                raise translate(e, self._table_name) from e
+            for item in page.get("Items", ()):
+                item_id = item["item_id"]["S"]
+                if "category" in item:
+                    category_of[item_id] = item["category"]["S"]
+                if "stock" in item and Decimal(item["stock"]["N"]) <= 0:
+                    out_of_stock.add(item_id)
+            if "LastEvaluatedKey" not in page:
+                return frozenset(out_of_stock), category_of
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- CatalogWriter ---------------------------------------------------------------------------------
+
+    def put_items(self, items: Sequence[CatalogItem]) -> None:
+        # BatchWriteItem rejects a request naming the same key twice; the last version of an item wins,
+        # as if the items had been written one after the other.
+        latest = {item.item_id: item for item in items}
+        now = datetime.now(UTC).isoformat()
+        requests = [{"PutRequest": {"Item": encode_item(item, now)}} for item in latest.values()]
+        try:
+            for start in range(0, len(requests), BATCH_WRITE_MAX):
+                self._write_chunk(requests[start : start + BATCH_WRITE_MAX])
+        finally:
+            # Even a partly failed batch may have changed items: this container must see its own writes.
+            self._loaded_at = None
+
+    def _write_chunk(self, requests: list[dict[str, Any]]) -> None:
+        pending = requests
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt:
+                self._sleep(_backoff(attempt))
+            try:
+                response = self._client.get().batch_write_item(RequestItems={self._table_name: pending})
+            except (ClientError, BotoCoreError) as e:
+                raise translate(e, self._table_name) from e
+            pending = response.get("UnprocessedItems", {}).get(self._table_name, [])
+            if not pending:
+                return
+        raise StorageUnavailable(
+            f"{self._table_name}: {len(pending)} of {len(requests)} items still unprocessed after "
+            f"{WRITE_ATTEMPTS} attempts (throttled)"
+        )
+
+    def get_item(self, item_id: str) -> CatalogItem | None:
+        try:
+            # Consistent: an admin reading back what it just wrote must see it.
+            response = self._client.get().get_item(
+                TableName=self._table_name, Key={"item_id": {"S": item_id}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, self._table_name) from e
+        item = response.get("Item")
+        return decode_item(item) if item else None
+
+
+def _backoff(attempt: int) -> float:
+    # Full jitter: many containers retrying in step would otherwise throttle each other again.
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+
+
+def encode_item(item: CatalogItem, updated_at: str) -> dict[str, Any]:
+    encoded: dict[str, Any] = {
+        "item_id": {"S": item.item_id},
+        "category": {"S": item.category},
+        "price": {"N": _number(item.price, "price")},
+        "stock": {"N": str(item.stock)},
+        "attributes": {
+            "M": {name: _value(value, f"attributes.{name}") for name, value in item.attributes.items()}
+        },
+        "updated_at": {"S": updated_at},
+    }
+    if item.title is not None:
+        encoded["title"] = {"S": item.title}
+    return encoded
+
+
+def decode_item(item: dict[str, Any]) -> CatalogItem:
+    return CatalogItem(
+        item_id=item["item_id"]["S"],
+        category=item["category"]["S"],
+        price=float(item["price"]["N"]),
+        stock=int(Decimal(item["stock"]["N"])),
+        title=item["title"]["S"] if "title" in item else None,
+        attributes={name: _plain(value) for name, value in item.get("attributes", {}).get("M", {}).items()},
+    )
+
+
+def _value(value: str | int | float | bool, field: str) -> dict[str, Any]:
+    # bool first: it is an int to Python, but must come back as a bool.
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": _number(value, field)}
+    return {"S": value}
+
+
+def _number(value: int | float, field: str) -> str:
+    if isinstance(value, int):
+        return str(value)
+    # DynamoDB has no NaN or infinity; pydantic lets them through in free-form attributes.
+    if not math.isfinite(value):
+        raise InvalidInput(field, "must be a finite number")
+    # Positional notation ("0.0000001", not repr's "1e-07"), exact to the float's shortest repr.
+    return format(Decimal(repr(value)), "f")
+
+
+def _plain(value: dict[str, Any]) -> str | int | float | bool:
+    if "BOOL" in value:
+        return bool(value["BOOL"])
+    if "N" in value:
+        text = value["N"]
+        number = Decimal(text)
+        return int(number) if number == number.to_integral_value() and "." not in text else float(number)
+    return str(value["S"])

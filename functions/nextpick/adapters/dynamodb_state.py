@@ -1,0 +1,127 @@
+"""User state in DynamoDB: one strongly consistent `GetItem` per load, one conditional `PutItem` per save.
+
+One item per user. Every accepted event rewrites the whole item and writes are billed per KB, so the
+layout is compact and built by hand with the low-level client (no TypeSerializer round trip):
+
+| attribute       | type    | content                                                                 |
+|-----------------|---------|-------------------------------------------------------------------------|
+| `user_id`       | S       | partition key                                                           |
+| `vector`        | B       | the state vector, float32 little-endian (`state_dim` x 4 bytes); absent |
+|                 |         | until a model has folded this user's events                             |
+| `model_version` | S       | version of the model that computed `vector`; absent when it is None     |
+| `recent`        | S       | compact JSON list of `RecentEvent.to_compact()` (`[item_id, type,       |
+|                 |         | strength]`), oldest first: what a newer model re-folds after a retrain  |
+| `purchased`     | L of S  | purchased item ids, most recent last, no repeats                        |
+| `processed_ids` | L of S  | event ids already applied (duplicate deliveries change nothing)         |
+| `outbox`        | L of S  | JSON log records of the events *this write* accepted; the table's       |
+|                 |         | stream carries them to the event log (handlers/log_shipper.py)          |
+| `version`       | N       | optimistic lock: 1 after the first write, +1 on every write             |
+| `updated_at`    | S       | ISO-8601 UTC time of the write                                          |
+
+The outbox belongs to the write that produced it: a loaded state has an empty outbox, so saving a
+state that was only read can never ship the same log records twice."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nextpick.adapters import LazyClient, translate
+from nextpick.domain.state import RecentEvent, StateLimits, UserState
+
+# Explicit byte order: the bytes must mean the same thing on every machine that ever reads them.
+VECTOR_DTYPE = np.dtype("<f4")
+
+
+def encode_state(state: UserState, *, updated_at: datetime | None = None) -> dict[str, Any]:
+    """The DynamoDB item (low-level attribute values) for `state`, with `state.version` as is."""
+    item: dict[str, Any] = {
+        "user_id": {"S": state.user_id},
+        "recent": {"S": json.dumps([event.to_compact() for event in state.recent], separators=(",", ":"))},
+        "purchased": {"L": [{"S": item_id} for item_id in state.purchased]},
+        "processed_ids": {"L": [{"S": event_id} for event_id in state.processed_ids]},
+        "outbox": {"L": [{"S": record} for record in state.outbox]},
+        "version": {"N": str(state.version)},
+        "updated_at": {"S": (updated_at or datetime.now(UTC)).astimezone(UTC).isoformat()},
+    }
+    if state.vector is not None:
+        item["vector"] = {"B": np.ascontiguousarray(state.vector, dtype=VECTOR_DTYPE).tobytes()}
+    if state.model_version is not None:
+        item["model_version"] = {"S": state.model_version}
+    return item
+
+
+def decode_state(item: dict[str, Any]) -> UserState:
+    """The `UserState` stored in `item` (as returned by the low-level client); its outbox is empty."""
+    vector = None
+    if "vector" in item:
+        # astype copies: the result is writable and in native byte order, like any other state vector.
+        vector = np.frombuffer(item["vector"]["B"], dtype=VECTOR_DTYPE).astype(np.float32)
+    recent = item.get("recent", {}).get("S")
+    return UserState(
+        user_id=item["user_id"]["S"],
+        vector=vector,
+        model_version=item["model_version"]["S"] if "model_version" in item else None,
+        recent=tuple(RecentEvent.from_compact(raw) for raw in json.loads(recent)) if recent else (),
+        purchased=_strings(item, "purchased"),
+        processed_ids=_strings(item, "processed_ids"),
+        version=int(item["version"]["N"]),
+    )
+
+
+def _strings(item: dict[str, Any], name: str) -> tuple[str, ...]:
+    return tuple(value["S"] for value in item.get(name, {}).get("L", ()))
+
+
+class DynamoDbStateRepository:
+    """`StateRepository` on the state table (partition key `user_id`, stream NEW_IMAGE)."""
+
+    def __init__(self, table_name: str, limits: StateLimits | None = None, client: Any = None) -> None:
+        self._table_name = table_name
+        self._limits = limits or StateLimits()
+        self._client = LazyClient("dynamodb", client)
+
+    def load(self, user_id: str) -> UserState:
+        try:
+            # Strongly consistent: the version read here is the one the conditional save compares with,
+            # so a stale read would only buy a guaranteed VersionConflict.
+            response = self._client.get().get_item(
+                TableName=self._table_name, Key={"user_id": {"S": user_id}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, self._table_name) from e
+        item = response.get("Item")
+        return decode_state(item) if item else UserState.new(user_id)
+
+    def save(self, state: UserState) -> UserState:
+        stored = replace(self._within_limits(state), version=state.version + 1)
+        condition: dict[str, Any]
+        if state.version == 0:
+            condition = {"ConditionExpression": "attribute_not_exists(user_id)"}
+        else:
+            condition = {
+                "ConditionExpression": "#v = :expected",
+                # `version` is a DynamoDB reserved word.
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":expected": {"N": str(state.version)}},
+            }
+        try:
+            self._client.get().put_item(TableName=self._table_name, Item=encode_state(stored), **condition)
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, self._table_name) from e
+        return stored
+
+    def _within_limits(self, state: UserState) -> UserState:
+        # The domain already trims; this keeps the item bounded (DynamoDB's 400 KB) whatever the caller.
+        limits = self._limits
+        return replace(
+            state,
+            recent=state.recent[-limits.recent_events :],
+            purchased=state.purchased[-limits.purchased_items :],
+            processed_ids=state.processed_ids[-limits.processed_ids :],
+        )
