@@ -1,0 +1,306 @@
+"""The retrain job's view of the event log: S3 objects in, model-ready sequences out.
+
+The log is what the Firehose stream writes under `events/year=YYYY/month=MM/day=DD/...`: newline
+terminated JSON records, each exactly `TrackedEvent.log_record(received_at)`. Delivery is
+at-least-once, so the same `event_id` can appear in several objects; it is counted once.
+
+Everything here is pure except `read_event_log`, which takes an injected S3 client.
+
+The item vocabulary and the held-out split are built together (`build_dataset`): the last event of
+every user with two or more events is held out for the gate, and the vocabulary is built from the
+remaining (training) events only, so that every item the published model knows was actually trained.
+A held-out item the training events never mention maps to index 0 (unknown), exactly as serving does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from nextpick.domain.events import EventType, TrackedEvent
+
+Interaction = tuple[int, int, float]
+"""(item index, event type code, strength) - the same as `nextpick_training.model.Interaction`."""
+
+UNKNOWN_ITEM = 0
+
+_PARTITION = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One event-log line: the event plus when nextpick received it."""
+
+    event: TrackedEvent
+    received_at: datetime
+
+    @property
+    def order_key(self) -> tuple[datetime, datetime, str]:
+        """Per-user order: event time, then arrival time, then id (total and deterministic)."""
+        return (self.event.timestamp, self.received_at, self.event.event_id)
+
+    @property
+    def interaction_fields(self) -> tuple[int, float]:
+        """(event type code, strength) exactly as serving feeds them to the model's `update`."""
+        return (self.event.event_type.code, self.event.strength)
+
+
+@dataclass
+class LogStats:
+    """What reading the log found (all counts are lines/records, not distinct events)."""
+
+    objects: int = 0
+    objects_skipped: int = 0
+    bytes: int = 0
+    lines: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    outside_window: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("received_at must be an ISO-8601 string")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_line(line: str | bytes) -> LogRecord | None:
+    """One log line -> record; None if it is blank. Raises ValueError if it is malformed."""
+    text = line.decode("utf-8") if isinstance(line, bytes) else line
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("a log record must be a JSON object")
+        fields = dict(raw)
+        received_at = _parse_time(fields.pop("received_at", None))
+        event = TrackedEvent.model_validate(fields)
+    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise ValueError(str(exc)) from exc
+    return LogRecord(event=event, received_at=received_at)
+
+
+def parse_lines(lines: Iterable[str | bytes], stats: LogStats | None = None) -> list[LogRecord]:
+    """Parse many lines, dropping (and counting in `stats.malformed`) the ones that are not records."""
+    stats = stats if stats is not None else LogStats()
+    records: list[LogRecord] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        stats.lines += 1
+        try:
+            record = parse_line(line)
+        except ValueError:
+            stats.malformed += 1
+            continue
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def object_lines(body: bytes) -> list[bytes]:
+    """The lines of one log object (gzip-compressed objects are accepted too)."""
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    return body.splitlines()
+
+
+def deduplicate(records: Iterable[LogRecord], stats: LogStats | None = None) -> list[LogRecord]:
+    """One record per `event_id`: the earliest `received_at` wins (the first seen on a tie)."""
+    stats = stats if stats is not None else LogStats()
+    kept: dict[str, LogRecord] = {}
+    for record in records:
+        event_id = record.event.event_id
+        seen = kept.get(event_id)
+        if seen is None:
+            kept[event_id] = record
+            continue
+        stats.duplicates += 1
+        if record.received_at < seen.received_at:
+            kept[event_id] = record
+    return list(kept.values())
+
+
+def in_window(records: Iterable[LogRecord], start: datetime, end: datetime) -> list[LogRecord]:
+    """The records whose event `timestamp` lies in [start, end]."""
+    return [r for r in records if start <= r.event.timestamp <= end]
+
+
+def partition_day(key: str) -> date | None:
+    """The day of a Firehose partition key (`.../year=2026/month=11/day=28/...`), if it has one."""
+    match = _PARTITION.search(key)
+    if match is None:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+
+
+def list_log_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    """Every object key under the prefix (all pages), in S3's (lexicographic) order."""
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            key = entry["Key"]
+            if not key.endswith("/"):
+                yield key
+
+
+def read_event_log(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    start: datetime,
+    end: datetime,
+    stats: LogStats | None = None,
+) -> list[LogRecord]:
+    """Every distinct event of the log whose `timestamp` lies in [start, end].
+
+    Objects are read in key order. An object in a partition more than one day before `start` is
+    skipped without being downloaded: Firehose partitions by arrival time and an accepted event is
+    never stamped more than a few minutes after it arrived, so such an object cannot hold an event
+    of the window. Keys without a partition are always read.
+    """
+    stats = stats if stats is not None else LogStats()
+    oldest_day = (start - timedelta(days=1)).date()
+    records: list[LogRecord] = []
+    for key in list_log_keys(s3, bucket, prefix):
+        day = partition_day(key)
+        if day is not None and day < oldest_day:
+            stats.objects_skipped += 1
+            continue
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        stats.objects += 1
+        stats.bytes += len(body)
+        records.extend(parse_lines(object_lines(body), stats))
+    unique = deduplicate(records, stats)
+    windowed = in_window(unique, start, end)
+    stats.outside_window += len(unique) - len(windowed)
+    return windowed
+
+
+def user_timelines(records: Iterable[LogRecord]) -> dict[str, list[LogRecord]]:
+    """Each user's records in (timestamp, received_at, event_id) order; users sorted by id."""
+    by_user: dict[str, list[LogRecord]] = defaultdict(list)
+    for record in records:
+        by_user[record.event.user_id].append(record)
+    return {user: sorted(by_user[user], key=lambda r: r.order_key) for user in sorted(by_user)}
+
+
+def build_vocabulary(item_ids: Iterable[str]) -> list[str | None]:
+    """`[None, most frequent item, ...]`: index 0 is the unknown item; ties broken by item id."""
+    counts = Counter(item_ids)
+    ordered = sorted(counts, key=lambda item: (-counts[item], item))
+    return [None, *ordered]
+
+
+def vocabulary_index(items: Sequence[str | None]) -> dict[str, int]:
+    return {item: index for index, item in enumerate(items) if item is not None}
+
+
+def encode(timeline: Iterable[LogRecord], index: Mapping[str, int]) -> list[Interaction]:
+    """A user's records as model interactions; items outside the vocabulary become index 0."""
+    out: list[Interaction] = []
+    for record in timeline:
+        event_type, strength = record.interaction_fields
+        out.append((index.get(record.event.item_id, UNKNOWN_ITEM), event_type, strength))
+    return out
+
+
+@dataclass
+class Dataset:
+    """Model-ready data of one training window.
+
+    `train_sequences[u]` is user `users[u]`'s events minus the held-out last one (all of them when
+    the user has a single event); it only contains vocabulary items (indices >= 1).
+    The gate's held-out set is, for every user with two or more events, the history
+    `train_sequences[u]` and the target `holdout_targets[j]` (the last event's item, 0 if unknown).
+    `holdout_item_ids[j]` is the target's item id, so another model's vocabulary can map it.
+    """
+
+    items: list[str | None]
+    users: list[str]
+    train_sequences: list[list[Interaction]]
+    holdout_users: list[int] = field(default_factory=list)
+    holdout_targets: list[int] = field(default_factory=list)
+    holdout_item_ids: list[str] = field(default_factory=list)
+    events: int = 0
+    first_timestamp: datetime | None = None
+    last_timestamp: datetime | None = None
+
+    @property
+    def num_items(self) -> int:
+        """Vocabulary size including index 0 (the contract's `num_items`)."""
+        return len(self.items)
+
+    @property
+    def train_events(self) -> int:
+        return sum(len(s) for s in self.train_sequences)
+
+    @property
+    def holdout_histories(self) -> list[list[Interaction]]:
+        return [self.train_sequences[u] for u in self.holdout_users]
+
+    def holdout_history_ids(self) -> list[list[tuple[str, int, float]]]:
+        """Held-out histories as (item id, event type, strength), for mapping into another vocabulary."""
+        return [[(self._item_id(i), t, s) for i, t, s in self.train_sequences[u]] for u in self.holdout_users]
+
+    def _item_id(self, index: int) -> str:
+        item = self.items[index]
+        assert item is not None
+        return item
+
+
+def build_dataset(records: Iterable[LogRecord], hold_out_last: bool = True) -> Dataset:
+    """Timelines -> held-out split -> vocabulary of the training events -> encoded sequences."""
+    timelines = user_timelines(records)
+    users = list(timelines)
+    train_parts: list[list[LogRecord]] = []
+    held: list[tuple[int, LogRecord]] = []
+    first: datetime | None = None
+    last: datetime | None = None
+    events = 0
+    for u, user in enumerate(users):
+        timeline = timelines[user]
+        events += len(timeline)
+        first = timeline[0].event.timestamp if first is None else min(first, timeline[0].event.timestamp)
+        last = timeline[-1].event.timestamp if last is None else max(last, timeline[-1].event.timestamp)
+        if hold_out_last and len(timeline) >= 2:
+            train_parts.append(timeline[:-1])
+            held.append((u, timeline[-1]))
+        else:
+            train_parts.append(timeline)
+    items = build_vocabulary(r.event.item_id for part in train_parts for r in part)
+    index = vocabulary_index(items)
+    return Dataset(
+        items=items,
+        users=users,
+        train_sequences=[encode(part, index) for part in train_parts],
+        holdout_users=[u for u, _ in held],
+        holdout_targets=[index.get(r.event.item_id, UNKNOWN_ITEM) for _, r in held],
+        holdout_item_ids=[r.event.item_id for _, r in held],
+        events=events,
+        first_timestamp=first,
+        last_timestamp=last,
+    )
+
+
+def event_type_names() -> list[str]:
+    """The manifest's `event_types`, in contract-code order."""
+    return [t.value for t in EventType]

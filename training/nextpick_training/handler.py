@@ -1,0 +1,93 @@
+"""The scheduled retrain Lambda (`RetrainFunction`, container image): one `run_retrain` per invocation.
+
+The function never raises for an outcome it expects: `published`, `rejected` and `skipped` are normal
+results, and `failed` is logged with its error and *returned*, not raised. This is deliberate: the
+schedule invokes the function asynchronously, and Lambda retries a raising asynchronous invocation
+(twice by default). A retry of a half-done run would train again for up to 15 minutes on the same
+data to reach, at best, the same decision; the next scheduled run supersedes a failed one anyway,
+and the `Retrain*` metrics plus `runs/<timestamp>.json` make failures visible. Because the pointer
+switch is the last write of a publish, a failure at any point leaves the live model as it was.
+(Only a Lambda timeout or out-of-memory kill escapes this; the template disables retries for those
+too: `RetryPolicy.MaximumRetryAttempts: 0` on the schedule.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nextpick_training.pipeline import RetrainResult, RetrainStatus, run_retrain
+from nextpick_training.settings import get_training_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@dataclass(frozen=True)
+class Clients:
+    s3: Any
+    events: Any
+
+
+_clients: Clients | None = None
+
+
+def clients() -> Clients:
+    """boto3 clients, built on first use and reused for the life of the container."""
+    global _clients
+    if _clients is None:
+        import boto3
+
+        _clients = Clients(s3=boto3.client("s3"), events=boto3.client("events"))
+    return _clients
+
+
+def reset_clients() -> None:
+    """Forget the cached clients (tests, or after a credentials change)."""
+    global _clients
+    _clients = None
+
+
+def _emit_metrics(result: RetrainResult) -> None:
+    metrics.add_dimension(name="status", value=result.status.value)
+    metrics.add_metric(name="RetrainRuns", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="RetrainSeconds", unit=MetricUnit.Seconds, value=result.durations.get("total", 0.0)
+    )
+    if result.counts:
+        metrics.add_metric(name="RetrainEvents", unit=MetricUnit.Count, value=result.counts.get("events", 0))
+        metrics.add_metric(
+            name="RetrainMalformedLines", unit=MetricUnit.Count, value=result.counts.get("malformed", 0)
+        )
+    if result.candidate_metrics:
+        metrics.add_metric(
+            name="CandidateNdcgAt10",
+            unit=MetricUnit.NoUnit,
+            value=result.candidate_metrics.get("ndcg@10", 0.0),
+        )
+    if result.live_metrics:
+        metrics.add_metric(
+            name="LiveNdcgAt10", unit=MetricUnit.NoUnit, value=result.live_metrics.get("ndcg@10", 0.0)
+        )
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_training_settings()
+    aws = clients()
+    result = run_retrain(aws.s3, aws.events, settings, datetime.now(UTC))
+    summary = result.model_dump(mode="json", exclude={"error"})
+    if result.status is RetrainStatus.FAILED:
+        logger.error("retrain failed", extra={"result": summary, "error": result.error})
+    else:
+        logger.info(f"retrain {result.status.value}", extra={"result": summary})
+    _emit_metrics(result)
+    return result.model_dump(mode="json")

@@ -1,0 +1,340 @@
+"""One retrain run: event log -> candidate model -> gate against the live model -> publish or not.
+
+    read the log window -> (too little data: skipped, nothing touched)
+    -> hold out each user's last event -> train on the rest -> export to .tflite
+    -> evaluate the candidate through LiteRT on the exported bytes
+    -> evaluate the live model (pointer -> manifest -> sha256-checked bytes) on the same held-out users,
+       mapping their items through the live manifest's vocabulary (unknown -> index 0)
+    -> gate: first model, or NDCG@k(candidate) >= NDCG@k(live) - tolerance
+    -> publish (model, manifest, pointer, ModelPublished) or reject
+    -> record the decision and both scores as runs/<timestamp>.json
+
+The published model is the one trained on the training split, i.e. exactly the bytes the gate
+scored (see docs/retrain.md). Any exception makes the run `failed`; the pointer is the last thing a
+publish writes, so a failed run never changes what is served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from nextpick.domain.events import EventType
+from nextpick.errors import ModelIntegrityError, NotFound
+from nextpick_training import data as data_lib
+from nextpick_training import evaluate as evaluate_lib
+from nextpick_training import export as export_lib
+from nextpick_training import model as model_lib
+from nextpick_training import publish as publish_lib
+from nextpick_training.settings import TrainingSettings
+
+logger = Logger(child=True)
+
+PURCHASE = EventType.PURCHASE.code
+
+
+class RetrainStatus(StrEnum):
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class RetrainResult(BaseModel):
+    """What a run decided and why; also the body of `runs/<timestamp>.json`."""
+
+    status: RetrainStatus
+    reason: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    candidate_version: str | None = None
+    candidate_metrics: dict[str, float] | None = None
+    live_version: str | None = None
+    live_metrics: dict[str, float] | None = None
+    gate_metric: str = "ndcg@10"
+    gate_tolerance: float = 0.0
+    published_version: str | None = None
+    previous_version: str | None = None
+    # Whether the ModelPublished event was accepted by the bus (published runs only).
+    notified: bool | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    durations: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    run_key: str | None = None
+
+
+def hyperparameters_from(overrides: dict[str, Any]) -> model_lib.Hyperparameters:
+    """`model.Hyperparameters` with the settings' overrides (lists become tuples); unknown names fail."""
+    known = {f.name for f in dataclasses.fields(model_lib.Hyperparameters)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}")
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return model_lib.Hyperparameters(**values)
+
+
+def metrics_dict(metrics: evaluate_lib.Metrics) -> dict[str, float]:
+    k = metrics.k
+    return {
+        f"hr@{k}": round(metrics.hit_rate, 6),
+        f"ndcg@{k}": round(metrics.ndcg, 6),
+        f"mrr@{k}": round(metrics.mrr, 6),
+        f"coverage@{k}": round(metrics.coverage, 6),
+        "users": float(metrics.users),
+    }
+
+
+class _ServingScorer:
+    """Scores like serving: fold from zeros through `update`, then `rank` excluding what the
+    request would exclude (index 0 always; by default the user's purchased items)."""
+
+    def __init__(self, model: Any, state_dim: int, exclusion: str) -> None:
+        self._model = model
+        self._state_dim = state_dim
+        self._exclusion = exclusion
+
+    def __call__(self, history: Sequence[model_lib.Interaction], exclude: np.ndarray) -> np.ndarray:
+        state = np.zeros(self._state_dim, dtype=np.float32)
+        for item, event_type, strength in history:
+            state = self._model.update(state, item, event_type, strength)
+        mask = np.array(exclude, dtype=np.float32)
+        if self._exclusion == "purchased":
+            bought = [
+                item for item, event_type, _ in history if event_type == PURCHASE and 0 < item < len(mask)
+            ]
+            mask[bought] = 1.0
+        return np.asarray(self._model.rank(state, mask), dtype=np.float32)
+
+
+def _evaluate(
+    model: Any, state_dim: int, histories: Any, targets: Any, num_items: int, settings: TrainingSettings
+) -> evaluate_lib.Metrics:
+    scorer = _ServingScorer(model, state_dim, settings.gate_exclusion)
+    return evaluate_lib.evaluate(
+        scorer,
+        histories,
+        targets,
+        num_items,
+        k=settings.gate_k,
+        exclude_seen=settings.gate_exclusion == "seen",
+    )
+
+
+def _map_holdout(dataset: data_lib.Dataset, items: Sequence[str | None]) -> tuple[list[Any], list[int]]:
+    """The held-out histories and targets in another vocabulary (unknown items -> index 0)."""
+    index = data_lib.vocabulary_index(items)
+    histories = [
+        [(index.get(item_id, 0), t, s) for item_id, t, s in history]
+        for history in dataset.holdout_history_ids()
+    ]
+    targets = [index.get(item_id, 0) for item_id in dataset.holdout_item_ids]
+    return histories, targets
+
+
+def _run_key(settings: TrainingSettings, started_at: datetime) -> str:
+    return f"{settings.runs_prefix}{started_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+
+
+def record_run(s3: Any, settings: TrainingSettings, result: RetrainResult) -> str:
+    """Write `runs/<timestamp>.json` (never overwriting: a same-second run gets a `-N` suffix)."""
+    base = _run_key(settings, result.started_at)
+    for attempt in range(100):
+        key = base if attempt == 0 else base.replace(".json", f"-{attempt}.json")
+        result.run_key = key
+        body = result.model_dump_json(indent=2).encode()
+        try:
+            s3.put_object(
+                Bucket=settings.model_bucket_name,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+            return key
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+    raise RuntimeError(f"could not find a free run key next to {base}")
+
+
+def run_retrain(
+    s3: Any,
+    events: Any,
+    settings: TrainingSettings,
+    now: datetime | None = None,
+) -> RetrainResult:
+    """Run the whole pipeline once. Never raises: every outcome (including errors) is a result."""
+    started = time.perf_counter()
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    result = RetrainResult(
+        status=RetrainStatus.FAILED,
+        reason="not finished",
+        started_at=now,
+        window_start=now - timedelta(days=settings.training_window_days),
+        window_end=now,
+        gate_metric=f"ndcg@{settings.gate_k}",
+        gate_tolerance=settings.gate_tolerance,
+    )
+    try:
+        _run(s3, events, settings, now, result)
+    except Exception as exc:
+        result.status = RetrainStatus.FAILED
+        result.reason = f"{type(exc).__name__}: {exc}"
+        result.error = "".join(traceback.format_exception(exc, limit=-8))
+        logger.exception("retrain failed; the live model is unchanged")
+    result.durations["total"] = round(time.perf_counter() - started, 3)
+    result.finished_at = datetime.now(UTC)
+    try:
+        record_run(s3, settings, result)
+    except Exception:
+        result.run_key = None
+        logger.exception("could not record the run")
+    return result
+
+
+def _timed(result: RetrainResult, name: str, started: float) -> None:
+    result.durations[name] = round(time.perf_counter() - started, 3)
+
+
+def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result: RetrainResult) -> None:
+    hparams = hyperparameters_from(settings.hyperparameters)
+    result.hyperparameters = json.loads(json.dumps(hparams.as_dict()))
+    assert result.window_start is not None
+    bucket = settings.model_bucket_name
+
+    # 1. The log window.
+    t = time.perf_counter()
+    stats = data_lib.LogStats()
+    records = data_lib.read_event_log(s3, bucket, settings.event_log_prefix, result.window_start, now, stats)
+    dataset = data_lib.build_dataset(records)
+    _timed(result, "read", t)
+    result.counts = {
+        **stats.as_dict(),
+        "events": dataset.events,
+        "users": len(dataset.users),
+        "items": dataset.num_items - 1,
+        "train_events": dataset.train_events,
+        "holdout_users": len(dataset.holdout_users),
+    }
+    logger.info("event log read", extra={"counts": result.counts})
+
+    # 2. Enough to learn from?
+    too_little = None
+    if dataset.events < settings.min_events:
+        too_little = f"only {dataset.events} events in the window (min_events={settings.min_events})"
+    elif len(dataset.users) < settings.min_users:
+        too_little = f"only {len(dataset.users)} users in the window (min_users={settings.min_users})"
+    elif not dataset.holdout_users or not any(len(s) >= 2 for s in dataset.train_sequences):
+        too_little = "no user has enough events to both train and hold one out"
+    if too_little:
+        result.status, result.reason = RetrainStatus.SKIPPED, too_little
+        logger.info("retrain skipped", extra={"reason": too_little})
+        return
+
+    # 3. Train on the training split, export, score the exported bytes through LiteRT.
+    t = time.perf_counter()
+    trained = model_lib.train(dataset.train_sequences, dataset.num_items, hparams)
+    _timed(result, "train", t)
+    t = time.perf_counter()
+    tflite = export_lib.export_tflite(trained)
+    _timed(result, "export", t)
+    sha = publish_lib.sha256_hex(tflite)
+    result.candidate_version = publish_lib.make_version(now, sha)
+    t = time.perf_counter()
+    candidate = export_lib.LiteRTModel(tflite)
+    histories = dataset.holdout_histories
+    candidate_metrics = _evaluate(
+        candidate, candidate.state_dim, histories, dataset.holdout_targets, candidate.num_items, settings
+    )
+    result.candidate_metrics = metrics_dict(candidate_metrics)
+    _timed(result, "evaluate_candidate", t)
+
+    # 4. The live model on the same held-out users.
+    t = time.perf_counter()
+    pointer = publish_lib.current_pointer(s3, bucket, settings.model_prefix)
+    live_problem = None
+    if pointer is not None:
+        result.live_version = str(pointer.get("version"))
+        try:
+            manifest, live_bytes = publish_lib.load_verified(
+                s3, bucket, settings.model_prefix, result.live_version
+            )
+            if publish_lib.sha256_hex(live_bytes) != pointer.get("sha256"):
+                raise ModelIntegrityError(f"model {result.live_version} does not match the pointer's sha256")
+        except (NotFound, ModelIntegrityError) as exc:
+            # Serving refuses such a model too, so there is nothing live to protect.
+            live_problem = f"live model {result.live_version} is unusable ({exc})"
+            logger.warning(live_problem)
+        else:
+            live = export_lib.LiteRTModel(live_bytes)
+            live_histories, live_targets = _map_holdout(dataset, manifest["items"])
+            live_metrics = _evaluate(
+                live, live.state_dim, live_histories, live_targets, live.num_items, settings
+            )
+            result.live_metrics = metrics_dict(live_metrics)
+    _timed(result, "evaluate_live", t)
+
+    # 5. The gate.
+    metric = result.gate_metric
+    candidate_score = result.candidate_metrics[metric]
+    if pointer is None:
+        passed, why = True, "first model"
+    elif live_problem is not None:
+        passed, why = True, live_problem
+    else:
+        assert result.live_metrics is not None
+        live_score = result.live_metrics[metric]
+        passed = candidate_score >= live_score - settings.gate_tolerance
+        relation = ">=" if passed else "<"
+        why = (
+            f"candidate {metric} {candidate_score:.4f} {relation} live {live_score:.4f}"
+            f" - tolerance {settings.gate_tolerance:g}"
+        )
+    logger.info("gate decided", extra={"passed": passed, "why": why})
+    if not passed:
+        result.status, result.reason = RetrainStatus.REJECTED, why
+        return
+
+    # 6. Publish (the pointer switch is the commit point).
+    t = time.perf_counter()
+    outcome = publish_lib.publish(
+        s3,
+        events,
+        bucket,
+        settings.model_prefix,
+        settings.event_bus_name,
+        tflite,
+        state_dim=trained.state_dim,
+        items=dataset.items,
+        training_window={
+            "start": publish_lib.utc_iso(result.window_start),
+            "end": publish_lib.utc_iso(now),
+            "events": dataset.train_events,
+            "users": sum(1 for s in dataset.train_sequences if s),
+            "first_event": publish_lib.utc_iso(dataset.first_timestamp) if dataset.first_timestamp else None,
+            "last_event": publish_lib.utc_iso(dataset.last_timestamp) if dataset.last_timestamp else None,
+            "holdout_users": len(dataset.holdout_users),
+        },
+        hyperparameters=result.hyperparameters,
+        metrics=dict(result.candidate_metrics),
+        created_at=now,
+    )
+    _timed(result, "publish", t)
+    result.status, result.reason = RetrainStatus.PUBLISHED, why
+    result.published_version = outcome.version
+    result.previous_version = outcome.previous_version
+    result.notified = outcome.notified

@@ -1,0 +1,69 @@
+"""Settings of the scheduled retrain job, read once per container from the Lambda environment.
+
+Every field is read from the upper-cased environment variable of the same name (the convention
+of `nextpick.settings.Settings`), e.g. `MODEL_BUCKET_NAME`, `TRAINING_WINDOW_DAYS`, `GATE_TOLERANCE`.
+`HYPERPARAMETERS` is a JSON object of overrides for `nextpick_training.model.Hyperparameters`."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TrainingSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_bucket_name: str = "nextpick-models"
+    # Prefix under which models/<version>/... and the pointer models/current.json live.
+    model_prefix: str = "models/"
+    # Prefix under which the Firehose stream writes the event log (events/year=.../month=.../day=...).
+    event_log_prefix: str = "events/"
+    # Prefix under which every run's decision is recorded as runs/<timestamp>.json.
+    runs_prefix: str = "runs/"
+    items_table_name: str = "nextpick-items"
+    event_bus_name: str = "nextpick"
+    # Only events whose `timestamp` lies in [now - training_window_days, now] are used.
+    training_window_days: int = Field(default=90, ge=1, le=3650)
+    # Below either threshold the run is `skipped` and nothing is touched.
+    min_events: int = Field(default=1000, ge=1)
+    min_users: int = Field(default=50, ge=1)
+    # Gate: the candidate is published iff NDCG@10(candidate) >= NDCG@10(live) - gate_tolerance.
+    gate_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Cut-off of the gate's ranking metrics (HR@k, NDCG@k, MRR@k).
+    gate_k: int = Field(default=10, ge=1, le=100)
+    # What the gate's rankings leave out besides index 0, as serving would: the user's purchased
+    # items (serving's default), every item in the history, or nothing.
+    gate_exclusion: Literal["purchased", "seen", "none"] = "purchased"
+    # Overrides of model.Hyperparameters fields (unknown names are rejected when the run starts).
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object of hyperparameter overrides")
+        return value
+
+    @field_validator("model_prefix", "event_log_prefix", "runs_prefix")
+    @classmethod
+    def _slash_terminated(cls, value: str) -> str:
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else value + "/"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> TrainingSettings:
+        env = os.environ if environ is None else environ
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_training_settings() -> TrainingSettings:
+    """Settings for this container: parsed on first use, then reused for every invocation."""
+    return TrainingSettings.from_env()
