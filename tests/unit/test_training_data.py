@@ -1,0 +1,211 @@
+"""The retrain job's reading of the event log (nextpick_training.data), without AWS."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from nextpick.domain.events import EventType, TrackedEvent
+from nextpick_training import data
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def line(
+    event_id: str,
+    user: str,
+    item: str,
+    minutes: float = 0,
+    event_type: str = "view",
+    received_after: float = 1.0,
+    **extra: Any,
+) -> str:
+    event = TrackedEvent(
+        event_id=event_id,
+        user_id=user,
+        item_id=item,
+        event_type=EventType(event_type),
+        timestamp=T0 + timedelta(minutes=minutes),
+        **extra,
+    )
+    return json.dumps(event.log_record(T0 + timedelta(minutes=minutes, seconds=received_after)))
+
+
+def records(*lines: str) -> list[data.LogRecord]:
+    stats = data.LogStats()
+    parsed = data.parse_lines(lines, stats)
+    assert stats.malformed == 0
+    return parsed
+
+
+def test_parse_line_reads_the_exact_log_record_format() -> None:
+    record = data.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
+    assert record is not None
+    assert record.event.event_id == "e1"
+    assert record.event.event_type is EventType.RATE
+    assert record.received_at == T0 + timedelta(seconds=1)
+    assert record.interaction_fields == (EventType.RATE.code, pytest.approx(0.8))
+
+
+def test_malformed_lines_are_dropped_and_counted() -> None:
+    stats = data.LogStats()
+    lines = [
+        line("e1", "u1", "i1"),
+        "{not json",
+        "[1, 2]",
+        json.dumps({"event_id": "e2", "user_id": "u1"}),  # misses fields
+        json.dumps({**json.loads(line("e3", "u1", "i1")), "received_at": None}),
+        json.dumps({**json.loads(line("e4", "u1", "i1")), "event_type": "teleport"}),
+        "",
+        "   ",
+        line("e5", "u1", "i2"),
+    ]
+    parsed = data.parse_lines(lines, stats)
+    assert [r.event.event_id for r in parsed] == ["e1", "e5"]
+    assert stats.malformed == 5
+    assert stats.lines == 7  # blank lines are not records
+
+
+def test_object_lines_accepts_plain_and_gzip_bodies() -> None:
+    body = (line("e1", "u1", "i1") + "\n" + line("e2", "u1", "i2") + "\n").encode()
+    assert len(data.object_lines(body)) == 2
+    assert data.object_lines(gzip.compress(body)) == data.object_lines(body)
+
+
+def test_duplicates_are_counted_once_keeping_the_earliest_arrival() -> None:
+    stats = data.LogStats()
+    late = line("e1", "u1", "i1", received_after=30)
+    early = line("e1", "u1", "i1", received_after=2)
+    unique = data.deduplicate(records(late, early, line("e2", "u1", "i2"), early), stats)
+    assert sorted(r.event.event_id for r in unique) == ["e1", "e2"]
+    assert stats.duplicates == 2
+    (e1,) = [r for r in unique if r.event.event_id == "e1"]
+    assert e1.received_at == T0 + timedelta(seconds=2)
+
+
+def test_window_keeps_events_by_their_timestamp() -> None:
+    recs = records(line("old", "u1", "i1", minutes=-10), line("in", "u1", "i1"), line("new", "u1", "i1", 10))
+    kept = data.in_window(recs, T0 - timedelta(minutes=1), T0 + timedelta(minutes=1))
+    assert [r.event.event_id for r in kept] == ["in"]
+
+
+def test_timelines_order_by_timestamp_then_arrival_then_id() -> None:
+    recs = records(
+        line("c", "u1", "i3", minutes=5),
+        line("b", "u1", "i2", minutes=1, received_after=9),
+        line("a", "u1", "i1", minutes=1, received_after=9),
+        line("z", "u1", "i4", minutes=1, received_after=3),
+        line("x", "u0", "i1"),
+    )
+    timelines = data.user_timelines(recs)
+    assert list(timelines) == ["u0", "u1"]
+    assert [r.event.event_id for r in timelines["u1"]] == ["z", "a", "b", "c"]
+
+
+def test_vocabulary_is_unknown_first_then_by_descending_frequency_with_id_ties() -> None:
+    vocab = data.build_vocabulary(["b", "a", "c", "a", "c", "d"])
+    assert vocab == [None, "a", "c", "b", "d"]
+    assert data.vocabulary_index(vocab) == {"a": 1, "c": 2, "b": 3, "d": 4}
+
+
+def test_build_dataset_holds_out_each_users_last_event_and_encodes_like_serving() -> None:
+    recs = records(
+        line("1", "u1", "shoe", 0, "view"),
+        line("2", "u1", "shoe", 1, "rate", rating=3),
+        line("3", "u1", "sock", 2, "purchase"),
+        line("4", "u2", "sock", 0, "click"),
+        line("5", "u2", "hat", 1, "add_to_cart"),  # held out; 'hat' never seen in training
+        line("6", "u3", "shoe", 0, "view"),  # single event: trained on, nothing held out
+    )
+    ds = data.build_dataset(recs)
+    assert ds.users == ["u1", "u2", "u3"]
+    assert ds.items == [None, "shoe", "sock"]  # from training events only: shoe x3, sock x1
+    assert ds.num_items == 3
+    assert ds.train_sequences == [
+        [(1, EventType.VIEW.code, 1.0), (1, EventType.RATE.code, pytest.approx(0.6))],
+        [(2, EventType.CLICK.code, 1.0)],
+        [(1, EventType.VIEW.code, 1.0)],
+    ]
+    assert ds.holdout_users == [0, 1]
+    assert ds.holdout_targets == [2, data.UNKNOWN_ITEM]
+    assert ds.holdout_item_ids == ["sock", "hat"]
+    assert ds.holdout_histories == [ds.train_sequences[0], ds.train_sequences[1]]
+    assert ds.holdout_history_ids()[1] == [("sock", EventType.CLICK.code, 1.0)]
+    assert ds.events == 6
+    assert ds.train_events == 4
+    # Every training interaction is a known item (the trainer rejects index 0).
+    assert all(item >= 1 for seq in ds.train_sequences for item, _, _ in seq)
+
+
+def test_encode_maps_unknown_items_to_zero() -> None:
+    recs = records(line("1", "u1", "known"), line("2", "u1", "stranger", 1))
+    assert data.encode(recs, {"known": 1}) == [(1, 0, 1.0), (0, 0, 1.0)]
+
+
+def test_partition_day() -> None:
+    assert (
+        data.partition_day("events/year=2026/month=11/day=28/nextpick-1-2026-11-28")
+        == datetime(2026, 11, 28).date()
+    )
+    assert data.partition_day("events/loose-object.json") is None
+    assert data.partition_day("events/year=2026/month=13/day=40/x") is None
+
+
+class FakeS3:
+    """list_objects_v2 (paginated, 2 keys a page) and get_object over a dict."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.reads: list[str] = []
+
+    def get_paginator(self, name: str) -> FakeS3:
+        assert name == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str) -> Any:
+        keys = sorted(k for k in self.objects if k.startswith(Prefix))
+        for start in range(0, len(keys), 2):
+            yield {"Contents": [{"Key": k} for k in keys[start : start + 2]]}
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        import io
+
+        self.reads.append(Key)
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def test_read_event_log_reads_every_page_dedupes_and_windows() -> None:
+    def obj(*lines: str) -> bytes:
+        return ("\n".join(lines) + "\n").encode()
+
+    s3 = FakeS3(
+        {
+            "events/year=2026/month=11/day=01/a": obj(line("e1", "u1", "i1"), line("e2", "u1", "i2", 1)),
+            "events/year=2026/month=11/day=01/b": obj(
+                line("e2", "u1", "i2", 1, received_after=99), "garbage"
+            ),
+            "events/year=2026/month=11/day=02/c": obj(line("e3", "u2", "i1", 60 * 24)),
+            "events/year=2026/month=11/day=02/d": obj(line("e4", "u2", "i1", 60 * 24 + 1)),
+            # Partition far before the window: never downloaded.
+            "events/year=2026/month=09/day=01/old": obj(line("e0", "u9", "i9", -60 * 24 * 61)),
+            # Events older than the window inside a recent object are read and then dropped.
+            "events/year=2026/month=11/day=02/e": obj(line("e5", "u3", "i1", -60 * 24 * 40)),
+            "other/ignored": obj(line("e9", "u1", "i1")),
+        }
+    )
+    stats = data.LogStats()
+    start, end = T0 - timedelta(days=30), T0 + timedelta(days=2)
+    recs = data.read_event_log(s3, "bucket", "events/", start, end, stats)
+    assert sorted(r.event.event_id for r in recs) == ["e1", "e2", "e3", "e4"]
+    assert stats.objects == 5
+    assert stats.objects_skipped == 1
+    assert stats.malformed == 1
+    assert stats.duplicates == 1
+    assert stats.outside_window == 1
+    assert "events/year=2026/month=09/day=01/old" not in s3.reads
+    (e2,) = [r for r in recs if r.event.event_id == "e2"]
+    assert e2.received_at == T0 + timedelta(minutes=1, seconds=1)
