@@ -1,0 +1,394 @@
+"use strict";
+// The demo storefront: every button sends a real event through the public API (POST /events, with the
+// API key) and the "Recommended for you" panel is redrawn from that same response. Nothing here is
+// faked on the client: titles come from the local catalog listing, everything else from the API.
+//
+// What the page needs from the local server (local/nextpick_local):
+//   GET /_local/config   -> {api_key, demo_users: [...], categories: [...]}   (no key needed)
+//   GET /_local/catalog  -> the products to show (title, category, price, stock); the public API
+//                           has no catalog listing route, so the local stack exposes one.
+
+const PAGE_SIZE = 24;
+const RECS_K = 10;
+const LOG_LENGTH = 15;
+const MODEL_POLL_MS = 10000;
+
+const EVENT_LABELS = { view: "View", add_to_cart: "Add to cart", purchase: "Buy" };
+
+const state = {
+  apiKey: "",
+  products: [],
+  productById: new Map(),
+  shown: 0,
+  shopper: "",
+  sessionId: "",
+  recs: [],
+  updates: 0,
+  lastEvent: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+// crypto.randomUUID only exists in secure contexts (https, localhost); the page may be opened
+// over a LAN address, so fall back to the same format built from getRandomValues.
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.details = (body && body.errors) || [];
+  }
+}
+
+// One call to the API (or a local-only route); returns the parsed body and the measured round trip.
+async function call(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (state.apiKey) headers["x-api-key"] = state.apiKey;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const started = performance.now();
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const rttMs = performance.now() - started;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { message: text.slice(0, 200) };
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return { data, rttMs };
+}
+
+function recommendQuery() {
+  const params = new URLSearchParams({ k: String(RECS_K) });
+  params.set("exclude_purchased", $("exclude-purchased").checked ? "true" : "false");
+  const category = $("category-select").value;
+  if ($("picks-in-category").checked && category) params.set("category", category);
+  return params.toString();
+}
+
+function showError(error) {
+  const banner = $("error-banner");
+  banner.replaceChildren();
+  const title = document.createElement("strong");
+  title.textContent = error.status ? `The API answered ${error.status}: ${error.message}` : String(error.message);
+  banner.append(title);
+  if (error.details && error.details.length) {
+    const list = document.createElement("ul");
+    for (const detail of error.details) {
+      const item = document.createElement("li");
+      item.textContent = `${detail.field}: ${detail.message}`;
+      list.append(item);
+    }
+    banner.append(list);
+  }
+  banner.hidden = false;
+}
+
+function clearError() {
+  $("error-banner").hidden = true;
+}
+
+function formatMs(ms) {
+  return ms === undefined || ms === null ? "–" : `${Number(ms).toFixed(ms < 10 ? 2 : 1)} ms`;
+}
+
+function formatPrice(price) {
+  return new Intl.NumberFormat(undefined, { style: "currency", currency: "EUR" }).format(price);
+}
+
+function titleOf(itemId) {
+  const product = state.productById.get(itemId);
+  return (product && product.title) || itemId;
+}
+
+// A stable hue per category so cards of one category share a colour.
+function hueOf(text) {
+  let hash = 0;
+  for (const ch of text) hash = (hash * 31 + ch.charCodeAt(0)) % 360;
+  return hash;
+}
+
+function setModelVersion(version) {
+  const label = version ? `model ${version}` : "no model yet";
+  $("model-badge").textContent = label;
+  $("model-badge").classList.toggle("badge-warn", !version);
+}
+
+// ---- catalog ---------------------------------------------------------------------------------
+
+function visibleProducts() {
+  const category = $("category-select").value;
+  return category ? state.products.filter((p) => p.category === category) : state.products;
+}
+
+function stockBadge(element, stock) {
+  element.className = "stock";
+  if (stock <= 0) {
+    element.textContent = "Out of stock";
+    element.classList.add("stock-out");
+  } else if (stock < 10) {
+    element.textContent = `Only ${stock} left`;
+    element.classList.add("stock-low");
+  } else {
+    element.textContent = "In stock";
+    element.classList.add("stock-ok");
+  }
+}
+
+function productCard(product) {
+  const card = $("product-card").content.firstElementChild.cloneNode(true);
+  card.dataset.itemId = product.item_id;
+  const art = card.querySelector(".card-art");
+  art.style.setProperty("--hue", hueOf(product.category));
+  art.setAttribute("aria-label", `Picture of ${product.title}`);
+  art.textContent = product.title.slice(0, 1).toUpperCase();
+  card.querySelector(".card-title").textContent = product.title;
+  card.querySelector(".card-category").textContent = product.category;
+  card.querySelector(".card-price").textContent = formatPrice(product.price);
+  stockBadge(card.querySelector(".stock"), product.stock);
+  for (const button of card.querySelectorAll("button[data-event]")) {
+    button.setAttribute("aria-label", `${button.textContent}: ${product.title}`);
+    // Nobody can add to cart or buy what is not in stock; viewing it is still a signal.
+    if (button.dataset.event !== "view" && product.stock <= 0) button.disabled = true;
+    button.addEventListener("click", () => track(product.item_id, button.dataset.event));
+  }
+  return card;
+}
+
+function renderProducts(reset) {
+  const grid = $("product-grid");
+  const products = visibleProducts();
+  if (reset) {
+    grid.replaceChildren();
+    state.shown = 0;
+  }
+  const next = products.slice(state.shown, state.shown + PAGE_SIZE);
+  grid.append(...next.map(productCard));
+  state.shown += next.length;
+  $("catalog-count").textContent = `${state.shown} of ${products.length} shown`;
+  $("show-more").hidden = state.shown >= products.length;
+}
+
+// ---- recommendations ---------------------------------------------------------------------------
+
+function movementOf(itemId, rank, previousRanks) {
+  if (!state.recs.length) return { text: "", label: "" };
+  if (!previousRanks.has(itemId)) return { text: "new", label: "entered the list", kind: "up" };
+  const moved = previousRanks.get(itemId) - rank;
+  if (moved > 0) return { text: `▲${moved}`, label: `up ${moved}`, kind: "up" };
+  if (moved < 0) return { text: `▼${-moved}`, label: `down ${-moved}`, kind: "down" };
+  return { text: "", label: "" };
+}
+
+function renderRecommendations(body, rttMs, reason) {
+  const recs = body.recommendations || [];
+  const previousRanks = new Map(state.recs.map((r, i) => [r.item_id, i]));
+  const list = $("recs-list");
+  list.replaceChildren();
+  const topScore = recs.length ? Math.max(...recs.map((r) => Math.abs(r.score))) || 1 : 1;
+  recs.forEach((rec, rank) => {
+    const item = document.createElement("li");
+    item.className = "rec";
+    item.dataset.itemId = rec.item_id;
+    const product = state.productById.get(rec.item_id);
+    const movement = movementOf(rec.item_id, rank, previousRanks);
+
+    const text = document.createElement("div");
+    text.className = "rec-text";
+    const title = document.createElement("span");
+    title.className = "rec-title";
+    title.textContent = titleOf(rec.item_id);
+    const meta = document.createElement("span");
+    meta.className = "rec-meta";
+    meta.textContent = `${product ? product.category : "not in catalog"} · score ${rec.score.toFixed(3)}`;
+    const bar = document.createElement("span");
+    bar.className = "score-bar";
+    bar.style.setProperty("--fill", `${Math.max(4, (Math.abs(rec.score) / topScore) * 100)}%`);
+    bar.setAttribute("aria-hidden", "true");
+    text.append(title, meta, bar);
+
+    const change = document.createElement("span");
+    change.className = `rec-change ${movement.kind ? `rec-change-${movement.kind}` : ""}`;
+    change.textContent = movement.text;
+    if (movement.label) change.title = movement.label;
+
+    const view = document.createElement("button");
+    view.type = "button";
+    view.className = "button button-small button-secondary";
+    view.textContent = "View";
+    view.setAttribute("aria-label", `View: ${titleOf(rec.item_id)}`);
+    view.addEventListener("click", () => track(rec.item_id, "view"));
+
+    item.append(text, change, view);
+    list.append(item);
+  });
+  state.recs = recs;
+  state.updates += 1;
+
+  const panel = $("recs-panel");
+  panel.dataset.modelVersion = body.model_version || "";
+  panel.dataset.items = recs.map((r) => r.item_id).join(",");
+  panel.dataset.updates = String(state.updates);
+  $("recs-version").textContent = body.model_version ? `model ${body.model_version}` : "no model";
+  $("recs-for").textContent = `For ${body.user_id} · ${reason}`;
+  $("took-ms").textContent = formatMs(body.took_ms);
+  $("rtt-ms").textContent = formatMs(rttMs);
+  $("updated-at").textContent = new Date().toLocaleTimeString();
+  $("recs-empty").hidden = recs.length > 0;
+  setModelVersion(body.model_version);
+}
+
+async function loadRecommendations() {
+  const path = `/users/${encodeURIComponent(state.shopper)}/recommendations?${recommendQuery()}`;
+  try {
+    const { data, rttMs } = await call("GET", path);
+    clearError();
+    renderRecommendations(data, rttMs, "current picks");
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// ---- events ------------------------------------------------------------------------------------
+
+function logEntry(event, outcome) {
+  const entry = document.createElement("li");
+  entry.className = "log-entry";
+  const when = document.createElement("time");
+  when.dateTime = event.timestamp;
+  when.textContent = new Date(event.timestamp).toLocaleTimeString();
+  const what = document.createElement("span");
+  what.className = "log-what";
+  what.textContent = `${EVENT_LABELS[event.event_type] || event.event_type} · ${titleOf(event.item_id)}`;
+  const status = document.createElement("span");
+  status.className = `status status-${outcome.status}`;
+  status.textContent = outcome.status;
+  const timing = document.createElement("span");
+  timing.className = "log-timing";
+  const timings = outcome.tookMs === undefined ? "" : ` · ${formatMs(outcome.tookMs)} / ${formatMs(outcome.rttMs)}`;
+  timing.textContent = `${event.user_id}${timings}`;
+  entry.append(when, what, status, timing);
+
+  const log = $("activity-log");
+  log.prepend(entry);
+  while (log.children.length > LOG_LENGTH) log.lastElementChild.remove();
+  $("activity-empty").hidden = true;
+}
+
+async function send(event) {
+  try {
+    const { data, rttMs } = await call("POST", `/events?${recommendQuery()}`, event);
+    clearError();
+    logEntry(event, { status: data.status, tookMs: data.took_ms, rttMs });
+    const reason = data.status === "duplicate" ? "unchanged (duplicate event)" : `after ${EVENT_LABELS[event.event_type]}`;
+    renderRecommendations(data, rttMs, reason);
+  } catch (error) {
+    logEntry(event, { status: error.status ? `rejected ${error.status}` : "failed" });
+    showError(error);
+  }
+}
+
+function track(itemId, eventType) {
+  const product = state.productById.get(itemId);
+  const event = {
+    event_id: uuid(),
+    user_id: state.shopper,
+    item_id: itemId,
+    event_type: eventType,
+    timestamp: new Date().toISOString(),
+    session_id: state.sessionId,
+  };
+  if (eventType === "add_to_cart" || eventType === "purchase") event.quantity = 1;
+  if (eventType === "purchase" && product) event.price = product.price;
+  state.lastEvent = event;
+  $("resend-last").disabled = false;
+  return send(event);
+}
+
+// ---- shoppers ----------------------------------------------------------------------------------
+
+function selectShopper(userId) {
+  state.shopper = userId;
+  state.sessionId = `web-${uuid()}`;
+  state.recs = [];
+  state.lastEvent = null;
+  $("resend-last").disabled = true;
+  $("shopper-select").value = userId;
+  return loadRecommendations();
+}
+
+function addShopperOption(userId, label) {
+  const option = document.createElement("option");
+  option.value = userId;
+  option.textContent = label;
+  $("shopper-select").append(option);
+}
+
+function newShopper() {
+  const userId = `new-shopper-${uuid().slice(0, 8)}`;
+  addShopperOption(userId, `${userId} (brand new)`);
+  return selectShopper(userId);
+}
+
+// ---- start -------------------------------------------------------------------------------------
+
+async function refreshModelBadge() {
+  try {
+    const { data } = await call("GET", "/model");
+    setModelVersion(data.model_version);
+  } catch (error) {
+    $("model-badge").textContent = "model: unavailable";
+  }
+}
+
+async function start() {
+  try {
+    const { data: config } = await call("GET", "/_local/config");
+    state.apiKey = config.api_key;
+    for (const user of config.demo_users) addShopperOption(user, user);
+    for (const category of config.categories) {
+      const option = document.createElement("option");
+      option.value = category;
+      option.textContent = category;
+      $("category-select").append(option);
+    }
+    const { data: catalog } = await call("GET", "/_local/catalog");
+    state.products = catalog.items;
+    state.productById = new Map(state.products.map((p) => [p.item_id, p]));
+    $("catalog-badge").textContent = `${state.products.length} products`;
+    renderProducts(true);
+    await refreshModelBadge();
+    setInterval(refreshModelBadge, MODEL_POLL_MS);
+    if (config.demo_users.length) await selectShopper(config.demo_users[0]);
+    else await newShopper();
+  } catch (error) {
+    showError(error);
+  }
+  document.body.dataset.ready = "true";
+}
+
+$("shopper-select").addEventListener("change", (e) => selectShopper(e.target.value));
+$("new-shopper").addEventListener("click", newShopper);
+$("category-select").addEventListener("change", () => {
+  renderProducts(true);
+  if ($("picks-in-category").checked) loadRecommendations();
+});
+$("picks-in-category").addEventListener("change", loadRecommendations);
+$("exclude-purchased").addEventListener("change", loadRecommendations);
+$("show-more").addEventListener("click", () => renderProducts(false));
+$("resend-last").addEventListener("click", () => state.lastEvent && send(state.lastEvent));
+
+start();

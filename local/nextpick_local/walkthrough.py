@@ -1,0 +1,424 @@
+"""`nextpick walkthrough`: replay one shopper's session against a running stack and narrate it.
+
+The shopper browses one category, then drifts to another (views, add-to-carts, purchases). After each
+event the tool prints how their top-10 changed (entered, left, moved), exactly as `POST /events`
+answered it. Then it fires a retrain (`POST /_local/retrain`), reports the model switch (or why the
+candidate was rejected) and checks that the shopper's picks survive it: the same user still gets a
+personalized list, with some overlap with what they had before.
+
+Everything goes through HTTP, as a shop would call the API; nothing is imported from the stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+DEFAULT_STATE_FILE = Path(".nextpick/local.json")
+TOP_K = 10
+# Each product the shopper looks at gets this little story; it cycles over the session.
+STEP_PATTERN = ("view", "view", "add_to_cart", "view", "purchase")
+# How much of the session stays in the first category before the shopper drifts.
+FIRST_CATEGORY_SHARE = 0.5
+# The local retrain trains a real model; give it time before declaring it stuck.
+RETRAIN_TIMEOUT_SECONDS = 900.0
+# Serving re-reads the model pointer on an interval; wait this long for it to pick up a new version.
+MODEL_SWITCH_TIMEOUT_SECONDS = 120.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Product:
+    item_id: str
+    title: str
+    category: str
+    price: float
+    stock: int
+
+
+@dataclass(frozen=True)
+class TopChange:
+    """How a top-K list changed: (rank, item) that entered, items that left, (item, old, new) moves."""
+
+    entered: list[tuple[int, str]]
+    left: list[str]
+    moved: list[tuple[str, int, int]]
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.entered or self.left or self.moved)
+
+
+def top_change(before: Sequence[str], after: Sequence[str]) -> TopChange:
+    old_rank = {item: rank for rank, item in enumerate(before, 1)}
+    new_rank = {item: rank for rank, item in enumerate(after, 1)}
+    return TopChange(
+        entered=[(rank, item) for item, rank in new_rank.items() if item not in old_rank],
+        left=[item for item in before if item not in new_rank],
+        moved=[
+            (item, old_rank[item], rank)
+            for item, rank in new_rank.items()
+            if item in old_rank and old_rank[item] != rank
+        ],
+    )
+
+
+class Client:
+    """The public API (with the key) and the local stack's `/_local/*` routes, over plain HTTP."""
+
+    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("x-api-key", self.api_key)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                message = json.loads(raw).get("message", raw.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                message = raw.decode(errors="replace")[:200]
+            raise ApiError(error.code, message) from None
+
+    def recommendations(self, user_id: str) -> dict[str, Any]:
+        return self.call(
+            "GET", f"/users/{urllib.parse.quote(user_id, safe='')}/recommendations", query={"k": str(TOP_K)}
+        )
+
+    def track(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", "/events", event, query={"k": str(TOP_K)})
+
+    def model_version(self) -> str | None:
+        return self.call("GET", "/model").get("model_version")
+
+    def catalog(self) -> list[Product]:
+        body = self.call("GET", "/_local/catalog")
+        return [
+            Product(p["item_id"], p.get("title") or p["item_id"], p["category"], p["price"], p["stock"])
+            for p in body["items"]
+        ]
+
+    def retrain(self) -> dict[str, Any]:
+        return self.call("POST", "/_local/retrain", timeout=RETRAIN_TIMEOUT_SECONDS)
+
+
+class Progress:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal, a line now and then otherwise."""
+
+    WIDTH = 28
+
+    def __init__(self, label: str, total: int | None = None, stream: TextIO = sys.stderr) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream
+        self.started = time.monotonic()
+        self.interactive = stream.isatty()
+        self._last_line = 0.0
+
+    def update(self, done: int | None = None) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.total and done is not None:
+            filled = round(self.WIDTH * done / self.total)
+            bar, tail = "#" * filled + "-" * (self.WIDTH - filled), f"{done}/{self.total}"
+        else:
+            # Unknown length: a block sweeping back and forth shows that we are still waiting.
+            position = int(elapsed * 4) % (2 * self.WIDTH - 8)
+            position = position if position < self.WIDTH - 4 else 2 * self.WIDTH - 8 - position
+            bar, tail = " " * position + "####" + " " * (self.WIDTH - 4 - position), ""
+        line = f"{self.label} [{bar}] {tail} {elapsed:5.1f}s"
+        if self.interactive:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+        elif elapsed - self._last_line >= 10 or (self.total and done == self.total):
+            self._last_line = elapsed
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def wait_with_progress(label: str, work: Callable[[], Any]) -> Any:
+    """Run a blocking call in a thread while a progress bar shows that it is still going."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    progress = Progress(label)
+    while worker.is_alive():
+        progress.update()
+        worker.join(0.25)
+    progress.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def plan_session(products: list[Product], events: int, rng: random.Random) -> list[tuple[Product, str]]:
+    """A shopper in one category who drifts to another: (product, event_type) in order.
+
+    The two categories are the two with the most products in stock, so every planned add-to-cart or
+    purchase is something a real shopper could do."""
+    by_category: dict[str, list[Product]] = {}
+    for product in products:
+        if product.stock > 0:
+            by_category.setdefault(product.category, []).append(product)
+    ranked = sorted(by_category, key=lambda c: (-len(by_category[c]), c))
+    if len(ranked) < 2:
+        raise SystemExit("the catalog needs in-stock products in at least two categories")
+    first, second = ranked[0], ranked[1]
+    first_events = max(1, round(events * FIRST_CATEGORY_SHARE))
+    plan: list[tuple[Product, str]] = []
+    for category, count in ((first, first_events), (second, events - first_events)):
+        # A handful of products per category, each visited for a few steps: a realistic short list.
+        shortlist = rng.sample(by_category[category], min(len(by_category[category]), 4))
+        for step in range(count):
+            product = shortlist[(step // len(STEP_PATTERN)) % len(shortlist)]
+            event_type = STEP_PATTERN[step % len(STEP_PATTERN)]
+            if event_type == "view" and step % len(STEP_PATTERN) == 1:
+                # Second view of a cycle: a neighbour, as a shopper comparing products would.
+                product = shortlist[(step // len(STEP_PATTERN) + 1) % len(shortlist)]
+            plan.append((product, event_type))
+    return plan
+
+
+class Narrator:
+    """Prints the session in terms a person follows: product titles, categories, ranks."""
+
+    def __init__(self, products: dict[str, Product], out: TextIO) -> None:
+        self.products = products
+        self.out = out
+
+    def name(self, item_id: str) -> str:
+        product = self.products.get(item_id)
+        return f"{product.title} ({product.category})" if product else f"{item_id} (not in catalog)"
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def top_list(self, items: Sequence[str], indent: str = "    ") -> None:
+        if not items:
+            self.say(f"{indent}(empty: no model is serving yet?)")
+        for rank, item in enumerate(items, 1):
+            self.say(f"{indent}{rank:>2}. {self.name(item)}")
+
+    def category_mix(self, items: Sequence[str]) -> str:
+        counts = Counter(
+            self.products[item].category if item in self.products else "unknown" for item in items
+        )
+        return ", ".join(f"{category} {count}" for category, count in counts.most_common())
+
+    def change(self, change: TopChange) -> None:
+        if change.unchanged:
+            self.say("        = top-10 unchanged")
+        for rank, item in change.entered:
+            self.say(f"        ↑ entered at #{rank}: {self.name(item)}")
+        for item in change.left:
+            self.say(f"        ↓ left: {self.name(item)}")
+        for item, old, new in change.moved:
+            arrow = "↗" if new < old else "↘"
+            self.say(f"        {arrow} moved #{old} → #{new}: {self.name(item)}")
+
+
+def item_ids(body: dict[str, Any]) -> list[str]:
+    return [rec["item_id"] for rec in body.get("recommendations", [])]
+
+
+def replay(client: Client, narrator: Narrator, user_id: str, plan: list[tuple[Product, str]]) -> list[str]:
+    """Send the planned events one by one; print each answer's change. Returns the final top-10."""
+    session_id = f"walkthrough-{uuid.uuid4().hex[:12]}"
+    current = item_ids(client.recommendations(user_id))
+    narrator.say(f"Starting top-{TOP_K} of {user_id}:")
+    narrator.top_list(current)
+    narrator.say()
+    for position, (product, event_type) in enumerate(plan, 1):
+        event: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()),
+            "user_id": user_id,
+            "item_id": product.item_id,
+            "event_type": event_type,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "session_id": session_id,
+        }
+        if event_type in ("add_to_cart", "purchase"):
+            event["quantity"] = 1
+        if event_type == "purchase":
+            event["price"] = product.price
+        started = time.perf_counter()
+        answer = client.track(event)
+        round_trip_ms = (time.perf_counter() - started) * 1000
+        after = item_ids(answer)
+        narrator.say(
+            f"[{position:>2}/{len(plan)}] {event_type:<11} {narrator.name(product.item_id)}"
+            f" -> {answer['status']}, server {answer['took_ms']:.1f} ms, round trip {round_trip_ms:.1f} ms"
+        )
+        narrator.change(top_change(current, after))
+        narrator.say(f"        top-10 by category: {narrator.category_mix(after)}")
+        current = after
+    return current
+
+
+def describe_retrain(result: dict[str, Any], before: str | None) -> str:
+    status = result.get("status")
+    reason = result.get("reason", "")
+    if status == "published":
+        return f"switched: {before or 'none'} → {result.get('published_version')} ({reason})"
+    if status == "rejected":
+        return f"kept: {before} (candidate {result.get('candidate_version')} rejected, reason: {reason})"
+    return f"kept: {before} (retrain {status}: {reason or result.get('error', '')})"
+
+
+def wait_for_model(client: Client, version: str) -> str | None:
+    """Serving polls the model pointer; wait until the API answers with `version` (or give up)."""
+    deadline = time.monotonic() + MODEL_SWITCH_TIMEOUT_SECONDS
+    progress = Progress("waiting for serving to load the new model")
+    serving = client.model_version()
+    while serving != version and time.monotonic() < deadline:
+        progress.update()
+        time.sleep(0.5)
+        serving = client.model_version()
+    progress.close()
+    return serving
+
+
+def retrain_section(client: Client, narrator: Narrator, user_id: str, before_top: list[str]) -> bool:
+    """Fire a retrain, report the version decision, and check the shopper's picks survive it."""
+    narrator.say("=== Retrain ===")
+    version_before = client.model_version()
+    narrator.say(f"model before: {version_before}")
+    result = wait_with_progress("retraining", client.retrain)
+    narrator.say(f"retrain {result.get('status')}: {describe_retrain(result, version_before)}")
+    if result.get("status") == "published":
+        serving = wait_for_model(client, result["published_version"])
+        if serving != result["published_version"]:
+            narrator.say(f"serving still answers with {serving} after {MODEL_SWITCH_TIMEOUT_SECONDS:.0f} s")
+            return False
+    answer = client.recommendations(user_id)
+    after_top = item_ids(answer)
+    cold_start = item_ids(client.recommendations(f"walkthrough-cold-{uuid.uuid4().hex[:8]}"))
+    narrator.say(f"model now: {answer.get('model_version')}")
+    narrator.say(f"{user_id}'s top-{TOP_K} after the retrain:")
+    narrator.top_list(after_top)
+    overlap = len(set(before_top) & set(after_top))
+    personalized = bool(after_top) and after_top != cold_start
+    narrator.say(f"overlap with the list before the retrain: {overlap}/{TOP_K}")
+    narrator.say(
+        "still personalized: "
+        + (
+            "yes (differs from a brand-new shopper's list)"
+            if personalized
+            else "NO (same as a brand-new shopper's list)"
+        )
+    )
+    narrator.say(f"top-10 by category: {narrator.category_mix(after_top)}")
+    return personalized
+
+
+def read_state_file(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="nextpick walkthrough",
+        description="Replay a shopper's session against a running stack and show how their picks change.",
+    )
+    parser.add_argument("--api-url", help="base URL of the API (default: from the local stack's state file)")
+    parser.add_argument("--api-key", help="the API key (default: from the local stack's state file)")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=DEFAULT_STATE_FILE,
+        help=f"the local stack's state file (default: {DEFAULT_STATE_FILE})",
+    )
+    parser.add_argument("--user", help="the shopper's user id (default: a new walkthrough shopper)")
+    parser.add_argument("--events", type=int, default=20, help="how many events to replay (default: 20)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the product choice")
+    parser.add_argument("--no-retrain", action="store_true", help="stop after the replay")
+    args = parser.parse_args(argv)
+    if args.events < 2:
+        parser.error("--events must be at least 2 (one per category)")
+    state = read_state_file(args.state_file)
+    args.api_url = args.api_url or state.get("api_url")
+    args.api_key = args.api_key or state.get("api_key")
+    if not args.api_url or not args.api_key:
+        parser.error(f"--api-url and --api-key are needed (no running stack found in {args.state_file})")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    rng = random.Random(args.seed)
+    client = Client(args.api_url, args.api_key)
+    user_id = args.user or f"walkthrough-{uuid.uuid4().hex[:8]}"
+    try:
+        products = client.catalog()
+        narrator = Narrator({p.item_id: p for p in products}, sys.stdout)
+        plan = plan_session(products, args.events, rng)
+        categories = list(dict.fromkeys(product.category for product, _ in plan))
+        narrator.say(
+            f"Shopper {user_id}: {len(plan)} events, browsing {categories[0]} then drifting to {categories[1]}"
+        )
+        narrator.say(f"API {client.base_url}, model {client.model_version()}")
+        narrator.say()
+        final_top = replay(client, narrator, user_id, plan)
+        narrator.say()
+        if args.no_retrain:
+            return 0
+        return 0 if retrain_section(client, narrator, user_id, final_top) else 1
+    except ApiError as error:
+        print(f"nextpick walkthrough: the API refused a call: {error}", file=sys.stderr)
+        return 2
+    except urllib.error.URLError as error:
+        print(f"nextpick walkthrough: cannot reach {client.base_url}: {error.reason}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
