@@ -15,6 +15,7 @@ import pytest
 from nextpick.domain.events import CatalogBatch, CatalogItem, EventBatch, ItemFields, TrackedEvent
 from nextpick.settings import Settings
 from nextpick_local.aws_resources import find_template, load_template, plan_stack
+from nextpick_training.settings import TrainingSettings
 
 TEMPLATE_PATH = find_template()
 REPO = TEMPLATE_PATH.parent
@@ -77,12 +78,24 @@ def test_every_environment_variable_is_a_setting_or_read_by_powertools(template:
     assert variables >= POWERTOOLS_VARIABLES
 
 
+def test_retrain_variables_are_training_settings(template: dict[str, Any]) -> None:
+    variables = set(_functions(template)["RetrainFunction"]["Environment"]["Variables"])
+    assert variables <= {name.upper() for name in TrainingSettings.model_fields}
+
+
 def test_environment_resolves_to_valid_settings() -> None:
     stack = plan_stack("nextpick-test")
     for function, environment in stack.environments.items():
         settings = Settings.from_env(dict(environment))
         assert settings.state_table_name == stack.state_table, function
         assert settings.event_log_stream_name == stack.event_log_stream, function
+    training = TrainingSettings.from_env(stack.env("RetrainFunction"))
+    assert (training.model_bucket_name, training.items_table_name, training.event_bus_name) == (
+        stack.model_bucket,
+        stack.items_table,
+        stack.event_bus,
+    )
+    assert training.training_window_days == 90
 
 
 def test_runtime_layer_ships_no_tensorflow_and_no_boto3() -> None:
