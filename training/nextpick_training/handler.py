@@ -13,6 +13,7 @@ too: `RetryPolicy.MaximumRetryAttempts: 0` on the schedule.)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +25,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nextpick_training.pipeline import RetrainResult, RetrainStatus, run_retrain
 from nextpick_training.settings import get_training_settings
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+# The template sets POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE; the fallbacks keep the
+# handler usable when it is imported before the environment is (tests, the local stack).
+logger = Logger(service=os.getenv("POWERTOOLS_SERVICE_NAME") or "nextpick")
+tracer = Tracer(service=os.getenv("POWERTOOLS_SERVICE_NAME") or "nextpick")
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "Nextpick")
 
 
 @dataclass(frozen=True)
