@@ -1,53 +1,10 @@
-"""Unit-test fixtures: a hand-checkable numpy model honouring the model contract."""
+"""Unit-test fixtures."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
 import pytest
 
-
-class NumpyModel:
-    """state' = decay * state + weight[event_type] * strength * E[item]; scores = E @ state.
-
-    Small enough to check by hand, and it follows docs/model-contract.md exactly (index 0 is the
-    unknown item, excluded items score -1e9)."""
-
-    def __init__(self, items: Sequence[str], dim: int = 4, version: str = "v1", seed: int = 0) -> None:
-        self._items: tuple[str | None, ...] = (None, *items)
-        rng = np.random.default_rng(seed)
-        self.embeddings = rng.normal(size=(len(self._items), dim)).astype(np.float32)
-        self.embeddings[0] = 0.0
-        self.decay = np.float32(0.5)
-        self.weights = np.array([1, 1, 2, -1, 3, 2], dtype=np.float32)
-        self._version = version
-        self.update_calls = 0
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def state_dim(self) -> int:
-        return int(self.embeddings.shape[1])
-
-    @property
-    def items(self) -> Sequence[str | None]:
-        return self._items
-
-    def item_index(self, item_id: str) -> int:
-        try:
-            return self._items.index(item_id)
-        except ValueError:
-            return 0
-
-    def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray:
-        self.update_calls += 1
-        return self.decay * state + self.weights[event_type] * np.float32(strength) * self.embeddings[item]
-
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        return self.embeddings @ state - exclude * np.float32(1e9)
+from tests.unit.numpy_model import NumpyModel
 
 
 @pytest.fixture

@@ -3,19 +3,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from nextpick.domain.events import (
-    EventsRequest,
+    EventsBody,
     EventType,
     TrackedEvent,
     check_not_in_future,
     describe_errors,
-    events_of,
 )
 from nextpick.errors import InvalidInput
 
-events_request: TypeAdapter = TypeAdapter(EventsRequest)
 VALID = {
     "event_id": "evt-1",
     "user_id": "user-1",
@@ -27,13 +25,13 @@ VALID = {
 
 def errors_for(payload: object) -> list[dict[str, str]]:
     with pytest.raises(ValidationError) as info:
-        events_request.validate_python(payload)
+        EventsBody.model_validate(payload)
     return describe_errors(info.value.errors())
 
 
 def test_single_event_and_batch_parse_to_the_same_events() -> None:
-    single = events_of(events_request.validate_python(VALID))
-    batch = events_of(events_request.validate_python({"events": [VALID]}))
+    single = EventsBody.model_validate(VALID).events
+    batch = EventsBody.model_validate({"events": [VALID]}).events
     assert single == batch
     assert single[0].timestamp == datetime(2026, 11, 28, 12, tzinfo=UTC)
 

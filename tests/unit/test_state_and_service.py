@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import NumpyModel
 
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
 from nextpick.domain.events import CatalogItem, TrackedEvent
@@ -14,6 +13,7 @@ from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
 from nextpick.errors import ConcurrentUpdate, InvalidInput, VersionConflict
+from tests.unit.numpy_model import NumpyModel
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    RootModel,
     StringConstraints,
     Tag,
     field_validator,
@@ -118,8 +119,16 @@ EventsRequest = Annotated[
 ]
 
 
-def events_of(request: TrackedEvent | EventBatch) -> list[TrackedEvent]:
-    return request.events if isinstance(request, EventBatch) else [request]
+class EventsBody(RootModel[EventsRequest]):
+    """The body of `POST /events` (and a ShopperEvent's detail): one event or a batch."""
+
+    @property
+    def events(self) -> list[TrackedEvent]:
+        return self.root.events if isinstance(self.root, EventBatch) else [self.root]
+
+    @property
+    def is_single(self) -> bool:
+        return isinstance(self.root, TrackedEvent)
 
 
 def check_not_in_future(events: list[TrackedEvent], now: datetime, max_skew: timedelta) -> None:
@@ -175,8 +184,12 @@ CatalogRequest = Annotated[
 ]
 
 
-def items_of(request: CatalogItem | CatalogBatch) -> list[CatalogItem]:
-    return request.items if isinstance(request, CatalogBatch) else [request]
+class CatalogBody(RootModel[CatalogRequest]):
+    """A CatalogItem bus event's detail: one item or a batch."""
+
+    @property
+    def items(self) -> list[CatalogItem]:
+        return self.root.items if isinstance(self.root, CatalogBatch) else [self.root]
 
 
 class Recommendation(BaseModel):
@@ -193,7 +206,8 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     path = ""
     for part in loc:
         if isinstance(part, int):
-            path += f"[{part}]"
+            # A bare position (no field before it) is a character offset in an unparsable body.
+            path += f"[{part}]" if path else ""
         elif part not in _LOCATION_NOISE or (path == "" and part in ("query", "path") and len(loc) == 1):
             path += f".{part}" if path else str(part)
     return path or "body"

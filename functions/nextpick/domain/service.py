@@ -3,6 +3,8 @@ with picks for a user. Wires the ports together; knows nothing of AWS."""
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +46,12 @@ class ServiceConfig:
     max_future_skew: timedelta = timedelta(minutes=5)
 
 
+def jittered_backoff(attempt: int) -> None:
+    """Full-jitter exponential backoff between optimistic-lock retries (2 ms doubling, capped at 50 ms),
+    so writers contending for one user spread out instead of colliding again in lockstep."""
+    time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+
+
 @dataclass
 class Recommender:
     states: StateRepository
@@ -51,6 +59,7 @@ class Recommender:
     catalog: CatalogSource
     config: ServiceConfig = field(default_factory=ServiceConfig)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    backoff: Callable[[int], None] = jittered_backoff
     _masks: MaskCache = field(default_factory=MaskCache)
 
     def track(self, events: list[TrackedEvent], options: RecommendOptions) -> TrackResult:
@@ -84,7 +93,9 @@ class Recommender:
     def _apply_with_retry(
         self, user_id: str, events: list[TrackedEvent], model: RankingModel | None, now: datetime
     ) -> tuple[UserState, list]:
-        for _ in range(self.config.max_write_attempts):
+        for attempt in range(self.config.max_write_attempts):
+            if attempt:
+                self.backoff(attempt)
             state = self.states.load(user_id)
             new_state, statuses = apply_events(state, events, model, self.config.limits, now)
             if new_state is state:  # every event was a duplicate: nothing to write

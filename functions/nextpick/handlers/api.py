@@ -1,6 +1,7 @@
 """REST API (API Gateway proxy events): events in, fresh recommendations out; catalog upkeep."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Powertools reads the route signatures at run time
+# (through the tracer's wrapper), so the annotations must be real objects, not strings.
 
 import time
 from dataclasses import asdict
@@ -19,11 +20,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nextpick.domain.events import (
     CatalogBatch,
     CatalogItem,
-    EventsRequest,
+    EventsBody,
     ItemFields,
-    TrackedEvent,
     describe_errors,
-    events_of,
 )
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import TrackResult
@@ -33,7 +32,9 @@ from nextpick.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+# The namespace is fixed in code so that a handler imported before its environment is set (tests, the
+# local stack) still emits valid EMF; the template sets the same value.
+metrics = Metrics(namespace="Nextpick")
 app = APIGatewayRestResolver(enable_validation=True)
 
 ID_PATTERN = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
@@ -64,20 +65,20 @@ def _track_body(result: TrackResult, single: bool, started: float) -> dict[str, 
 @app.post("/events")
 @tracer.capture_method
 def post_events(
-    request: Annotated[EventsRequest, Body()],
+    request: Annotated[EventsBody, Body()],
     k: K = None,
     exclude_purchased: ExcludePurchased = None,
     category: Category = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    events = events_of(request)
+    events = request.events
     if len(events) > get_settings().max_batch_events:
         raise InvalidInput("events", f"at most {get_settings().max_batch_events} events per request")
     result = wiring.recommender().track(events, _options(k, exclude_purchased, category))
     for status in ("accepted", "duplicate"):
         count = sum(1 for r in result.results if r.status == status)
         metrics.add_metric(name=f"Events{status.capitalize()}", unit=MetricUnit.Count, value=count)
-    return _track_body(result, isinstance(request, TrackedEvent), started)
+    return _track_body(result, request.is_single, started)
 
 
 @app.get("/users/<user_id>/recommendations")

@@ -13,20 +13,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import TypeAdapter
 
-from nextpick.domain.events import CatalogRequest, EventsRequest, describe_errors, events_of, items_of
+from nextpick.domain.events import CatalogBody, EventsBody, describe_errors
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.handlers import wiring
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+# The namespace is fixed in code so that a handler imported before its environment is set (tests, the
+# local stack) still emits valid EMF; the template sets the same value.
+metrics = Metrics(namespace="Nextpick")
 
 SHOPPER_EVENT = "ShopperEvent"
 CATALOG_ITEM = "CatalogItem"
-_events_request: TypeAdapter[Any] = TypeAdapter(EventsRequest)
-_catalog_request: TypeAdapter[Any] = TypeAdapter(CatalogRequest)
 
 
 @logger.inject_lambda_context
@@ -36,14 +35,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     envelope = parse(event=event, model=EventBridgeModel)
     try:
         if envelope.detail_type == SHOPPER_EVENT:
-            events = events_of(_events_request.validate_python(envelope.detail))
+            events = EventsBody.model_validate(envelope.detail).events
             result = wiring.recommender().track(events, RecommendOptions())
             accepted = sum(1 for r in result.results if r.status == "accepted")
             metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
             metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(events) - accepted)
             return {"results": [{"event_id": r.event_id, "status": r.status.value} for r in result.results]}
         if envelope.detail_type == CATALOG_ITEM:
-            items = items_of(_catalog_request.validate_python(envelope.detail))
+            items = CatalogBody.model_validate(envelope.detail).items
             wiring.catalog().put_items(items)
             return {"stored": len(items)}
     except ValidationError as error:

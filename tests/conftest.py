@@ -1,0 +1,67 @@
+"""Fixtures shared by every test layer: a real, tiny model trained in the test session.
+
+Serving tests use a genuine TFLite artifact produced by the real training and export code, never a
+mocked model: 36 shoppers over 24 items in 3 categories, each shopper loyal to one category."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+CATEGORIES = ("shoes", "books", "garden")
+ITEMS_PER_CATEGORY = 8
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    tflite: bytes
+    items: list[str | None]  # the vocabulary: items[0] is the unknown item
+    state_dim: int
+    category_of: dict[str, str]
+
+    def manifest_fields(self) -> dict[str, object]:
+        return {
+            "state_dim": self.state_dim,
+            "items": self.items,
+            "training_window": {"events": 0},
+            "hyperparameters": {},
+            "metrics": {},
+        }
+
+
+def tiny_catalog() -> dict[str, str]:
+    return {
+        f"item-{c * ITEMS_PER_CATEGORY + i + 1}": category
+        for c, category in enumerate(CATEGORIES)
+        for i in range(ITEMS_PER_CATEGORY)
+    }
+
+
+def train_tiny_model(seed: int) -> TinyModel:
+    from nextpick_training.export import export_tflite
+    from nextpick_training.model import Hyperparameters, train
+
+    category_of = tiny_catalog()
+    items: list[str | None] = [None, *category_of]
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for user in range(36):
+        home = user % len(CATEGORIES)
+        own = [1 + home * ITEMS_PER_CATEGORY + i for i in range(ITEMS_PER_CATEGORY)]
+        sequences.append([(int(rng.choice(own)), int(rng.choice([0, 2, 4])), 1.0) for _ in range(12)])
+    hparams = Hyperparameters(embedding_dim=8, hidden_dim=16, epochs=3, batch_size=64, seed=seed)
+    model = train(sequences, num_items=len(items), hparams=hparams)
+    return TinyModel(export_tflite(model), items, model.state_dim, category_of)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> TinyModel:
+    return train_tiny_model(seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_v2() -> TinyModel:
+    """A second, differently trained model: what a retrain would publish."""
+    return train_tiny_model(seed=2)
