@@ -45,8 +45,8 @@ def records(*lines: str) -> list[data.LogRecord]:
 def test_parse_line_reads_the_exact_log_record_format() -> None:
     record = data.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
     assert record is not None
-    assert record.event.event_id == "e1"
-    assert record.event.event_type is EventType.RATE
+    assert record.event_id == "e1"
+    assert record.event_type is EventType.RATE
     assert record.received_at == T0 + timedelta(seconds=1)
     assert record.interaction_fields == (EventType.RATE.code, pytest.approx(0.8))
 
@@ -65,7 +65,7 @@ def test_malformed_lines_are_dropped_and_counted() -> None:
         line("e5", "u1", "i2"),
     ]
     parsed = data.parse_lines(lines, stats)
-    assert [r.event.event_id for r in parsed] == ["e1", "e5"]
+    assert [r.event_id for r in parsed] == ["e1", "e5"]
     assert stats.malformed == 5
     assert stats.lines == 7  # blank lines are not records
 
@@ -81,16 +81,16 @@ def test_duplicates_are_counted_once_keeping_the_earliest_arrival() -> None:
     late = line("e1", "u1", "i1", received_after=30)
     early = line("e1", "u1", "i1", received_after=2)
     unique = data.deduplicate(records(late, early, line("e2", "u1", "i2"), early), stats)
-    assert sorted(r.event.event_id for r in unique) == ["e1", "e2"]
+    assert sorted(r.event_id for r in unique) == ["e1", "e2"]
     assert stats.duplicates == 2
-    (e1,) = [r for r in unique if r.event.event_id == "e1"]
+    (e1,) = [r for r in unique if r.event_id == "e1"]
     assert e1.received_at == T0 + timedelta(seconds=2)
 
 
 def test_window_keeps_events_by_their_timestamp() -> None:
     recs = records(line("old", "u1", "i1", minutes=-10), line("in", "u1", "i1"), line("new", "u1", "i1", 10))
     kept = data.in_window(recs, T0 - timedelta(minutes=1), T0 + timedelta(minutes=1))
-    assert [r.event.event_id for r in kept] == ["in"]
+    assert [r.event_id for r in kept] == ["in"]
 
 
 def test_timelines_order_by_timestamp_then_arrival_then_id() -> None:
@@ -103,7 +103,7 @@ def test_timelines_order_by_timestamp_then_arrival_then_id() -> None:
     )
     timelines = data.user_timelines(recs)
     assert list(timelines) == ["u0", "u1"]
-    assert [r.event.event_id for r in timelines["u1"]] == ["z", "a", "b", "c"]
+    assert [r.event_id for r in timelines["u1"]] == ["z", "a", "b", "c"]
 
 
 def test_vocabulary_is_unknown_first_then_by_descending_frequency_with_id_ties() -> None:
@@ -200,12 +200,12 @@ def test_read_event_log_reads_every_page_dedupes_and_windows() -> None:
     stats = data.LogStats()
     start, end = T0 - timedelta(days=30), T0 + timedelta(days=2)
     recs = data.read_event_log(s3, "bucket", "events/", start, end, stats)
-    assert sorted(r.event.event_id for r in recs) == ["e1", "e2", "e3", "e4"]
+    assert sorted(r.event_id for r in recs) == ["e1", "e2", "e3", "e4"]
     assert stats.objects == 5
     assert stats.objects_skipped == 1
     assert stats.malformed == 1
     assert stats.duplicates == 1
     assert stats.outside_window == 1
     assert "events/year=2026/month=09/day=01/old" not in s3.reads
-    (e2,) = [r for r in recs if r.event.event_id == "e2"]
+    (e2,) = [r for r in recs if r.event_id == "e2"]
     assert e2.received_at == T0 + timedelta(minutes=1, seconds=1)

@@ -35,22 +35,42 @@ UNKNOWN_ITEM = 0
 _PARTITION = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogRecord:
-    """One event-log line: the event plus when nextpick received it."""
+    """One event-log line, validated as a `TrackedEvent`, reduced to what training needs.
 
-    event: TrackedEvent
+    (A full pydantic event per record would cost several times the memory; a 90-day window can hold
+    millions of events.)"""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: EventType
+    strength: float
+    timestamp: datetime
     received_at: datetime
+
+    @classmethod
+    def of(cls, event: TrackedEvent, received_at: datetime) -> LogRecord:
+        return cls(
+            event_id=event.event_id,
+            user_id=event.user_id,
+            item_id=event.item_id,
+            event_type=event.event_type,
+            strength=event.strength,
+            timestamp=event.timestamp,
+            received_at=received_at,
+        )
 
     @property
     def order_key(self) -> tuple[datetime, datetime, str]:
         """Per-user order: event time, then arrival time, then id (total and deterministic)."""
-        return (self.event.timestamp, self.received_at, self.event.event_id)
+        return (self.timestamp, self.received_at, self.event_id)
 
     @property
     def interaction_fields(self) -> tuple[int, float]:
         """(event type code, strength) exactly as serving feeds them to the model's `update`."""
-        return (self.event.event_type.code, self.event.strength)
+        return (self.event_type.code, self.strength)
 
 
 @dataclass
@@ -92,7 +112,7 @@ def parse_line(line: str | bytes) -> LogRecord | None:
         event = TrackedEvent.model_validate(fields)
     except (ValidationError, json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise ValueError(str(exc)) from exc
-    return LogRecord(event=event, received_at=received_at)
+    return LogRecord.of(event, received_at)
 
 
 def parse_lines(lines: Iterable[str | bytes], stats: LogStats | None = None) -> list[LogRecord]:
@@ -125,7 +145,7 @@ def deduplicate(records: Iterable[LogRecord], stats: LogStats | None = None) -> 
     stats = stats if stats is not None else LogStats()
     kept: dict[str, LogRecord] = {}
     for record in records:
-        event_id = record.event.event_id
+        event_id = record.event_id
         seen = kept.get(event_id)
         if seen is None:
             kept[event_id] = record
@@ -138,7 +158,7 @@ def deduplicate(records: Iterable[LogRecord], stats: LogStats | None = None) -> 
 
 def in_window(records: Iterable[LogRecord], start: datetime, end: datetime) -> list[LogRecord]:
     """The records whose event `timestamp` lies in [start, end]."""
-    return [r for r in records if start <= r.event.timestamp <= end]
+    return [r for r in records if start <= r.timestamp <= end]
 
 
 def partition_day(key: str) -> date | None:
@@ -199,7 +219,7 @@ def user_timelines(records: Iterable[LogRecord]) -> dict[str, list[LogRecord]]:
     """Each user's records in (timestamp, received_at, event_id) order; users sorted by id."""
     by_user: dict[str, list[LogRecord]] = defaultdict(list)
     for record in records:
-        by_user[record.event.user_id].append(record)
+        by_user[record.user_id].append(record)
     return {user: sorted(by_user[user], key=lambda r: r.order_key) for user in sorted(by_user)}
 
 
@@ -219,7 +239,7 @@ def encode(timeline: Iterable[LogRecord], index: Mapping[str, int]) -> list[Inte
     out: list[Interaction] = []
     for record in timeline:
         event_type, strength = record.interaction_fields
-        out.append((index.get(record.event.item_id, UNKNOWN_ITEM), event_type, strength))
+        out.append((index.get(record.item_id, UNKNOWN_ITEM), event_type, strength))
     return out
 
 
@@ -279,22 +299,22 @@ def build_dataset(records: Iterable[LogRecord], hold_out_last: bool = True) -> D
     for u, user in enumerate(users):
         timeline = timelines[user]
         events += len(timeline)
-        first = timeline[0].event.timestamp if first is None else min(first, timeline[0].event.timestamp)
-        last = timeline[-1].event.timestamp if last is None else max(last, timeline[-1].event.timestamp)
+        first = timeline[0].timestamp if first is None else min(first, timeline[0].timestamp)
+        last = timeline[-1].timestamp if last is None else max(last, timeline[-1].timestamp)
         if hold_out_last and len(timeline) >= 2:
             train_parts.append(timeline[:-1])
             held.append((u, timeline[-1]))
         else:
             train_parts.append(timeline)
-    items = build_vocabulary(r.event.item_id for part in train_parts for r in part)
+    items = build_vocabulary(r.item_id for part in train_parts for r in part)
     index = vocabulary_index(items)
     return Dataset(
         items=items,
         users=users,
         train_sequences=[encode(part, index) for part in train_parts],
         holdout_users=[u for u, _ in held],
-        holdout_targets=[index.get(r.event.item_id, UNKNOWN_ITEM) for _, r in held],
-        holdout_item_ids=[r.event.item_id for _, r in held],
+        holdout_targets=[index.get(r.item_id, UNKNOWN_ITEM) for _, r in held],
+        holdout_item_ids=[r.item_id for _, r in held],
         events=events,
         first_timestamp=first,
         last_timestamp=last,
