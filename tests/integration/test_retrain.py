@@ -326,6 +326,30 @@ def test_training_that_raises_fails_the_run_without_raising(
     assert record["status"] == "failed"
 
 
+def test_a_live_model_that_fails_its_checksum_is_replaced(
+    stack: Stack, s3: Any, invoke: Callable[..., dict[str, Any]]
+) -> None:
+    now = datetime.now(UTC)
+    write_log(s3, stack.model_bucket, shop_log(now), now)
+    broken = {
+        "version": "20260101T000000Z-00000000",
+        "model_key": "models/20260101T000000Z-00000000/model.tflite",
+        "manifest_key": "models/20260101T000000Z-00000000/manifest.json",
+        "sha256": "0" * 64,
+        "published_at": "2026-01-01T00:00:00Z",
+    }
+    s3.put_object(Bucket=stack.model_bucket, Key="models/current.json", Body=json.dumps(broken).encode())
+
+    result = invoke()
+
+    # Serving refuses such a model as well, so there is nothing live for the gate to protect.
+    assert result["status"] == "published", result["reason"]
+    assert "unusable" in result["reason"]
+    assert result["live_version"] == broken["version"] and result["live_metrics"] is None
+    assert result["previous_version"] == broken["version"]
+    assert get_json(s3, stack.model_bucket, "models/current.json")["version"] == result["published_version"]
+
+
 class DenyPointerWrites:
     """An S3 client whose PutObject on the pointer is denied (as by a missing IAM permission)."""
 

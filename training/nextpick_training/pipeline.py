@@ -270,11 +270,7 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     if pointer is not None:
         result.live_version = str(pointer.get("version"))
         try:
-            manifest, live_bytes = publish_lib.load_verified(
-                s3, bucket, settings.model_prefix, result.live_version
-            )
-            if publish_lib.sha256_hex(live_bytes) != pointer.get("sha256"):
-                raise ModelIntegrityError(f"model {result.live_version} does not match the pointer's sha256")
+            manifest, live_bytes = publish_lib.load_live(s3, bucket, pointer)
         except (NotFound, ModelIntegrityError) as exc:
             # Serving refuses such a model too, so there is nothing live to protect.
             live_problem = f"live model {result.live_version} is unusable ({exc})"

@@ -186,6 +186,35 @@ def load_verified(s3: Any, bucket: str, prefix: str, version: str) -> tuple[dict
     return manifest, data
 
 
+def load_live(s3: Any, bucket: str, pointer: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The pointer's manifest and model, read through the pointer's own keys as serving reads them,
+    after checking the bytes against the sha256 of both the manifest and the pointer.
+
+    Raises NotFound if an object is missing, ModelIntegrityError if a checksum or the manifest is wrong."""
+    version = str(pointer.get("version"))
+    objects: dict[str, bytes] = {}
+    for name in ("manifest_key", "model_key"):
+        key = pointer.get(name)
+        if not isinstance(key, str):
+            raise ModelIntegrityError(f"the pointer to {version!r} has no {name}")
+        try:
+            objects[name] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(f"model {version!r}: s3://{bucket}/{key} is missing") from exc
+            raise
+    try:
+        manifest: dict[str, Any] = json.loads(objects["manifest_key"])
+    except ValueError as exc:
+        raise ModelIntegrityError(f"model {version!r} has an unreadable manifest") from exc
+    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != version:
+        raise ModelIntegrityError(f"model {version!r} has an invalid manifest")
+    digest = sha256_hex(objects["model_key"])
+    if digest != manifest.get("sha256") or digest != pointer.get("sha256"):
+        raise ModelIntegrityError(f"model {version!r} fails its sha256 check")
+    return manifest, objects["model_key"]
+
+
 def list_versions(s3: Any, bucket: str, prefix: str = "models/") -> list[str]:
     """Every version that has a manifest, oldest first (versions sort by creation time)."""
     versions: set[str] = set()
