@@ -1,0 +1,1 @@
+"""nextpick retraining: the next-item model, its TFLite export, evaluation and baselines."""
