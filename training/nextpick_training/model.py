@@ -473,7 +473,10 @@ def _chunk_states_tf(
     carry = tf.math.unsorted_segment_sum(
         gathered[:, None, :] * batch["entry_weight"][:, :, None], batch["entry_row"], n
     )  # [B, K, D]
-    sums = tf.einsum("ktj,bjd->btkd", inner, weighted) + tf.transpose(carry_pow)[None, :, :, None] * carry[:, None, :, :]
+    sums = (
+        tf.einsum("ktj,bjd->btkd", inner, weighted)
+        + tf.transpose(carry_pow)[None, :, :, None] * carry[:, None, :, :]
+    )
     abs_w = tf.abs(batch["weights"])
     norms = (
         tf.einsum("ktj,bj->btk", inner, abs_w) + tf.transpose(carry_pow)[None] * batch["carry_norms"][:, None]
