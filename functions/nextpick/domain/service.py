@@ -30,6 +30,15 @@ class UserRecommendations:
     user_id: str
     model_version: str | None
     recommendations: list[Recommendation]
+    # Time spent building the mask, scoring the catalog and picking the top K (for metrics).
+    rank_ms: float = 0.0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "user_id": self.user_id,
+            "model_version": self.model_version,
+            "recommendations": [r.model_dump() for r in self.recommendations],
+        }
 
 
 @dataclass(frozen=True)
@@ -120,5 +129,7 @@ class Recommender:
             if options.exclude_purchased is None
             else options.exclude_purchased
         )
+        started = time.perf_counter()
         picks = top_k(model, vector, masks, state.purchased, options.k, exclude_purchased, options.category)
-        return UserRecommendations(state.user_id, model.version, picks)
+        rank_ms = (time.perf_counter() - started) * 1000
+        return UserRecommendations(state.user_id, model.version, picks, rank_ms)

@@ -25,7 +25,7 @@ from nextpick.domain.events import (
     describe_errors,
 )
 from nextpick.domain.ranking import RecommendOptions
-from nextpick.domain.service import TrackResult
+from nextpick.domain.service import TrackResult, UserRecommendations
 from nextpick.errors import InvalidInput, NextpickError
 from nextpick.handlers import wiring
 from nextpick.settings import get_settings
@@ -50,14 +50,21 @@ def _options(k: int | None, exclude_purchased: bool | None, category: str | None
     return RecommendOptions(k or settings.default_k, exclude_purchased, category)
 
 
+def _observe(users: list[UserRecommendations]) -> None:
+    for user in users:
+        if user.model_version is not None:
+            metrics.add_metric(name="RankingLatency", unit=MetricUnit.Milliseconds, value=user.rank_ms)
+            metrics.add_metadata(key="model_version", value=user.model_version)
+
+
 def _track_body(result: TrackResult, single: bool, started: float) -> dict[str, Any]:
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     if single:
         (event,), (user,) = result.results, result.users
-        return {**asdict(event), **asdict(user), "took_ms": took_ms}
+        return {**asdict(event), **user.as_json(), "took_ms": took_ms}
     return {
         "results": [asdict(r) for r in result.results],
-        "users": [asdict(u) for u in result.users],
+        "users": [u.as_json() for u in result.users],
         "took_ms": took_ms,
     }
 
@@ -78,6 +85,7 @@ def post_events(
     for status in ("accepted", "duplicate"):
         count = sum(1 for r in result.results if r.status == status)
         metrics.add_metric(name=f"Events{status.capitalize()}", unit=MetricUnit.Count, value=count)
+    _observe(result.users)
     return _track_body(result, request.is_single, started)
 
 
@@ -91,7 +99,8 @@ def get_recommendations(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     user = wiring.recommender().recommendations(user_id, _options(k, exclude_purchased, category))
-    return {**asdict(user), "took_ms": round((time.perf_counter() - started) * 1000, 3)}
+    _observe([user])
+    return {**user.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
 @app.put("/items/<item_id>")
