@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
 from nextpick.domain.events import CatalogBatch, CatalogItem, EventBatch, ItemFields, TrackedEvent
 from nextpick.settings import Settings
-from nextpick_local.aws_resources import find_template, load_template, plan_stack
+from nextpick_local.aws_resources import create_stack, find_template, load_template, plan_stack
 from nextpick_training.settings import TrainingSettings
 
 TEMPLATE_PATH = find_template()
@@ -216,21 +219,25 @@ def test_sample_payloads_follow_the_event_contract(samples: dict[str, Any]) -> N
             TrackedEvent.model_validate(log_record)
 
 
-@pytest.mark.slow
-def test_zip_functions_build_without_docker_and_fit_lambda(tmp_path: Path) -> None:
-    """`sam build` of every zip resource (the image needs Docker) gives a layer + function within 250 MB."""
+@pytest.fixture(scope="module")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` of every zip resource (the image needs Docker): the directory of the artifacts."""
     sam = _sam()
     if sam is None:
         pytest.skip("the sam CLI is not installed (pip install aws-sam-cli)")
-    build_dir = tmp_path / "build"
+    build_dir = tmp_path_factory.mktemp("sam") / "build"
     command = [sam, "build", "--region", "us-east-1", "--template-file", str(TEMPLATE_PATH)]
     command += ["--exclude", "RetrainFunction", "--no-cached", "--build-dir", str(build_dir)]
     result = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, env=_sam_env(), timeout=900, check=False
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return build_dir
 
-    layer, function = build_dir / "RuntimeLayer", build_dir / "ApiFunction"
+
+@pytest.mark.slow
+def test_zip_functions_build_without_docker_and_fit_lambda(sam_build: Path) -> None:
+    layer, function = sam_build / "RuntimeLayer", sam_build / "ApiFunction"
     assert sorted(path.name for path in function.iterdir()) == ["nextpick"]
     assert not list(function.rglob("__pycache__"))
     size = sum(
@@ -240,3 +247,157 @@ def test_zip_functions_build_without_docker_and_fit_lambda(tmp_path: Path) -> No
     assert not [path for path in layer.rglob("tensorflow") if path.is_dir()]
     assert not list(layer.glob("python/boto3")) and not list(layer.glob("python/botocore"))
     assert (layer / "python" / "ai_edge_litert").is_dir() and (layer / "python" / "numpy").is_dir()
+
+
+# Calls one handler the way the Lambda runtime does: argv = sys.path entries, handler, event file.
+INVOKE = """
+import importlib, json, sys
+sys.path[:0] = sys.argv[1].split(":")
+module, _, function = sys.argv[2].rpartition(".")
+handler = getattr(importlib.import_module(module), function)
+
+class Context:
+    function_name = "nextpick-local"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nextpick-local"
+    aws_request_id = "local-request"
+    log_group_name = "/aws/lambda/nextpick-local"
+    log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self):
+        return 10_000
+
+with open(sys.argv[3]) as event:
+    print("RESULT=" + json.dumps(handler(json.load(event), Context())))
+"""
+
+
+def _python_312() -> str | None:
+    """A real Python 3.12 interpreter (a version manager's shim may refuse to run outside its setting)."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [
+        shutil.which("python3.12"),
+        *sorted(map(str, pyenv_root.glob("versions/3.12*/bin/python3.12"))),
+    ]
+    probe = "import sys; assert sys.version_info[:2] == (3, 12); print(sys.executable)"
+    for candidate in filter(None, candidates):
+        run = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, check=False)
+        if run.returncode == 0:
+            return run.stdout.strip()
+    return None
+
+
+@pytest.fixture(scope="module")
+def lambda_runtime(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Path]]:
+    """Python 3.12 and what Lambda puts beside the function code: the runtime layer, built by the same
+    Makefile for this machine's CPU (the real one is arm64), and boto3, which the runtime ships."""
+    python = _python_312()
+    if python is None:
+        pytest.skip("python3.12 (the Lambda runtime's version) is not installed")
+    root = tmp_path_factory.mktemp("runtime")
+    machine = platform.machine()
+    platforms = " ".join(
+        f"--platform {tag}_{machine}" for tag in ("manylinux2014", "manylinux_2_27", "manylinux_2_28")
+    )
+    pip = f"{sys.executable} -m pip"
+    layer = [
+        *("make", "-s", "-C", str(REPO / "layers" / "runtime"), "build-RuntimeLayer"),
+        *(f"ARTIFACTS_DIR={root / 'layer'}", f"PIP={pip}", f"PLATFORMS={platforms}"),
+    ]
+    runtime = [
+        *(
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+        ),
+        *platforms.split(),
+        *("-t", str(root / "runtime"), "boto3"),
+    ]
+    for command in (layer, runtime):
+        run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+    return python, [root / "layer" / "python", root / "runtime"]
+
+
+def _invoke(
+    python: str, code_paths: list[Path], handler: str, sample: str, environment: dict[str, str]
+) -> Any:
+    paths = ":".join(str(path) for path in code_paths)
+    command = [python, "-S", "-c", INVOKE, paths, handler, str(EVENTS_DIR / sample)]
+    run = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, f"{handler} {sample}: {run.stderr[-3000:]}"
+    line = next(line for line in run.stdout.splitlines() if line.startswith("RESULT="))
+    return json.loads(line.removeprefix("RESULT="))
+
+
+@pytest.mark.slow
+def test_built_functions_handle_every_sample_event(
+    sam_build: Path,
+    lambda_runtime: tuple[str, list[Path]],
+    template: dict[str, Any],
+    samples: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `sam local invoke -e events/<sample>` does, without Docker: each zip function's built code,
+    with only its layer and the runtime's boto3 importable (python -S: no site-packages), answers each
+    of its sample events against the template's resources in a moto server."""
+    python, runtime_paths = lambda_runtime
+    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        session = boto3.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+        )
+        stack = create_stack("nextpick-local", session=session, endpoint_url=endpoint)
+        results: dict[str, Any] = {}
+        for function, properties in _functions(template).items():
+            if properties.get("PackageType") == "Image":
+                continue  # RetrainFunction: its image needs Docker to build
+            code_paths = [sam_build / function, *runtime_paths]
+            for event in properties["Events"].values():
+                for sample in _samples_for(event, samples):
+                    environment = {
+                        "PATH": os.environ.get("PATH", ""),
+                        "AWS_ACCESS_KEY_ID": "local",
+                        "AWS_SECRET_ACCESS_KEY": "local",
+                        "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL": endpoint,
+                        "POWERTOOLS_TRACE_DISABLED": "true",
+                        **stack.env(function),
+                    }
+                    results[sample] = _invoke(python, code_paths, properties["Handler"], sample, environment)
+
+        s3 = session.client("s3", endpoint_url=endpoint)
+        log_keys = [
+            obj["Key"] for obj in s3.list_objects_v2(Bucket=stack.model_bucket, Prefix="events/")["Contents"]
+        ]
+        logged = [
+            json.loads(line)["event_id"]
+            for key in log_keys
+            for line in s3.get_object(Bucket=stack.model_bucket, Key=key)["Body"].read().splitlines()
+        ]
+    finally:
+        server.stop()
+
+    for name, result in results.items():
+        if name.startswith("api_"):
+            assert result["statusCode"] == 200, f"{name}: {result}"
+    assert results["bus_shopper_event.json"]["results"][0]["status"] == "accepted"
+    assert results["dynamodb_stream_state.json"] == {"batchItemFailures": []}
+    records = samples["dynamodb_stream_state.json"]["Records"]
+    shipped = [
+        json.loads(entry["S"])["event_id"]
+        for record in records
+        for entry in record["dynamodb"]["NewImage"]["outbox"]["L"]
+    ]
+    assert sorted(logged) == sorted(shipped)
