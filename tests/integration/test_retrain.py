@@ -19,10 +19,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+import nextpick_training.handler as handler_module
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.domain.events import EventType, TrackedEvent
 from nextpick.errors import ModelIntegrityError, NotFound
-from nextpick_training import handler as handler_module
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
 from nextpick_training.pipeline import RetrainStatus, run_retrain
@@ -299,6 +299,10 @@ def test_too_little_data_is_skipped_and_nothing_is_touched(
 
     # Enough events but too few users is skipped too.
     assert invoke(MIN_EVENTS="10", MIN_USERS="9")["reason"].startswith("only 8 users")
+    # A configuration mistake fails the run (returned, not raised) before anything is read.
+    failed = invoke(HYPERPARAMETERS='{"epochz": 3}')
+    assert failed["status"] == "failed" and "unknown hyperparameters: epochz" in failed["reason"]
+    assert pointer_bytes(s3, stack.model_bucket) == fake_pointer
 
 
 def test_training_that_raises_fails_the_run_without_raising(
@@ -430,7 +434,7 @@ def test_rollback_switches_back_and_refuses_a_corrupt_version(
     v1 = publish_tiny(s3, stack, tiny_tflite, t0).version
     v2 = publish_tiny(s3, stack, tiny_tflite, t0 + timedelta(hours=1)).version
     assert publish_lib.list_versions(s3, bucket) == [v1, v2]
-    assert publish_lib.current_pointer(s3, bucket)["version"] == v2  # type: ignore[index]
+    assert (publish_lib.current_pointer(s3, bucket) or {}).get("version") == v2
     model_published()
 
     outcome = publish_lib.rollback(s3, events, bucket, "models/", stack.event_bus, v1)
@@ -467,7 +471,7 @@ def test_versions_are_never_overwritten_and_the_pointer_is_compare_and_swap(
     v1 = publish_tiny(s3, stack, tiny_tflite, t0).version
     with pytest.raises(publish_lib.VersionExists):
         publish_tiny(s3, stack, tiny_tflite, t0)
-    assert publish_lib.current_pointer(s3, stack.model_bucket)["version"] == v1  # type: ignore[index]
+    assert (publish_lib.current_pointer(s3, stack.model_bucket) or {}).get("version") == v1
 
     # A publisher that read the pointer before someone else switched it does not overwrite it.
     _, stale_etag = publish_lib.read_pointer(s3, stack.model_bucket, "models/")
@@ -475,4 +479,4 @@ def test_versions_are_never_overwritten_and_the_pointer_is_compare_and_swap(
     manifest = publish_lib.read_manifest(s3, stack.model_bucket, "models/", v1)
     with pytest.raises(publish_lib.PointerConflict):
         publish_lib._switch_pointer(s3, stack.model_bucket, "models/", manifest, stale_etag, t0)
-    assert publish_lib.current_pointer(s3, stack.model_bucket)["version"] == v2  # type: ignore[index]
+    assert (publish_lib.current_pointer(s3, stack.model_bucket) or {}).get("version") == v2

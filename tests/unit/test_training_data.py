@@ -209,3 +209,29 @@ def test_read_event_log_reads_every_page_dedupes_and_windows() -> None:
     assert "events/year=2026/month=09/day=01/old" not in s3.reads
     (e2,) = [r for r in recs if r.event_id == "e2"]
     assert e2.received_at == T0 + timedelta(minutes=1, seconds=1)
+
+
+def test_training_settings_from_env() -> None:
+    from nextpick_training.pipeline import hyperparameters_from
+    from nextpick_training.settings import TrainingSettings
+
+    settings = TrainingSettings.from_env(
+        {
+            "MODEL_BUCKET_NAME": "bucket",
+            "EVENT_LOG_PREFIX": "log",
+            "MIN_EVENTS": "10",
+            "GATE_TOLERANCE": "0.05",
+            "HYPERPARAMETERS": '{"epochs": 3, "decays": [0.5, 1.0]}',
+            "STATE_TABLE_NAME": "ignored: another function's variable",
+        }
+    )
+    assert settings.model_bucket_name == "bucket"
+    assert settings.event_log_prefix == "log/"
+    assert (settings.min_events, settings.gate_tolerance, settings.training_window_days) == (10, 0.05, 90)
+    hp = hyperparameters_from(settings.hyperparameters)
+    assert hp.epochs == 3 and hp.decays == (0.5, 1.0)
+    with pytest.raises(ValueError, match="unknown hyperparameters: nope"):
+        hyperparameters_from({"nope": 1})
+    with pytest.raises(ValueError):
+        TrainingSettings.from_env({"HYPERPARAMETERS": "[1, 2]"})
+    assert TrainingSettings.from_env({"HYPERPARAMETERS": ""}).hyperparameters == {}
