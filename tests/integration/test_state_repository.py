@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.domain.events import EventType, TrackedEvent
@@ -153,43 +153,60 @@ def test_missing_table_is_storage_unavailable(aws: None, dynamodb: Any) -> None:
 
 
 class FailingClient:
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def _fail(self, operation: str) -> None:
-        raise ClientError({"Error": {"Code": self.code, "Message": "boom"}}, operation)
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
     def get_item(self, **_: Any) -> None:
-        self._fail("GetItem")
+        raise self.error
 
     def put_item(self, **_: Any) -> None:
-        self._fail("PutItem")
+        raise self.error
+
+
+def client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "boom"}}, "Operation")
 
 
 @pytest.mark.parametrize(
-    "code",
+    "error",
     [
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
+        client_error("ProvisionedThroughputExceededException"),
+        client_error("ThrottlingException"),
+        client_error("RequestLimitExceeded"),
+        client_error("InternalServerError"),
+        client_error("ServiceUnavailable"),
+        ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+        EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+    ],
+    ids=[
+        "throughput",
+        "throttling",
+        "request-limit",
+        "internal",
+        "unavailable",
+        "read-timeout",
+        "unreachable",
     ],
 )
-def test_throttling_and_outages_are_storage_unavailable(code: str) -> None:
-    repo = DynamoDbStateRepository("t", client=FailingClient(code))
+def test_throttling_and_outages_are_storage_unavailable(error: Exception) -> None:
+    repo = DynamoDbStateRepository("t", client=FailingClient(error))
     with pytest.raises(StorageUnavailable) as caught:
         repo.load("user-1")
-    assert isinstance(caught.value.__cause__, ClientError)
+    assert caught.value.__cause__ is error
     with pytest.raises(StorageUnavailable):
         repo.save(UserState.new("user-1"))
 
 
-def test_other_client_errors_surface_unchanged() -> None:
-    # A validation error is a bug, not an outage: it must not be retried as a 503.
-    repo = DynamoDbStateRepository("t", client=FailingClient("ValidationException"))
-    with pytest.raises(ClientError):
-        repo.load("user-1")
+@pytest.mark.parametrize(
+    "error",
+    [client_error("ValidationException"), client_error("AccessDeniedException"), NoCredentialsError()],
+)
+def test_bugs_and_misconfiguration_surface_unchanged(error: Exception) -> None:
+    # Retrying cannot fix these: they must not be disguised as a 503 "try again".
+    repo = DynamoDbStateRepository("t", client=FailingClient(error))
+    with pytest.raises(type(error)) as caught:
+        repo.save(UserState.new("user-1"))
+    assert caught.value is error
 
 
 def test_concurrent_writers_lose_no_update_and_double_nothing(

@@ -5,10 +5,11 @@ container. AWS failures leave an adapter only as the domain errors of `nextpick.
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from nextpick.errors import StorageUnavailable, VersionConflict
 
@@ -59,8 +60,9 @@ def translate(error: Exception, resource: str) -> Exception:
     """The domain error for an AWS failure on `resource` (a table or stream name), to be raised
     `from error`. Codes that mean a bug or a broken deployment (validation, access denied) come back
     unchanged: retrying cannot fix them, so they must surface as 500s with their original detail."""
-    if isinstance(error, BotoCoreError):
-        # Connection reset, read timeout, endpoint unreachable: botocore already retried these.
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        # Endpoint unreachable, connection reset, read timeout: botocore already retried these. Other
+        # BotoCoreErrors (bad parameters, no credentials, no region) are bugs and stay what they are.
         return StorageUnavailable(f"{resource}: {error}")
     if not isinstance(error, ClientError):
         return error
@@ -74,3 +76,11 @@ def translate(error: Exception, resource: str) -> Exception:
             f"{resource} does not exist (not deployed, or wrong name in the environment)"
         )
     return error
+
+
+def raise_translated(error: Exception, resource: str) -> NoReturn:
+    """Raise `translate(error, resource)` chained to `error`, or `error` itself when it stays as is."""
+    translated = translate(error, resource)
+    if translated is error:
+        raise error
+    raise translated from error

@@ -20,7 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nextpick.adapters import LazyClient, translate
+from nextpick.adapters import LazyClient, raise_translated
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.events import CatalogItem
 from nextpick.errors import InvalidInput, StorageUnavailable
@@ -94,7 +94,7 @@ class DynamoDbCatalog:
             try:
                 page = self._client.get().scan(**kwargs)
             except (ClientError, BotoCoreError) as e:
-                raise translate(e, self._table_name) from e
+                raise_translated(e, self._table_name)
             for item in page.get("Items", ()):
                 item_id = item["item_id"]["S"]
                 if "category" in item:
@@ -128,7 +128,7 @@ class DynamoDbCatalog:
             try:
                 response = self._client.get().batch_write_item(RequestItems={self._table_name: pending})
             except (ClientError, BotoCoreError) as e:
-                raise translate(e, self._table_name) from e
+                raise_translated(e, self._table_name)
             pending = response.get("UnprocessedItems", {}).get(self._table_name, [])
             if not pending:
                 return
@@ -144,7 +144,7 @@ class DynamoDbCatalog:
                 TableName=self._table_name, Key={"item_id": {"S": item_id}}, ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as e:
-            raise translate(e, self._table_name) from e
+            raise_translated(e, self._table_name)
         item = response.get("Item")
         return decode_item(item) if item else None
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nextpick.adapters import LazyClient, translate
+from nextpick.adapters import LazyClient, raise_translated
 from nextpick.domain.state import RecentEvent, StateLimits, UserState
 
 # Explicit byte order: the bytes must mean the same thing on every machine that ever reads them.
@@ -94,7 +94,7 @@ class DynamoDbStateRepository:
                 TableName=self._table_name, Key={"user_id": {"S": user_id}}, ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as e:
-            raise translate(e, self._table_name) from e
+            raise_translated(e, self._table_name)
         item = response.get("Item")
         return decode_state(item) if item else UserState.new(user_id)
 
@@ -113,7 +113,7 @@ class DynamoDbStateRepository:
         try:
             self._client.get().put_item(TableName=self._table_name, Item=encode_state(stored), **condition)
         except (ClientError, BotoCoreError) as e:
-            raise translate(e, self._table_name) from e
+            raise_translated(e, self._table_name)
         return stored
 
     def _within_limits(self, state: UserState) -> UserState:

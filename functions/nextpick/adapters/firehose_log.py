@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nextpick.adapters import LazyClient, translate
+from nextpick.adapters import LazyClient, raise_translated
 from nextpick.errors import StorageUnavailable
 
 # PutRecordBatch's limits per call.
@@ -55,7 +55,7 @@ class FirehoseEventLog:
                     DeliveryStreamName=self._stream_name, Records=[{"Data": data} for data in pending]
                 )
             except (ClientError, BotoCoreError) as e:
-                raise translate(e, f"Firehose stream {self._stream_name}") from e
+                raise_translated(e, f"Firehose stream {self._stream_name}")
             if not response.get("FailedPutCount"):
                 return
             # RequestResponses is positional: entry i answers record i of this call.
