@@ -7,8 +7,9 @@ schedule invokes the function asynchronously, and Lambda retries a raising async
 data to reach, at best, the same decision; the next scheduled run supersedes a failed one anyway,
 and the `Retrain*` metrics plus `runs/<timestamp>.json` make failures visible. Because the pointer
 switch is the last write of a publish, a failure at any point leaves the live model as it was.
-(Only a Lambda timeout or out-of-memory kill escapes this; the template disables retries for those
-too: `RetryPolicy.MaximumRetryAttempts: 0` on the schedule.)
+Only a Lambda timeout, an out-of-memory kill or invalid settings still raise; the function's
+`EventInvokeConfig.MaximumRetryAttempts: 0` (and the schedule's `RetryPolicy.MaximumRetryAttempts: 0`)
+keep those from being retried as well. A retry would be safe, only wasteful.
 """
 
 from __future__ import annotations
