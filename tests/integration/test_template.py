@@ -86,6 +86,16 @@ def test_retrain_variables_are_training_settings(template: dict[str, Any]) -> No
     assert variables <= {name.upper() for name in TrainingSettings.model_fields}
 
 
+def test_failed_retrain_runs_are_not_retried(template: dict[str, Any]) -> None:
+    """docs/retrain.md: a failed run is superseded by the next scheduled one, never retried."""
+    retrain = _functions(template)["RetrainFunction"]
+    assert retrain["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert all(
+        event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+        for event in retrain["Events"].values()
+    )
+
+
 def test_environment_resolves_to_valid_settings() -> None:
     stack = plan_stack("nextpick-test")
     for function, environment in stack.environments.items():
