@@ -1,0 +1,60 @@
+"""The synthetic shop every serving benchmark replays: shoppers, a catalog and their events.
+
+Event ids are UUIDs (36 characters), as a storefront would generate them; they matter because the
+state item keeps the last 200 of them, and DynamoDB bills writes by the kilobyte."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from nextpick.domain.events import CatalogItem
+
+# view, click, add_to_cart, remove_from_cart, purchase, rate: a typical e-commerce funnel.
+EVENT_MIX = (("view", 0.70), ("click", 0.15), ("add_to_cart", 0.07), ("remove_from_cart", 0.02))
+EVENT_MIX += (("purchase", 0.04), ("rate", 0.02))
+CATEGORIES = 20
+OUT_OF_STOCK_SHARE = 0.05
+
+
+def popular_item(rng: random.Random, num_items: int) -> int:
+    """An item index in 1..num_items-1, log-uniform: a few items get most of the traffic."""
+    return min(num_items - 1, int((num_items - 1) ** rng.random()))
+
+
+def event_bodies(num_items: int, count: int, users: int, seed: int = 0) -> list[str]:
+    """`count` POST /events bodies (one event each) from `users` shoppers, stamped in the recent past."""
+    rng = random.Random(seed)
+    types, weights = zip(*EVENT_MIX, strict=True)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    bodies = []
+    for position in range(count):
+        event_type = rng.choices(types, weights)[0]
+        event = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "user_id": f"user-{rng.randrange(users)}",
+            "item_id": f"item-{popular_item(rng, num_items)}",
+            "event_type": event_type,
+            "timestamp": (start + timedelta(milliseconds=position)).isoformat().replace("+00:00", "Z"),
+        }
+        if event_type == "rate":
+            event["rating"] = rng.randint(1, 5)
+        bodies.append(json.dumps(event))
+    return bodies
+
+
+def catalog(num_items: int, limit: int | None = None, seed: int = 0) -> list[CatalogItem]:
+    """Catalog entries for the model's items (the first `limit` of them): 20 categories, 5 % out of stock."""
+    rng = random.Random(seed)
+    last = num_items if limit is None else min(num_items, limit + 1)
+    return [
+        CatalogItem(
+            item_id=f"item-{index}",
+            category=f"category-{index % CATEGORIES}",
+            price=round(rng.uniform(1, 200), 2),
+            stock=0 if rng.random() < OUT_OF_STOCK_SHARE else rng.randint(1, 100),
+        )
+        for index in range(1, last)
+    ]
