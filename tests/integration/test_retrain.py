@@ -203,7 +203,7 @@ def test_first_run_publishes_a_model_serving_can_load(
     assert result["counts"]["events"] == USERS * PER_USER
     assert result["counts"]["duplicates"] == DUPLICATES
     assert result["counts"]["malformed"] == 1
-    assert result["counts"]["holdout_users"] == USERS
+    assert result["counts"]["holdout_users"] == result["counts"]["evaluated_users"] == USERS
 
     pointer = get_json(s3, stack.model_bucket, "models/current.json")
     manifest = get_json(s3, stack.model_bucket, f"models/{version}/manifest.json")

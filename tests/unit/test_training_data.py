@@ -235,3 +235,15 @@ def test_training_settings_from_env() -> None:
     with pytest.raises(ValueError):
         TrainingSettings.from_env({"HYPERPARAMETERS": "[1, 2]"})
     assert TrainingSettings.from_env({"HYPERPARAMETERS": ""}).hyperparameters == {}
+
+
+def test_holdout_sample_is_deterministic_and_keeps_training_data() -> None:
+    recs = records(*(line(f"e{u}-{j}", f"u{u}", f"i{j}", j) for u in range(20) for j in range(3)))
+    ds = data.build_dataset(recs)
+    sample = ds.with_holdout_sample(5)
+    assert len(sample.holdout_users) == 5
+    assert sample.train_sequences is ds.train_sequences
+    assert sample.holdout_users == data.build_dataset(recs).with_holdout_sample(5).holdout_users
+    position = {u: j for j, u in enumerate(ds.holdout_users)}
+    assert sample.holdout_targets == [ds.holdout_targets[position[u]] for u in sample.holdout_users]
+    assert ds.with_holdout_sample(100) is ds

@@ -14,7 +14,9 @@ A held-out item the training events never mention maps to index 0 (unknown), exa
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import hashlib
 import json
 import re
 from collections import Counter, defaultdict
@@ -280,6 +282,23 @@ class Dataset:
     def holdout_history_ids(self) -> list[list[tuple[str, int, float]]]:
         """Held-out histories as (item id, event type, strength), for mapping into another vocabulary."""
         return [[(self._item_id(i), t, s) for i, t, s in self.train_sequences[u]] for u in self.holdout_users]
+
+    def with_holdout_sample(self, max_users: int) -> Dataset:
+        """The same data with at most `max_users` held-out users, chosen by a hash of the user id
+        (deterministic, unrelated to activity); training data is unchanged."""
+        if len(self.holdout_users) <= max_users:
+            return self
+
+        def rank(j: int) -> str:
+            return hashlib.sha256(self.users[self.holdout_users[j]].encode()).hexdigest()
+
+        keep = sorted(sorted(range(len(self.holdout_users)), key=rank)[:max_users])
+        return dataclasses.replace(
+            self,
+            holdout_users=[self.holdout_users[j] for j in keep],
+            holdout_targets=[self.holdout_targets[j] for j in keep],
+            holdout_item_ids=[self.holdout_item_ids[j] for j in keep],
+        )
 
     def _item_id(self, index: int) -> str:
         item = self.items[index]

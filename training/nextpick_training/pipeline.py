@@ -255,6 +255,8 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     sha = publish_lib.sha256_hex(tflite)
     result.candidate_version = publish_lib.make_version(now, sha)
     t = time.perf_counter()
+    dataset = dataset.with_holdout_sample(settings.gate_max_users)
+    result.counts["evaluated_users"] = len(dataset.holdout_users)
     candidate = export_lib.LiteRTModel(tflite)
     histories = dataset.holdout_histories
     candidate_metrics = _evaluate(

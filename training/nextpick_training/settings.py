@@ -35,6 +35,9 @@ class TrainingSettings(BaseModel):
     gate_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
     # Cut-off of the gate's ranking metrics (HR@k, NDCG@k, MRR@k).
     gate_k: int = Field(default=10, ge=1, le=100)
+    # At most this many held-out users are scored (a deterministic sample by user-id hash), which
+    # bounds the evaluation time of both models on large shops.
+    gate_max_users: int = Field(default=5000, ge=1)
     # What the gate's rankings leave out besides index 0, as serving would: the user's purchased
     # items (serving's default), every item in the history, or nothing.
     gate_exclusion: Literal["purchased", "seen", "none"] = "purchased"
