@@ -1,0 +1,33 @@
+"""One invocation of a container-image function in its own process (see functions.Invoker).
+
+    python -m nextpick_local.child_invoke HANDLER FUNCTION_NAME MEMORY_MB TIMEOUT_S RESULT_PATH < event.json
+
+The handler's logs go to this process's stdout; its return value (JSON) to RESULT_PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from nextpick_local.functions import LambdaContext, load_handler
+
+
+def main(argv: list[str]) -> int:
+    handler, function_name, memory, timeout, result_path = argv
+    event = json.load(sys.stdin)
+    context = LambdaContext(
+        function_name,
+        int(memory),
+        int(timeout),
+        os.environ.get("AWS_REGION", "us-east-1"),
+        os.environ.get("NEXTPICK_LOCAL_ACCOUNT_ID", "123456789012"),
+    )
+    result = load_handler(handler)(event, context)
+    with open(result_path, "w", encoding="utf-8") as out:
+        json.dump(result, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

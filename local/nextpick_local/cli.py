@@ -1,0 +1,470 @@
+"""`nextpick`: run the system locally and operate models, locally or on AWS.
+
+    nextpick serve [--demo]          the whole system on this machine (make local)
+    nextpick train                   run the retrain pipeline once
+    nextpick retrain                 fire the running local stack's retrain schedule now
+    nextpick publish FILE --manifest M.json
+    nextpick rollback VERSION
+    nextpick replay FILE.jsonl       send tracked events through POST /events
+    nextpick status                  live model, versions, last retrain, table sizes
+    nextpick walkthrough             the scripted tour of a running local stack
+
+Commands that touch storage find a running local stack through its state file; `--aws` targets real
+AWS instead (the usual boto3 credentials/region), with names from `--stack-name` (CloudFormation
+outputs) or the environment (MODEL_BUCKET_NAME, ITEMS_TABLE_NAME, STATE_TABLE_NAME, EVENT_BUS_NAME).
+Exit codes: 0 success, 1 failure, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nextpick.errors import NextpickError
+from nextpick_local import state_file
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad arguments (exit 2)."""
+
+
+class CommandError(Exception):
+    """The command could not do its job (exit 1)."""
+
+
+# ---------------------------------------------------------------------------------------- argument types
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 (0 turns it off)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected Name=Value, got {text!r}")
+    return name, value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text.rstrip("/")
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("target (default: the running local stack)")
+    group.add_argument(
+        "--state-file", type=Path, help="the local stack's state file (default .nextpick/local.json)"
+    )
+    group.add_argument("--aws", action="store_true", help="target real AWS with the usual boto3 credentials")
+    group.add_argument("--stack-name", help="with --aws: read resource names from this stack's outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nextpick",
+        description="nextpick: real-time recommendations. Run the whole system locally, train, publish, roll back.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the whole system on this machine (AWS stand-in, API, storefront)",
+        description="Start moto as the AWS stand-in, create template.yaml's resources, serve the API "
+        "(API Gateway semantics), the storefront and the event sources until Ctrl-C.",
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="load the demo shop, train the first model, warm demo shoppers"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000; 0 = any free port)")
+    serve.add_argument("--api-key", help="the API key to accept (default: a random one, printed)")
+    serve.add_argument(
+        "--retrain-every",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="fire the retrain schedule this often (default 600; 0 = only on demand)",
+    )
+    serve.add_argument(
+        "--parameter-overrides",
+        type=_parameter,
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameters, as for `sam deploy` (e.g. ModelRefreshSeconds=5)",
+    )
+    serve.add_argument(
+        "--stack-name", default="nextpick-local", help="names the resources (default nextpick-local)"
+    )
+    serve.add_argument(
+        "--hyperparameters",
+        type=_json_object,
+        metavar="JSON",
+        help="RetrainFunction's HYPERPARAMETERS (default with --demo: a small, fast model)",
+    )
+    serve.add_argument(
+        "--state-file", type=Path, help="where to write the stack's state file (default .nextpick/local.json)"
+    )
+    serve.add_argument(
+        "--function-logs",
+        metavar="PATH",
+        help="the functions' log output (default .nextpick/functions.log; '-' = console)",
+    )
+    serve.add_argument("--seed", type=int, default=7, help="seed of the generated demo shop (default 7)")
+
+    train = commands.add_parser(
+        "train",
+        help="run the retrain pipeline once (read log, train, gate, publish)",
+        description="Run nextpick_training.pipeline.run_retrain once against the target's bucket and log.",
+    )
+    train.add_argument(
+        "--hyperparameters",
+        type=_json_object,
+        metavar="JSON",
+        help="overrides of the model's hyperparameters",
+    )
+    _target_options(train)
+
+    retrain = commands.add_parser(
+        "retrain",
+        help="fire the running local stack's retrain schedule now",
+        description="POST /_local/retrain on the running local stack: RetrainFunction runs with a scheduled event.",
+    )
+    retrain.add_argument("--state-file", type=Path, help="the local stack's state file")
+
+    publish = commands.add_parser(
+        "publish",
+        help="publish an existing model artifact",
+        description="Publish FILE.tflite with its manifest and make it live.",
+    )
+    publish.add_argument("file", type=_existing_file, metavar="FILE.tflite")
+    publish.add_argument(
+        "--manifest", type=_existing_file, required=True, metavar="M.json", help="the model's manifest"
+    )
+    _target_options(publish)
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="make an earlier model version live again",
+        description="Point serving at VERSION (checked by sha256).",
+    )
+    rollback.add_argument("version", metavar="VERSION")
+    _target_options(rollback)
+
+    replay = commands.add_parser(
+        "replay",
+        help="send tracked events from a JSON-lines file through POST /events",
+        description="Send every event of FILE.jsonl (one TrackedEvent per line) in batches, then summarize.",
+    )
+    replay.add_argument("file", type=_existing_file, metavar="FILE.jsonl")
+    replay.add_argument("--api-url", type=_url, help="API base URL (default: the running local stack's)")
+    replay.add_argument("--api-key", help="API key (default: the running local stack's)")
+    replay.add_argument(
+        "--batch-size", type=_positive_int, default=25, help="events per request (default 25)"
+    )
+    replay.add_argument("--state-file", type=Path, help="the local stack's state file")
+
+    status = commands.add_parser(
+        "status", help="live model, versions, last retrain, table sizes", description="Show what is live."
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _target_options(status)
+
+    walkthrough = commands.add_parser(
+        "walkthrough",
+        help="scripted tour of a running local stack",
+        description="Delegates to nextpick_local.walkthrough; arguments after `walkthrough` are passed on.",
+        add_help=False,
+    )
+    walkthrough.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- targets
+
+
+def _local_state(path: Path | None) -> dict[str, Any]:
+    path = path or state_file.default_path()
+    state = state_file.read(path)
+    if state is None:
+        raise CommandError(
+            f"no local stack is running ({path} not found): start one with `nextpick serve --demo`"
+        )
+    return state
+
+
+def _names(args: argparse.Namespace) -> Any:
+    """The target's resource names; for a local stack, also points this process's boto3 at it."""
+    from nextpick_local.status import Names
+
+    if args.aws:
+        if args.stack_name:
+            import boto3
+
+            stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"]
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+            return Names(
+                outputs["ModelBucketName"],
+                outputs["ItemsTableName"],
+                outputs["StateTableName"],
+                outputs["EventBusName"],
+            )
+        variables = ("MODEL_BUCKET_NAME", "ITEMS_TABLE_NAME", "STATE_TABLE_NAME", "EVENT_BUS_NAME")
+        missing = [v for v in variables if not os.environ.get(v)]
+        if missing:
+            raise UsageError(f"--aws needs --stack-name or the environment variables {', '.join(missing)}")
+        return Names(*(os.environ[v] for v in variables))
+    if args.stack_name:
+        raise UsageError("--stack-name only applies with --aws")
+    from nextpick_local.stack import aws_environment
+
+    state = _local_state(args.state_file)
+    os.environ.update(aws_environment(state["endpoint_url"], state["region"]))
+    refs = state["resources"]
+    return Names(refs["ModelBucket"], refs["ItemsTable"], refs["StateTable"], refs["NextpickBus"])
+
+
+def _clients() -> tuple[Any, Any, Any]:
+    import boto3
+
+    return boto3.client("s3"), boto3.client("events"), boto3.client("dynamodb")
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from nextpick_local.serve import DEMO_HYPERPARAMETERS, ServeOptions, serve
+
+    state_path = args.state_file or state_file.default_path()
+    if args.function_logs == "-":
+        function_log = None
+    else:
+        function_log = Path(args.function_logs) if args.function_logs else state_path.parent / "functions.log"
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        demo=args.demo,
+        retrain_every=args.retrain_every,
+        stack_name=args.stack_name,
+        parameters=dict(args.parameter_overrides),
+        hyperparameters=args.hyperparameters or (DEMO_HYPERPARAMETERS if args.demo else None),
+        state_file=state_path,
+        function_log=function_log,
+        seed=args.seed,
+    )
+    return serve(options)
+
+
+def _train(args: argparse.Namespace) -> int:
+    names = _names(args)
+    from nextpick_training.pipeline import RetrainStatus, run_retrain
+    from nextpick_training.settings import TrainingSettings
+
+    settings = TrainingSettings(
+        model_bucket_name=names.model_bucket,
+        items_table_name=names.items_table,
+        event_bus_name=names.event_bus,
+        hyperparameters=args.hyperparameters or {},
+    )
+    s3, events, _ = _clients()
+    result = run_retrain(s3, events, settings)
+    print(json.dumps(result.model_dump(mode="json", exclude={"error"}), indent=2))
+    if result.status is RetrainStatus.FAILED:
+        print(result.error or result.reason, file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def _http(
+    method: str, url: str, body: Any = None, api_key: str | None = None, timeout: float = 600
+) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if api_key:
+        request.add_header("x-api-key", api_key)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        payload = error.read()
+        try:
+            return error.code, json.loads(payload)
+        except ValueError:
+            return error.code, payload.decode(errors="replace")
+    except urllib.error.URLError as error:
+        raise CommandError(f"{url}: {error.reason}") from error
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    state = _local_state(args.state_file)
+    print("retraining (RetrainFunction, scheduled event) ...", file=sys.stderr)
+    code, body = _http("POST", f"{state['api_url']}/_local/retrain")
+    print(json.dumps(body, indent=2))
+    return 0 if code == 200 and body.get("status") != "failed" else EXIT_FAILURE
+
+
+def _publish(args: argparse.Namespace) -> int:
+    try:
+        manifest = json.loads(args.manifest.read_text(encoding="utf-8"))
+        state_dim, items = int(manifest["state_dim"]), list(manifest["items"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{args.manifest}: not a model manifest ({error})") from error
+    names = _names(args)
+    from nextpick_training import publish as publish_lib
+
+    s3, events, _ = _clients()
+    outcome = publish_lib.publish(
+        s3,
+        events,
+        names.model_bucket,
+        names.model_prefix,
+        names.event_bus,
+        args.file.read_bytes(),
+        state_dim=state_dim,
+        items=items,
+        training_window=manifest.get("training_window", {}),
+        hyperparameters=manifest.get("hyperparameters", {}),
+        metrics=manifest.get("metrics", {}),
+    )
+    print(f"published {outcome.version} (previous: {outcome.previous_version or 'none'})")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    names = _names(args)
+    from nextpick_training import publish as publish_lib
+
+    s3, events, _ = _clients()
+    outcome = publish_lib.rollback(
+        s3, events, names.model_bucket, names.model_prefix, names.event_bus, args.version
+    )
+    print(f"live model is now {outcome.version} (was {outcome.previous_version or 'none'})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    names = _names(args)
+    from nextpick_local.status import describe_status, status
+
+    s3, _, dynamodb = _clients()
+    report = status(s3, dynamodb, names)
+    print(json.dumps(report, indent=2, default=str) if args.json else describe_status(report))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from nextpick_local.replay import replay
+
+    api_url, api_key = args.api_url, args.api_key
+    if api_url is None or api_key is None:
+        state = _local_state(args.state_file)
+        api_url, api_key = api_url or state["api_url"], api_key or state["api_key"]
+    summary = replay(
+        args.file, api_url, args.batch_size, post=lambda url, body: _http("POST", url, body, api_key)
+    )
+    print(summary.describe())
+    return 0 if summary.rejected == 0 and summary.errors == 0 else EXIT_FAILURE
+
+
+def _walkthrough(args: argparse.Namespace) -> int:
+    try:
+        from nextpick_local import walkthrough
+    except ImportError as error:
+        raise CommandError(f"the walkthrough is not installed ({error})") from error
+    return int(walkthrough.main(list(args.rest)))
+
+
+COMMANDS = {
+    "serve": _serve,
+    "train": _train,
+    "retrain": _retrain,
+    "publish": _publish,
+    "rollback": _rollback,
+    "replay": _replay,
+    "status": _status,
+    "walkthrough": _walkthrough,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        parser.print_usage(sys.stderr)
+        print(f"nextpick {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CommandError, NextpickError, BotoCoreError, ClientError) as error:
+        print(f"nextpick {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""API Gateway (REST API, Lambda proxy integration) in front of the template's functions.
+
+The routes are the template's `Api` events (path + method -> function); a request becomes the proxy
+event API Gateway would send, the function named by the template answers it, and its result becomes
+the HTTP response. API keys are enforced as API Gateway enforces them: a route that requires a key
+answers `403 {"message": "Forbidden"}` without a valid `x-api-key`, an unknown path or method answers
+`403 {"message": "Missing Authentication Token"}`, and a function error answers `502`.
+
+Not emulated (see docs/local.md): usage-plan throttling and quotas, stage variables, authorizers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+SERVERLESS_API = "AWS::Serverless::Api"
+FORBIDDEN = {"message": "Forbidden"}
+MISSING_TOKEN = {"message": "Missing Authentication Token"}
+INTERNAL_ERROR = {"message": "Internal server error"}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    # The API Gateway resource path, e.g. "/users/{user_id}/recommendations".
+    resource: str
+    function: str
+    api_key_required: bool
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The path parameters if `path` is this resource ({name} matches one non-empty segment)."""
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.resource))
+        found = re.fullmatch(pattern, path)
+        if found is None:
+            return None
+        return {name: unquote(value) for name, value in found.groupdict().items()}
+
+
+def routes_of(template: Mapping[str, Any]) -> list[Route]:
+    """Every `Api` event of every function: its path, method and whether it needs an API key (the
+    event's own Auth, else the API's default Auth)."""
+    resources = template["Resources"]
+    routes: list[Route] = []
+    for logical_id, resource in resources.items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] != "Api":
+                continue
+            properties = event["Properties"]
+            api_ref = properties.get("RestApiId", {}).get("Ref") if "RestApiId" in properties else None
+            api_auth = resources[api_ref]["Properties"].get("Auth", {}) if api_ref in resources else {}
+            required = properties.get("Auth", {}).get("ApiKeyRequired", api_auth.get("ApiKeyRequired", False))
+            routes.append(Route(properties["Method"].upper(), properties["Path"], logical_id, bool(required)))
+    return routes
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    # The request target as sent: path plus optional query string.
+    target: str
+    headers: Sequence[tuple[str, str]]
+    body: bytes
+    source_ip: str
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def json_response(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
+    return HttpResponse(status, [("Content-Type", "application/json"), *headers], json.dumps(body).encode())
+
+
+def _multi(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    return multi
+
+
+def proxy_event(
+    route: Route,
+    request: HttpRequest,
+    path: str,
+    path_parameters: Mapping[str, str],
+    *,
+    stage: str,
+    account_id: str,
+    api_id: str,
+    api_key: str | None,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The event API Gateway's Lambda proxy integration (REST API, payload 1.0) sends for `request`.
+
+    As API Gateway does: single-value maps keep the last value of a repeated header or parameter,
+    maps are None when empty, and a body that is not UTF-8 text is sent base64-encoded."""
+    now = now or datetime.now(UTC)
+    request_id = request_id or str(uuid.uuid4())
+    query = parse_qsl(urlsplit(request.target).query, keep_blank_values=True)
+    headers = _multi(request.headers)
+    user_agent = next((v for n, v in request.headers if n.lower() == "user-agent"), None)
+    body: str | None
+    encoded = False
+    if not request.body:
+        body = None
+    else:
+        try:
+            body = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            body, encoded = base64.b64encode(request.body).decode(), True
+    return {
+        "resource": route.resource,
+        "path": path,
+        "httpMethod": request.method,
+        "headers": {name: values[-1] for name, values in headers.items()} or None,
+        "multiValueHeaders": headers or None,
+        "queryStringParameters": {name: value for name, value in query} or None,
+        "multiValueQueryStringParameters": _multi(query) or None,
+        "pathParameters": dict(path_parameters) or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": uuid.uuid5(uuid.NAMESPACE_URL, route.resource).hex[:6],
+            "resourcePath": route.resource,
+            "httpMethod": request.method,
+            "extendedRequestId": request_id,
+            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "path": f"/{stage}{path}",
+            "accountId": account_id,
+            "protocol": "HTTP/1.1",
+            "stage": stage,
+            "domainPrefix": api_id,
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "requestId": request_id,
+            "identity": {
+                "cognitoIdentityPoolId": None,
+                "accountId": None,
+                "cognitoIdentityId": None,
+                "caller": None,
+                "sourceIp": request.source_ip,
+                "principalOrgId": None,
+                "accessKey": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+                "userArn": None,
+                "userAgent": user_agent,
+                "user": None,
+                "apiKey": api_key,
+                "apiKeyId": "local" if api_key else None,
+            },
+            "domainName": "localhost",
+            "apiId": api_id,
+        },
+        "body": body,
+        "isBase64Encoded": encoded,
+    }
+
+
+def http_response(result: Any) -> HttpResponse:
+    """The HTTP response API Gateway makes of a proxy integration's result; a malformed one is a 502."""
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        return json_response(502, INTERNAL_ERROR)
+    headers: list[tuple[str, str]] = list((result.get("headers") or {}).items())
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((name, value) for value in values)
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    return HttpResponse(result["statusCode"], [(n, str(v)) for n, v in headers], data)
+
+
+@dataclass
+class ApiGateway:
+    routes: Sequence[Route]
+    # Invokes a function by logical id with an event; raises if the function fails.
+    invoke: Callable[[str, dict[str, Any]], Any]
+    api_keys: frozenset[str]
+    stage: str
+    account_id: str
+    api_id: str = "local"
+
+    def strip_stage(self, path: str) -> str:
+        """Requests may use the deployed URL shape (`/<stage>/events`) or, like `sam local start-api`,
+        the bare resource path (`/events`)."""
+        prefix = f"/{self.stage}"
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix) :] or "/"
+        return path
+
+    def find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            if route.method == method:
+                parameters = route.match(path)
+                if parameters is not None:
+                    return route, parameters
+        return None
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        path = self.strip_stage(unquote(urlsplit(request.target).path))
+        found = self.find(request.method, path)
+        request_id = str(uuid.uuid4())
+        extra = [("x-amzn-RequestId", request_id)]
+        if found is None:
+            return json_response(
+                403, MISSING_TOKEN, [*extra, ("x-amzn-ErrorType", "MissingAuthenticationTokenException")]
+            )
+        route, parameters = found
+        api_key = next((v for n, v in request.headers if n.lower() == "x-api-key"), None)
+        if route.api_key_required and api_key not in self.api_keys:
+            return json_response(403, FORBIDDEN, [*extra, ("x-amzn-ErrorType", "ForbiddenException")])
+        event = proxy_event(
+            route,
+            request,
+            path,
+            parameters,
+            stage=self.stage,
+            account_id=self.account_id,
+            api_id=self.api_id,
+            api_key=api_key if route.api_key_required else None,
+            request_id=request_id,
+        )
+        try:
+            result = self.invoke(route.function, event)
+        except Exception:
+            # API Gateway hides a function error behind a 502; the function's log has the details.
+            return json_response(502, INTERNAL_ERROR, extra)
+        response = http_response(result)
+        response.headers.extend(extra)
+        return response

@@ -1,0 +1,83 @@
+"""Loads the demo shop into the local stack, each part through the path production data takes:
+
+* the catalog through the real catalog adapter (`DynamoDbCatalog.put_items`, what `PUT /items` runs);
+* the history into the event log exactly as Firehose writes it: newline-terminated
+  `TrackedEvent.log_record(received_at)` lines, in objects keyed by the stream's prefix evaluated at
+  the arrival time (one object per day of arrivals: fewer, larger deliveries than a 300 s buffer makes,
+  which only changes how many objects the retrain job lists);
+* the named shoppers' latest session through `POST /events` (API Gateway -> ApiFunction), so their state,
+  the table's stream, the log shipper and Firehose all run as they do for a live shopper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from itertools import groupby
+from typing import Any
+
+from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
+from nextpick.domain.events import CatalogItem, TrackedEvent
+from nextpick_local.gateway import ApiGateway, HttpRequest
+from nextpick_local.progress import Progress
+from nextpick_local.stack import firehose_object_key
+
+CATALOG_CHUNK = 100
+
+
+def load_catalog(table_name: str, items: Sequence[CatalogItem]) -> None:
+    catalog = DynamoDbCatalog(table_name, refresh_seconds=0)
+    with Progress("catalog", len(items)) as progress:
+        for start in range(0, len(items), CATALOG_CHUNK):
+            chunk = items[start : start + CATALOG_CHUNK]
+            catalog.put_items(chunk)
+            progress.advance(len(chunk))
+
+
+def write_event_log(
+    s3: Any,
+    bucket: str,
+    stream_name: str,
+    prefix: str,
+    history: Sequence[tuple[TrackedEvent, datetime]],
+) -> int:
+    """Write the history as Firehose deliveries; the number of objects written."""
+    objects = 0
+
+    def delivery_day(pair: tuple[TrackedEvent, datetime]) -> date:
+        return pair[1].date()
+
+    ordered = sorted(history, key=lambda pair: pair[1])
+    with Progress("event log", len(ordered)) as progress:
+        for _, group in groupby(ordered, key=delivery_day):
+            pairs = list(group)
+            body = "".join(json.dumps(event.log_record(received)) + "\n" for event, received in pairs)
+            key = firehose_object_key(stream_name, "1", prefix, pairs[-1][1])
+            s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+            objects += 1
+            progress.advance(len(pairs))
+    return objects
+
+
+def send_live_events(
+    gateway: ApiGateway,
+    api_key: str,
+    sessions: dict[str, list[TrackedEvent]],
+    check: Callable[[int, bytes], None],
+) -> None:
+    """Each named shopper's session as one `POST /events` batch through the local API Gateway."""
+    with Progress("demo shoppers", len(sessions)) as progress:
+        for events in sessions.values():
+            body = json.dumps({"events": [e.model_dump(mode="json", exclude_none=True) for e in events]})
+            response = gateway.handle(
+                HttpRequest(
+                    "POST",
+                    "/events",
+                    [("Content-Type", "application/json"), ("x-api-key", api_key)],
+                    body.encode(),
+                    "127.0.0.1",
+                )
+            )
+            check(response.status, response.body)
+            progress.advance(1)

@@ -1,0 +1,109 @@
+"""The local stack as the README starts it, in a subprocess, shared by every end-to-end test.
+
+`local_stack` yields an object with `.url` (the base URL: storefront at `/`, API routes below it) and
+`.api_key`; it starts `nextpick serve --demo` (what `make local` runs) on a free port with its own state
+file, waits until it answers, and stops it with SIGINT at the end of the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NEXTPICK = Path(sys.executable).parent / "nextpick"
+START_TIMEOUT_SECONDS = 150
+STOP_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class LocalStack:
+    url: str
+    api_key: str
+    process: subprocess.Popen[bytes]
+    state_file: Path
+    log_dir: Path
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def request(
+        self, method: str, path: str, body: Any = None, api_key: str | None = "default", timeout: float = 120
+    ) -> tuple[int, Any]:
+        """(status, parsed JSON body); `api_key=None` sends none, "default" sends the stack's."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        key = self.api_key if api_key == "default" else api_key
+        if key is not None:
+            request.add_header("x-api-key", key)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _output(log_dir: Path) -> str:
+    return (log_dir / "serve.err").read_text(errors="replace")[-4000:]
+
+
+def start_local_stack(log_dir: Path, *extra: str) -> LocalStack:
+    port = free_port()
+    state_file = log_dir / "local.json"
+    command = [str(NEXTPICK), "serve", "--demo", "--port", str(port), "--state-file", str(state_file), *extra]
+    with (log_dir / "serve.out").open("wb") as out, (log_dir / "serve.err").open("wb") as err:
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env={**os.environ})
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    # Ready = the state file is written, which `serve` does once the HTTP server is up.
+    while not state_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"nextpick serve exited with {process.returncode}:\n{_output(log_dir)}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(
+                f"nextpick serve not ready after {START_TIMEOUT_SECONDS}s:\n{_output(log_dir)}"
+            )
+        time.sleep(0.5)
+    state = json.loads(state_file.read_text())
+    return LocalStack(state["api_url"], state["api_key"], process, state_file, log_dir, state)
+
+
+def stop_local_stack(stack: LocalStack) -> int:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)
+        try:
+            stack.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+            stack.process.wait()
+    return int(stack.process.returncode)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = start_local_stack(tmp_path_factory.mktemp("local-stack"), "--retrain-every", "0")
+    try:
+        yield stack
+    finally:
+        code = stop_local_stack(stack)
+    # Checked here, after every test that shares the stack: Ctrl-C stops everything, cleanly.
+    assert code == 0, _output(stack.log_dir)
+    assert "nextpick: stopped" in _output(stack.log_dir)
+    assert not stack.state_file.exists()
