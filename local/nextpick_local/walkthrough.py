@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-DEFAULT_STATE_FILE = Path(".nextpick/local.json")
+from nextpick_local import state_file
+
 TOP_K = 10
 # Each product the shopper looks at gets this little story; it cycles over the session.
 STEP_PATTERN = ("view", "view", "add_to_cart", "view", "purchase")
@@ -137,42 +138,44 @@ class Client:
         return self.call("POST", "/_local/retrain", timeout=RETRAIN_TIMEOUT_SECONDS)
 
 
-class Progress:
-    """A plain-text progress bar on stderr: redrawn in place on a terminal, a line now and then otherwise."""
+class WaitingBar:
+    """A plain-text bar on stderr for a wait of unknown length (a retrain, a model switch): a block
+    sweeps back and forth while time counts up. Redrawn in place on a terminal; a line every 10 s
+    otherwise, so a log is not flooded. (progress.Progress is the bar for counted work.)"""
 
     WIDTH = 28
+    BLOCK = 4
+    LINE_EVERY_SECONDS = 10.0
 
-    def __init__(self, label: str, total: int | None = None, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
         self.label = label
-        self.total = total
         self.stream = stream
         self.started = time.monotonic()
         self.interactive = stream.isatty()
         self._last_line = 0.0
 
-    def update(self, done: int | None = None) -> None:
+    def update(self) -> None:
         elapsed = time.monotonic() - self.started
-        if self.total and done is not None:
-            filled = round(self.WIDTH * done / self.total)
-            bar, tail = "#" * filled + "-" * (self.WIDTH - filled), f"{done}/{self.total}"
-        else:
-            # Unknown length: a block sweeping back and forth shows that we are still waiting.
-            position = int(elapsed * 4) % (2 * self.WIDTH - 8)
-            position = position if position < self.WIDTH - 4 else 2 * self.WIDTH - 8 - position
-            bar, tail = " " * position + "####" + " " * (self.WIDTH - 4 - position), ""
-        line = f"{self.label} [{bar}] {tail} {elapsed:5.1f}s"
+        travel = self.WIDTH - self.BLOCK
+        step = int(elapsed * 4) % (2 * travel)
+        position = step if step < travel else 2 * travel - step
+        bar = " " * position + "#" * self.BLOCK + " " * (travel - position)
+        line = f"{self.label} [{bar}] {elapsed:5.1f}s"
         if self.interactive:
             self.stream.write("\r" + line)
-            self.stream.flush()
-        elif elapsed - self._last_line >= 10 or (self.total and done == self.total):
+        elif elapsed - self._last_line >= self.LINE_EVERY_SECONDS:
             self._last_line = elapsed
             self.stream.write(line + "\n")
-            self.stream.flush()
+        self.stream.flush()
 
     def close(self) -> None:
+        elapsed = time.monotonic() - self.started
+        summary = f"{self.label}: done in {elapsed:.1f}s"
         if self.interactive:
-            self.stream.write("\n")
-            self.stream.flush()
+            # Overwrite the whole bar line, not just its start.
+            summary = "\r" + summary.ljust(len(self.label) + self.WIDTH + 10)
+        self.stream.write(summary + "\n")
+        self.stream.flush()
 
 
 def wait_with_progress(label: str, work: Callable[[], Any]) -> Any:
@@ -187,7 +190,7 @@ def wait_with_progress(label: str, work: Callable[[], Any]) -> Any:
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    progress = Progress(label)
+    progress = WaitingBar(label)
     while worker.is_alive():
         progress.update()
         worker.join(0.25)
@@ -314,7 +317,7 @@ def describe_retrain(result: dict[str, Any], before: str | None) -> str:
 def wait_for_model(client: Client, version: str) -> str | None:
     """Serving polls the model pointer; wait until the API answers with `version` (or give up)."""
     deadline = time.monotonic() + MODEL_SWITCH_TIMEOUT_SECONDS
-    progress = Progress("waiting for serving to load the new model")
+    progress = WaitingBar("waiting for serving to load the new model")
     serving = client.model_version()
     while serving != version and time.monotonic() < deadline:
         progress.update()
@@ -357,13 +360,6 @@ def retrain_section(client: Client, narrator: Narrator, user_id: str, before_top
     return personalized
 
 
-def read_state_file(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="nextpick walkthrough",
@@ -372,10 +368,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--api-url", help="base URL of the API (default: from the local stack's state file)")
     parser.add_argument("--api-key", help="the API key (default: from the local stack's state file)")
     parser.add_argument(
-        "--state-file",
-        type=Path,
-        default=DEFAULT_STATE_FILE,
-        help=f"the local stack's state file (default: {DEFAULT_STATE_FILE})",
+        "--state-file", type=Path, help="the local stack's state file (default: .nextpick/local.json)"
     )
     parser.add_argument("--user", help="the shopper's user id (default: a new walkthrough shopper)")
     parser.add_argument("--events", type=int, default=20, help="how many events to replay (default: 20)")
@@ -384,11 +377,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.events < 2:
         parser.error("--events must be at least 2 (one per category)")
-    state = read_state_file(args.state_file)
-    args.api_url = args.api_url or state.get("api_url")
-    args.api_key = args.api_key or state.get("api_key")
-    if not args.api_url or not args.api_key:
-        parser.error(f"--api-url and --api-key are needed (no running stack found in {args.state_file})")
+    if not (args.api_url and args.api_key):
+        path = args.state_file or state_file.default_path()
+        state = state_file.read(path) or {}
+        args.api_url = args.api_url or state.get("api_url")
+        args.api_key = args.api_key or state.get("api_key")
+        if not (args.api_url and args.api_key):
+            parser.error(
+                f"--api-url and --api-key are needed: no running local stack found ({path} is missing)"
+            )
     return args
 
 

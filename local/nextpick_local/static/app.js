@@ -3,10 +3,15 @@
 // API key) and the "Recommended for you" panel is redrawn from that same response. Nothing here is
 // faked on the client: titles come from the local catalog listing, everything else from the API.
 //
-// What the page needs from the local server (local/nextpick_local):
-//   GET /_local/config   -> {api_key, demo_users: [...], categories: [...]}   (no key needed)
-//   GET /_local/catalog  -> the products to show (title, category, price, stock); the public API
-//                           has no catalog listing route, so the local stack exposes one.
+// What the page needs from the local server (local/nextpick_local, `nextpick serve`):
+//   window.NEXTPICK_CONFIG  injected into the page: {apiKey, demoUsers: ["alice", ...]}; without
+//                           demoUsers the page starts with a brand-new shopper only.
+//   GET /_local/catalog     -> {items: [{item_id, title, category, price, stock}, ...]}: the products
+//                           to show. The public API has no catalog listing, so the local stack
+//                           exposes one (no key needed, like the rest of /_local).
+// API calls use paths relative to the page: the page is always served by the API's own server, and a
+// configured absolute URL with another host spelling (localhost vs 127.0.0.1) would make them
+// cross-origin, which the API (like API Gateway without CORS) refuses.
 
 const PAGE_SIZE = 24;
 const RECS_K = 10;
@@ -356,23 +361,24 @@ async function refreshModelBadge() {
 
 async function start() {
   try {
-    const { data: config } = await call("GET", "/_local/config");
-    state.apiKey = config.api_key;
-    for (const user of config.demo_users) addShopperOption(user, user);
-    for (const category of config.categories) {
+    const config = window.NEXTPICK_CONFIG;
+    if (!config) throw new Error("No NEXTPICK_CONFIG in the page: open it from `nextpick serve` (make local).");
+    state.apiKey = config.apiKey;
+    for (const user of config.demoUsers || []) addShopperOption(user, user);
+    const { data: catalog } = await call("GET", "/_local/catalog");
+    state.products = catalog.items;
+    state.productById = new Map(state.products.map((p) => [p.item_id, p]));
+    for (const category of [...new Set(state.products.map((p) => p.category))].sort()) {
       const option = document.createElement("option");
       option.value = category;
       option.textContent = category;
       $("category-select").append(option);
     }
-    const { data: catalog } = await call("GET", "/_local/catalog");
-    state.products = catalog.items;
-    state.productById = new Map(state.products.map((p) => [p.item_id, p]));
     $("catalog-badge").textContent = `${state.products.length} products`;
     renderProducts(true);
     await refreshModelBadge();
     setInterval(refreshModelBadge, MODEL_POLL_MS);
-    if (config.demo_users.length) await selectShopper(config.demo_users[0]);
+    if (config.demoUsers && config.demoUsers.length) await selectShopper(config.demoUsers[0]);
     else await newShopper();
   } catch (error) {
     showError(error);
