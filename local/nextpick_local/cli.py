@@ -228,13 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _target_options(status)
 
-    walkthrough = commands.add_parser(
-        "walkthrough",
-        help="scripted tour of a running local stack",
-        description="Delegates to nextpick_local.walkthrough; arguments after `walkthrough` are passed on.",
-        add_help=False,
-    )
-    walkthrough.add_argument("rest", nargs=argparse.REMAINDER)
+    # Listed for `nextpick --help`; main() hands `walkthrough ...` over before parsing.
+    commands.add_parser("walkthrough", help="scripted tour of a running local stack (its own --help)")
     return parser
 
 
@@ -430,12 +425,15 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if summary.rejected == 0 and summary.errors == 0 else EXIT_FAILURE
 
 
-def _walkthrough(args: argparse.Namespace) -> int:
+def _walkthrough(argv: list[str]) -> int:
+    import importlib
+
     try:
-        from nextpick_local import walkthrough
+        walkthrough = importlib.import_module("nextpick_local.walkthrough")
     except ImportError as error:
-        raise CommandError(f"the walkthrough is not installed ({error})") from error
-    return int(walkthrough.main(list(args.rest)))
+        print(f"nextpick walkthrough: not installed ({error})", file=sys.stderr)
+        return EXIT_FAILURE
+    return int(walkthrough.main(argv))
 
 
 COMMANDS = {
@@ -446,11 +444,15 @@ COMMANDS = {
     "rollback": _rollback,
     "replay": _replay,
     "status": _status,
-    "walkthrough": _walkthrough,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["walkthrough"]:
+        # Everything after the word belongs to the walkthrough, `--help` included (argparse's
+        # REMAINDER cannot take leading options), so it is handed over before parsing.
+        return _walkthrough(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,223 @@
+"""The local API Gateway: HTTP request -> REST proxy event -> handler result -> HTTP response, API keys,
+and the routes read from template.yaml."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from nextpick_local.aws_resources import load_template
+from nextpick_local.gateway import ApiGateway, HttpRequest, Route, http_response, proxy_event, routes_of
+
+RECOMMENDATIONS = Route("GET", "/users/{user_id}/recommendations", "ApiFunction", api_key_required=True)
+KEY = "np-test-key"
+
+
+def request(method: str = "GET", target: str = "/", body: bytes = b"", **headers: str) -> HttpRequest:
+    pairs = [(name.replace("_", "-"), value) for name, value in headers.items()]
+    return HttpRequest(method, target, pairs, body, "10.0.0.7")
+
+
+def test_the_routes_are_the_template_api_events_with_their_key_requirement() -> None:
+    routes = {(r.method, r.resource): r for r in routes_of(load_template())}
+
+    assert set(routes) == {
+        ("POST", "/events"),
+        ("GET", "/users/{user_id}/recommendations"),
+        ("PUT", "/items/{item_id}"),
+        ("PUT", "/items"),
+        ("GET", "/model"),
+    }
+    assert all(r.function == "ApiFunction" and r.api_key_required for r in routes.values())
+
+
+def test_a_path_parameter_matches_one_decoded_segment() -> None:
+    assert RECOMMENDATIONS.match("/users/user%3A42/recommendations") == {"user_id": "user:42"}
+    assert RECOMMENDATIONS.match("/users/a/b/recommendations") is None
+    assert RECOMMENDATIONS.match("/users//recommendations") is None
+
+
+def test_the_proxy_event_has_api_gateway_shape() -> None:
+    now = datetime(2026, 11, 28, 12, 0, 1, tzinfo=UTC)
+    http = request(
+        "GET",
+        "/users/user-42/recommendations?k=5&category=a&category=b",
+        x_api_key=KEY,
+        User_Agent="shop/1.0",
+    )
+
+    event = proxy_event(
+        RECOMMENDATIONS,
+        http,
+        "/users/user-42/recommendations",
+        {"user_id": "user-42"},
+        stage="prod",
+        account_id="123456789012",
+        api_id="local",
+        api_key=KEY,
+        request_id="req-1",
+        now=now,
+    )
+
+    assert event["resource"] == "/users/{user_id}/recommendations"
+    assert event["path"] == "/users/user-42/recommendations"
+    assert event["httpMethod"] == "GET"
+    assert event["headers"]["x-api-key"] == KEY
+    assert event["multiValueHeaders"]["User-Agent"] == ["shop/1.0"]
+    # Single-value maps keep the last value, as API Gateway does.
+    assert event["queryStringParameters"] == {"k": "5", "category": "b"}
+    assert event["multiValueQueryStringParameters"] == {"k": ["5"], "category": ["a", "b"]}
+    assert event["pathParameters"] == {"user_id": "user-42"}
+    assert event["body"] is None and event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["requestId"] == "req-1"
+    assert context["stage"] == "prod"
+    assert context["path"] == "/prod/users/user-42/recommendations"
+    assert context["resourcePath"] == "/users/{user_id}/recommendations"
+    assert context["identity"]["sourceIp"] == "10.0.0.7"
+    assert context["identity"]["apiKey"] == KEY
+    assert context["identity"]["userAgent"] == "shop/1.0"
+    assert context["requestTimeEpoch"] == int(now.timestamp() * 1000)
+
+
+def test_empty_maps_are_null_and_a_binary_body_is_base64() -> None:
+    route = Route("POST", "/events", "ApiFunction", True)
+
+    event = proxy_event(
+        route,
+        request("POST", "/events", b"\xff\x00"),
+        "/events",
+        {},
+        stage="prod",
+        account_id="1",
+        api_id="x",
+        api_key=None,
+    )
+
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\xff\x00"
+
+
+def test_a_text_body_is_passed_as_is() -> None:
+    route = Route("POST", "/events", "ApiFunction", True)
+    body = json.dumps({"event_id": "é"}).encode()
+
+    event = proxy_event(
+        route,
+        request("POST", "/events", body),
+        "/events",
+        {},
+        stage="prod",
+        account_id="1",
+        api_id="x",
+        api_key=None,
+    )
+
+    assert event["body"] == body.decode() and event["isBase64Encoded"] is False
+
+
+def test_a_handler_result_becomes_the_http_response() -> None:
+    response = http_response(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "application/json"},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": '{"ok": true}',
+            "isBase64Encoded": False,
+        }
+    )
+
+    assert response.status == 201
+    assert ("Set-Cookie", "a=1") in response.headers and ("Set-Cookie", "b=2") in response.headers
+    assert response.body == b'{"ok": true}'
+    assert (
+        http_response(
+            {"statusCode": 200, "body": base64.b64encode(b"\x01").decode(), "isBase64Encoded": True}
+        ).body
+        == b"\x01"
+    )
+
+
+def test_a_malformed_handler_result_is_a_502() -> None:
+    response = http_response({"body": "no status"})
+
+    assert response.status == 502
+    assert json.loads(response.body) == {"message": "Internal server error"}
+
+
+class Recorder:
+    def __init__(self, result: Any = None, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.result = result if result is not None else {"statusCode": 200, "body": "{}"}
+        self.error = error
+
+    def __call__(self, function: str, event: dict[str, Any]) -> Any:
+        self.calls.append((function, event))
+        if self.error:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def gateway(recorder: Recorder) -> ApiGateway:
+    return ApiGateway(routes_of(load_template()), recorder, frozenset({KEY}), "prod", "123456789012")
+
+
+def body_of(response: Any) -> Any:
+    return json.loads(response.body)
+
+
+@pytest.mark.parametrize("headers", [{}, {"x_api_key": "wrong"}])
+def test_a_keyed_route_without_a_valid_key_is_forbidden(
+    gateway: ApiGateway, recorder: Recorder, headers: dict[str, str]
+) -> None:
+    response = gateway.handle(request("GET", "/model", **headers))
+
+    assert (response.status, body_of(response)) == (403, {"message": "Forbidden"})
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize(("method", "target"), [("GET", "/nope"), ("DELETE", "/model"), ("GET", "/users/x")])
+def test_an_unknown_route_is_a_missing_authentication_token(
+    gateway: ApiGateway, method: str, target: str
+) -> None:
+    response = gateway.handle(request(method, target, x_api_key=KEY))
+
+    assert (response.status, body_of(response)) == (403, {"message": "Missing Authentication Token"})
+
+
+@pytest.mark.parametrize("target", ["/users/u1/recommendations?k=3", "/prod/users/u1/recommendations?k=3"])
+def test_a_valid_request_reaches_the_template_function(
+    gateway: ApiGateway, recorder: Recorder, target: str
+) -> None:
+    response = gateway.handle(request("GET", target, x_api_key=KEY))
+
+    assert response.status == 200
+    ((function, event),) = recorder.calls
+    assert function == "ApiFunction"
+    assert event["path"] == "/users/u1/recommendations"
+    assert event["pathParameters"] == {"user_id": "u1"}
+    assert event["queryStringParameters"] == {"k": "3"}
+    assert any(name == "x-amzn-RequestId" for name, _ in response.headers)
+
+
+def test_a_function_error_is_a_502() -> None:
+    failing = ApiGateway(
+        routes_of(load_template()), Recorder(error=RuntimeError("boom")), frozenset({KEY}), "prod", "1"
+    )
+
+    response = failing.handle(request("GET", "/model", x_api_key=KEY))
+
+    assert (response.status, body_of(response)) == (502, {"message": "Internal server error"})
