@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = render(config, command, sections, time.perf_counter() - started, exported)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    for section in sections:
+        for relative, content in section.files.items():
+            path = args.out.parent / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
     args.out.write_text(report, encoding="utf-8")
     print(f"[bench] wrote {args.out}", file=sys.stderr)
     return 1 if FAILED_MARKER in report else 0

@@ -155,8 +155,8 @@ class Section:
     title: str
     body: str
     checks: list[Check] = field(default_factory=list)
-    # Figures other sections build on (e.g. the in-handler p50 for the Lambda duration in the cost model).
-    figures: dict[str, float] = field(default_factory=dict)
+    # Files to write next to the report (path relative to its folder -> content), e.g. SVG charts.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ markdown

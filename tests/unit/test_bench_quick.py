@@ -39,3 +39,4 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert [section for section in SECTIONS if section not in report] == []
     assert "This section failed" not in report
     assert "`python -m bench --quick --out " in report
+    assert (tmp_path / "benchmarks" / "ranking.svg").read_text().startswith("<svg")
