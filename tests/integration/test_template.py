@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -120,6 +121,24 @@ def test_runtime_layer_ships_no_tensorflow_and_no_boto3() -> None:
     }
     assert {"numpy", "ai-edge-litert", "pydantic", "aws-lambda-powertools"} <= names
     assert not names & {"tensorflow", "tensorflow-cpu", "boto3", "botocore"}
+
+
+def test_every_handler_is_a_function_of_the_code(template: dict[str, Any]) -> None:
+    """A typo in Handler (or in the image's CMD) would otherwise surface only at the first invocation."""
+    dockerfile = (REPO / "training" / "Dockerfile").read_text()
+    image_cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
+    for function, properties in _functions(template).items():
+        handler = image_cmd[0] if properties.get("PackageType") == "Image" else properties["Handler"]
+        module, _, name = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name, None)), f"{function}: {handler}"
+
+
+def test_retrain_image_is_lambda_python_312_on_arm64() -> None:
+    dockerfile = (REPO / "training" / "Dockerfile").read_text()
+    assert "FROM public.ecr.aws/lambda/python:3.12-arm64" in dockerfile.splitlines()
+    # The `train` extra names tensorflow-cpu, which publishes no arm64 wheels: the image must not use it.
+    assert 'ARG TENSORFLOW_SPEC="tensorflow>=2.16"' in dockerfile.splitlines()
+    assert "[train]" not in dockerfile
 
 
 def test_sample_events_are_json_objects(samples: dict[str, Any]) -> None:
