@@ -57,9 +57,25 @@ class _Worker:
         raise NotImplementedError
 
 
+def stop_workers(workers: list[_Worker]) -> None:
+    """Signal every worker first, then wait for each: they wind down in parallel."""
+    for worker in workers:
+        worker.stopping.set()
+    for worker in workers:
+        worker.stop()
+
+
+def eventbridge_event(delivered: dict[str, Any], account_id: str) -> dict[str, Any]:
+    """The event as EventBridge hands it to Lambda. moto's delivery to a queue drops `version` and
+    `account` and adds its own `ingestion-time`; Powertools' EventBridge model requires the former."""
+    event = {key: value for key, value in delivered.items() if key != "ingestion-time"}
+    return {"version": "0", "account": account_id, **event}
+
+
 class BusDispatcher(_Worker):
-    def __init__(self, sqs: Any, queue_url: str, function: str, invoke: Invoke) -> None:
+    def __init__(self, sqs: Any, queue_url: str, function: str, invoke: Invoke, account_id: str) -> None:
         super().__init__(f"bus->{function}")
+        self._account_id = account_id
         self._sqs = sqs
         self._queue_url = queue_url
         self._function = function
@@ -75,7 +91,7 @@ class BusDispatcher(_Worker):
         for message in response.get("Messages", []):
             attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             try:
-                self._invoke(self._function, json.loads(message["Body"]))
+                self._invoke(self._function, eventbridge_event(json.loads(message["Body"]), self._account_id))
             except Exception:
                 if attempt < ASYNC_ATTEMPTS:
                     continue  # visible again after the queue's visibility timeout: Lambda's retry

@@ -24,17 +24,18 @@ class ReplaySummary:
     rejected: int = 0
     # Requests that failed for another reason (5xx, 403): their events' fate is unknown.
     errors: int = 0
-    rejections: list[str] = field(default_factory=list)
+    # (first line, why), reported in line order.
+    rejections: list[tuple[int, str]] = field(default_factory=list)
 
     def reject(self, line: int, why: str) -> None:
         self.rejected += 1
-        self.rejections.append(f"line {line}: {why}")
+        self.rejections.append((line, f"line {line}: {why}"))
 
     def describe(self) -> str:
         lines = [
             f"accepted {self.accepted}, duplicate {self.duplicate}, rejected {self.rejected}, failed requests {self.errors}"
         ]
-        lines += [f"  {r}" for r in self.rejections[:MAX_REJECTIONS_SHOWN]]
+        lines += [f"  {why}" for _, why in sorted(self.rejections)[:MAX_REJECTIONS_SHOWN]]
         if len(self.rejections) > MAX_REJECTIONS_SHOWN:
             lines.append(f"  ... and {len(self.rejections) - MAX_REJECTIONS_SHOWN} more")
         return "\n".join(lines)
@@ -86,7 +87,7 @@ def _send(post: Post, url: str, batch: list[tuple[int, Any]], summary: ReplaySum
     else:
         summary.errors += 1
         summary.rejections.append(
-            f"lines {batch[0][0]}-{batch[-1][0]}: request failed: {code} {_why(answer)}"
+            (batch[0][0], f"lines {batch[0][0]}-{batch[-1][0]}: request failed: {code} {_why(answer)}")
         )
 
 

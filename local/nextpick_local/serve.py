@@ -23,7 +23,14 @@ from nextpick.adapters.dynamodb_catalog import decode_item
 from nextpick_local import demo_shop, seed
 from nextpick_local import state_file as state_file_lib
 from nextpick_local.aws_resources import find_template, load_template
-from nextpick_local.dispatch import BusDispatcher, ScheduleBusy, Scheduler, StreamDispatcher, scheduled_event
+from nextpick_local.dispatch import (
+    BusDispatcher,
+    ScheduleBusy,
+    Scheduler,
+    StreamDispatcher,
+    scheduled_event,
+    stop_workers,
+)
 from nextpick_local.functions import FunctionError, Invoker, functions_of
 from nextpick_local.gateway import ApiGateway, HttpResponse, json_response, routes_of
 from nextpick_local.http_server import LocalHttpServer
@@ -60,8 +67,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def serve(options: ServeOptions, console: TextIO | None = None) -> int:
     """Run until interrupted; 0 after a clean stop."""
     console = console or sys.stderr
-    # SIGTERM stops as cleanly as Ctrl-C: the same unwinding closes every piece below.
+    # SIGTERM stops as cleanly as Ctrl-C: the same unwinding closes every piece below. SIGINT is set
+    # too: a shell starting a background job hands it over ignored, and Ctrl-C must still work.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         with contextlib.ExitStack() as cleanup:
             _run(options, cleanup, console)
@@ -168,7 +177,9 @@ def _start_event_sources(
     workers: list[Any] = []
     schedulers: dict[str, Scheduler] = {}
     for key, queue_url in stack.rule_queues.items():
-        workers.append(BusDispatcher(sqs, queue_url, key.partition(".")[0], invoker.invoke))
+        workers.append(
+            BusDispatcher(sqs, queue_url, key.partition(".")[0], invoker.invoke, resources.account_id)
+        )
     for function, resource in template["Resources"].items():
         for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
             properties = event.get("Properties", {})
@@ -193,7 +204,7 @@ def _start_event_sources(
                 workers.append(schedulers[function])
     for worker in workers:
         worker.start()
-        cleanup.callback(worker.stop)
+    cleanup.callback(stop_workers, workers)
     return schedulers
 
 

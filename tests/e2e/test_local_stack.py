@@ -95,10 +95,8 @@ def test_an_unknown_path_is_a_missing_authentication_token(local_stack: LocalSta
     assert local_stack.request("GET", "/nothing/here") == (403, {"message": "Missing Authentication Token"})
 
 
-def test_an_accepted_event_is_shipped_to_the_event_log(local_stack: LocalStack) -> None:
-    tracked = event("purchase", quantity=1, price=12.5)
-    status, _ = local_stack.request("POST", "/events", tracked)
-    assert status == 200
+def in_event_log(local_stack: LocalStack, event_id: str, within_seconds: float = 30) -> bool:
+    """Whether the event reaches the S3 event log (today's Firehose partition) in time."""
     s3 = boto3.client(
         "s3",
         endpoint_url=local_stack.state["endpoint_url"],
@@ -107,16 +105,34 @@ def test_an_accepted_event_is_shipped_to_the_event_log(local_stack: LocalStack) 
         aws_secret_access_key="testing",
     )
     bucket = local_stack.state["resources"]["ModelBucket"]
-
-    deadline = time.monotonic() + 30
-    found = False
-    while not found and time.monotonic() < deadline:
+    deadline = time.monotonic() + within_seconds
+    while time.monotonic() < deadline:
         time.sleep(1)
         today = datetime.now(UTC).strftime("events/year=%Y/month=%m/day=%d/")
         for entry in s3.list_objects_v2(Bucket=bucket, Prefix=today).get("Contents", []):
-            if tracked["event_id"].encode() in s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read():
-                found = True
-    assert found, "the event never reached the S3 event log"
+            if event_id.encode() in s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read():
+                return True
+    return False
+
+
+def test_an_accepted_event_is_shipped_to_the_event_log(local_stack: LocalStack) -> None:
+    tracked = event("purchase", quantity=1, price=12.5)
+
+    status, _ = local_stack.request("POST", "/events", tracked)
+
+    assert status == 200
+    assert in_event_log(local_stack, tracked["event_id"]), "the event never reached the S3 event log"
+
+
+def test_an_event_put_on_the_bus_reaches_the_bus_function(local_stack: LocalStack) -> None:
+    tracked = event("view", "books-0007")
+    entry = {"Source": "nextpick.shop", "DetailType": "ShopperEvent", "Detail": tracked}
+
+    status, body = local_stack.request("POST", "/_local/bus", entry)
+
+    assert status == 200 and body["FailedEntryCount"] == 0, body
+    # Tracked by BusEventFunction, it is in the user's state, hence on the stream, hence in the log.
+    assert in_event_log(local_stack, tracked["event_id"]), "the bus event was never tracked"
 
 
 def test_a_retrain_on_demand_records_its_decision_and_recommendations_survive(
