@@ -12,6 +12,7 @@ from typing import Any
 from bench import models, workload
 from bench.common import Check, Config, Section, fmt, table
 from bench.serving import SHOPPERS, MotoResult
+from bench.training import TrainingRun
 from nextpick.adapters.dynamodb_state import encode_state
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
@@ -29,6 +30,7 @@ ASSUMED_DYNAMODB_ROUND_TRIPS_MS = 10.0
 ASSUMED_LOG_BYTES_PER_INVOCATION = 1024  # START/END/REPORT lines + one EMF metrics document
 ASSUMED_FIREHOSE_CALL_MS = 15.0
 ASSUMED_TRAINING_RUNS_PER_MONTH = 30
+ASSUMED_RETRAIN_SECONDS = 300.0
 ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN = 2.0
 ASSUMED_PERSONALIZE_EVENT_BYTES = 1024
 HISTORY_LENGTHS = (1, 10, 50, 200, 300)
@@ -365,8 +367,17 @@ def _cost_tables(
         "sent on the bus (EventBridge custom events, $1.00 per million) would cut the total by about "
         "$2.50; the DynamoDB write is next, and shrinks with the processed-id hashing above.",
     ]
-    training = results.get("training")
-    retrain_s = training.wall_seconds if training is not None and training.wall_seconds else 300.0
+    training: TrainingRun | None = results.get("training")
+    measured_retrain = training is not None and training.exit_code == 0
+    # The whole quality benchmark (two trainings, baselines) over-estimates one retrain on ML-100K.
+    retrain_s = (
+        training.wall_seconds if training is not None and measured_retrain else ASSUMED_RETRAIN_SECONDS
+    )
+    retrain_basis = (
+        "the quality benchmark's whole wall time in §6, an over-estimate of one ML-100K retrain"
+        if measured_retrain
+        else "assumed: the retrain was not measured in this run"
+    )
     retrain_month = ASSUMED_TRAINING_RUNS_PER_MONTH * retrain_s * 4 * PRICES["lambda_gb_second"].amount
     comparison = []
     for monthly_events in (1_000_000, 100_000_000):
@@ -406,7 +417,9 @@ def _cost_tables(
         f"{fmt(ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN)} training hours each, ~{ASSUMED_PERSONALIZE_EVENT_BYTES} B "
         "per ingested event, traffic spread evenly (peaks only make Personalize dearer). nextpick's side is "
         f"the steady-user total above plus {ASSUMED_TRAINING_RUNS_PER_MONTH} retrains a month on the 4096 MB "
-        f"retrain function at {fmt(retrain_s)} s each (${retrain_month:.2f}/month).",
+        f"retrain function at {fmt(retrain_s)} s each ({retrain_basis}; ${retrain_month:.2f}/month). A shop "
+        "with 100M events a month trains on far more than ML-100K's 100k ratings: its retrain takes "
+        "longer, but would have to grow ~100x before it mattered next to the per-event costs.",
         table(
             [
                 "traffic",
