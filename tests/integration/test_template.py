@@ -149,7 +149,11 @@ def test_sample_events_are_json_objects(samples: dict[str, Any]) -> None:
 def test_env_json_matches_the_template() -> None:
     """events/env.json (for `sam local`) names the resources aws_resources creates for nextpick-local."""
     env_json = json.loads((EVENTS_DIR / "env.json").read_text())
-    assert env_json == {name: dict(env) for name, env in plan_stack().environments.items()}
+    regenerate = (
+        "regenerate: python -c 'import json; from nextpick_local.aws_resources import plan_stack; "
+        "print(json.dumps(dict(plan_stack().environments), indent=2))' > events/env.json"
+    )
+    assert env_json == {name: dict(env) for name, env in plan_stack().environments.items()}, regenerate
 
 
 def _api_samples(samples: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
