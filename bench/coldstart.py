@@ -46,7 +46,7 @@ class ColdStart:
 
 
 def _workload_file(num_items: int, events: int, folder: Path) -> Path:
-    out_of_stock = [item.item_id for item in workload.catalog(num_items) if not item.in_stock]
+    out_of_stock = sorted(workload.out_of_stock_ids(num_items))
     path = folder / f"workload-{num_items}.json"
     path.write_text(
         json.dumps(

@@ -47,7 +47,7 @@ class Config:
             events_per_run=3_000,
             warmup_events=300,
             repeats=3,
-            ranking_calls=300,
+            ranking_calls=200,
             moto_events=1_000,
             coldstart_repeats=5,
             throughput_events=3_000,

@@ -10,12 +10,15 @@ has TensorFlow in memory. The weights are regenerated from the same seed when nu
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import hashlib
 import inspect
 import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,12 +38,19 @@ def hyperparameters() -> model_lib.Hyperparameters:
     return model_lib.Hyperparameters(seed=SEED)
 
 
+def _code_of(source: str) -> bytes:
+    """The code's syntax tree: reformatting or re-commenting it does not make a new artifact."""
+    return ast.dump(ast.parse(textwrap.dedent(source))).encode()
+
+
+@functools.cache
 def _code_fingerprint() -> str:
     """Changes whenever what ends up in the artifact could: the export code, the functions of the model
-    it bakes in, and the hyperparameters. (Not the whole of model.py: its training loop does not matter.)"""
+    it bakes in, and the hyperparameters (not the rest of model.py: its training loop does not matter).
+    Computed once per process, so one run uses one set of artifacts even if the code changes meanwhile."""
     from nextpick_training import export
 
-    digest = hashlib.sha256(inspect.getsource(export).encode())
+    digest = hashlib.sha256(_code_of(inspect.getsource(export)))
     for part in (
         model_lib.state_dim_for,
         model_lib.StateLayout,
@@ -49,7 +59,7 @@ def _code_fingerprint() -> str:
         model_lib.rank_scores_tf,
         model_lib._init_weights,
     ):
-        digest.update(inspect.getsource(part).encode())
+        digest.update(_code_of(inspect.getsource(part)))
     digest.update(json.dumps(hyperparameters().as_dict(), sort_keys=True).encode())
     return digest.hexdigest()[:10]
 
