@@ -1,8 +1,9 @@
 """The local stack as the README starts it, in a subprocess, shared by every end-to-end test.
 
 `local_stack` yields an object with `.url` (the base URL: storefront at `/`, API routes below it) and
-`.api_key`; it starts `nextpick serve --demo` (what `make local` runs) on a free port with its own state
-file, waits until it answers, and stops it with SIGINT at the end of the session."""
+`.api_key`; it runs `make local ARGS="--port <free> --state-file <tmp> ..."` (the README's command),
+waits for the state file `serve` writes once it answers, and at the end of the session sends SIGINT to
+the `nextpick serve` process (its pid is in the state file; make then exits with its status)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NEXTPICK = Path(sys.executable).parent / "nextpick"
 START_TIMEOUT_SECONDS = 150
 STOP_TIMEOUT_SECONDS = 30
 
@@ -67,7 +66,8 @@ def _output(log_dir: Path) -> str:
 def start_local_stack(log_dir: Path, *extra: str) -> LocalStack:
     port = free_port()
     state_file = log_dir / "local.json"
-    command = [str(NEXTPICK), "serve", "--demo", "--port", str(port), "--state-file", str(state_file), *extra]
+    args = ["--port", str(port), "--state-file", str(state_file), *extra]
+    command = ["make", "--no-print-directory", "local", f"ARGS={' '.join(args)}"]
     with (log_dir / "serve.out").open("wb") as out, (log_dir / "serve.err").open("wb") as err:
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env={**os.environ})
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -86,8 +86,9 @@ def start_local_stack(log_dir: Path, *extra: str) -> LocalStack:
 
 
 def stop_local_stack(stack: LocalStack) -> int:
+    """Ctrl-C as a terminal would deliver it to `nextpick serve`; make's exit status (= serve's)."""
     if stack.process.poll() is None:
-        stack.process.send_signal(signal.SIGINT)
+        os.kill(int(stack.state["pid"]), signal.SIGINT)
         try:
             stack.process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
