@@ -32,6 +32,8 @@ from nextpick_local import state_file
 TOP_K = 10
 # Each product the shopper looks at gets this little story; it cycles over the session.
 STEP_PATTERN = ("view", "view", "add_to_cart", "view", "purchase")
+# How many products the shopper looks at in each category.
+SHORTLIST_SIZE = 4
 # How much of the session stays in the first category before the shopper drifts.
 FIRST_CATEGORY_SHARE = 0.5
 # The local retrain trains a real model; give it time before declaring it stuck.
@@ -116,10 +118,9 @@ class Client:
                 message = raw.decode(errors="replace")[:200]
             raise ApiError(error.code, message) from None
 
-    def recommendations(self, user_id: str) -> dict[str, Any]:
-        return self.call(
-            "GET", f"/users/{urllib.parse.quote(user_id, safe='')}/recommendations", query={"k": str(TOP_K)}
-        )
+    def recommendations(self, user_id: str, k: int = TOP_K, category: str | None = None) -> dict[str, Any]:
+        query = {"k": str(k), **({"category": category} if category else {})}
+        return self.call("GET", f"/users/{urllib.parse.quote(user_id, safe='')}/recommendations", query=query)
 
     def track(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.call("POST", "/events", event, query={"k": str(TOP_K)})
@@ -200,32 +201,50 @@ def wait_with_progress(label: str, work: Callable[[], Any]) -> Any:
     return outcome["value"]
 
 
-def plan_session(products: list[Product], events: int, rng: random.Random) -> list[tuple[Product, str]]:
-    """A shopper in one category who drifts to another: (product, event_type) in order.
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of the session spent in one category."""
 
-    The two categories are the two with the most products in stock, so every planned add-to-cart or
-    purchase is something a real shopper could do."""
-    by_category: dict[str, list[Product]] = {}
-    for product in products:
-        if product.stock > 0:
-            by_category.setdefault(product.category, []).append(product)
-    ranked = sorted(by_category, key=lambda c: (-len(by_category[c]), c))
-    if len(ranked) < 2:
-        raise SystemExit("the catalog needs in-stock products in at least two categories")
-    first, second = ranked[0], ranked[1]
+    category: str
+    events: int
+
+
+def plan_phases(products: list[Product], events: int, rng: random.Random) -> list[Phase]:
+    """Two categories (chosen by the seed among those with enough products in stock, so every planned
+    add-to-cart or purchase is something a real shopper could do): the first, then the drift."""
+    in_stock = Counter(p.category for p in products if p.stock > 0)
+    eligible = sorted(c for c, count in in_stock.items() if count >= SHORTLIST_SIZE)
+    if len(eligible) < 2:
+        raise SystemExit(f"the catalog needs {SHORTLIST_SIZE} products in stock in at least two categories")
+    first, second = rng.sample(eligible, 2)
     first_events = max(1, round(events * FIRST_CATEGORY_SHARE))
-    plan: list[tuple[Product, str]] = []
-    for category, count in ((first, first_events), (second, events - first_events)):
-        # A handful of products per category, each visited for a few steps: a realistic short list.
-        shortlist = rng.sample(by_category[category], min(len(by_category[category]), 4))
-        for step in range(count):
-            product = shortlist[(step // len(STEP_PATTERN)) % len(shortlist)]
-            event_type = STEP_PATTERN[step % len(STEP_PATTERN)]
-            if event_type == "view" and step % len(STEP_PATTERN) == 1:
-                # Second view of a cycle: a neighbour, as a shopper comparing products would.
-                product = shortlist[(step // len(STEP_PATTERN) + 1) % len(shortlist)]
-            plan.append((product, event_type))
-    return plan
+    return [Phase(first, first_events), Phase(second, events - first_events)]
+
+
+def shortlist(
+    client: Client, user_id: str, category: str, products: list[Product], rng: random.Random
+) -> list[Product]:
+    """The products this shopper looks at in `category`: what the shop recommends them there right now
+    (the API's category filter), topped up with other products in stock if it shows fewer."""
+    by_id = {p.item_id: p for p in products}
+    shown = [
+        by_id[item]
+        for item in item_ids(client.recommendations(user_id, k=SHORTLIST_SIZE, category=category))
+        if item in by_id and by_id[item].stock > 0
+    ]
+    others = [p for p in products if p.category == category and p.stock > 0 and p not in shown]
+    return shown + rng.sample(others, max(0, SHORTLIST_SIZE - len(shown)))
+
+
+def steps(products: list[Product], count: int) -> list[tuple[Product, str]]:
+    """`count` events over the shortlist: each product gets STEP_PATTERN in turn, and the second view
+    of a cycle goes to the next product, as a shopper comparing two products would."""
+    planned = []
+    for step in range(count):
+        cycle, beat = divmod(step, len(STEP_PATTERN))
+        product = products[(cycle + (1 if beat == 1 else 0)) % len(products)]
+        planned.append((product, STEP_PATTERN[beat]))
+    return planned
 
 
 class Narrator:
@@ -270,37 +289,56 @@ def item_ids(body: dict[str, Any]) -> list[str]:
     return [rec["item_id"] for rec in body.get("recommendations", [])]
 
 
-def replay(client: Client, narrator: Narrator, user_id: str, plan: list[tuple[Product, str]]) -> list[str]:
-    """Send the planned events one by one; print each answer's change. Returns the final top-10."""
+def send(
+    client: Client, user_id: str, session_id: str, product: Product, event_type: str
+) -> tuple[dict, float]:
+    """One tracked event through `POST /events`: the answer and the measured round trip (ms)."""
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "user_id": user_id,
+        "item_id": product.item_id,
+        "event_type": event_type,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "session_id": session_id,
+    }
+    if event_type in ("add_to_cart", "purchase"):
+        event["quantity"] = 1
+    if event_type == "purchase":
+        event["price"] = product.price
+    started = time.perf_counter()
+    answer = client.track(event)
+    return answer, (time.perf_counter() - started) * 1000
+
+
+def replay(
+    client: Client,
+    narrator: Narrator,
+    user_id: str,
+    phases: list[Phase],
+    products: list[Product],
+    rng: random.Random,
+) -> list[str]:
+    """Send the session's events one by one; print each answer's change. Returns the final top-10."""
     session_id = f"walkthrough-{uuid.uuid4().hex[:12]}"
     current = item_ids(client.recommendations(user_id))
     narrator.say(f"Starting top-{TOP_K} of {user_id}:")
     narrator.top_list(current)
-    narrator.say()
-    for position, (product, event_type) in enumerate(plan, 1):
-        event: dict[str, Any] = {
-            "event_id": str(uuid.uuid4()),
-            "user_id": user_id,
-            "item_id": product.item_id,
-            "event_type": event_type,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "session_id": session_id,
-        }
-        if event_type in ("add_to_cart", "purchase"):
-            event["quantity"] = 1
-        if event_type == "purchase":
-            event["price"] = product.price
-        started = time.perf_counter()
-        answer = client.track(event)
-        round_trip_ms = (time.perf_counter() - started) * 1000
-        after = item_ids(answer)
-        narrator.say(
-            f"[{position:>2}/{len(plan)}] {event_type:<11} {narrator.name(product.item_id)}"
-            f" -> {answer['status']}, server {answer['took_ms']:.1f} ms, round trip {round_trip_ms:.1f} ms"
-        )
-        narrator.change(top_change(current, after))
-        narrator.say(f"        top-10 by category: {narrator.category_mix(after)}")
-        current = after
+    total, position = sum(phase.events for phase in phases), 0
+    for phase in phases:
+        looked_at = shortlist(client, user_id, phase.category, products, rng)
+        narrator.say()
+        narrator.say(f"--- {user_id} browses {phase.category}: {', '.join(p.title for p in looked_at)}")
+        for product, event_type in steps(looked_at, phase.events):
+            position += 1
+            answer, round_trip_ms = send(client, user_id, session_id, product, event_type)
+            after = item_ids(answer)
+            narrator.say(
+                f"[{position:>2}/{total}] {event_type:<11} {narrator.name(product.item_id)}"
+                f" -> {answer['status']}, server {answer['took_ms']:.1f} ms, round trip {round_trip_ms:.1f} ms"
+            )
+            narrator.change(top_change(current, after))
+            narrator.say(f"        top-10 by category: {narrator.category_mix(after)}")
+            current = after
     return current
 
 
@@ -397,14 +435,14 @@ def main(argv: list[str]) -> int:
     try:
         products = client.catalog()
         narrator = Narrator({p.item_id: p for p in products}, sys.stdout)
-        plan = plan_session(products, args.events, rng)
-        categories = list(dict.fromkeys(product.category for product, _ in plan))
+        phases = plan_phases(products, args.events, rng)
         narrator.say(
-            f"Shopper {user_id}: {len(plan)} events, browsing {categories[0]} then drifting to {categories[1]}"
+            f"Shopper {user_id}: {args.events} events, browsing {phases[0].category}"
+            f" then drifting to {phases[1].category}"
         )
         narrator.say(f"API {client.base_url}, model {client.model_version()}")
         narrator.say()
-        final_top = replay(client, narrator, user_id, plan)
+        final_top = replay(client, narrator, user_id, phases, products, rng)
         narrator.say()
         if args.no_retrain:
             return 0

@@ -139,6 +139,21 @@ function visibleProducts() {
   return category ? state.products.filter((p) => p.category === category) : state.products;
 }
 
+// The catalog comes grouped by category; interleave the categories so that the first rows of
+// "All categories" show the whole shop rather than a single aisle.
+function interleaved(products) {
+  const aisles = new Map();
+  for (const product of products) {
+    if (!aisles.has(product.category)) aisles.set(product.category, []);
+    aisles.get(product.category).push(product);
+  }
+  const mixed = [];
+  for (let row = 0; mixed.length < products.length; row += 1) {
+    for (const aisle of aisles.values()) if (row < aisle.length) mixed.push(aisle[row]);
+  }
+  return mixed;
+}
+
 function stockBadge(element, stock) {
   element.className = "stock";
   if (stock <= 0) {
@@ -158,10 +173,10 @@ function productCard(product) {
   card.dataset.itemId = product.item_id;
   const art = card.querySelector(".card-art");
   art.style.setProperty("--hue", hueOf(product.category));
-  art.setAttribute("aria-label", `Picture of ${product.title}`);
-  art.textContent = product.title.slice(0, 1).toUpperCase();
+  art.setAttribute("aria-label", `Picture of ${product.title}, category ${product.category}`);
+  art.textContent = product.category;
   card.querySelector(".card-title").textContent = product.title;
-  card.querySelector(".card-category").textContent = product.category;
+  card.querySelector(".card-id").textContent = product.item_id;
   card.querySelector(".card-price").textContent = formatPrice(product.price);
   stockBadge(card.querySelector(".stock"), product.stock);
   for (const button of card.querySelectorAll("button[data-event]")) {
@@ -366,7 +381,7 @@ async function start() {
     state.apiKey = config.apiKey;
     for (const user of config.demoUsers || []) addShopperOption(user, user);
     const { data: catalog } = await call("GET", "/_local/catalog");
-    state.products = catalog.items;
+    state.products = interleaved(catalog.items);
     state.productById = new Map(state.products.map((p) => [p.item_id, p]));
     for (const category of [...new Set(state.products.map((p) => p.category))].sort()) {
       const option = document.createElement("option");

@@ -1,0 +1,184 @@
+"""The demo storefront in a real headless Chromium: clicks send real events, the picks panel follows.
+
+Needs Debian's `chromium` and `chromium-driver`; installed with apt-get when missing and running as
+root, skipped (with the reason) otherwise. Leaves a screenshot in test-output/storefront.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "test-output" / "storefront.png"
+WAIT_SECONDS = 30
+# Chromium in a container without a display, a sandbox or outside network.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1440,1500",
+)
+
+
+def chromium_paths() -> tuple[str, str]:
+    """(chromium, chromedriver), installing Debian's packages first if they are missing."""
+    found = shutil.which("chromium"), shutil.which("chromedriver")
+    if all(found):
+        return found[0] or "", found[1] or ""
+    if os.geteuid() != 0:
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        # A fresh container has no package lists yet.
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser and driver, "apt-get installed chromium but it is not on PATH"
+    return browser, driver
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    with tempfile.TemporaryDirectory(prefix="nextpick-chromium-") as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(options=options, service=Service(chromedriver))
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+def wait_for(driver: Any, condition: Any, what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_SECONDS).until(condition, f"timed out waiting for {what}")
+
+
+# Read in one script so the snapshot is consistent: the page may be redrawing the list meanwhile.
+PANEL_SNAPSHOT = """
+const panel = document.getElementById("recs-panel");
+return {
+  updates: Number(panel.dataset.updates),
+  items: panel.dataset.items ? panel.dataset.items.split(",") : [],
+  model_version: panel.dataset.modelVersion,
+  for: document.getElementById("recs-for").textContent,
+  titles: Array.from(panel.querySelectorAll(".rec-title"), (title) => title.textContent),
+};
+"""
+
+
+def panel(driver: Any) -> dict[str, Any]:
+    """What the "Recommended for you" panel shows right now."""
+    return dict(driver.execute_script(PANEL_SNAPSHOT))
+
+
+def click_and_wait(driver: Any, button: Any) -> dict[str, Any]:
+    """Click a button that sends an event and wait until the panel was redrawn from the answer."""
+    before = panel(driver)["updates"]
+    button.click()
+    wait_for(driver, lambda d: panel(d)["updates"] > before, f"the panel to update after {button.text}")
+    return panel(driver)
+
+
+def latest_status(driver: Any) -> str:
+    return str(driver.execute_script('return document.querySelector("#activity-log .status").textContent'))
+
+
+def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(local_stack.url)
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the page")
+    assert not browser.find_element(By.ID, "error-banner").is_displayed(), browser.find_element(
+        By.ID, "error-banner"
+    ).text
+    assert browser.find_elements(By.CSS_SELECTOR, "#product-grid .card"), "no products on the page"
+
+    # A demo shopper other than the preselected one, and a category to shop in.
+    shoppers = Select(browser.find_element(By.ID, "shopper-select"))
+    assert len(shoppers.options) >= 2, "the page offers fewer than two demo shoppers"
+    shopper = shoppers.options[1].get_attribute("value")
+    updates = panel(browser)["updates"]
+    shoppers.select_by_value(shopper)
+    wait_for(browser, lambda d: panel(d)["updates"] > updates and shopper in panel(d)["for"], "the shopper")
+    start = panel(browser)
+    assert start["model_version"], "no model version in the panel"
+    Select(browser.find_element(By.ID, "category-select")).select_by_index(1)
+
+    in_stock = [
+        card
+        for card in browser.find_elements(By.CSS_SELECTOR, "#product-grid .card")
+        if card.find_element(By.CSS_SELECTOR, "[data-event=purchase]").is_enabled()
+    ]
+    assert len(in_stock) >= 3, "fewer than three products in stock in the first category"
+    seen = [start]
+    for card, event_type in zip(in_stock, ("view", "add_to_cart", "purchase", "view"), strict=False):
+        seen.append(click_and_wait(browser, card.find_element(By.CSS_SELECTOR, f"[data-event={event_type}]")))
+        assert latest_status(browser) == "accepted"
+    after = seen[-1]
+    assert any(s["items"] != start["items"] for s in seen[1:]), "the picks never changed after 4 events"
+    assert after["items"] and all(after["titles"]), "the panel lists no titled picks"
+    assert after["model_version"] in browser.find_element(By.ID, "recs-version").text
+    assert after["model_version"] in browser.find_element(By.ID, "model-badge").text
+    for timing in ("took-ms", "rtt-ms"):
+        assert browser.find_element(By.ID, timing).text.endswith(" ms")
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+
+    # Sending the very same event again is answered as a duplicate and changes nothing.
+    click_and_wait(browser, browser.find_element(By.ID, "resend-last"))
+    assert latest_status(browser) == "duplicate"
+    assert panel(browser)["items"] == after["items"]
+
+    # A brand-new shopper gets the cold-start list.
+    click_and_wait(browser, browser.find_element(By.ID, "new-shopper"))
+    cold = panel(browser)
+    assert "new-shopper" in cold["for"]
+    assert cold["items"], "a brand-new shopper got no recommendations"
+    assert cold["model_version"] == after["model_version"]
+
+
+def test_storefront_shows_api_errors_inline(local_stack: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(local_stack.url)
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the page")
+    # No button sends an invalid event, so hand the page's own sender one: a `rate` without rating.
+    browser.execute_script(
+        "send({event_id: crypto.randomUUID(), user_id: 'error-check', item_id: 'x',"
+        " event_type: 'rate', timestamp: new Date().toISOString()})"
+    )
+    banner = wait_for(
+        browser,
+        lambda d: (
+            d.find_element(By.ID, "error-banner").is_displayed() and d.find_element(By.ID, "error-banner")
+        ),
+        "the error banner",
+    )
+    assert "422" in banner.text and "invalid request" in banner.text
+    assert latest_status(browser) == "rejected 422"
