@@ -31,7 +31,9 @@ ASYNC_ATTEMPTS = 3
 STREAM_POLL_SECONDS = 0.5
 
 
-class _Worker:
+class Worker:
+    """A daemon thread calling `poll` until stopped."""
+
     def __init__(self, name: str) -> None:
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -49,20 +51,14 @@ class _Worker:
             try:
                 self.poll()
             except Exception:
+                if self.stopping.is_set():
+                    return  # shutting down: a run cut short is expected
                 # The stand-in must outlive a hiccup (e.g. moto busy); the next poll tries again.
                 log.exception("%s: poll failed", self._thread.name)
                 self.stopping.wait(1.0)
 
     def poll(self) -> None:
         raise NotImplementedError
-
-
-def stop_workers(workers: list[_Worker]) -> None:
-    """Signal every worker first, then wait for each: they wind down in parallel."""
-    for worker in workers:
-        worker.stopping.set()
-    for worker in workers:
-        worker.stop()
 
 
 def eventbridge_event(delivered: dict[str, Any], account_id: str) -> dict[str, Any]:
@@ -72,7 +68,7 @@ def eventbridge_event(delivered: dict[str, Any], account_id: str) -> dict[str, A
     return {"version": "0", "account": account_id, **event}
 
 
-class BusDispatcher(_Worker):
+class BusDispatcher(Worker):
     def __init__(self, sqs: Any, queue_url: str, function: str, invoke: Invoke, account_id: str) -> None:
         super().__init__(f"bus->{function}")
         self._account_id = account_id
@@ -112,7 +108,7 @@ def lambda_json(value: Any) -> Any:
     return value
 
 
-class StreamDispatcher(_Worker):
+class StreamDispatcher(Worker):
     def __init__(
         self,
         streams: Any,
@@ -227,7 +223,7 @@ class ScheduleBusy(RuntimeError):
     """A scheduled run is still going; a second one is not started."""
 
 
-class Scheduler(_Worker):
+class Scheduler(Worker):
     def __init__(
         self, function: str, make_event: Callable[[], dict[str, Any]], invoke: Invoke, every: float
     ) -> None:

@@ -28,8 +28,8 @@ from nextpick_local.dispatch import (
     ScheduleBusy,
     Scheduler,
     StreamDispatcher,
+    Worker,
     scheduled_event,
-    stop_workers,
 )
 from nextpick_local.functions import FunctionError, Invoker, functions_of
 from nextpick_local.gateway import ApiGateway, HttpResponse, json_response, routes_of
@@ -112,7 +112,6 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
         resources.account_id,
         log,
     )
-    cleanup.callback(invoker.stop)
     api_key = options.api_key or f"np-local-{secrets.token_hex(12)}"
     stage = resources.parameters.get("Stage", "prod")
     gateway = ApiGateway(
@@ -126,7 +125,8 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     demo_users = [p.user_id for p in demo_shop.PERSONAS] if options.demo else []
     page_config.update(apiUrl=api_url, apiKey=api_key, stage=stage, demoUsers=demo_users, local=True)
 
-    schedulers = _start_event_sources(stack, template, invoker, options.retrain_every, cleanup)
+    workers, schedulers = _start_event_sources(stack, template, invoker, options.retrain_every)
+    cleanup.callback(_stop_event_sources, workers, invoker)
     # The template has one schedule: the retrain job's.
     scheduler = next(iter(schedulers.values()))
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
@@ -168,13 +168,12 @@ def _start_event_sources(
     template: Mapping[str, Any],
     invoker: Invoker,
     retrain_every: float,
-    cleanup: contextlib.ExitStack,
-) -> dict[str, Scheduler]:
-    """A dispatcher for every event source of every function; the schedulers by function."""
+) -> tuple[list[Worker], dict[str, Scheduler]]:
+    """A started dispatcher for every event source of every function; the schedulers by function."""
     resources = stack.resources
     sqs = stack.client("sqs")
     queue_url_of_arn = {resources.arns[q]: resources.refs[q] for q in resources.arns if q in resources.refs}
-    workers: list[Any] = []
+    workers: list[Worker] = []
     schedulers: dict[str, Scheduler] = {}
     for key, queue_url in stack.rule_queues.items():
         workers.append(
@@ -204,8 +203,17 @@ def _start_event_sources(
                 workers.append(schedulers[function])
     for worker in workers:
         worker.start()
-    cleanup.callback(stop_workers, workers)
-    return schedulers
+    return workers, schedulers
+
+
+def _stop_event_sources(workers: list[Worker], invoker: Invoker) -> None:
+    """Signal every dispatcher, end a retrain process still running (rather than wait for it), then
+    wait for the threads: they wind down in parallel."""
+    for worker in workers:
+        worker.stopping.set()
+    invoker.stop()
+    for worker in workers:
+        worker.stop()
 
 
 def _control_routes(
@@ -306,13 +314,14 @@ def _banner(
     seconds: float,
 ) -> None:
     personas = ", ".join(p.user_id for p in demo_shop.PERSONAS)
+    try_path = f"/users/{demo_shop.PERSONAS[0].user_id}/recommendations" if options.demo else "/model"
     lines = [
         "",
         f"nextpick is running (ready in {seconds:.0f}s)",
         f"  storefront   {api_url}/",
         f"  API          {api_url}/   (also {api_url}/{stage}/, the deployed URL's shape)",
         f"  API key      {api_key}   (header x-api-key)",
-        f"  try          curl -H 'x-api-key: {api_key}' {api_url}/users/{demo_shop.PERSONAS[0].user_id}/recommendations",
+        f"  try          curl -H 'x-api-key: {api_key}' {api_url}{try_path}",
         f"  local only   GET {api_url}/_local/status   POST {api_url}/_local/retrain   POST {api_url}/_local/bus",
         f"  retrain      every {options.retrain_every:g}s"
         if options.retrain_every > 0
