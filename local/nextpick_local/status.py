@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from nextpick_training import publish as publish_lib
+from nextpick_training.publish import current_pointer, list_versions, read_manifest
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ def last_run(s3: Any, bucket: str, prefix: str) -> dict[str, Any] | None:
 
 
 def status(s3: Any, dynamodb: Any, names: Names) -> dict[str, Any]:
-    pointer = publish_lib.current_pointer(s3, names.model_bucket, names.model_prefix)
+    pointer = current_pointer(s3, names.model_bucket, names.model_prefix)
     live: dict[str, Any] | None = None
     if pointer is not None:
-        manifest = publish_lib.read_manifest(s3, names.model_bucket, names.model_prefix, pointer["version"])
+        manifest = read_manifest(s3, names.model_bucket, names.model_prefix, pointer["version"])
         live = {
             "version": pointer["version"],
             "published_at": pointer.get("published_at"),
@@ -58,7 +58,7 @@ def status(s3: Any, dynamodb: Any, names: Names) -> dict[str, Any]:
     run = last_run(s3, names.model_bucket, names.runs_prefix)
     return {
         "live_model": live,
-        "versions": len(publish_lib.list_versions(s3, names.model_bucket, names.model_prefix)),
+        "versions": len(list_versions(s3, names.model_bucket, names.model_prefix)),
         "last_retrain": (
             {
                 key: run.get(key)
