@@ -287,7 +287,7 @@ def _clients() -> tuple[Any, Any, Any]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from nextpick_local.serve import DEMO_HYPERPARAMETERS, ServeOptions, serve
+    from nextpick_local.serve import DEMO_HYPERPARAMETERS, ServeError, ServeOptions, serve
 
     state_path = args.state_file or state_file.default_path()
     if args.function_logs == "-":
@@ -307,7 +307,10 @@ def _serve(args: argparse.Namespace) -> int:
         function_log=function_log,
         seed=args.seed,
     )
-    return serve(options)
+    try:
+        return serve(options)
+    except ServeError as error:
+        raise CommandError(str(error)) from error
 
 
 def _train(args: argparse.Namespace) -> int:

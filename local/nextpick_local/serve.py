@@ -60,6 +60,10 @@ class ServeOptions:
     seed: int = DEMO_SHOP.seed
 
 
+class ServeError(RuntimeError):
+    """The stack cannot start (e.g. the port is taken); everything started so far is stopped."""
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -120,7 +124,12 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     # Bound now, served last: a busy port fails in a second, not after the demo has loaded.
     control: dict[tuple[str, str], Any] = {}
     page_config: dict[str, Any] = {}
-    http = LocalHttpServer(options.host, options.port, gateway, control, page_config)
+    try:
+        http = LocalHttpServer(options.host, options.port, gateway, control, page_config)
+    except OSError as error:
+        raise ServeError(
+            f"cannot listen on {options.host}:{options.port}: {error.strerror or error}"
+        ) from error
     api_url = f"http://{options.host}:{http.port}"
     demo_users = [p.user_id for p in demo_shop.PERSONAS] if options.demo else []
     page_config.update(apiUrl=api_url, apiKey=api_key, stage=stage, demoUsers=demo_users, local=True)
