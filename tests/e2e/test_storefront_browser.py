@@ -86,6 +86,7 @@ return {
   model_version: panel.dataset.modelVersion,
   for: document.getElementById("recs-for").textContent,
   titles: Array.from(panel.querySelectorAll(".rec-title"), (title) => title.textContent),
+  categories: Array.from(panel.querySelectorAll(".rec"), (rec) => rec.dataset.category),
 };
 """
 
@@ -139,6 +140,7 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
     for card, event_type in zip(in_stock, ("view", "add_to_cart", "purchase", "view"), strict=False):
         seen.append(click_and_wait(browser, card.find_element(By.CSS_SELECTOR, f"[data-event={event_type}]")))
         assert latest_status(browser) == "accepted"
+    bought = in_stock[2].get_attribute("data-item-id")
     after = seen[-1]
     assert any(s["items"] != start["items"] for s in seen[1:]), "the picks never changed after 4 events"
     assert after["items"] and all(after["titles"]), "the panel lists no titled picks"
@@ -147,8 +149,19 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
     for timing in ("took-ms", "rtt-ms"):
         assert browser.find_element(By.ID, timing).text.endswith(" ms")
 
+    assert bought not in after["items"], "a purchased item was recommended although purchases are excluded"
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
+
+    # The query options: picks from the selected category only, then purchases allowed back in.
+    category = Select(browser.find_element(By.ID, "category-select")).first_selected_option.text
+    in_category = click_and_wait(browser, browser.find_element(By.ID, "picks-in-category"))
+    assert in_category["items"] and set(in_category["categories"]) == {category}
+    with_purchases = click_and_wait(browser, browser.find_element(By.ID, "exclude-purchased"))
+    assert set(with_purchases["categories"]) == {category}
+    click_and_wait(browser, browser.find_element(By.ID, "picks-in-category"))
+    click_and_wait(browser, browser.find_element(By.ID, "exclude-purchased"))
+    after = panel(browser)
 
     # Sending the very same event again is answered as a duplicate and changes nothing.
     click_and_wait(browser, browser.find_element(By.ID, "resend-last"))

@@ -1,10 +1,11 @@
-"""`nextpick walkthrough` against the running local stack, as a user would run it: a subprocess."""
+"""`nextpick walkthrough` against the running local stack, as a user runs it: the CLI, in a subprocess."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +19,8 @@ TIMEOUT_SECONDS = 900
 
 def test_walkthrough_narrates_each_event_and_the_retrain(local_stack: Any) -> None:
     command = [
-        sys.executable,
-        "-m",
-        "nextpick_local.walkthrough",
+        str(Path(sys.executable).parent / "nextpick"),
+        "walkthrough",
         "--api-url",
         local_stack.url,
         "--api-key",

@@ -110,6 +110,7 @@ function formatMs(ms) {
   return ms === undefined || ms === null ? "–" : `${Number(ms).toFixed(ms < 10 ? 2 : 1)} ms`;
 }
 
+// The demo shop's prices carry no currency; the page shows them in euros.
 function formatPrice(price) {
   return new Intl.NumberFormat(undefined, { style: "currency", currency: "EUR" }).format(price);
 }
@@ -224,6 +225,7 @@ function renderRecommendations(body, rttMs, reason) {
     item.className = "rec";
     item.dataset.itemId = rec.item_id;
     const product = state.productById.get(rec.item_id);
+    item.dataset.category = product ? product.category : "";
     const movement = movementOf(rec.item_id, rank, previousRanks);
 
     const text = document.createElement("div");
