@@ -371,7 +371,7 @@ async function refreshModelBadge() {
   try {
     const { data } = await call("GET", "/model");
     setModelVersion(data.model_version);
-  } catch (error) {
+  } catch {
     $("model-badge").textContent = "model: unavailable";
   }
 }
