@@ -1,6 +1,6 @@
 """One invocation of a container-image function in its own process (see functions.Invoker).
 
-    python -m nextpick_local.child_invoke HANDLER FUNCTION_NAME MEMORY_MB TIMEOUT_S RESULT_PATH < event.json
+    python -m nextpick_local.child_invoke HANDLER FUNCTION_NAME MEMORY_MB TIMEOUT_S ACCOUNT RESULT_PATH < event
 
 The handler's logs go to this process's stdout; its return value (JSON) to RESULT_PATH."""
 
@@ -14,15 +14,10 @@ from nextpick_local.functions import LambdaContext, load_handler
 
 
 def main(argv: list[str]) -> int:
-    handler, function_name, memory, timeout, result_path = argv
+    handler, function_name, memory, timeout, account_id, result_path = argv
     event = json.load(sys.stdin)
-    context = LambdaContext(
-        function_name,
-        int(memory),
-        int(timeout),
-        os.environ.get("AWS_REGION", "us-east-1"),
-        os.environ.get("NEXTPICK_LOCAL_ACCOUNT_ID", "123456789012"),
-    )
+    # The region is the stack's: the parent set AWS_REGION before starting this process.
+    context = LambdaContext(function_name, int(memory), int(timeout), os.environ["AWS_REGION"], account_id)
     result = load_handler(handler)(event, context)
     with open(result_path, "w", encoding="utf-8") as out:
         json.dump(result, out)

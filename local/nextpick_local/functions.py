@@ -144,6 +144,7 @@ class Invoker:
                 self.names.get(function.logical_id, function.logical_id),
                 str(function.memory),
                 str(function.timeout),
+                self.account_id,
                 str(result_path),
             ]
             # TensorFlow's C++ start-up chatter is not function output.
