@@ -47,7 +47,7 @@ class DemoConfig:
     seed: int = 7
     items: int = 3000
     shoppers: int = 800
-    # The history ends this long before `now`, so the named shoppers' live events come after it.
+    # How far back the history goes.
     history_days: int = 30
     sessions: tuple[int, int] = (2, 9)
 
@@ -82,9 +82,10 @@ class Shopper:
 class DemoShop:
     items: list[CatalogItem]
     shoppers: list[Shopper]
-    # Every event of the history, each with when nextpick "received" it (the log's received_at).
+    # The anonymous shoppers' events, each with when nextpick "received" it (the log's received_at).
     history: list[tuple[TrackedEvent, datetime]]
-    # The named shoppers' latest session: sent through the real event path when the stack starts.
+    # The named shoppers' whole timeline, oldest first, ending minutes before `now`: sent through the
+    # real event path when the stack starts, so their state holds all of it (and the log gets it then).
     live_events: dict[str, list[TrackedEvent]] = field(default_factory=dict)
 
 
@@ -198,7 +199,7 @@ def _session(
 
 
 def generate(config: DemoConfig | None = None, now: datetime | None = None) -> DemoShop:
-    """The whole demo shop; the history ends an hour before `now`, the named shoppers' live session
+    """The whole demo shop; the history ends an hour before `now`, the named shoppers' last session
     lies in the minutes before `now`."""
     config = config or DemoConfig()
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
@@ -212,11 +213,13 @@ def generate(config: DemoConfig | None = None, now: datetime | None = None) -> D
     personas = {p.user_id for p in PERSONAS}
     for shopper in shoppers:
         bought: list[str] = []
+        named = shopper.user_id in personas
+        sessions = config.sessions[1] if named else rng.randint(*config.sessions)
         starts = sorted(
             history_end - timedelta(seconds=rng.uniform(3600, config.history_days * 86400))
-            for _ in range(rng.randint(*config.sessions))
+            for _ in range(sessions)
         )
-        if shopper.user_id in personas:
+        if named:
             starts.append(now - timedelta(minutes=15))
         for number, start in enumerate(starts):
             session_id = f"{shopper.user_id}-s{number}"
@@ -236,9 +239,9 @@ def generate(config: DemoConfig | None = None, now: datetime | None = None) -> D
                         price=item.price if event_type is EventType.PURCHASE else None,
                     )
                 )
-            if start > history_end:
-                # Clamp the live session into the past: the API refuses events from the future.
-                live[shopper.user_id] = [e for e in events if e.timestamp <= now]
+            if named:
+                # Clamped into the past: the API refuses events from the future.
+                live.setdefault(shopper.user_id, []).extend(e for e in events if e.timestamp <= now)
             else:
                 history.extend((e, e.timestamp + timedelta(seconds=rng.uniform(0.5, 30))) for e in events)
     history.sort(key=lambda pair: pair[1])

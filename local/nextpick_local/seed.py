@@ -5,7 +5,7 @@
   `TrackedEvent.log_record(received_at)` lines, in objects keyed by the stream's prefix evaluated at
   the arrival time (one object per day of arrivals: fewer, larger deliveries than a 300 s buffer makes,
   which only changes how many objects the retrain job lists);
-* the named shoppers' latest session through `POST /events` (API Gateway -> ApiFunction), so their state,
+* the named shoppers' timelines through `POST /events` (API Gateway -> ApiFunction), so their state,
   the table's stream, the log shipper and Firehose all run as they do for a live shopper.
 """
 
@@ -63,13 +63,16 @@ def write_event_log(
 def send_live_events(
     gateway: ApiGateway,
     api_key: str,
-    sessions: dict[str, list[TrackedEvent]],
+    timelines: dict[str, list[TrackedEvent]],
+    batch_size: int,
     check: Callable[[int, bytes], None],
 ) -> None:
-    """Each named shopper's session as one `POST /events` batch through the local API Gateway."""
-    with Progress("demo shoppers", len(sessions)) as progress:
-        for events in sessions.values():
-            body = json.dumps({"events": [e.model_dump(mode="json", exclude_none=True) for e in events]})
+    """The named shoppers' events, in order, as `POST /events` batches through the local API Gateway."""
+    events = [event for timeline in timelines.values() for event in timeline]
+    with Progress("demo shoppers", len(events)) as progress:
+        for start in range(0, len(events), batch_size):
+            batch = events[start : start + batch_size]
+            body = json.dumps({"events": [e.model_dump(mode="json", exclude_none=True) for e in batch]})
             response = gateway.handle(
                 HttpRequest(
                     "POST",
@@ -80,4 +83,4 @@ def send_live_events(
                 )
             )
             check(response.status, response.body)
-            progress.advance(1)
+            progress.advance(len(batch))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nextpick.adapters.dynamodb_catalog import decode_item
+from nextpick.settings import get_settings
 from nextpick_local import demo_shop, seed
 from nextpick_local import state_file as state_file_lib
 from nextpick_local.aws_resources import find_template, load_template
@@ -310,7 +311,9 @@ def _load_demo(
         if status_code != 200:
             raise RuntimeError(f"warming a demo shopper failed: {status_code} {body[:300]!r}")
 
-    seed.send_live_events(gateway, api_key, shop.live_events, check)
+    # The handler's own per-request limit (MAX_BATCH_EVENTS), as the function environment sets it.
+    batch_size = get_settings().max_batch_events
+    seed.send_live_events(gateway, api_key, shop.live_events, batch_size, check)
 
 
 def _banner(
