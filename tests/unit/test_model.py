@@ -149,7 +149,13 @@ def test_learns_repurchase_of_the_users_own_items() -> None:
         )
     history, last = leave_last_out(shoppers)
     hp = Hyperparameters(
-        embedding_dim=16, hidden_dim=32, epochs=6, batch_size=32, learning_rate=0.02, dropout=0.1
+        embedding_dim=16,
+        hidden_dim=32,
+        epochs=6,
+        batch_size=32,
+        learning_rate=0.02,
+        dropout=0.1,
+        exclude_seen_in_loss=False,  # repurchase catalog: past items are legitimate next items
     )
     lite = LiteRTModel(export_tflite(train(history, num_items, hp)))
 

@@ -57,17 +57,22 @@ class Hyperparameters:
     event_weights: tuple[float, ...] = (0.5, 0.75, 1.5, -0.5, 2.0, 1.0)
     # w_j = event_weight * strength ** strength_power (0 ignores the strength, e.g. the rating).
     strength_power: float = 0.0
-    epochs: int = 12
-    batch_size: int = 256
-    learning_rate: float = 2e-3
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     dropout: float = 0.3
     label_smoothing: float = 0.1
-    # Mask items already in the prefix out of the training softmax. Right for catalogs where users
-    # never return to an item (ML-100K: one rating per movie); wrong for repurchase data.
-    exclude_seen_in_loss: bool = False
+    # Mask items already in the prefix (except the target itself) out of the training softmax, as
+    # serving masks them out of the ranking. Right where users rarely return to an item (ML-100K:
+    # one rating per movie; +0.013 validation NDCG@10 there). Set False for repurchase catalogs
+    # (consumables), where the user's own past items are the best next items.
+    exclude_seen_in_loss: bool = True
     # Stop when validation NDCG@10 has not improved for this many epochs (only with validation data).
-    patience: int = 2
+    patience: int = 3
+    # Loss weight of each prefix ~ (sequence length)^-user_balance: 0 weighs every prefix the same
+    # (long histories dominate), 1 gives every user the same total weight (as leave-last-out does).
+    user_balance: float = 0.0
     # Training processes each sequence in chunks of this many consecutive prefixes (speed only).
     chunk_length: int = 16
     seed: int = 0
@@ -422,6 +427,8 @@ def _chunk_batch(
     index = np.where(in_seq, offsets[:, None] + position, 0)
     items = np.where(in_seq, flat.items[index], 0).astype(np.int32)
     weights = np.where(in_seq, flat.weights[index], 0.0).astype(np.float32)
+    balance = np.power(np.maximum(lengths - 1, 1).astype(np.float64), -hp.user_balance)
+    loss_weight = np.where(has_target, balance[:, None], 0.0).astype(np.float32)
     target_index = np.where(has_target, offsets[:, None] + position + 1, 0)
     targets = np.where(has_target, flat.items[target_index], 0).astype(np.int32)
 
@@ -450,6 +457,7 @@ def _chunk_batch(
         "strengths": np.where(in_seq, flat.strengths[index], 0.0).astype(np.float32),
         "targets": targets,
         "has_target": has_target,
+        "loss_weight": loss_weight,
         "entry_row": entry_row,
         "entry_item": flat.items[entry_index].astype(np.int32),
         "entry_weight": (decay_pow * w[:, None]).astype(np.float32),
@@ -524,6 +532,11 @@ def train(
     if len(chunk_user) == 0:
         raise ValueError("need at least one sequence with two or more interactions")
     chunks_per_batch = max(1, hp.batch_size // chunk)
+    lengths = np.diff(flat.offsets).astype(np.float64)
+    mean_loss_weight = float(
+        np.sum((lengths - 1).clip(0) * np.maximum(lengths - 1, 1) ** -hp.user_balance)
+        / max(np.sum((lengths - 1).clip(0)), 1.0)
+    )
     inner_np, carry_np = _decay_matrices(hp, chunk)
     inner, carry_pow = tf.constant(inner_np), tf.constant(carry_np)
 
@@ -546,6 +559,7 @@ def train(
         "strengths": tf.TensorSpec([None, chunk], tf.float32),
         "targets": tf.TensorSpec([None, chunk], tf.int32),
         "has_target": tf.TensorSpec([None, chunk], tf.bool),
+        "loss_weight": tf.TensorSpec([None, chunk], tf.float32),
         "entry_row": tf.TensorSpec([None], tf.int32),
         "entry_item": tf.TensorSpec([None], tf.int32),
         "entry_weight": tf.TensorSpec([None, k_decays], tf.float32),
@@ -584,7 +598,10 @@ def train(
             logp = tf.nn.log_softmax(logits, axis=1)
             nll = -tf.gather(logp, targets, batch_dims=1)
             smooth = -tf.reduce_sum(logp * allowed, axis=1) / tf.reduce_sum(allowed, axis=1)
-            loss = tf.reduce_mean((1.0 - hp.label_smoothing) * nll + hp.label_smoothing * smooth)
+            # Normalised so the average prefix weighs 1 whatever user_balance is: same learning rate.
+            loss_weight = tf.boolean_mask(batch["loss_weight"], valid) / mean_loss_weight
+            per_prefix = (1.0 - hp.label_smoothing) * nll + hp.label_smoothing * smooth
+            loss = tf.reduce_sum(per_prefix * loss_weight) / tf.cast(n, tf.float32)
         grads = tape.gradient(loss, [variables[k] for k in names])
         b1, b2, eps = 0.9, 0.999, 1e-8
         for name, grad in zip(names, grads, strict=True):
