@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
+from nextpick_local.demo_shop import PERSONAS, Persona
 from tests.e2e.conftest import LocalStack
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,16 @@ def test_recommendations_for_a_demo_shopper(local_stack: LocalStack) -> None:
     assert status == 200, body
     assert body["model_version"]
     assert len(body["recommendations"]) == 4
+
+
+@pytest.mark.parametrize("persona", PERSONAS, ids=lambda p: p.user_id)
+def test_the_demo_shoppers_recommendations_follow_their_tastes(
+    local_stack: LocalStack, persona: Persona
+) -> None:
+    _, body = local_stack.request("GET", f"/users/{persona.user_id}/recommendations?k=10")
+
+    categories = [r["item_id"].rsplit("-", 1)[0] for r in body["recommendations"]]
+    assert sum(c in persona.categories for c in categories) >= 5, categories
 
 
 def test_the_deployed_url_shape_with_the_stage_works_too(local_stack: LocalStack) -> None:
