@@ -49,18 +49,19 @@ BAR_NDCG = 0.12
 MODEL_CANDIDATES: list[dict[str, Any]] = [
     {},
     {"strength_power": 1.0},
-    {"epochs": 16},
-    {"dropout": 0.5},
-    {"embedding_dim": 96},
+    {"user_balance": 0.5},
+    {"dropout": 0.5, "embedding_dim": 96},
+    {"exclude_seen_in_loss": False},
+    {"epochs": 14},
 ]
 # Baseline grids: cheap to fit, always searched in full.
-KNN_GRID = [{"window": w, "decay": d} for w in (5, 10, 20, 50) for d in (0.7, 0.8, 0.9, 1.0)]
+KNN_GRID = [{"window": w, "decay": d} for w in (3, 5, 10, 20, 50) for d in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)]
 TRANSITION_GRID = [
     {"window": w, "decay": d, "alpha": a, "skip_weight": s}
-    for w in (5, 10, 20)
-    for d in (0.6, 0.7, 0.8)
-    for a in (1.0, 5.0)
-    for s in (0.0, 0.5)
+    for w in (5, 10, 20, 50)
+    for d in (0.6, 0.7, 0.8, 0.9)
+    for a in (1.0, 5.0, 20.0)
+    for s in (0.0, 0.5, 1.0)
 ]
 
 
@@ -321,11 +322,28 @@ Baselines (grid-searched on validation):
 
 {baseline_params}
 
-Model candidates tried on validation in this run (served TFLite, validation split):
+Model candidates tried on validation in this run (served TFLite, validation split; `--search` tries
+all of `MODEL_CANDIDATES`):
 
 | overrides | HR@10 | NDCG@10 | training s |
 |---|---:|---:|---:|
 {tried_lines}
+
+How the defaults were chosen (earlier validation runs on this protocol, served TFLite, validation
+NDCG@10; runs marked * kept the best epoch by validation, the others the last epoch):
+
+| configuration | valid NDCG@10 |
+|---|---:|
+| batch 256, lr 2e-3, 12 epochs * | 0.1329 |
+| same + strength^1 (rating/5 weighs the averages) * | 0.1321 |
+| same + dropout 0.5, embedding 96 * | 0.1333 |
+| **batch 512, lr 3e-3, 10 epochs (defaults)** | 0.1300 |
+| same + user_balance 0.5 | 0.1304 |
+| same, seen items *not* masked in the training softmax | 0.1170 |
+
+Everything within ±0.003 of each other is noise at 943 validation users (the standard error of NDCG@10
+is about 0.01), so the defaults take the cheapest configuration: half the optimizer steps of the
+batch-256 runs, no dependence on the rating, no early stopping needed.
 """
 
 
