@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -303,8 +304,6 @@ def machine_description() -> list[tuple[str, str]]:
 def interleaved(runs: dict[str, Callable[[], None]], calls: int) -> dict[str, list[int]]:
     """Time each callable `calls` times, alternating between them call by call, so that the noise of a
     shared machine (another job starting, frequency changes) hits every contender alike."""
-    from time import perf_counter_ns
-
     samples: dict[str, list[int]] = {name: [] for name in runs}
     for _ in range(calls):
         for name, run in runs.items():

@@ -31,6 +31,10 @@ from nextpick_training import model as model_lib
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nextpick" / "bench"
 SEED = 0
 MANIFEST_FORMAT = "nextpick-model/1"
+# The hyperparameters that shape the exported graph and weights; the others only steer training.
+ARCHITECTURE_FIELDS = ("embedding_dim", "hidden_dim", "decays", "event_weights", "strength_power")
+# Artifacts of older code are removed once they are this old: never while a concurrent run may use them.
+STALE_AFTER_SECONDS = 24 * 3600
 
 
 def hyperparameters() -> model_lib.Hyperparameters:
@@ -46,7 +50,7 @@ def _code_of(source: str) -> bytes:
 @functools.cache
 def _code_fingerprint() -> str:
     """Changes whenever what ends up in the artifact could: the export code, the functions of the model
-    it bakes in, and the hyperparameters (not the rest of model.py: its training loop does not matter).
+    it bakes in, and the architecture hyperparameters (not the training loop or its settings).
     Computed once per process, so one run uses one set of artifacts even if the code changes meanwhile."""
     from nextpick_training import export
 
@@ -60,7 +64,9 @@ def _code_fingerprint() -> str:
         model_lib._init_weights,
     ):
         digest.update(_code_of(inspect.getsource(part)))
-    digest.update(json.dumps(hyperparameters().as_dict(), sort_keys=True).encode())
+    hp = hyperparameters()
+    architecture = {name: getattr(hp, name) for name in ARCHITECTURE_FIELDS}
+    digest.update(json.dumps(architecture, sort_keys=True).encode())
     return digest.hexdigest()[:10]
 
 
@@ -132,9 +138,9 @@ def _export(num_items: int, target: Path) -> float:
     partial = target.with_suffix(f".{os.getpid()}.partial")
     partial.write_bytes(model_bytes)
     partial.replace(target)
-    # Artifacts of older code for this size are dead weight (256 MB at 1M items).
+    # Artifacts of older code are dead weight (256 MB at 1M items) once no run can still be using them.
     for stale in target.parent.glob(f"random-{num_items}-*.tflite"):
-        if stale != target:
+        if stale != target and time.time() - stale.stat().st_mtime > STALE_AFTER_SECONDS:
             stale.unlink(missing_ok=True)
     return time.perf_counter() - started
 
