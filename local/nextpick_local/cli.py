@@ -287,6 +287,7 @@ def _clients() -> tuple[Any, Any, Any]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from nextpick_local.aws_resources import TemplateError
     from nextpick_local.serve import DEMO_HYPERPARAMETERS, ServeError, ServeOptions, serve
 
     state_path = args.state_file or state_file.default_path()
@@ -311,6 +312,8 @@ def _serve(args: argparse.Namespace) -> int:
         return serve(options)
     except ServeError as error:
         raise CommandError(str(error)) from error
+    except TemplateError as error:  # e.g. --parameter-overrides naming no parameter of the template
+        raise UsageError(str(error)) from error
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -3,8 +3,9 @@ template wires to the bus, to the state table's stream and to the schedule.
 
 * `BusDispatcher`: EventBridge rule -> function. moto matches events put on the bus against the rules'
   patterns (real semantics) and delivers them to a local queue per rule (stack._attach_rule_queues);
-  this thread invokes the rule's function with each event. A failing invocation is retried twice, as
-  Lambda retries asynchronous invocations, then dropped with an error in the log.
+  this thread invokes the rule's function with each event. A failing invocation is retried as the
+  function's `EventInvokeConfig` says (Lambda's asynchronous retries), then the event goes to its
+  on-failure destination, as Lambda's failure record.
 * `StreamDispatcher`: DynamoDB stream -> function (an event source mapping): reads every shard from
   the stream's trim horizon, applies the mapping's filter criteria, invokes with batches of at most
   `BatchSize` records, retries from the first reported failure up to `MaximumRetryAttempts`, then sends
@@ -20,14 +21,13 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger("nextpick_local.dispatch")
 
 Invoke = Callable[[str, dict[str, Any]], Any]
-# Lambda retries a failed asynchronous invocation twice.
-ASYNC_ATTEMPTS = 3
 STREAM_POLL_SECONDS = 0.5
 
 
@@ -68,14 +68,59 @@ def eventbridge_event(delivered: dict[str, Any], account_id: str) -> dict[str, A
     return {"version": "0", "account": account_id, **event}
 
 
+@dataclass(frozen=True)
+class AsyncInvokeConfig:
+    """A function's `EventInvokeConfig`: how Lambda retries an asynchronous invocation that fails,
+    and where the event goes when every attempt failed (None: it is dropped)."""
+
+    function_arn: str
+    max_retries: int = 2
+    on_failure_queue_url: str | None = None
+
+
+def failure_record(
+    event: dict[str, Any], error: BaseException, config: AsyncInvokeConfig, attempts: int
+) -> str:
+    """The message Lambda sends to an asynchronous invocation's on-failure destination."""
+    cause = error.__cause__ or error
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{config.function_arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": event,
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": "Unhandled",
+            },
+            "responsePayload": {"errorMessage": str(cause), "errorType": type(cause).__name__},
+        }
+    )
+
+
 class BusDispatcher(Worker):
-    def __init__(self, sqs: Any, queue_url: str, function: str, invoke: Invoke, account_id: str) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        function: str,
+        invoke: Invoke,
+        account_id: str,
+        config: AsyncInvokeConfig,
+    ) -> None:
         super().__init__(f"bus->{function}")
         self._account_id = account_id
         self._sqs = sqs
         self._queue_url = queue_url
         self._function = function
         self._invoke = invoke
+        self._config = config
 
     def poll(self) -> None:
         response = self._sqs.receive_message(
@@ -86,13 +131,27 @@ class BusDispatcher(Worker):
         )
         for message in response.get("Messages", []):
             attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            event = eventbridge_event(json.loads(message["Body"]), self._account_id)
             try:
-                self._invoke(self._function, eventbridge_event(json.loads(message["Body"]), self._account_id))
-            except Exception:
-                if attempt < ASYNC_ATTEMPTS:
+                self._invoke(self._function, event)
+            except Exception as error:
+                if attempt <= self._config.max_retries:
                     continue  # visible again after the queue's visibility timeout: Lambda's retry
-                log.exception("%s: event dropped after %d attempts", self._function, attempt)
+                self._give_up(event, error, attempt)
             self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _give_up(self, event: dict[str, Any], error: Exception, attempts: int) -> None:
+        destination = self._config.on_failure_queue_url
+        log.error(
+            "%s: event %s failed %d times; %s",
+            self._function,
+            event.get("id"),
+            attempts,
+            "sent to the on-failure destination" if destination else "dropped (no on-failure destination)",
+        )
+        if destination:
+            record = failure_record(event, error, self._config, attempts)
+            self._sqs.send_message(QueueUrl=destination, MessageBody=record)
 
 
 def lambda_json(value: Any) -> Any:

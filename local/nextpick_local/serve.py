@@ -25,6 +25,7 @@ from nextpick_local import demo_shop, seed
 from nextpick_local import state_file as state_file_lib
 from nextpick_local.aws_resources import find_template, load_template
 from nextpick_local.dispatch import (
+    AsyncInvokeConfig,
     BusDispatcher,
     ScheduleBusy,
     Scheduler,
@@ -173,6 +174,19 @@ def _resolve_arn(stack: LocalStack, reference: Any) -> str:
     return str(stack.resources.arns[logical_id])
 
 
+def _async_invoke_config(
+    stack: LocalStack, template: Mapping[str, Any], function: str, queue_url_of_arn: Mapping[str, str]
+) -> AsyncInvokeConfig:
+    """The function's EventInvokeConfig (Lambda's defaults where it is silent), with local queue URLs."""
+    config = template["Resources"][function].get("Properties", {}).get("EventInvokeConfig", {})
+    destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    return AsyncInvokeConfig(
+        function_arn=stack.resources.arns[function],
+        max_retries=int(config.get("MaximumRetryAttempts", 2)),
+        on_failure_queue_url=queue_url_of_arn.get(_resolve_arn(stack, destination)) if destination else None,
+    )
+
+
 def _start_event_sources(
     stack: LocalStack,
     template: Mapping[str, Any],
@@ -186,9 +200,9 @@ def _start_event_sources(
     workers: list[Worker] = []
     schedulers: dict[str, Scheduler] = {}
     for key, queue_url in stack.rule_queues.items():
-        workers.append(
-            BusDispatcher(sqs, queue_url, key.partition(".")[0], invoker.invoke, resources.account_id)
-        )
+        function = key.partition(".")[0]
+        config = _async_invoke_config(stack, template, function, queue_url_of_arn)
+        workers.append(BusDispatcher(sqs, queue_url, function, invoker.invoke, resources.account_id, config))
     for function, resource in template["Resources"].items():
         for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
             properties = event.get("Properties", {})

@@ -3,6 +3,7 @@ into the stand-in's S3 to see the event log)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -106,15 +107,20 @@ def test_an_unknown_path_is_a_missing_authentication_token(local_stack: LocalSta
     assert local_stack.request("GET", "/nothing/here") == (403, {"message": "Missing Authentication Token"})
 
 
-def in_event_log(local_stack: LocalStack, event_id: str, within_seconds: float = 30) -> bool:
-    """Whether the event reaches the S3 event log (today's Firehose partition) in time."""
-    s3 = boto3.client(
-        "s3",
+def client(local_stack: LocalStack, service: str) -> Any:
+    """A boto3 client on the stack's AWS stand-in (moto), to look at what the API cannot show."""
+    return boto3.client(  # type: ignore[call-overload]
+        service,
         endpoint_url=local_stack.state["endpoint_url"],
         region_name=local_stack.state["region"],
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def in_event_log(local_stack: LocalStack, event_id: str, within_seconds: float = 30) -> bool:
+    """Whether the event reaches the S3 event log (today's Firehose partition) in time."""
+    s3 = client(local_stack, "s3")
     bucket = local_stack.state["resources"]["ModelBucket"]
     deadline = time.monotonic() + within_seconds
     while time.monotonic() < deadline:
@@ -162,3 +168,26 @@ def test_a_retrain_on_demand_records_its_decision_and_recommendations_survive(
     assert status == 200
     assert body["model_version"] in (live["model_version"], run["published_version"])
     assert len(body["recommendations"]) == 5
+
+
+def test_a_bus_event_the_function_keeps_refusing_lands_in_the_dead_letter_queue(
+    local_stack: LocalStack,
+) -> None:
+    invalid = event("teleport")
+    entry = {"Source": "nextpick.shop", "DetailType": "ShopperEvent", "Detail": invalid}
+
+    status, _ = local_stack.request("POST", "/_local/bus", entry)
+
+    assert status == 200
+    sqs = client(local_stack, "sqs")
+    queue_url = local_stack.state["resources"]["BusDeadLetterQueue"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
+            record = json.loads(message["Body"])
+            if record["requestPayload"]["detail"]["event_id"] == invalid["event_id"]:
+                # After Lambda's asynchronous retries (the template's EventInvokeConfig).
+                assert record["requestContext"]["condition"] == "RetriesExhausted"
+                assert record["requestContext"]["approximateInvokeCount"] == 3
+                return
+    pytest.fail("the refused bus event never reached the dead-letter queue")
