@@ -91,7 +91,7 @@ def _function_log(options: ServeOptions, cleanup: contextlib.ExitStack) -> TextI
     CloudWatch Logs; the console keeps the progress and the banner (stderr)."""
     if options.function_log is None:
         return None
-    options.function_log.parent.mkdir(parents=True, exist_ok=True)
+    state_file_lib.prepare_folder(options.function_log.parent)
     log = cleanup.enter_context(options.function_log.open("a", encoding="utf-8", buffering=1))
     cleanup.enter_context(contextlib.redirect_stdout(log))
     return log

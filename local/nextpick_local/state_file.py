@@ -22,10 +22,15 @@ def default_path() -> Path:
     return find_template().parent / ".nextpick" / "local.json"
 
 
+def prepare_folder(folder: Path) -> None:
+    """Create the folder; the repo's `.nextpick/` (state, function logs) keeps itself out of git."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.name == ".nextpick":
+        (folder / ".gitignore").write_text("*\n", encoding="utf-8")
+
+
 def write(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.parent.name == ".nextpick":
-        (path.parent / ".gitignore").write_text("*\n", encoding="utf-8")
+    prepare_folder(path.parent)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
     temporary.replace(path)  # atomic: a reader never sees half a file
