@@ -246,7 +246,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
                     [
                         f"peak RSS, {items_label(rss.num_items)} model",
                         f"**{mib(rss.max_rss_bytes)}**",
-                        "`ru_maxrss` of the serving child after its events (handler imported, model loaded, "
+                        "peak RSS (`VmHWM`) of the serving child after its events (handler imported, model loaded, "
                         f"{config.throughput_events:,} events served); the template gives the function 1024 MB",
                     ],
                 ],

@@ -17,9 +17,17 @@ STARTED = time.perf_counter()
 import argparse  # noqa: E402  (after the timer on purpose)
 import json  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+
+def peak_rss_bytes() -> int:
+    """VmHWM, the peak RSS of this process image. Not `ru_maxrss`: Linux carries that over from the
+    parent through fork and exec, so a child of a big benchmark process would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
@@ -101,8 +109,7 @@ def main() -> None:
                 "events_per_second": (len(bodies) - 1) / served,
                 "events_per_cpu_second": (len(bodies) - 1) / served_cpu,
                 "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                # Linux reports kilobytes.
-                "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "max_rss_bytes": peak_rss_bytes(),
             }
         )
     )

@@ -3,7 +3,6 @@ scored through LiteRT), run in a child process so that its wall time and peak me
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,22 @@ from bench.common import REPO_ROOT, Config, Section, fmt, mib
 
 QUALITY_MODULE = "bench.quality"
 QUALITY_DOC = REPO_ROOT / "docs" / "quality.md"
+# Runs bench.quality as `python -m` would, and reports its peak RSS (VmHWM) on stderr at exit. Not
+# `ru_maxrss` from wait4: Linux carries that over from the parent through fork and exec, so the child
+# of a benchmark process holding a 1M-item model would report the parent's memory.
+PEAK_RSS_WRAPPER = f"""
+import atexit, runpy, sys
+
+def report_peak_rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("nextpick-bench peak-rss-kb", line.split()[1], file=sys.stderr)
+
+atexit.register(report_peak_rss)
+sys.argv[0] = "{QUALITY_MODULE}"
+runpy.run_module("{QUALITY_MODULE}", run_name="__main__", alter_sys=True)
+"""
+PEAK_RSS_LINE = re.compile(r"^nextpick-bench peak-rss-kb (\d+)$", re.MULTILINE)
 # bench.quality logs each training as "served valid NDCG@10 0.1234 HR@10 0.2345 (56.7 s)".
 TRAINING_SECONDS = re.compile(r"served valid NDCG@\d+ \S+ HR@\d+ \S+ \(([\d.]+) s\)")
 
@@ -36,22 +51,14 @@ class TrainingRun:
 
 
 def run_quality(arguments: list[str]) -> TrainingRun:
-    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", QUALITY_MODULE, *arguments],
-            cwd=REPO_ROOT,
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-        )
-        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix in every other child).
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        stdout.seek(0)
-        stderr.seek(0)
-        return TrainingRun(wall, usage.ru_maxrss * 1024, process.returncode, stdout.read(), stderr.read())
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_WRAPPER, *arguments], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    peaks = PEAK_RSS_LINE.findall(result.stderr)
+    peak = int(peaks[-1]) * 1024 if peaks else 0
+    return TrainingRun(wall, peak, result.returncode, result.stdout, result.stderr)
 
 
 def section(config: Config, results: dict[str, Any]) -> Section:
