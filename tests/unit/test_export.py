@@ -34,7 +34,9 @@ def sequences(seed: int, users: int) -> list[list[Interaction]]:
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[TrainedModel, LiteRTModel, bytes]:
-    hp = Hyperparameters(embedding_dim=16, hidden_dim=32, epochs=1, batch_size=64, strength_power=1.0)
+    hp = Hyperparameters(
+        embedding_dim=16, hidden_dim=32, epochs=1, batch_size=64, strength_power=1.0, context_embedding=True
+    )
     model = train(sequences(0, 50), NUM_ITEMS, hp)
     blob = export_tflite(model)
     return model, LiteRTModel(blob), blob

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,12 +70,13 @@ def untrained(hparams: Hyperparameters = TINY) -> TrainedModel:
     return TrainedModel(hparams, NUM_ITEMS, weights)
 
 
-def test_training_states_equal_the_folded_update_state() -> None:
+@pytest.mark.parametrize("context_embedding", [False, True])
+def test_training_states_equal_the_folded_update_state(context_embedding: bool) -> None:
     """The chunked training path (carry + in-chunk decay matrix) and the per-prefix path see
     exactly the state that folding ``update`` from zeros over the full history produces."""
     import tensorflow as tf
 
-    model = untrained()
+    model = untrained(dataclasses.replace(TINY, context_embedding=context_embedding))
     hp = model.hparams
     sequences = random_sequences(5, users=12, max_len=60)
     flat = _flatten(sequences, hp, NUM_ITEMS)

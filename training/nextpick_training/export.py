@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel, rank_scores_tf
+from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel, context_table, rank_scores_tf
 
 
 def _build_module(model: TrainedModel) -> Any:
@@ -38,6 +38,7 @@ def _build_module(model: TrainedModel) -> Any:
             safe_item = tf.where(known, item, 0)
             safe_event = tf.clip_by_value(event_type, 0, NUM_EVENT_TYPES - 1)
             emb = tf.gather(weights["item_embedding"], safe_item)
+            context = tf.gather(context_table(weights), safe_item)
             w = tf.gather(event_weights, safe_event)
             if strength_power != 0.0:
                 w = w * tf.pow(tf.maximum(strength, 0.0), strength_power)
@@ -48,7 +49,7 @@ def _build_module(model: TrainedModel) -> Any:
                 [
                     tf.reshape(new_sums, [-1]),
                     new_norms,
-                    emb,
+                    context,
                     state[lay.last1],
                     tf.one_hot(safe_event, NUM_EVENT_TYPES, dtype=tf.float32),
                     tf.reshape(strength, [1]),

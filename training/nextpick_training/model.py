@@ -73,6 +73,13 @@ class Hyperparameters:
     # Loss weight of each prefix ~ (sequence length)^-user_balance: 0 weighs every prefix the same
     # (long histories dominate), 1 gives every user the same total weight (as leave-last-out does).
     user_balance: float = 0.0
+    # Extra loss weight for a sequence's most recent prefixes: 1 + recency_boost * 2^(-age/halflife),
+    # age = prefixes until the sequence's end. Recent behaviour (and the catalog's recent popularity)
+    # is what the next event looks like; 0 weighs all prefixes alike.
+    recency_boost: float = 0.0
+    recency_halflife: float = 20.0
+    # Separate embedding table for the last-two-items part of the state (else tied to the items).
+    context_embedding: bool = False
     # Training processes each sequence in chunks of this many consecutive prefixes (speed only).
     chunk_length: int = 16
     seed: int = 0
@@ -166,6 +173,7 @@ class TrainedModel:
             return state.copy()
         lay, hp = self.layout, self.hparams
         emb = self.weights["item_embedding"][item]
+        context = context_table(self.weights)[item]
         decays = np.asarray(hp.decays, dtype=np.float32)
         w = np.float32(self.event_weight(event_type, strength))
         new = np.empty_like(state)
@@ -173,7 +181,7 @@ class TrainedModel:
         new[lay.sums] = (decays[:, None] * sums + w * emb[None, :]).reshape(-1)
         new[lay.norms] = decays * state[lay.norms] + np.abs(w)
         new[lay.last2] = state[lay.last1]
-        new[lay.last1] = emb
+        new[lay.last1] = context
         onehot = np.zeros(NUM_EVENT_TYPES, dtype=np.float32)
         onehot[min(max(int(event_type), 0), NUM_EVENT_TYPES - 1)] = 1.0
         new[lay.last_event] = onehot
@@ -349,13 +357,19 @@ def _states_tf(weights: dict[str, Any], batch: dict[str, Any], lay: StateLayout)
         [
             tf.reshape(sums, [n, lay.num_decays * lay.dim]),
             batch["norms"],
-            tf.gather(emb, batch["last1"]) * known1,
-            tf.gather(emb, batch["last2"]) * known2,
+            tf.gather(context_table(weights), batch["last1"]) * known1,
+            tf.gather(context_table(weights), batch["last2"]) * known2,
             tf.one_hot(batch["last_event"], NUM_EVENT_TYPES, dtype=tf.float32),
             batch["last_strength"][:, None],
         ],
         axis=1,
     )
+
+
+def context_table(weights: dict[str, Any]) -> Any:
+    """Embeddings the state stores for the last two items: their own table with
+    ``Hyperparameters.context_embedding`` (transitions need not look like taste), else the tied one."""
+    return weights["context_embedding"] if "context_embedding" in weights else weights["item_embedding"]
 
 
 def _init_weights(num_items: int, hp: Hyperparameters, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -367,7 +381,7 @@ def _init_weights(num_items: int, hp: Hyperparameters, rng: np.random.Generator)
         limit = math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
 
-    return {
+    weights = {
         "item_embedding": (rng.normal(0.0, 1.0 / math.sqrt(d), size=(num_items, d))).astype(np.float32),
         "item_bias": np.zeros(num_items, dtype=np.float32),
         "w1": glorot(f, h),
@@ -376,6 +390,11 @@ def _init_weights(num_items: int, hp: Hyperparameters, rng: np.random.Generator)
         "b2": np.zeros(d, dtype=np.float32),
         "w_lin": glorot(emb_cols, d) * 0.5,
     }
+    if hp.context_embedding:
+        weights["context_embedding"] = rng.normal(0.0, 1.0 / math.sqrt(d), size=(num_items, d)).astype(
+            np.float32
+        )
+    return weights
 
 
 def _sequences_ok(sequences: Sequence[Sequence[Interaction]], num_items: int) -> None:
@@ -428,7 +447,9 @@ def _chunk_batch(
     items = np.where(in_seq, flat.items[index], 0).astype(np.int32)
     weights = np.where(in_seq, flat.weights[index], 0.0).astype(np.float32)
     balance = np.power(np.maximum(lengths - 1, 1).astype(np.float64), -hp.user_balance)
-    loss_weight = np.where(has_target, balance[:, None], 0.0).astype(np.float32)
+    age = (lengths[:, None] - 2 - position).clip(0).astype(np.float64)
+    recency = 1.0 + hp.recency_boost * np.power(0.5, age / hp.recency_halflife)
+    loss_weight = np.where(has_target, balance[:, None] * recency, 0.0).astype(np.float32)
     target_index = np.where(has_target, offsets[:, None] + position + 1, 0)
     targets = np.where(has_target, flat.items[target_index], 0).astype(np.int32)
 
@@ -490,13 +511,15 @@ def _chunk_states_tf(
         tf.einsum("ktj,bj->btk", inner, abs_w) + tf.transpose(carry_pow)[None] * batch["carry_norms"][:, None]
     )
     known_before = tf.cast(batch["item_before"] > 0, tf.float32)[:, None, None]
-    before = tf.gather(emb, batch["item_before"])[:, None, :] * known_before
-    last2 = tf.concat([before, item_emb[:, :-1, :]], axis=1)
+    context = context_table(weights)
+    before = tf.gather(context, batch["item_before"])[:, None, :] * known_before
+    item_context = tf.gather(context, batch["items"])  # [B, C, D]
+    last2 = tf.concat([before, item_context[:, :-1, :]], axis=1)
     return tf.concat(
         [
             tf.reshape(sums, [n, chunk, lay.num_decays * lay.dim]),
             norms,
-            item_emb,
+            item_context,
             last2,
             tf.one_hot(batch["event_types"], NUM_EVENT_TYPES, dtype=tf.float32),
             batch["strengths"][:, :, None],
@@ -532,11 +555,8 @@ def train(
     if len(chunk_user) == 0:
         raise ValueError("need at least one sequence with two or more interactions")
     chunks_per_batch = max(1, hp.batch_size // chunk)
-    lengths = np.diff(flat.offsets).astype(np.float64)
-    mean_loss_weight = float(
-        np.sum((lengths - 1).clip(0) * np.maximum(lengths - 1, 1) ** -hp.user_balance)
-        / max(np.sum((lengths - 1).clip(0)), 1.0)
-    )
+    all_weights = _chunk_batch(flat, chunk_user, chunk_start, chunk, hp)["loss_weight"]
+    mean_loss_weight = float(all_weights.sum() / max(np.count_nonzero(all_weights), 1))
     inner_np, carry_np = _decay_matrices(hp, chunk)
     inner, carry_pow = tf.constant(inner_np), tf.constant(carry_np)
 
@@ -549,7 +569,7 @@ def train(
     steps_per_epoch = max(1, math.ceil(len(chunk_user) / chunks_per_batch))
     total_steps = steps_per_epoch * hp.epochs
     feature_width = feature_dim(lay)
-    decay_names = {"item_embedding", "w1", "w2", "w_lin"}  # no weight decay on biases
+    decay_names = {"item_embedding", "context_embedding", "w1", "w2", "w_lin"}  # no weight decay on biases
     k_decays = lay.num_decays
 
     chunk_spec = {
