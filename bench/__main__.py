@@ -83,6 +83,9 @@ def render(
             ["target", "limit", "measured", "verdict", "what the figure is"],
             [check.row() for check in checks],
         ),
+        "## Findings",
+        "\n".join(f"- {finding}" for section in ordered for finding in section.findings)
+        or "None beyond the targets.",
         *(f"## {section.title}\n\n{section.body}" for section in ordered),
     ]
     return "\n\n".join(parts).rstrip() + "\n"

@@ -158,6 +158,8 @@ class Section:
     checks: list[Check] = field(default_factory=list)
     # Files to write next to the report (path relative to its folder -> content), e.g. SVG charts.
     files: dict[str, str] = field(default_factory=dict)
+    # What the team should act on, with the figures behind it; listed at the top of the report.
+    findings: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------ markdown

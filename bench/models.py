@@ -31,8 +31,6 @@ from nextpick_training import model as model_lib
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nextpick" / "bench"
 SEED = 0
 MANIFEST_FORMAT = "nextpick-model/1"
-# The hyperparameters that shape the exported graph and weights; the others only steer training.
-ARCHITECTURE_FIELDS = ("embedding_dim", "hidden_dim", "decays", "event_weights", "strength_power")
 # Artifacts of older code are removed once they are this old: never while a concurrent run may use them.
 STALE_AFTER_SECONDS = 24 * 3600
 
@@ -49,24 +47,15 @@ def _code_of(source: str) -> bytes:
 
 @functools.cache
 def _code_fingerprint() -> str:
-    """Changes whenever what ends up in the artifact could: the export code, the functions of the model
-    it bakes in, and the architecture hyperparameters (not the training loop or its settings).
-    Computed once per process, so one run uses one set of artifacts even if the code changes meanwhile."""
+    """Changes whenever the artifact could: the model and export code (as syntax trees, so reformatting
+    does not count) and the hyperparameters. Computed once per process, so one run uses one set of
+    artifacts even if the code changes meanwhile."""
     from nextpick_training import export
 
-    digest = hashlib.sha256(_code_of(inspect.getsource(export)))
-    for part in (
-        model_lib.state_dim_for,
-        model_lib.StateLayout,
-        model_lib.feature_dim,
-        model_lib.rank_features_tf,
-        model_lib.rank_scores_tf,
-        model_lib._init_weights,
-    ):
-        digest.update(_code_of(inspect.getsource(part)))
-    hp = hyperparameters()
-    architecture = {name: getattr(hp, name) for name in ARCHITECTURE_FIELDS}
-    digest.update(json.dumps(architecture, sort_keys=True).encode())
+    digest = hashlib.sha256()
+    for module in (model_lib, export):
+        digest.update(_code_of(inspect.getsource(module)))
+    digest.update(json.dumps(hyperparameters().as_dict(), sort_keys=True).encode())
     return digest.hexdigest()[:10]
 
 

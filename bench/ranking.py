@@ -224,7 +224,21 @@ def section(config: Config, results: dict[str, Any]) -> Section:
     check = Check(
         "model `rank` p50, 100k items", TARGET_MS, "ms", target and target.latency["litert_rank"].p50, note
     )
-    return Section("2. Ranking cost: LiteRT vs numpy", body, [check], files={CHART: chart})
+    ratios = ", ".join(
+        f"{r.latency['litert_top_k'].p50 / r.latency['numpy_top_k'].p50:.2f}x at {items_label(r.num_items)}"
+        for r in sizes
+    )
+    findings = [
+        f"LiteRT `rank` + top-10 against numpy with the same weights, one thread each: {ratios} items. At "
+        f"{items_label(largest.num_items)} items LiteRT takes {fmt(largest.latency['litert_top_k'].p50)} ms "
+        + (
+            "(p50), past any few-ms budget: int8 embeddings, an in-model TopK and threads on a bigger "
+            "function, or candidate retrieval, would be needed there (§2)."
+            if largest.latency["litert_top_k"].p50 > TARGET_MS
+            else "(p50), within the 5 ms budget."
+        )
+    ]
+    return Section("2. Ranking cost: LiteRT vs numpy", body, [check], files={CHART: chart}, findings=findings)
 
 
 def _explanation(largest: SizeResult) -> str:

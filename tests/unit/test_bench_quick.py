@@ -12,6 +12,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = (
     "## Targets",
+    "## Findings",
     "## 1. Per-event work in the handler",
     "### The whole API handler against moto",
     "## 2. Ranking cost: LiteRT vs numpy",
