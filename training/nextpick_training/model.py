@@ -78,6 +78,9 @@ class Hyperparameters:
     # is what the next event looks like; 0 weighs all prefixes alike.
     recency_boost: float = 0.0
     recency_halflife: float = 20.0
+    # Per-step decay of an exponential moving average of the weights that is exported instead of
+    # the last weights (0 = off).
+    weight_averaging: float = 0.995
     # Separate embedding table for the last-two-items part of the state (else tied to the items).
     context_embedding: bool = False
     # Training processes each sequence in chunks of this many consecutive prefixes (speed only).
@@ -566,6 +569,9 @@ def train(
     slots_m = {name: tf.Variable(tf.zeros_like(init[name])) for name in names}
     slots_v = {name: tf.Variable(tf.zeros_like(init[name])) for name in names}
     step = tf.Variable(0, dtype=tf.int64)
+    # Exponential moving average of the weights (Polyak averaging); what gets exported when enabled.
+    averaged = {name: tf.Variable(init[name]) for name in names} if hp.weight_averaging > 0 else variables
+    averaging_decay = float(hp.weight_averaging)
     steps_per_epoch = max(1, math.ceil(len(chunk_user) / chunks_per_batch))
     total_steps = steps_per_epoch * hp.epochs
     feature_width = feature_dim(lay)
@@ -635,6 +641,13 @@ def train(
             if name in decay_names:
                 update = update + hp.weight_decay * var
             var.assign_sub(lr * update)
+            if hp.weight_averaging > 0:
+                # Averages over the steps so far at first, then over the last ~1/(1 - decay) steps,
+                # never more than the last ~10% of training (short runs would keep early weights).
+                decay = tf.minimum(
+                    tf.minimum(averaging_decay, (t - 1.0) / t), max(0.0, 1.0 - 10.0 / total_steps)
+                )
+                averaged[name].assign(decay * averaged[name] + (1.0 - decay) * var)
         return loss
 
     prefix_spec = {
@@ -650,10 +663,10 @@ def train(
 
     @tf.function(input_signature=[prefix_spec], reduce_retracing=True)
     def score_batch(batch: dict[str, Any]) -> Any:
-        return rank_scores_tf(variables, _states_tf(variables, batch, lay), lay)
+        return rank_scores_tf(averaged, _states_tf(averaged, batch, lay), lay)
 
     def snapshot() -> dict[str, np.ndarray]:
-        return {k: v.numpy().copy() for k, v in variables.items()}
+        return {k: v.numpy().copy() for k, v in averaged.items()}
 
     best = -1.0
     best_weights = snapshot()
