@@ -5,14 +5,26 @@ Domain code never reads os.environ; handlers call `get_settings()` and pass valu
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Settings(BaseModel):
+class EnvSettings(BaseModel):
+    """Settings whose fields are read from the upper-cased environment variable of the same name."""
+
     model_config = ConfigDict(frozen=True)
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)
+
+
+class Settings(EnvSettings):
     state_table_name: str = "nextpick-user-state"
     items_table_name: str = "nextpick-items"
     model_bucket_name: str = "nextpick-models"
@@ -35,12 +47,6 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Events stamped further than this in the future are rejected (clock skew allowance).
     max_future_skew_seconds: int = Field(default=300, ge=0)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
-        return cls.model_validate(values)
 
 
 @lru_cache(maxsize=1)

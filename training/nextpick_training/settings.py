@@ -7,14 +7,15 @@ of `nextpick.settings.Settings`), e.g. `MODEL_BUCKET_NAME`, `TRAINING_WINDOW_DAY
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from nextpick.settings import EnvSettings
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(EnvSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_bucket_name: str = "nextpick-models"
@@ -58,12 +59,6 @@ class TrainingSettings(BaseModel):
     def _slash_terminated(cls, value: str) -> str:
         value = value.lstrip("/")
         return value if not value or value.endswith("/") else value + "/"
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> TrainingSettings:
-        env = os.environ if environ is None else environ
-        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
-        return cls.model_validate(values)
 
 
 @lru_cache(maxsize=1)
