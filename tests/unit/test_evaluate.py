@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nextpick_training.evaluate import (
+    Scorer,
     ServedModelScorer,
     evaluate,
     leave_last_out,
@@ -18,7 +19,7 @@ from nextpick_training.evaluate import (
 from nextpick_training.model import Interaction
 
 
-def fixed(scores: Sequence[float]):  # type: ignore[no-untyped-def]
+def fixed(scores: Sequence[float]) -> Scorer:
     def scorer(history: Sequence[Interaction], exclude: np.ndarray) -> np.ndarray:
         return np.where(exclude > 0.5, -1e10, np.asarray(scores, dtype=np.float64))
 

@@ -136,7 +136,7 @@ def test_learns_repurchase_of_the_users_own_items() -> None:
     """A consumables shop: each shopper keeps re-buying their own 3 items (10% noise). Serving does
     not exclude bought items there, so the state must point back at the user's own items."""
     from nextpick_training.baselines import Popularity, UserFrequency
-    from nextpick_training.evaluate import ServedModelScorer, evaluate, leave_last_out
+    from nextpick_training.evaluate import Scorer, ServedModelScorer, evaluate, leave_last_out
     from nextpick_training.export import LiteRTModel, export_tflite
 
     num_items = 51
@@ -162,7 +162,7 @@ def test_learns_repurchase_of_the_users_own_items() -> None:
     )
     lite = LiteRTModel(export_tflite(train(history, num_items, hp)))
 
-    def hr(scorer) -> float:  # type: ignore[no-untyped-def]
+    def hr(scorer: Scorer) -> float:
         return evaluate(scorer, history, last, num_items, k=10, exclude_seen=False).hit_rate
 
     model_hr = hr(ServedModelScorer(lite, lite.state_dim))

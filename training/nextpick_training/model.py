@@ -18,12 +18,15 @@ exactly matches serving:
   output embeddings are the input embeddings, ``q`` can point back at items already in the state,
   which is how the same model learns repurchase in a consumables shop.
 
-Training: because the state is *linear* in the embeddings, the state after every prefix of every
-sequence is a sparse, fixed-weight combination of embedding rows. We build those weights in numpy
-per mini-batch and let TensorFlow do ``segment_sum(gather(E)) -> head -> full softmax`` over the
-whole catalog for every prefix (next-item prediction). No truncation: the weights cover the full
-history, so the exported ``update`` folded from zeros reproduces the training state up to float32
-rounding.
+Training: next-item prediction with a full softmax over the catalog on every prefix of every
+sequence (label smoothing, dropout on the rank features, AdamW with warm-up + cosine decay, an
+exponential moving average of the weights is what gets exported). Because the state is *linear* in
+the embeddings, the state of every prefix has a closed form: sequences are cut into chunks of
+``chunk_length`` consecutive prefixes; the state just before a chunk (the "carry") is a sparse,
+fixed-weight combination of *all* earlier embedding rows (``segment_sum(gather(E))``, weights built in
+numpy), and the in-chunk part is a small dense decay-matrix product. Nothing is truncated, so the
+exported ``update`` folded from zeros over the full history reproduces the training state up to
+float32 rounding (tests/unit/test_model.py checks it).
 """
 
 from __future__ import annotations
