@@ -181,15 +181,12 @@ def test_outbox_of_real_state_writes_lands_in_s3_exactly(
     response = shipper.lambda_handler(event, FakeContext())
 
     assert response == {"batchItemFailures": []}
-    # One PutRecordBatch per stream record, hence one object each; nothing but the outbox lines.
-    assert object_bodies(s3, stack) == {
-        "".join(f"{line}\n" for line in first.outbox),
-        f"{second.outbox[0]}\n",
-    }
+    # One PutRecordBatch for the whole stream batch, hence one object; nothing but the outbox lines.
+    assert object_bodies(s3, stack) == {"".join(f"{line}\n" for line in (*first.outbox, *second.outbox))}
     assert sorted(json.loads(line)["event_id"] for line in logged_lines(s3, stack)) == ["e1", "e2", "e3"]
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     # EMF keeps every value added under one name in a list.
-    assert sorted(v for m in emitted for v in _as_list(m.get("EventsLogged", []))) == [1.0, 2.0]
+    assert sorted(v for m in emitted for v in _as_list(m.get("EventsLogged", []))) == [3.0]
 
 
 def test_the_sample_stream_event_ships(stack: Stack, shipper: Any, s3: Any) -> None:
@@ -220,34 +217,31 @@ def test_removes_and_records_without_outbox_are_skipped(stack: Stack, shipper: A
     assert logged_lines(s3, stack) == []
 
 
-def test_a_record_whose_append_fails_is_reported_with_its_sequence_number(
+def test_a_batch_ships_in_one_call_and_a_failed_append_reports_every_record_with_an_outbox(
     stack: Stack, shipper: Any, s3: Any, firehose: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spy = Spy(firehose)
-    calls = {"n": 0}
-
-    def second_call_fails(client: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise ClientError({"Error": {"Code": "ServiceUnavailableException"}}, "PutRecordBatch")
-        return client.put_record_batch(**kwargs)
-
-    spy.rewrite["put_record_batch"] = second_call_fails
     log = FirehoseEventLog(stack.event_log_stream, client=spy)
     monkeypatch.setattr(shipper, "event_log", lambda: log)
     event = {
         "Records": [
             record("101", "INSERT", outbox=['{"event_id":"a"}']),
-            record("102", "MODIFY", outbox=['{"event_id":"b"}']),
+            record("102", "MODIFY", outbox=['{"event_id":"b"}', '{"event_id":"c"}']),
             record("103", "REMOVE"),
-            record("104", "MODIFY", outbox=['{"event_id":"c"}']),
+            record("104", "MODIFY", outbox=['{"event_id":"d"}']),
         ]
     }
+    assert shipper.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    # One PutRecordBatch carrying one Firehose record: the whole stream batch, line by line.
+    assert spy.batches() == [[b'{"event_id":"a"}\n{"event_id":"b"}\n{"event_id":"c"}\n{"event_id":"d"}\n']]
 
+    def unavailable(client: Any, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ServiceUnavailableException"}}, "PutRecordBatch")
+
+    spy.rewrite["put_record_batch"] = unavailable
     response = shipper.lambda_handler(event, FakeContext())
-
-    assert response == {"batchItemFailures": [{"itemIdentifier": "102"}]}
-    assert sorted(logged_lines(s3, stack)) == ['{"event_id":"a"}', '{"event_id":"c"}']
+    assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ("101", "102", "104")]}
+    assert sorted(logged_lines(s3, stack)) == [f'{{"event_id":"{e}"}}' for e in "abcd"]
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -282,7 +276,7 @@ def test_missing_stream_is_storage_unavailable_naming_it(stack: Stack, firehose:
 def test_records_are_newline_terminated_exactly_once(stack: Stack, firehose: Any, s3: Any) -> None:
     spy = Spy(firehose)
     FirehoseEventLog(stack.event_log_stream, client=spy).append(['{"a":1}', '{"b":2}\n'])
-    assert spy.batches() == [[b'{"a":1}\n', b'{"b":2}\n']]
+    assert spy.batches() == [[b'{"a":1}\n{"b":2}\n']]
     assert object_bodies(s3, stack) == {'{"a":1}\n{"b":2}\n'}
 
 
@@ -305,7 +299,7 @@ class Accepting:
 
 def test_batches_respect_the_record_count_limit() -> None:
     client = Accepting()
-    FirehoseEventLog("s", client=client).append([f'{{"n":{i}}}' for i in range(1200)])
+    FirehoseEventLog("s", client=client, max_record_bytes=1).append([f'{{"n":{i}}}' for i in range(1200)])
     assert [len(b) for b in client.batches] == [MAX_BATCH_RECORDS, MAX_BATCH_RECORDS, 200]
     assert [json.loads(d)["n"] for b in client.batches for d in b] == list(range(1200))
 
@@ -313,7 +307,7 @@ def test_batches_respect_the_record_count_limit() -> None:
 def test_batches_respect_the_size_limit() -> None:
     client = Accepting()
     big = '"' + "x" * (900 * 1024) + '"'  # 900 KiB: four fit in 4 MiB, five do not
-    FirehoseEventLog("s", client=client).append([big] * 10)
+    FirehoseEventLog("s", client=client).append([big] * 10)  # one 900 KiB line per 1000 KiB record
     assert [len(b) for b in client.batches] == [4, 4, 2]
     assert all(sum(len(d) for d in b) <= 4 * 1024 * 1024 for b in client.batches)
 
@@ -347,7 +341,9 @@ def test_only_refused_records_are_sent_again(stack: Stack, firehose: Any, s3: An
     sleeps: list[float] = []
     records = [f'{{"event_id":"e{i}"}}' for i in range(8)]
 
-    FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append).append(records)
+    FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append, max_record_bytes=1).append(
+        records
+    )
 
     assert [len(b) for b in spy.batches()] == [8, 4, 2]
     assert spy.batches()[1] == [f"{records[i]}\n".encode() for i in (1, 3, 5, 7)]
@@ -361,7 +357,19 @@ def test_records_still_refused_after_the_last_attempt_raise(stack: Stack, fireho
     sleeps: list[float] = []
 
     with pytest.raises(StorageUnavailable, match=r"1 of 3 records refused .*ServiceUnavailableException"):
-        FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append).append(["1", "2", "3"])
+        FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append, max_record_bytes=1).append(
+            ["1", "2", "3"]
+        )
 
     assert len(spy.batches()) == SEND_ATTEMPTS
     assert len(sleeps) == SEND_ATTEMPTS - 1 and max(sleeps) <= 1.0
+
+
+def test_small_lines_are_packed_into_few_records_of_at_most_1000_kib() -> None:
+    client = Accepting()
+    line = '"' + "y" * 299 + '"'  # 301 bytes, 302 with its newline
+    FirehoseEventLog("s", client=client).append([line] * 10_000)
+    (records,) = client.batches
+    per_record = 1000 * 1024 // 302  # 3390 whole lines fit in a 1000 KiB record
+    assert [len(r) // 302 for r in records] == [per_record, per_record, 10_000 - 2 * per_record]
+    assert b"".join(records) == f"{line}\n".encode() * 10_000

@@ -1,9 +1,11 @@
 """The event log: JSON lines into a Firehose stream, which batches them into S3 (`events/` in the bucket)
 where the retrain job reads them.
 
-Firehose concatenates records as they are, so each one is sent newline-terminated: the S3 objects are
-then JSON Lines. Delivery is at least once (a partly failed batch is re-sent record by record, a failed
-stream record is retried by Lambda), so the reader de-duplicates by `event_id`."""
+Firehose concatenates records as they are, so each line is sent newline-terminated: the S3 objects are
+then JSON Lines. Lines are packed into Firehose records of up to 1,000 KiB: Firehose bills ingestion in
+5 KB steps per record, so one ~300-byte event per record would be billed some 17 times over. Delivery
+is at least once (a partly failed batch is re-sent record by record, a failed stream batch is retried
+by Lambda), so the reader de-duplicates by `event_id`."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from nextpick.adapters import LazyClient, raise_translated
 from nextpick.errors import StorageUnavailable
 
-# PutRecordBatch's limits per call.
+# PutRecordBatch's limits per call, and Firehose's limit per record.
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_RECORD_BYTES = 1000 * 1024
 # Records Firehose turned down (ServiceUnavailableException: throttled) are re-sent after 100 ms,
 # 200 ms, 400 ms (full jitter); whatever is still refused after that fails the append.
 SEND_ATTEMPTS = 4
@@ -29,17 +32,22 @@ BACKOFF_CAP_SECONDS = 1.0
 
 class FirehoseEventLog:
     def __init__(
-        self, stream_name: str, client: Any = None, sleep: Callable[[float], None] = time.sleep
+        self,
+        stream_name: str,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self._stream_name = stream_name
         self._client = LazyClient("firehose", client)
         self._sleep = sleep
+        self._max_record_bytes = max_record_bytes
 
     def append(self, records: Sequence[str]) -> None:
         """Send every record (one JSON document each) to the stream; raises StorageUnavailable if
         some could not be delivered, in which case any of them may or may not have been."""
-        data = [record.encode() if record.endswith("\n") else f"{record}\n".encode() for record in records]
-        for chunk in _chunks(data):
+        lines = [record.encode() if record.endswith("\n") else f"{record}\n".encode() for record in records]
+        for chunk in _chunks(list(_pack(lines, self._max_record_bytes))):
             self._send(chunk)
 
     def _send(self, chunk: list[bytes]) -> None:
@@ -72,6 +80,18 @@ class FirehoseEventLog:
             f"Firehose stream {self._stream_name}: {len(pending)} of {len(chunk)} records refused after "
             f"{SEND_ATTEMPTS} attempts ({', '.join(sorted(errors))})"
         )
+
+
+def _pack(lines: list[bytes], max_bytes: int) -> Iterator[bytes]:
+    """Whole lines joined into records of at most `max_bytes` (a longer line travels alone)."""
+    record = b""
+    for line in lines:
+        if record and len(record) + len(line) > max_bytes:
+            yield record
+            record = b""
+        record += line
+    if record:
+        yield record
 
 
 def _chunks(data: list[bytes]) -> Iterator[list[bytes]]:
