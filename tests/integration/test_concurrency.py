@@ -79,6 +79,6 @@ def test_concurrent_events_for_one_user_lose_and_double_nothing(
     total = CONTAINERS * EVENTS_PER_CONTAINER
     assert statuses == [EventStatus.ACCEPTED] * total
     state = DynamoDbStateRepository(stack.state_table, limits).load("shopper-1")
-    assert len(state.processed_ids) == len(set(state.processed_ids)) == total
+    assert len(state.processed_keys) == len(set(state.processed_keys)) == total
     assert len(state.recent) == total
     assert state.version == total  # one successful conditional write per event

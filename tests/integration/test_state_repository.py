@@ -16,7 +16,15 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.domain.events import EventType, TrackedEvent
-from nextpick.domain.state import EventStatus, RecentEvent, StateLimits, UserState, apply_events, fold
+from nextpick.domain.state import (
+    EventStatus,
+    RecentEvent,
+    StateLimits,
+    UserState,
+    apply_events,
+    event_key,
+    fold,
+)
 from nextpick.errors import StorageUnavailable, VersionConflict
 from tests.integration.aws_resources import Stack
 
@@ -43,6 +51,10 @@ class TinyModel:
 
     def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:  # pragma: no cover - unused
         return self._embeddings @ state - exclude * np.float32(1e9)
+
+
+def keys(*event_ids: str) -> tuple[bytes, ...]:
+    return tuple(event_key(event_id) for event_id in event_ids)
 
 
 def event(
@@ -77,7 +89,7 @@ def test_save_then_load_round_trip(repo: DynamoDbStateRepository, dynamodb: Any,
         model_version="m-1",
         recent=(RecentEvent("item-1", EventType.VIEW, 1.0), RecentEvent("item-2", EventType.RATE, 0.6)),
         purchased=("item-2",),
-        processed_ids=("e1", "e2"),
+        processed_keys=keys("e1", "e2"),
         outbox=('{"event_id":"e1"}', '{"event_id":"e2"}'),
     )
 
@@ -87,11 +99,11 @@ def test_save_then_load_round_trip(repo: DynamoDbStateRepository, dynamodb: Any,
     assert saved.version == 1 and saved.outbox == state.outbox
     assert loaded.version == 1
     assert loaded.vector is not None and loaded.vector.tobytes() == vector.tobytes()
-    assert (loaded.model_version, loaded.recent, loaded.purchased, loaded.processed_ids) == (
+    assert (loaded.model_version, loaded.recent, loaded.purchased, loaded.processed_keys) == (
         "m-1",
         state.recent,
         ("item-2",),
-        ("e1", "e2"),
+        keys("e1", "e2"),
     )
     # The outbox is in the item (for the stream) but not in what is loaded.
     assert loaded.outbox == ()
@@ -100,30 +112,30 @@ def test_save_then_load_round_trip(repo: DynamoDbStateRepository, dynamodb: Any,
     assert item["outbox"] == {"L": [{"S": '{"event_id":"e1"}'}, {"S": '{"event_id":"e2"}'}]}
     assert item["version"] == {"N": "1"}
 
-    again = repo.save(replace(loaded, processed_ids=(*loaded.processed_ids, "e3"), outbox=()))
+    again = repo.save(replace(loaded, processed_keys=(*loaded.processed_keys, *keys("e3")), outbox=()))
     assert again.version == 2
-    assert repo.load("user-1").processed_ids == ("e1", "e2", "e3")
+    assert repo.load("user-1").processed_keys == keys("e1", "e2", "e3")
 
 
 def test_stale_save_raises_version_conflict_and_changes_nothing(
     repo: DynamoDbStateRepository, dynamodb: Any, stack: Stack
 ) -> None:
-    first = repo.save(replace(UserState.new("user-1"), processed_ids=("e1",)))
-    winner = repo.save(replace(first, processed_ids=("e1", "e2")))
+    first = repo.save(replace(UserState.new("user-1"), processed_keys=keys("e1")))
+    winner = repo.save(replace(first, processed_keys=keys("e1", "e2")))
     before = stored_item(dynamodb, stack, "user-1")
 
     with pytest.raises(VersionConflict):
-        repo.save(replace(first, processed_ids=("e1", "e3")))  # still believes version 1
+        repo.save(replace(first, processed_keys=keys("e1", "e3")))  # still believes version 1
 
     assert stored_item(dynamodb, stack, "user-1") == before
     assert repo.load("user-1").version == winner.version == 2
 
 
 def test_second_first_write_for_the_same_user_conflicts(repo: DynamoDbStateRepository) -> None:
-    repo.save(replace(UserState.new("user-1"), processed_ids=("e1",)))
+    repo.save(replace(UserState.new("user-1"), processed_keys=keys("e1")))
     with pytest.raises(VersionConflict):
-        repo.save(replace(UserState.new("user-1"), processed_ids=("e2",)))
-    assert repo.load("user-1").processed_ids == ("e1",)
+        repo.save(replace(UserState.new("user-1"), processed_keys=keys("e2")))
+    assert repo.load("user-1").processed_keys == keys("e1")
 
 
 def test_save_keeps_the_item_within_limits(stack: Stack, dynamodb: Any) -> None:
@@ -134,14 +146,14 @@ def test_save_keeps_the_item_within_limits(stack: Stack, dynamodb: Any) -> None:
         "user-1",
         recent=tuple(RecentEvent(f"item-{i}", EventType.VIEW, 1.0) for i in range(5)),
         purchased=("a", "b"),
-        processed_ids=tuple(f"e{i}" for i in range(5)),
+        processed_keys=keys(*(f"e{i}" for i in range(5))),
     )
     saved = repo.save(state)
     loaded = repo.load("user-1")
     assert loaded == replace(saved, outbox=())
     assert [r.item_id for r in loaded.recent] == ["item-3", "item-4"]
     assert loaded.purchased == ("b",)
-    assert loaded.processed_ids == ("e2", "e3", "e4")
+    assert loaded.processed_keys == keys("e2", "e3", "e4")
 
 
 def test_missing_table_is_storage_unavailable(aws: None, dynamodb: Any) -> None:
@@ -216,7 +228,7 @@ def test_concurrent_writers_lose_no_update_and_double_nothing(
     retrying on VersionConflict: every event is applied exactly once, whatever the interleaving.
 
     Each event has its own item id, so `recent` (kept whole here) lists exactly which events the final
-    state contains, in the order their writes won. `processed_ids` keeps a short window only because
+    state contains, in the order their writes won. `processed_keys` keeps a short window only because
     moto serializes every list element of every GetItem slowly; it must still be the tail of the same
     sequence."""
     threads, per_thread = 8, 25
@@ -266,7 +278,7 @@ def test_concurrent_writers_lose_no_update_and_double_nothing(
     assert len(applied) == total  # no update lost...
     assert sorted(applied) == sorted(items)  # ...none doubled, none invented
     assert final.version == sum(saves.values()) == total  # every successful save is in the chain
-    assert final.processed_ids == tuple(event_of[i] for i in applied[-8:])
+    assert final.processed_keys == keys(*(event_of[i] for i in applied[-8:]))
     # Each writer's events appear in its own order (a writer never overtakes itself).
     for w in range(threads):
         assert [i for i in applied if i.startswith(f"item-w{w}-")] == [

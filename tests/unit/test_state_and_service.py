@@ -11,7 +11,7 @@ from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, S
 from nextpick.domain.events import CatalogItem, TrackedEvent
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, ServiceConfig
-from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
+from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, event_key, vector_for
 from nextpick.errors import ConcurrentUpdate, InvalidInput, VersionConflict
 from tests.unit.numpy_model import NumpyModel
 
@@ -66,7 +66,7 @@ def test_lists_are_bounded_most_recent_kept(model: NumpyModel) -> None:
     events = [event(n, f"item-{n}", "purchase") for n in range(1, 7)]
     state, _ = apply_events(UserState.new("u1"), events, model, limits, NOW)
     assert [r.item_id for r in state.recent] == ["item-4", "item-5", "item-6"]
-    assert state.processed_ids == ("e3", "e4", "e5", "e6")
+    assert state.processed_keys == tuple(event_key(f"e{n}") for n in range(3, 7))
     assert state.purchased == ("item-5", "item-6")
 
 
@@ -169,5 +169,5 @@ def test_concurrent_events_for_one_user_lose_nothing(model: NumpyModel) -> None:
     for thread in threads:
         thread.join()
     state = svc.states.load("u1")
-    assert len(state.processed_ids) == len(set(state.processed_ids)) == 160
+    assert len(state.processed_keys) == len(set(state.processed_keys)) == 160
     assert state.version == 160

@@ -10,7 +10,7 @@ import pytest
 
 from nextpick.adapters.dynamodb_state import decode_state, encode_state
 from nextpick.domain.events import EventType
-from nextpick.domain.state import RecentEvent, UserState
+from nextpick.domain.state import RecentEvent, UserState, event_key
 
 
 def full_state() -> UserState:
@@ -25,7 +25,7 @@ def full_state() -> UserState:
             RecentEvent("item-1", EventType.PURCHASE, 1.0),
         ),
         purchased=("item-9", "item-1"),
-        processed_ids=("evt-1", "evt-2", "evt-3"),
+        processed_keys=tuple(event_key(f"evt-{n}") for n in (1, 2, 3)),
         version=7,
         outbox=('{"event_id":"evt-3"}',),
     )
@@ -47,7 +47,7 @@ def test_round_trip_is_exact_for_a_64_dim_vector() -> None:
     )
     assert decoded.recent == state.recent
     assert decoded.purchased == state.purchased
-    assert decoded.processed_ids == state.processed_ids
+    assert decoded.processed_keys == state.processed_keys
 
 
 def test_vector_bytes_are_float32_little_endian() -> None:
@@ -66,7 +66,7 @@ def test_new_user_round_trip_none_vector_and_empty_lists() -> None:
 
     assert "vector" not in item and "model_version" not in item
     assert item["purchased"] == {"L": []}
-    assert item["processed_ids"] == {"L": []}
+    assert "processed" not in item
     assert item["outbox"] == {"L": []}
     assert item["recent"] == {"S": "[]"}
     decoded = decode_state(item)
@@ -82,7 +82,7 @@ def test_layout_is_the_documented_one() -> None:
         "model_version",
         "recent",
         "purchased",
-        "processed_ids",
+        "processed",
         "outbox",
         "version",
         "updated_at",
@@ -93,7 +93,7 @@ def test_layout_is_the_documented_one() -> None:
         "model_version": "S",
         "recent": "S",
         "purchased": "L",
-        "processed_ids": "L",
+        "processed": "B",
         "outbox": "L",
         "version": "N",
         "updated_at": "S",
@@ -119,3 +119,9 @@ def test_decode_tolerates_missing_optional_attributes() -> None:
 def test_rating_strengths_survive_json(strength: float) -> None:
     state = UserState("u", recent=(RecentEvent("i", EventType.RATE, strength),), version=1)
     assert decode_state(encode_state(state)).recent[0].strength == strength
+
+
+def test_processed_events_are_stored_as_8_byte_keys() -> None:
+    item = encode_state(full_state())
+    assert item["processed"]["B"] == b"".join(event_key(f"evt-{n}") for n in (1, 2, 3))
+    assert len(item["processed"]["B"]) == 3 * 8

@@ -12,7 +12,8 @@ layout is compact and built by hand with the low-level client (no TypeSerializer
 | `recent`        | S       | compact JSON list of `RecentEvent.to_compact()` (`[item_id, type,       |
 |                 |         | strength]`), oldest first: what a newer model re-folds after a retrain  |
 | `purchased`     | L of S  | purchased item ids, most recent last, no repeats                        |
-| `processed_ids` | L of S  | event ids already applied (duplicate deliveries change nothing)         |
+| `processed`     | B       | `event_key`s (8 bytes each, concatenated) of the events already applied, |
+|                 |         | oldest first: a redelivered event changes nothing; absent when none     |
 | `outbox`        | L of S  | JSON log records of the events *this write* accepted; the table's       |
 |                 |         | stream carries them to the event log (handlers/log_shipper.py)          |
 | `version`       | N       | optimistic lock: 1 after the first write, +1 on every write             |
@@ -32,7 +33,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import LazyClient, raise_translated
-from nextpick.domain.state import RecentEvent, StateLimits, UserState
+from nextpick.domain.state import EVENT_KEY_BYTES, RecentEvent, StateLimits, UserState
 
 # Explicit byte order: the bytes must mean the same thing on every machine that ever reads them.
 VECTOR_DTYPE = np.dtype("<f4")
@@ -44,11 +45,12 @@ def encode_state(state: UserState, *, updated_at: datetime | None = None) -> dic
         "user_id": {"S": state.user_id},
         "recent": {"S": json.dumps([event.to_compact() for event in state.recent], separators=(",", ":"))},
         "purchased": {"L": [{"S": item_id} for item_id in state.purchased]},
-        "processed_ids": {"L": [{"S": event_id} for event_id in state.processed_ids]},
         "outbox": {"L": [{"S": record} for record in state.outbox]},
         "version": {"N": str(state.version)},
         "updated_at": {"S": (updated_at or datetime.now(UTC)).astimezone(UTC).isoformat()},
     }
+    if state.processed_keys:
+        item["processed"] = {"B": b"".join(state.processed_keys)}
     if state.vector is not None:
         item["vector"] = {"B": np.ascontiguousarray(state.vector, dtype=VECTOR_DTYPE).tobytes()}
     if state.model_version is not None:
@@ -69,9 +71,13 @@ def decode_state(item: dict[str, Any]) -> UserState:
         model_version=item["model_version"]["S"] if "model_version" in item else None,
         recent=tuple(RecentEvent.from_compact(raw) for raw in json.loads(recent)) if recent else (),
         purchased=_strings(item, "purchased"),
-        processed_ids=_strings(item, "processed_ids"),
+        processed_keys=_keys(item.get("processed", {}).get("B", b"")),
         version=int(item["version"]["N"]),
     )
+
+
+def _keys(blob: bytes) -> tuple[bytes, ...]:
+    return tuple(blob[i : i + EVENT_KEY_BYTES] for i in range(0, len(blob), EVENT_KEY_BYTES))
 
 
 def _strings(item: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -123,5 +129,5 @@ class DynamoDbStateRepository:
             state,
             recent=state.recent[-limits.recent_events :],
             purchased=state.purchased[-limits.purchased_items :],
-            processed_ids=state.processed_ids[-limits.processed_ids :],
+            processed_keys=state.processed_keys[-limits.processed_ids :],
         )
