@@ -159,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     sequences, vocabulary = build_sequences(load_ml100k(args.cache_dir))
     num_items = len(vocabulary)
-    base = Hyperparameters()
+    # MovieLens has one rating per user and movie: nobody returns to a movie, so the softmax masks what
+    # the user has already rated (the shop default keeps it, since shoppers do return to items).
+    base = Hyperparameters(exclude_seen_in_loss=True)
     if args.quick:
         sequences = sequences[:200]
         base = dataclasses.replace(base, epochs=2, embedding_dim=32, hidden_dim=64)
@@ -351,7 +353,9 @@ dense in-chunk decay matrix), identical to folding `update` from zeros (unit-tes
 
 ## Chosen configurations
 
-Model (`nextpick_training.model.Hyperparameters`):
+Model (`nextpick_training.model.Hyperparameters`; the shop default of `exclude_seen_in_loss` is
+`false`, set to `true` here because nobody rates a movie twice; every override below is relative to
+this base):
 
 ```json
 {json.dumps(final_hp.as_dict(), indent=2)}
