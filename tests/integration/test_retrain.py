@@ -267,7 +267,9 @@ def test_a_worse_candidate_is_rejected_and_the_live_model_stays(
     assert [r["status"] for r in records] == ["published", "rejected"]
     assert records[1]["candidate_metrics"] == second["candidate_metrics"]
     assert records[1]["live_metrics"] == second["live_metrics"]
-    assert "<" in records[1]["reason"]
+    assert "worse than live" in records[1]["reason"]
+    # The paired comparison that decided it is recorded, and it says "worse beyond the noise".
+    assert records[1]["gate_difference"] < -records[1]["gate_allowance"] <= 0
 
     # With enough tolerance the same weak candidate passes the gate and replaces the live model.
     third = invoke(HYPERPARAMETERS=json.dumps({**TINY, "learning_rate": 0.0, "seed": 1}), GATE_TOLERANCE="1")

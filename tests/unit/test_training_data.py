@@ -247,3 +247,14 @@ def test_holdout_sample_is_deterministic_and_keeps_training_data() -> None:
     position = {u: j for j, u in enumerate(ds.holdout_users)}
     assert sample.holdout_targets == [ds.holdout_targets[position[u]] for u in sample.holdout_users]
     assert ds.with_holdout_sample(100) is ds
+
+
+def test_paired_difference_is_the_mean_and_standard_error_of_per_user_gaps() -> None:
+    from nextpick_training.pipeline import paired_difference
+
+    mean, se = paired_difference([1.0, 0.5, 0.0, 0.5], [0.5, 0.5, 0.5, 0.5])
+    # gaps 0.5, 0, -0.5, 0: mean 0, sample std sqrt(1/6), se = sqrt(1/6) / 2
+    assert mean == 0.0
+    assert abs(se - (1 / 6) ** 0.5 / 2) < 1e-12
+    single_mean, single_se = paired_difference([0.3], [0.1])
+    assert abs(single_mean - 0.2) < 1e-12 and single_se == 0.0  # one user: no spread to estimate

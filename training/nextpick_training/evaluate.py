@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -39,9 +39,11 @@ class Metrics:
     ndcg: float  # NDCG@k with one relevant item: 1/log2(rank+1) if rank <= k
     mrr: float  # MRR@k: 1/rank if rank <= k
     coverage: float  # share of recommendable catalog items appearing in any top-k list
+    # Each evaluated user's NDCG@k, in input order: what a paired comparison of two models needs.
+    ndcg_per_user: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        return {k: float(v) for k, v in asdict(self).items() if k != "ndcg_per_user"}
 
 
 def leave_last_out(
@@ -125,6 +127,7 @@ def evaluate(
     """
     hits = ndcgs = mrrs = 0.0
     users = 0
+    per_user: list[float] = []
     recommended = np.zeros(num_items, dtype=bool)
     for history, target in zip(histories, targets, strict=True):
         if target is None:
@@ -138,12 +141,14 @@ def evaluate(
         scores = np.asarray(scorer(history, exclude), dtype=np.float64)
         allowed = (exclude < 0.5) & (scores > EXCLUDED_THRESHOLD)
         users += 1
+        ndcg = 0.0
         if allowed[target_item]:
             target_score = scores[target_item]
             greater = int(np.count_nonzero(allowed & (scores > target_score)))
             ties = int(np.count_nonzero(allowed & (scores == target_score))) - 1
             hit, ndcg, mrr = _expected_hit_ndcg_mrr(greater, ties, k)
             hits, ndcgs, mrrs = hits + hit, ndcgs + ndcg, mrrs + mrr
+        per_user.append(ndcg)
         # Coverage uses the list serving would show: top k, ties broken by lower index (stable sort).
         candidates = np.flatnonzero(allowed)
         order = np.argsort(-scores[candidates], kind="stable")[:k]
@@ -156,6 +161,7 @@ def evaluate(
         ndcg=ndcgs / n,
         mrr=mrrs / n,
         coverage=float(recommended[1:].sum()) / max(num_items - 1, 1),
+        ndcg_per_user=tuple(per_user),
     )
 
 

@@ -5,7 +5,8 @@
     -> evaluate the candidate through LiteRT on the exported bytes
     -> evaluate the live model (pointer -> manifest -> sha256-checked bytes) on the same held-out users,
        mapping their items through the live manifest's vocabulary (unknown -> index 0)
-    -> gate: first model, or NDCG@k(candidate) >= NDCG@k(live) - tolerance
+    -> gate: first model, or the candidate is not worse than the live model: the mean per-user NDCG@k
+       difference is above -max(tolerance, z x its standard error) (a paired comparison)
     -> publish (model, manifest, pointer, ModelPublished) or reject
     -> record the decision and both scores as runs/<timestamp>.json
 
@@ -66,6 +67,11 @@ class RetrainResult(BaseModel):
     live_metrics: dict[str, float] | None = None
     gate_metric: str = "ndcg@10"
     gate_tolerance: float = 0.0
+    # The paired comparison behind the gate: mean per-user NDCG difference (candidate - live), its
+    # standard error, and how far below zero the difference may go before the candidate is "worse".
+    gate_difference: float | None = None
+    gate_standard_error: float | None = None
+    gate_allowance: float | None = None
     published_version: str | None = None
     previous_version: str | None = None
     # Whether the ModelPublished event was accepted by the bus (published runs only).
@@ -132,6 +138,17 @@ def _evaluate(
         k=settings.gate_k,
         exclude_seen=settings.gate_exclusion == "seen",
     )
+
+
+def paired_difference(candidate: Sequence[float], live: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the per-user differences (candidate - live) on the same users.
+
+    Both models rank the same held-out events, so the per-user differences are paired: their spread,
+    not each model's own, is what says whether a gap between the two means is more than noise."""
+    differences = np.asarray(candidate, dtype=np.float64) - np.asarray(live, dtype=np.float64)
+    if len(differences) < 2:
+        return float(differences.mean()) if len(differences) else 0.0, 0.0
+    return float(differences.mean()), float(differences.std(ddof=1) / np.sqrt(len(differences)))
 
 
 def _map_holdout(dataset: data_lib.Dataset, items: Sequence[str | None]) -> tuple[list[Any], list[int]]:
@@ -269,6 +286,7 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     t = time.perf_counter()
     pointer = publish_lib.current_pointer(s3, bucket, settings.model_prefix)
     live_problem = None
+    live_metrics: evaluate_lib.Metrics | None = None
     if pointer is not None:
         result.live_version = str(pointer.get("version"))
         try:
@@ -294,13 +312,19 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     elif live_problem is not None:
         passed, why = True, live_problem
     else:
-        assert result.live_metrics is not None
+        assert result.live_metrics is not None and live_metrics is not None
         live_score = result.live_metrics[metric]
-        passed = candidate_score >= live_score - settings.gate_tolerance
-        relation = ">=" if passed else "<"
+        difference, standard_error = paired_difference(
+            candidate_metrics.ndcg_per_user, live_metrics.ndcg_per_user
+        )
+        allowance = max(settings.gate_tolerance, settings.gate_confidence_z * standard_error)
+        result.gate_difference, result.gate_standard_error = difference, standard_error
+        result.gate_allowance = allowance
+        passed = difference >= -allowance
+        verdict = "not worse than" if passed else "worse than"
         why = (
-            f"candidate {metric} {candidate_score:.4f} {relation} live {live_score:.4f}"
-            f" - tolerance {settings.gate_tolerance:g}"
+            f"candidate {metric} {candidate_score:.4f} {verdict} live {live_score:.4f}: paired difference "
+            f"{difference:+.4f} (standard error {standard_error:.4f}), allowed down to -{allowance:.4f}"
         )
     logger.info("gate decided", extra={"passed": passed, "why": why})
     if not passed:

@@ -34,6 +34,11 @@ class TrainingSettings(EnvSettings):
     min_users: int = Field(default=50, ge=1)
     # Gate: the candidate is published iff NDCG@10(candidate) >= NDCG@10(live) - gate_tolerance.
     gate_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    # "Not worse" is judged against the noise of the held-out set: the candidate is rejected only if
+    # its mean per-user NDCG is below the live model's by more than this many standard errors of the
+    # paired difference (1.64: worse with 95 % one-sided confidence), or by more than gate_tolerance,
+    # whichever allows more. 0 turns the gate into a plain comparison of the two means.
+    gate_confidence_z: float = Field(default=1.64, ge=0.0, le=10.0)
     # Cut-off of the gate's ranking metrics (HR@k, NDCG@k, MRR@k).
     gate_k: int = Field(default=10, ge=1, le=100)
     # At most this many held-out users are scored (a deterministic sample by user-id hash), which
