@@ -171,6 +171,7 @@ def _no_route(error: NotFoundError) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     body = event.get("body") or ""
     if len(body) > get_settings().max_body_bytes:
         # Refused before parsing so an oversized body costs nothing.

@@ -44,6 +44,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if envelope.detail_type == CATALOG_ITEM:
             items = CatalogBody.model_validate(envelope.detail).items
             wiring.catalog().put_items(items)
+            metrics.add_metric(name="CatalogItemsStored", unit=MetricUnit.Count, value=len(items))
             return {"stored": len(items)}
     except ValidationError as error:
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
