@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from nextpick.adapters.litert_model import ContractRunner
+
 from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel, context_table, rank_scores_tf
 
 
@@ -84,39 +86,14 @@ def export_tflite(model: TrainedModel) -> bytes:
         return bytes(converter.convert())
 
 
-class LiteRTModel:
-    """The exported model behind the LiteRT interpreter, as serving runs it."""
-
-    def __init__(self, model_bytes: bytes) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_content=model_bytes)
-        self._update = self._interpreter.get_signature_runner("update")
-        self._rank = self._interpreter.get_signature_runner("rank")
-        inputs = self._rank.get_input_details()
-        self.state_dim = int(inputs["state"]["shape"][0])
-        self.num_items = int(inputs["exclude"]["shape"][0])
+class LiteRTModel(ContractRunner):
+    """The exported model behind the LiteRT interpreter, run by serving's own runner."""
 
     def initial_state(self) -> np.ndarray:
         return np.zeros(self.state_dim, dtype=np.float32)
-
-    def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray:
-        out = self._update(
-            state=np.asarray(state, dtype=np.float32),
-            item=np.int32(item),
-            event_type=np.int32(event_type),
-            strength=np.float32(strength),
-        )
-        return np.array(out["state"], dtype=np.float32)
 
     def fold(self, history: Any) -> np.ndarray:
         state = self.initial_state()
         for item, event_type, strength in history:
             state = self.update(state, item, event_type, strength)
         return state
-
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        out = self._rank(
-            state=np.asarray(state, dtype=np.float32), exclude=np.asarray(exclude, dtype=np.float32)
-        )
-        return np.array(out["scores"], dtype=np.float32)

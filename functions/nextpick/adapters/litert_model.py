@@ -14,45 +14,23 @@ from nextpick.errors import ModelUnavailable
 MANIFEST_FORMAT = "nextpick-model/1"
 
 
-class LiteRTModel:
-    """A loaded `.tflite` honouring docs/model-contract.md, usable as the domain's RankingModel."""
+class ContractRunner:
+    """The two signatures of docs/model-contract.md behind one LiteRT interpreter (no manifest).
 
-    def __init__(self, model_bytes: bytes, manifest: dict[str, Any]) -> None:
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ModelUnavailable(f"unsupported manifest format {manifest.get('format')!r}")
-        self._version = str(manifest["version"])
-        self._items: tuple[str | None, ...] = tuple(manifest["items"])
-        self._index = {item_id: index for index, item_id in enumerate(self._items) if item_id is not None}
+    Serving wraps it with the manifest (`LiteRTModel`); training scores exported bytes with it, so
+    evaluation runs exactly the code serving runs."""
+
+    def __init__(self, model_bytes: bytes) -> None:
         self._interpreter = Interpreter(model_content=model_bytes)
         signatures = self._interpreter.get_signature_list()
         if not {"update", "rank"} <= set(signatures):
-            raise ModelUnavailable(
-                f"model {self._version} lacks the update/rank signatures: {sorted(signatures)}"
-            )
+            raise ModelUnavailable(f"model lacks the update/rank signatures: {sorted(signatures)}")
         self._update = self._interpreter.get_signature_runner("update")
         self._rank = self._interpreter.get_signature_runner("rank")
-        self._state_dim = int(self._update.get_input_details()["state"]["shape"][0])
-        num_items = int(self._rank.get_input_details()["exclude"]["shape"][0])
-        if num_items != len(self._items) or manifest.get("state_dim", self._state_dim) != self._state_dim:
-            raise ModelUnavailable(f"model {self._version} does not match its manifest's dimensions")
+        self.state_dim = int(self._update.get_input_details()["state"]["shape"][0])
+        self.num_items = int(self._rank.get_input_details()["exclude"]["shape"][0])
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
         self._lock = threading.Lock()
-        self.manifest = manifest
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def state_dim(self) -> int:
-        return self._state_dim
-
-    @property
-    def items(self) -> Sequence[str | None]:
-        return self._items
-
-    def item_index(self, item_id: str) -> int:
-        return self._index.get(item_id, 0)
 
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray:
         with self._lock:
@@ -66,5 +44,33 @@ class LiteRTModel:
 
     def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         with self._lock:
-            out = self._rank(state=np.asarray(state, dtype=np.float32), exclude=exclude)
+            out = self._rank(
+                state=np.asarray(state, dtype=np.float32), exclude=np.asarray(exclude, dtype=np.float32)
+            )
         return np.array(out["scores"], dtype=np.float32)
+
+
+class LiteRTModel(ContractRunner):
+    """A loaded `.tflite` and its manifest, usable as the domain's RankingModel."""
+
+    def __init__(self, model_bytes: bytes, manifest: dict[str, Any]) -> None:
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ModelUnavailable(f"unsupported manifest format {manifest.get('format')!r}")
+        self._version = str(manifest["version"])
+        super().__init__(model_bytes)
+        self._items: tuple[str | None, ...] = tuple(manifest["items"])
+        self._index = {item_id: index for index, item_id in enumerate(self._items) if item_id is not None}
+        if self.num_items != len(self._items) or manifest.get("state_dim", self.state_dim) != self.state_dim:
+            raise ModelUnavailable(f"model {self._version} does not match its manifest's dimensions")
+        self.manifest = manifest
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def items(self) -> Sequence[str | None]:
+        return self._items
+
+    def item_index(self, item_id: str) -> int:
+        return self._index.get(item_id, 0)
