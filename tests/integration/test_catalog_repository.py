@@ -12,27 +12,7 @@ from nextpick.adapters.dynamodb_catalog import BATCH_WRITE_MAX, WRITE_ATTEMPTS, 
 from nextpick.domain.events import CatalogItem
 from nextpick.errors import InvalidInput, StorageUnavailable
 from tests.integration.aws_resources import Stack
-
-
-class Spy:
-    """Forwards to a real (moto) client, recording every call; `rewrite[operation]` may change a call."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.rewrite: dict[str, Callable[..., Any]] = {}
-
-    def __getattr__(self, operation: str) -> Callable[..., Any]:
-        def call(**kwargs: Any) -> Any:
-            self.calls.append((operation, kwargs))
-            if operation in self.rewrite:
-                return self.rewrite[operation](self._client, **kwargs)
-            return getattr(self._client, operation)(**kwargs)
-
-        return call
-
-    def count(self, operation: str) -> int:
-        return sum(1 for name, _ in self.calls if name == operation)
+from tests.integration.spy import Spy
 
 
 class Clock:

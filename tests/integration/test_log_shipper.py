@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,43 +20,11 @@ from nextpick.errors import StorageUnavailable
 from nextpick.handlers import log_shipper
 from nextpick.settings import get_settings
 from tests.integration.aws_resources import Stack
+from tests.integration.serving import FakeLambdaContext
+from tests.integration.spy import Spy
 
 SAMPLE_EVENT = Path(__file__).resolve().parents[2] / "events" / "dynamodb_stream_state.json"
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "EventLogShipperFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:EventLogShipperFunction"
-    aws_request_id: str = "req-1"
-
-
-class Spy:
-    """Forwards to a real (moto) client, recording calls; `rewrite[operation]` may change a call."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.rewrite: dict[str, Callable[..., Any]] = {}
-
-    def __getattr__(self, operation: str) -> Callable[..., Any]:
-        def call(**kwargs: Any) -> Any:
-            self.calls.append((operation, kwargs))
-            if operation in self.rewrite:
-                return self.rewrite[operation](self._client, **kwargs)
-            return getattr(self._client, operation)(**kwargs)
-
-        return call
-
-    def batches(self) -> list[list[bytes]]:
-        return [
-            [r["Data"] for r in kwargs["Records"]]
-            for name, kwargs in self.calls
-            if name == "put_record_batch"
-        ]
 
 
 @pytest.fixture
@@ -178,7 +145,7 @@ def test_outbox_of_real_state_writes_lands_in_s3_exactly(
     assert [r["eventName"] for r in event["Records"]] == ["INSERT", "MODIFY"]
     capsys.readouterr()
 
-    response = shipper.lambda_handler(event, FakeContext())
+    response = shipper.lambda_handler(event, FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
     # One PutRecordBatch for the whole stream batch, hence one object; nothing but the outbox lines.
@@ -198,7 +165,7 @@ def test_the_sample_stream_event_ships(stack: Stack, shipper: Any, s3: Any) -> N
     ]
     assert expected  # the sample must exercise something
 
-    response = shipper.lambda_handler(event, FakeContext())
+    response = shipper.lambda_handler(event, FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
     assert sorted(logged_lines(s3, stack)) == sorted(expected)
@@ -213,7 +180,7 @@ def test_removes_and_records_without_outbox_are_skipped(stack: Stack, shipper: A
             record("3", "INSERT", outbox=[]),
         ]
     }
-    assert shipper.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     assert logged_lines(s3, stack) == []
 
 
@@ -231,7 +198,7 @@ def test_a_batch_ships_in_one_call_and_a_failed_append_reports_every_record_with
             record("104", "MODIFY", outbox=['{"event_id":"d"}']),
         ]
     }
-    assert shipper.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     # One PutRecordBatch carrying one Firehose record: the whole stream batch, line by line.
     assert spy.batches() == [[b'{"event_id":"a"}\n{"event_id":"b"}\n{"event_id":"c"}\n{"event_id":"d"}\n']]
 
@@ -239,7 +206,7 @@ def test_a_batch_ships_in_one_call_and_a_failed_append_reports_every_record_with
         raise ClientError({"Error": {"Code": "ServiceUnavailableException"}}, "PutRecordBatch")
 
     spy.rewrite["put_record_batch"] = unavailable
-    response = shipper.lambda_handler(event, FakeContext())
+    response = shipper.lambda_handler(event, FakeLambdaContext())
     assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ("101", "102", "104")]}
     assert sorted(logged_lines(s3, stack)) == [f'{{"event_id":"{e}"}}' for e in "abcd"]
 
@@ -254,12 +221,12 @@ def test_missing_stream_fails_every_record_with_an_outbox(stack: Stack, shipper:
             record("203", "MODIFY", outbox=['{"event_id":"b"}']),
         ]
     }
-    response = shipper.lambda_handler(event, FakeContext())
+    response = shipper.lambda_handler(event, FakeLambdaContext())
     assert response == {"batchItemFailures": [{"itemIdentifier": "201"}, {"itemIdentifier": "203"}]}
 
     # A batch that fails entirely is reported, not raised: Lambda retries it just the same.
     only_failures = {"Records": [record("301", "INSERT", outbox=['{"event_id":"a"}'])]}
-    assert shipper.lambda_handler(only_failures, FakeContext()) == {
+    assert shipper.lambda_handler(only_failures, FakeLambdaContext()) == {
         "batchItemFailures": [{"itemIdentifier": "301"}]
     }
 
