@@ -1,0 +1,68 @@
+"""What `sam local invoke <Function> -e events/<file> --env-vars events/env.json` runs, in-process:
+each sample event through the handler template.yaml names for it, with exactly the environment of
+events/env.json, against the template's resources (stack `nextpick-local`, the names env.json uses)
+in moto. (test_template.py does the same with the built artifacts under Python 3.12 where available.)"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nextpick.handlers import wiring
+from nextpick_local.aws_resources import create_stack, load_template
+from nextpick_training import handler as retrain_handler
+from tests.integration.serving import EVENTS_DIR, FakeLambdaContext, sample_event
+
+# Which function each sample file is for, by the trigger its name says.
+FUNCTION_OF_PREFIX = {
+    "api_": "ApiFunction",
+    "bus_": "BusEventFunction",
+    "dynamodb_": "EventLogShipperFunction",
+    "schedule_": "RetrainFunction",
+}
+SAMPLES = sorted(path.name for path in EVENTS_DIR.glob("*.json") if path.name != "env.json")
+
+
+def function_for(sample: str) -> str:
+    return next(function for prefix, function in FUNCTION_OF_PREFIX.items() if sample.startswith(prefix))
+
+
+@pytest.fixture
+def sam_local_env(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, dict[str, str]]]:
+    create_stack("nextpick-local")
+    env_json: dict[str, dict[str, str]] = json.loads((EVENTS_DIR / "env.json").read_text())
+    yield env_json
+    wiring.reset()
+    retrain_handler.reset_clients()
+
+
+def test_every_sample_names_a_function_of_the_template() -> None:
+    functions = load_template()["Resources"]
+    assert SAMPLES and all(function_for(sample) in functions for sample in SAMPLES)
+
+
+@pytest.mark.parametrize("sample", [s for s in SAMPLES if not s.startswith("schedule_")])
+def test_sample_event_runs_through_its_handler(
+    sample: str, sam_local_env: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    function = function_for(sample)
+    for name, value in sam_local_env[function].items():
+        monkeypatch.setenv(name, value)
+    wiring.reset()
+    handler_path = load_template()["Resources"][function]["Properties"]["Handler"]
+    module, _, name = handler_path.rpartition(".")
+    handler: Any = getattr(importlib.import_module(module), name)
+
+    result = handler(sample_event(sample), FakeLambdaContext())
+
+    if function == "ApiFunction":
+        assert result["statusCode"] == 200, result
+        assert "message" not in json.loads(result["body"])
+    elif function == "BusEventFunction":
+        assert result.get("stored") == 1 or result["results"][0]["status"] == "accepted"
+    else:
+        assert result == {"batchItemFailures": []}
