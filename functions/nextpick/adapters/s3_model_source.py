@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from nextpick.adapters import LazyClient
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.errors import ModelIntegrityError, ModelUnavailable, StorageUnavailable
 
@@ -35,19 +36,11 @@ class S3ModelSource:
         self._bucket = bucket
         self._pointer_key = f"{prefix}{POINTER_NAME}"
         self._refresh_seconds = refresh_seconds
-        self._client = client
+        self._client = LazyClient("s3", client)
         self._clock = clock
         self._model: LiteRTModel | None = None
         self._pointer_etag: str | None = None
         self._checked_at: float | None = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3")
-        return self._client
 
     def current(self) -> LiteRTModel | None:
         now = self._clock()
@@ -79,7 +72,7 @@ class S3ModelSource:
         if self._pointer_etag is not None and self._model is not None:
             kwargs["IfNoneMatch"] = self._pointer_etag
         try:
-            response = self.client.get_object(**kwargs)
+            response = self._client.get().get_object(**kwargs)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("304", "NotModified"):
@@ -101,7 +94,7 @@ class S3ModelSource:
 
     def _get(self, key: str) -> bytes:
         try:
-            body: bytes = self.client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            body: bytes = self._client.get().get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             raise ModelUnavailable(f"s3://{self._bucket}/{key}: {code}") from e
