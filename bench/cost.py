@@ -1,5 +1,6 @@
 """AWS calls per event (counted on the real code path against moto), DynamoDB capacity per event from
-the size of the state item, and what a million events cost, next to Amazon Personalize."""
+the size of the state item as `encode_state` builds it, Firehose billing from the records the log
+shipper really sends, and what a million events cost, next to Amazon Personalize."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bench import models, workload
 from bench.common import Check, Config, Section, fmt, table
 from bench.serving import SHOPPERS, MotoResult
 from bench.training import TrainingRun
+from nextpick.adapters import firehose_log
 from nextpick.adapters.dynamodb_state import encode_state
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
@@ -29,13 +31,15 @@ FULL_VCPU_MB = 1769
 ASSUMED_DYNAMODB_ROUND_TRIPS_MS = 10.0
 ASSUMED_LOG_BYTES_PER_INVOCATION = 1024  # START/END/REPORT lines + one EMF metrics document
 ASSUMED_FIREHOSE_CALL_MS = 15.0
+ASSUMED_SHIPPER_OVERHEAD_MS = 20.0  # the shipper's own work per invocation, besides the Firehose calls
 ASSUMED_TRAINING_RUNS_PER_MONTH = 30
 ASSUMED_RETRAIN_SECONDS = 300.0
 ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN = 2.0
 ASSUMED_PERSONALIZE_EVENT_BYTES = 1024
 HISTORY_LENGTHS = (1, 10, 50, 200, 300)
-UUID_LENGTH = 36  # the event ids of the workload
-HASHED_ID_BYTES = 8
+# The state stream's event source mapping (template.yaml): up to 100 records, or what 5 s brought.
+STREAM_BATCH_SIZE = 100
+STREAM_BATCHING_WINDOW_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,30 @@ def item_size(item: dict[str, Any]) -> int:
     return sum(attribute_size(name, value) for name, value in item.items())
 
 
+def write_units(item_bytes: int) -> int:
+    return max(1, math.ceil(item_bytes / 1024))
+
+
 @dataclass(frozen=True)
 class ItemGrowth:
     events: int
     # The item the write of this event stores (with its outbox), and the item that write's read returned.
     written_bytes: int
     read_bytes: int
+    # The same written item in the layout before commit 81996b7 (`processed_ids`: a list of the raw
+    # event ids instead of `processed`, 8-byte keys), computed from the same state for comparison.
+    old_layout_written_bytes: int
+    # Of `written_bytes`, the `processed` attribute (name + value).
+    processed_bytes: int
+    old_layout_processed_bytes: int
 
     @property
     def write_units(self) -> int:
-        return max(1, math.ceil(self.written_bytes / 1024))
+        return write_units(self.written_bytes)
+
+    @property
+    def old_layout_write_units(self) -> int:
+        return write_units(self.old_layout_written_bytes)
 
     @property
     def read_units(self) -> int:
@@ -128,11 +146,10 @@ class ItemGrowth:
         return max(1, math.ceil(self.read_bytes / 4096))
 
 
-def write_units_with_hashed_ids(growth: ItemGrowth) -> int:
-    """WRU of the same write if each processed event id were stored as a short binary hash."""
-    kept = min(growth.events, StateLimits().processed_ids)
-    saved = kept * (UUID_LENGTH - HASHED_ID_BYTES)
-    return max(1, math.ceil((growth.written_bytes - saved) / 1024))
+def old_layout_processed(event_ids: list[str]) -> tuple[str, dict[str, Any]]:
+    """The attribute the state item stored before commit 81996b7: the kept event ids, raw."""
+    kept = event_ids[-StateLimits().processed_ids :]
+    return "processed_ids", {"L": [{"S": event_id} for event_id in kept]}
 
 
 def state_item_growth(num_items: int) -> list[ItemGrowth]:
@@ -145,20 +162,92 @@ def state_item_growth(num_items: int) -> list[ItemGrowth]:
     bodies = workload.event_bodies(num_items, max(HISTORY_LENGTHS), users=1, seed=3)
     growth = []
     previous = 0
+    event_ids: list[str] = []
     for position, body in enumerate(bodies, start=1):
         event = TrackedEvent.model_validate_json(body)
         recommender.track([event], RecommendOptions())
+        event_ids.append(event.event_id)
         stored: UserState = states.load(event.user_id)
         # The in-memory repository keeps the outbox of the last write, exactly what PutItem stored.
-        written = item_size(encode_state(stored, updated_at=datetime.now(UTC)))
+        item = encode_state(stored, updated_at=datetime.now(UTC))
+        written = item_size(item)
         if position in HISTORY_LENGTHS:
-            growth.append(ItemGrowth(position, written, previous))
+            processed = attribute_size("processed", item["processed"]) if "processed" in item else 0
+            old_processed = attribute_size(*old_layout_processed(event_ids))
+            growth.append(
+                ItemGrowth(
+                    position,
+                    written,
+                    previous,
+                    old_layout_written_bytes=written - processed + old_processed,
+                    processed_bytes=processed,
+                    old_layout_processed_bytes=old_processed,
+                )
+            )
         previous = written
     return growth
 
 
+def firehose_billed_bytes(record_bytes: int) -> int:
+    """Firehose bills ingestion per record, rounded up to the next 5 KB."""
+    return math.ceil(record_bytes / FIREHOSE_RECORD_ROUNDING) * FIREHOSE_RECORD_ROUNDING
+
+
+def packed_records(lines: int, line_bytes: float) -> list[int]:
+    """The Firehose records `FirehoseEventLog` packs `lines` lines of `line_bytes` into."""
+    limit = firehose_log.MAX_RECORD_BYTES
+    per_record = max(1, int(limit // max(line_bytes, 1)))
+    full, rest = divmod(lines, per_record)
+    return [round(per_record * line_bytes)] * full + ([round(rest * line_bytes)] if rest else [])
+
+
+def events_per_stream_batch(events_per_second: float) -> float:
+    """Stream records per shipper invocation at a steady rate (one shard): the batching window fills
+    a batch up to its size."""
+    return max(1.0, min(STREAM_BATCH_SIZE, events_per_second * STREAM_BATCHING_WINDOW_S))
+
+
 def _per_event(calls: dict[str, int], events: int) -> list[list[str]]:
     return [[f"`{name}`", f"{count:,}", fmt(count / events)] for name, count in sorted(calls.items())]
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """The event log as the shipper sent it in the moto run, from the records it really sent."""
+
+    lines: int
+    line_bytes: float  # median, with the newline
+    calls: int
+    batches: int
+    records: list[int]  # bytes of each Firehose record sent
+
+    @property
+    def billed_bytes_per_event(self) -> float:
+        return sum(firehose_billed_bytes(size) for size in self.records) / max(self.lines, 1)
+
+    @property
+    def calls_per_batch(self) -> float:
+        return self.calls / max(self.batches, 1)
+
+    @property
+    def events_per_batch(self) -> float:
+        return self.lines / max(self.batches, 1)
+
+
+def event_log_of(moto: MotoResult) -> EventLog:
+    return EventLog(
+        lines=len(moto.log_record_bytes),
+        line_bytes=statistics.median(moto.log_record_bytes) if moto.log_record_bytes else 0.0,
+        calls=sum(count for name, count in moto.shipper_calls.items() if name.startswith("firehose.")),
+        batches=moto.shipper_batches,
+        records=list(moto.firehose_record_bytes),
+    )
+
+
+def billed_bytes_per_event(line_bytes: float, per_batch: float) -> float:
+    """Firehose bytes billed per event when each shipper invocation packs `per_batch` lines."""
+    lines = max(1, round(per_batch))
+    return sum(firehose_billed_bytes(size) for size in packed_records(lines, line_bytes)) / lines
 
 
 def section(config: Config, results: dict[str, Any]) -> Section:
@@ -168,9 +257,9 @@ def section(config: Config, results: dict[str, Any]) -> Section:
     events = moto.events
     reads = sum(count for name, count in moto.calls.items() if name == "dynamodb.GetItem StateTable")
     writes = sum(count for name, count in moto.calls.items() if name == "dynamodb.PutItem StateTable")
-    firehose_calls = sum(moto.shipper_calls.values())
-    record_bytes = statistics.median(moto.log_record_bytes) if moto.log_record_bytes else 0
+    log = event_log_of(moto)
     moto_sizes = sorted(item_size(item) for item in moto.state_items)
+    one_per_line = FIREHOSE_RECORD_ROUNDING / max(log.line_bytes, 1)
 
     calls_text = "\n\n".join(
         [
@@ -184,67 +273,91 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             "container, plus the manifest and model when the version changed) and the catalog snapshot "
             "(`dynamodb.Scan` of the items table, once per `CATALOG_REFRESH_SECONDS` = 30 s per container, "
             "one page per MB of items).",
-            f"Then the {moto.stream_records:,} records of the state table's stream, read from moto's stream "
-            f"and given to `nextpick.handlers.log_shipper.lambda_handler` in batches of 100 (the template's "
-            f"`BatchSize`), {moto.shipper_batches} invocations:",
+            f"Then the {moto.stream_records:,} records of the state table's stream (warm-up included), read "
+            "from moto's stream and given to `nextpick.handlers.log_shipper.lambda_handler` in batches of "
+            f"{STREAM_BATCH_SIZE} (the template's `BatchSize`), {moto.shipper_batches} invocations:",
             table(
-                ["log shipper call", "calls", "per stream record"],
-                _per_event(moto.shipper_calls, moto.stream_records),
+                ["log shipper call", "calls", "per invocation", "per stream record"],
+                [
+                    [
+                        f"`{name}`",
+                        f"{count:,}",
+                        fmt(count / max(log.batches, 1)),
+                        fmt(count / moto.stream_records),
+                    ]
+                    for name, count in sorted(moto.shipper_calls.items())
+                ],
             ),
             (
-                "**The shipper makes one `PutRecordBatch` per stream record, not one per batch**: "
-                "`ship()` runs once per record (Powertools' `BatchProcessor`) and appends that record's outbox "
-                "on its own. Firehose bills by record, not by call, so this costs no Firehose money, but each "
-                f"call is a round trip inside the shipper's billed duration (~{fmt(ASSUMED_FIREHOSE_CALL_MS)} ms "
-                "assumed): collecting the outboxes of the whole batch and sending them in one call would cut "
-                "the shipper's duration about 100x. The cost table below assumes today's code."
-                if firehose_calls > moto.shipper_batches
-                else "The shipper makes one `PutRecordBatch` per stream batch."
+                f"The shipper makes **{fmt(log.calls_per_batch)} `PutRecordBatch` per invocation** "
+                f"({fmt(log.calls / max(log.lines, 1), 2)} per event): the outboxes of the whole stream batch go out "
+                "in one append (commit 53128a2; this benchmark's previous run, docs at 1b6e894, counted 1.00 per stream "
+                "record, 100 per full batch)."
+                if log.calls <= log.batches
+                else f"**The shipper makes {fmt(log.calls_per_batch)} `PutRecordBatch` per invocation**, more "
+                "than one per stream batch: the outboxes of a batch are not sent in one append."
             ),
         ]
     )
     capacity_text = "\n\n".join(
         [
-            "One shopper's state item as their history grows (item size by DynamoDB's rules: attribute "
+            "One shopper's state item as their history grows, encoded by "
+            "`nextpick.adapters.dynamodb_state.encode_state` (item size by DynamoDB's rules: attribute "
             "names + values, 3 bytes per list/map plus 1 per element). Each event reads the item the previous "
             "write stored and writes it whole again, with the outbox of the events it accepted. On-demand: a "
-            "write costs 1 WRU per started KB, a strongly consistent read 1 RRU per started 4 KB.",
+            "write costs 1 WRU per started KB, a strongly consistent read 1 RRU per started 4 KB. The last "
+            "two columns are the **old layout, computed for comparison only**: the same item with the kept "
+            "event ids stored raw (`processed_ids`, a list of 36-character UUIDs, as before commit 81996b7) "
+            "instead of `processed` (8-byte keys).",
             table(
                 [
                     "events in history",
                     "item read (bytes)",
                     "item written (bytes)",
+                    "of which `processed`",
                     "RRU per event",
                     "WRU per event",
+                    "old layout: item written (bytes)",
+                    "old layout: WRU per event",
                 ],
                 [
                     [
                         f"{g.events:,}",
                         f"{g.read_bytes:,}",
                         f"{g.written_bytes:,}",
+                        f"{g.processed_bytes:,}",
                         g.read_units,
-                        g.write_units,
+                        f"**{g.write_units}**",
+                        f"{g.old_layout_written_bytes:,}",
+                        g.old_layout_write_units,
                     ]
                     for g in growth
                 ],
             ),
-            f"In the moto run (young histories, ~{fmt(moto.stream_records / SHOPPERS)} events per shopper) the stored "
-            f"items were {fmt(statistics.median(moto_sizes))} bytes at the median and {max(moto_sizes):,} at "
-            "most. The item grows until the 200 processed event ids (36-character UUIDs here) are all "
-            "kept: at steady state they are most of it, ahead of the float32 state vector "
-            f"({models.hyperparameters().state_dim() * 4:,} bytes) and the 50 recent events. Storing a "
-            f"hash of each id ({HASHED_ID_BYTES} bytes, binary) instead of the id would bring a steady-state "
-            f"write from {steady.write_units} WRU to {write_units_with_hashed_ids(steady)}.",
-            f"Event-log records are {fmt(record_bytes)} bytes at the median (with the newline), and Firehose "
-            f"bills each as {FIREHOSE_RECORD_ROUNDING // 1024} KB: "
-            f"{FIREHOSE_RECORD_ROUNDING / max(record_bytes, 1):.0f}x the bytes sent. Joining the records of a "
-            "stream batch into one Firehose record (they are newline-terminated JSON lines already) would "
-            "remove almost all of that rounding.",
+            f"In the moto run (young histories, ~{fmt(moto.stream_records / SHOPPERS)} events per shopper) the "
+            f"stored items were {fmt(statistics.median(moto_sizes))} bytes at the median and "
+            f"{max(moto_sizes):,} at most. At steady state ({StateLimits().processed_ids} processed events "
+            f"kept) the window of processed events is {steady.processed_bytes:,} bytes instead of "
+            f"{steady.old_layout_processed_bytes:,} with raw ids, and the item "
+            f"{fmt(steady.written_bytes / 1024)} KB instead of {fmt(steady.old_layout_written_bytes / 1024)} KB: "
+            f"**{steady.write_units} WRU per event instead of {steady.old_layout_write_units}**. What is left is "
+            f"mostly the float32 state vector ({models.hyperparameters().state_dim() * 4:,} bytes), the 50 "
+            "recent events and the purchased items.",
+            f"Event-log lines are {fmt(log.line_bytes)} bytes at the median (with the newline). The shipper "
+            f"sent {log.lines:,} of them in {len(log.records):,} Firehose record(s) of "
+            f"{fmt(statistics.median(log.records) / 1024 if log.records else 0)} KB at the median "
+            f"({fmt(log.lines / max(len(log.records), 1))} lines per record; each record holds up to "
+            f"{firehose_log.MAX_RECORD_BYTES // 1024:,} KiB). Firehose bills each record rounded up to "
+            f"{FIREHOSE_RECORD_ROUNDING // 1024} KB: **{fmt(log.billed_bytes_per_event)} bytes billed per "
+            f"event** here, against {FIREHOSE_RECORD_ROUNDING:,} ({fmt(one_per_line)}x the line) when each line "
+            "was its own record (before commit 53128a2). The packing only amortises over what one invocation "
+            f"receives: with the template's {fmt(STREAM_BATCHING_WINDOW_S)} s batching window a stream batch "
+            f"is full ({STREAM_BATCH_SIZE} records) from ~{fmt(STREAM_BATCH_SIZE / STREAM_BATCHING_WINDOW_S)} "
+            "events/s per shard; at 1 event/s it holds ~5, billed "
+            f"{fmt(billed_bytes_per_event(log.line_bytes, events_per_stream_batch(1.0)))} bytes per event.",
         ]
     )
-    cost_text, totals = _cost_tables(
-        results, steady, light, record_bytes, firehose_calls / max(moto.stream_records, 1)
-    )
+    cost_text, totals = _cost_tables(results, steady, light, log)
     checks = [
         Check(
             "DynamoDB reads per event",
@@ -266,20 +379,34 @@ def section(config: Config, results: dict[str, Any]) -> Section:
         ]
     )
     findings = [
-        f"A steady shopper's state item is {fmt(steady.written_bytes / 1024)} KB, so every event costs "
-        f"{steady.write_units} WRU + {steady.read_units} RRU; the 200 kept event ids (36-character UUIDs) are "
-        f"most of it. Keeping a hash of {HASHED_ID_BYTES} bytes per id would take the write to "
-        f"{write_units_with_hashed_ids(steady)} WRU — DynamoDB writes are the largest "
-        f"line of the cost ({totals['writes_share']:.0%} of ${totals['steady']:.2f} per million events).",
-        "The log shipper makes one Firehose `PutRecordBatch` per stream record, not one per batch of 100: "
-        "batching the outboxes of a whole stream batch into one call would cut its duration ~100x."
-        if firehose_calls > moto.shipper_batches
-        else "The log shipper makes one Firehose call per stream batch.",
-        f"Firehose bills each ~{fmt(record_bytes)}-byte event-log record as 5 KB "
-        f"({FIREHOSE_RECORD_ROUNDING / max(record_bytes, 1):.0f}x); joining a stream batch's lines into one "
-        "record removes that.",
+        f"**Fixed** (commit 81996b7, processed events kept as 8-byte keys): a steady shopper's state item is "
+        f"{fmt(steady.written_bytes / 1024)} KB, {steady.write_units} WRU + {steady.read_units} RRU per event; "
+        f"the old list of raw ids, computed on the same state in this run, gives "
+        f"{fmt(steady.old_layout_written_bytes / 1024)} KB and {steady.old_layout_write_units} WRU. DynamoDB "
+        f"writes are now {totals['writes_share']:.0%} of ${totals['steady']:.2f} per million events"
+        + (
+            ", still the largest line"
+            if totals["writes_rank"] == 1
+            else f", no longer the largest line (that is {totals['largest']}, {totals['largest_share']:.0%})"
+        )
+        + f"; with the old layout the total was ${totals['steady_old_layout']:.2f} and writes "
+        f"{totals['writes_share_old_layout']:.0%} of it.",
+        (
+            f"**Fixed** (commit 53128a2): the log shipper makes {fmt(log.calls_per_batch)} Firehose "
+            f"`PutRecordBatch` per stream batch ({fmt(log.calls / max(log.lines, 1), 2)} per event), down from "
+            "one per stream record (100 per full batch)."
+            if log.calls <= log.batches
+            else f"The log shipper makes {fmt(log.calls_per_batch)} Firehose calls per stream batch, more "
+            "than one: the outboxes of a batch are not sent in one append."
+        ),
+        f"**Fixed** (same commit): lines are packed into Firehose records, so a full stream batch is billed "
+        f"{fmt(log.billed_bytes_per_event)} bytes per event instead of {FIREHOSE_RECORD_ROUNDING:,} "
+        f"({fmt(one_per_line)}x a ~{fmt(log.line_bytes)}-byte line) — still up to "
+        f"{fmt(billed_bytes_per_event(log.line_bytes, 1.0))} bytes per event at very low traffic, when "
+        "a stream batch holds a single record.",
         f"API Gateway REST is ${PRICES['api_rest'].amount:.2f} of the ${totals['steady']:.2f} per million "
-        "events; an HTTP API or the event bus would be $1.00.",
+        f"events ({PRICES['api_rest'].amount / totals['steady']:.0%}); an HTTP API or the event bus would be "
+        "$1.00.",
     ]
     return Section("5. AWS calls and cost per million events", body, checks, findings=findings)
 
@@ -288,9 +415,9 @@ def _where_the_money_goes(rows: list[tuple[str, float, float, str]], total: floa
     first, second = sorted(rows, key=lambda row: -row[1])[:2]
     return (
         f"Where the money goes (steady users): {first[0]}, {first[1] / total:.0%} of the total, then "
-        f"{second[0]}, {second[1] / total:.0%}. The DynamoDB write shrinks with the processed-id hashing above; "
-        "API Gateway REST would cost $1.00 instead of $3.50 per million "
-        "as an HTTP API, as would events sent on the bus (EventBridge custom events, $1.00 per million)."
+        f"{second[0]}, {second[1] / total:.0%}. API Gateway REST would cost $1.00 instead of $3.50 per "
+        "million as an HTTP API, as would events sent on the bus (EventBridge custom events, $1.00 per "
+        "million)."
     )
 
 
@@ -314,20 +441,28 @@ def _cost_tables(
     results: dict[str, Any],
     steady: ItemGrowth,
     light: ItemGrowth,
-    record_bytes: float,
-    firehose_calls_per_record: float,
-) -> tuple[str, dict[str, float]]:
+    log: EventLog,
+) -> tuple[str, dict[str, Any]]:
     moto: MotoResult = results["moto"]
     memory_mb = 1024  # template.yaml Globals.Function.MemorySize
     handler_cpu_ms = moto.outside_aws_calls_cpu_ms
     cpu_ms = handler_cpu_ms * FULL_VCPU_MB / memory_mb
     duration_ms = cpu_ms + ASSUMED_DYNAMODB_ROUND_TRIPS_MS
     lambda_cost = _lambda_cost(duration_ms, memory_mb)
-    shipper_ms_per_batch = 100 * firehose_calls_per_record * ASSUMED_FIREHOSE_CALL_MS + 20
-    shipper_cost = _lambda_cost(shipper_ms_per_batch, memory_mb) / 100  # one invocation per 100 writes
-    log_gb = 1_000_000 * record_bytes / GB
-    # Every record is billed as at least 5 KB, and ours are far smaller.
-    firehose_billed_gb = 1_000_000 * max(FIREHOSE_RECORD_ROUNDING, record_bytes) / GB
+    shipper_ms_per_batch = log.calls_per_batch * ASSUMED_FIREHOSE_CALL_MS + ASSUMED_SHIPPER_OVERHEAD_MS
+
+    def shipper_cost(per_batch: float) -> float:
+        """$ per million events with one shipper invocation per `per_batch` writes."""
+        calls = max(1.0, log.calls_per_batch * per_batch / max(log.events_per_batch, 1))
+        return (
+            _lambda_cost(calls * ASSUMED_FIREHOSE_CALL_MS + ASSUMED_SHIPPER_OVERHEAD_MS, memory_mb)
+            / per_batch
+        )
+
+    def firehose_cost(billed_bytes: float) -> float:
+        return 1_000_000 * billed_bytes / GB * PRICES["firehose_gb"].amount
+
+    log_gb = 1_000_000 * log.line_bytes / GB
     rows: list[tuple[str, float, float, str]] = [
         ("API Gateway REST", PRICES["api_rest"].amount, PRICES["api_rest"].amount, "1 request per event"),
         (
@@ -353,16 +488,18 @@ def _cost_tables(
         ("DynamoDB Streams read by the shipper", 0.0, 0.0, "free for Lambda triggers"),
         (
             "Lambda (log shipper)",
-            shipper_cost,
-            shipper_cost,
-            f"1 invocation per 100 writes, {fmt(shipper_ms_per_batch)} ms each "
-            f"({fmt(firehose_calls_per_record)} PutRecordBatch per record x {fmt(ASSUMED_FIREHOSE_CALL_MS)} ms assumed)",
+            shipper_cost(log.events_per_batch),
+            shipper_cost(log.events_per_batch),
+            f"1 invocation per {fmt(log.events_per_batch)} writes (full stream batches), "
+            f"{fmt(shipper_ms_per_batch)} ms each ({fmt(log.calls_per_batch)} PutRecordBatch measured per "
+            f"invocation x {fmt(ASSUMED_FIREHOSE_CALL_MS)} ms + {fmt(ASSUMED_SHIPPER_OVERHEAD_MS)} ms, assumed)",
         ),
         (
             "Firehose ingestion",
-            firehose_billed_gb * PRICES["firehose_gb"].amount,
-            firehose_billed_gb * PRICES["firehose_gb"].amount,
-            f"1M records x 5 KB billed ({fmt(record_bytes)} B sent each)",
+            firehose_cost(log.billed_bytes_per_event),
+            firehose_cost(log.billed_bytes_per_event),
+            f"{fmt(log.billed_bytes_per_event)} B billed per event: the records the shipper sent in the moto "
+            f"run, each rounded up to 5 KB ({fmt(log.line_bytes)} B per line)",
         ),
         (
             "S3 (event log)",
@@ -380,10 +517,18 @@ def _cost_tables(
     ]
     total_steady = sum(row[1] for row in rows)
     total_light = sum(row[2] for row in rows)
+    writes_steady = next(row[1] for row in rows if row[0] == "DynamoDB writes")
+    total_old_layout = total_steady - writes_steady + steady.old_layout_write_units * PRICES["wru"].amount
+    # The shipper and Firehose lines at full stream batches, replaced per traffic level below.
+    full_batch_log = shipper_cost(log.events_per_batch) + firehose_cost(log.billed_bytes_per_event)
     lines = [
         f"Prices: {PRICES_AS_OF}. Every row is $ per million events; *steady* users have ≥ "
         f"{HISTORY_LENGTHS[-2]} events in their state ({steady.read_units} RRU + {steady.write_units} WRU per event), "
-        f"*young* ones {HISTORY_LENGTHS[1]} ({light.read_units} RRU + {light.write_units} WRU).",
+        f"*young* ones {HISTORY_LENGTHS[1]} ({light.read_units} RRU + {light.write_units} WRU). The shipper "
+        f"and Firehose rows are for full stream batches ({STREAM_BATCH_SIZE} records, from "
+        f"~{fmt(STREAM_BATCH_SIZE / STREAM_BATCHING_WINDOW_S)} events/s per shard); lower traffic is "
+        "priced in the Personalize comparison below. With the old state layout (raw event ids) the "
+        f"steady-user total would be ${total_old_layout:.2f} ({steady.old_layout_write_units} WRU per event).",
         table(
             ["nextpick", "$ / 1M events, steady users", "$ / 1M events, young users", "what is assumed"],
             [
@@ -427,11 +572,15 @@ def _cost_tables(
         )
         front = (PRICES["api_rest"].amount + _lambda_cost(duration_ms, memory_mb)) * millions
         personalize_total = inference + ingest + training_cost + front
-        nextpick_total = total_steady * millions + retrain_month
+        per_batch = events_per_stream_batch(monthly_events / HOURS_PER_MONTH / 3600)
+        log_at_rate = shipper_cost(per_batch) + firehose_cost(
+            billed_bytes_per_event(log.line_bytes, per_batch)
+        )
+        nextpick_total = (total_steady - full_batch_log + log_at_rate) * millions + retrain_month
         comparison.append(
             [
                 f"{millions:,.0f}M events/month (~{monthly_events / HOURS_PER_MONTH / 3600:.2f}/s)",
-                f"${nextpick_total:,.2f}",
+                f"${nextpick_total:,.2f} (~{fmt(per_batch)} events per stream batch)",
                 f"${inference:,.2f} ({tps_hours:,.0f} TPS-h)",
                 f"${ingest:,.2f}",
                 f"${training_cost:,.2f}",
@@ -449,7 +598,8 @@ def _cost_tables(
         f"hour. Assumed: {ASSUMED_TRAINING_RUNS_PER_MONTH} retrains a month of "
         f"{fmt(ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN)} training hours each, ~{ASSUMED_PERSONALIZE_EVENT_BYTES} B "
         "per ingested event, traffic spread evenly (peaks only make Personalize dearer). nextpick's side is "
-        f"the steady-user total above plus {ASSUMED_TRAINING_RUNS_PER_MONTH} retrains a month on the 4096 MB "
+        "the steady-user total above, with the shipper and Firehose rows priced for the stream batches "
+        f"that traffic fills in {fmt(STREAM_BATCHING_WINDOW_S)} s (one shard), plus {ASSUMED_TRAINING_RUNS_PER_MONTH} retrains a month on the 4096 MB "
         f"retrain function at {fmt(retrain_s)} s each ({retrain_basis}; ${retrain_month:.2f}/month). A shop "
         "with 100M events a month trains on far more than ML-100K's 100k ratings, so its retrain takes "
         "longer; it would still be small next to the per-event costs.",
@@ -472,5 +622,15 @@ def _cost_tables(
             [[name, f"{price.amount:g}", price.unit, price.source] for name, price in PRICES.items()],
         ),
     ]
-    writes_share = next(row[1] for row in rows if row[0] == "DynamoDB writes") / total_steady
-    return "\n\n".join(lines), {"steady": total_steady, "young": total_light, "writes_share": writes_share}
+    ranked = sorted(rows, key=lambda row: -row[1])
+    writes_old = steady.old_layout_write_units * PRICES["wru"].amount
+    return "\n\n".join(lines), {
+        "writes_rank": 1 + [row[0] for row in ranked].index("DynamoDB writes"),
+        "largest": ranked[0][0],
+        "largest_share": ranked[0][1] / total_steady,
+        "writes_share_old_layout": writes_old / total_old_layout,
+        "steady": total_steady,
+        "young": total_light,
+        "writes_share": writes_steady / total_steady,
+        "steady_old_layout": total_old_layout,
+    }

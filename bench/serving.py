@@ -228,6 +228,8 @@ class CallCounter:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        # Size of every Firehose record sent (PutRecordBatch `Data`): what Firehose bills, per record.
+        self.firehose_record_bytes: list[int] = []
         self.inside_ns = 0
         self.inside_cpu_ns = 0
         self._started: tuple[int, int] | None = None
@@ -240,6 +242,8 @@ class CallCounter:
     def _before(self, model: Any, params: Any, **_: Any) -> None:
         resource = params.get("TableName") or params.get("Bucket") or params.get("DeliveryStreamName") or ""
         self.calls[f"{model.service_model.service_name}.{model.name} {resource}".strip()] += 1
+        if model.name == "PutRecordBatch":
+            self.firehose_record_bytes += [len(record["Data"]) for record in params.get("Records", ())]
         self._started = (perf_counter_ns(), thread_time_ns())
 
     def _after(self, **_: Any) -> None:
@@ -251,6 +255,7 @@ class CallCounter:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.firehose_record_bytes = []
         self.inside_ns = 0
         self.inside_cpu_ns = 0
 
@@ -348,7 +353,10 @@ class MotoResult:
     shipper_batches: int
     # Stored state items (low-level attribute values) at the end of the run.
     state_items: list[dict[str, Any]]
+    # Event-log lines (JSON + newline) in the stream records' outboxes, and the Firehose records the
+    # shipper actually sent them in (lines packed together).
     log_record_bytes: list[int]
+    firehose_record_bytes: list[int]
 
 
 def measure_api_on_moto(num_items: int, events: int) -> MotoResult:
@@ -410,6 +418,7 @@ def measure_api_on_moto(num_items: int, events: int) -> MotoResult:
                 for batch in batches:
                     log_shipper.lambda_handler({"Records": batch}, context)
                 shipper_calls = Counter(counter.calls)
+                firehose_record_bytes = list(counter.firehose_record_bytes)
             logical = {
                 stack.state_table: "StateTable",
                 stack.items_table: "ItemsTable",
@@ -438,6 +447,7 @@ def measure_api_on_moto(num_items: int, events: int) -> MotoResult:
         shipper_batches=len(batches),
         state_items=state_items,
         log_record_bytes=log_record_bytes,
+        firehose_record_bytes=firehose_record_bytes,
     )
 
 

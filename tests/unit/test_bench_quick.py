@@ -17,8 +17,10 @@ SECTIONS = (
     "### The whole API handler against moto",
     "## 2. Ranking cost: LiteRT vs numpy",
     "## 3. Cold start",
+    "### Importing the handler as Lambda does",
     "## 4. Throughput and memory",
     "## 5. AWS calls and cost per million events",
+    "### Consumed capacity per event",
     "#### Next to Amazon Personalize, same traffic",
     "## 6. Training",
 )
@@ -41,3 +43,6 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "This section failed" not in report
     assert "`python -m bench --quick --out " in report
     assert (tmp_path / "benchmarks" / "ranking.svg").read_text().startswith("<svg")
+    # Measured from the code path, not modelled: the shipper sends a stream batch in one Firehose call.
+    assert "the outboxes of the whole stream batch go out in one append" in report
+    assert "one `PutRecordBatch` per stream record, not one per batch" not in report
