@@ -13,7 +13,6 @@ from nextpick_training.evaluate import (
     ServedModelScorer,
     evaluate,
     leave_last_out,
-    metrics_table,
     validation_test_split,
 )
 from nextpick_training.model import Interaction
@@ -121,9 +120,3 @@ def test_served_model_scorer_folds_from_zeros_one_event_at_a_time() -> None:
     scorer = ServedModelScorer(model, state_dim=3)
     scorer([(2, 0, 1.0), (3, 5, 0.8)], np.zeros(4, dtype=np.float32))
     assert model.calls == [(0.0, 2, 0, 1.0), (3.0, 3, 5, 0.8)]
-
-
-def test_metrics_table_has_one_row_per_scorer() -> None:
-    m = evaluate(fixed([0.0, 1.0, 2.0]), [[]], [2], num_items=3, k=1, exclude_seen=False)
-    table = metrics_table({"a": m, "b": m})
-    assert table.count("\n") == 3 and "| a | 1.0000 | 1.0000 | 1.0000 |" in table

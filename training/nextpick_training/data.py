@@ -338,8 +338,3 @@ def build_dataset(records: Iterable[LogRecord], hold_out_last: bool = True) -> D
         first_timestamp=first,
         last_timestamp=last,
     )
-
-
-def event_type_names() -> list[str]:
-    """The manifest's `event_types`, in contract-code order."""
-    return [t.value for t in EventType]

@@ -163,15 +163,3 @@ def evaluate(
         coverage=float(recommended[1:].sum()) / max(num_items - 1, 1),
         ndcg_per_user=tuple(per_user),
     )
-
-
-def metrics_table(rows: dict[str, Metrics]) -> str:
-    """Markdown table, one row per scorer."""
-    k = next(iter(rows.values())).k if rows else 10
-    lines = [
-        f"| scorer | HR@{k} | NDCG@{k} | MRR@{k} | coverage@{k} |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, m in rows.items():
-        lines.append(f"| {name} | {m.hit_rate:.4f} | {m.ndcg:.4f} | {m.mrr:.4f} | {m.coverage:.3f} |")
-    return "\n".join(lines)

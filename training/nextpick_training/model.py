@@ -40,11 +40,14 @@ from typing import Any
 
 import numpy as np
 
+from nextpick.domain.events import EVENT_TYPE_ORDER
+
 Interaction = tuple[int, int, float]
 """(item index >= 1, event type 0..5, strength) — one event as the model sees it."""
 
-NUM_EVENT_TYPES = 6
-EVENT_TYPES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rate")
+# The contract's event-type codes, from the one definition serving validates against.
+EVENT_TYPES = tuple(event_type.value for event_type in EVENT_TYPE_ORDER)
+NUM_EVENT_TYPES = len(EVENT_TYPES)
 EXCLUDED_SCORE = -1e10  # contract: excluded items score <= -1e9
 
 
