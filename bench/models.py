@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from nextpick.adapters import model_registry as registry
 from nextpick_training import model as model_lib
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nextpick" / "bench"
 SEED = 0
-MANIFEST_FORMAT = "nextpick-model/1"
 # Artifacts of older code are removed once they are this old: never while a concurrent run may use them.
 STALE_AFTER_SECONDS = 24 * 3600
 
@@ -75,21 +75,16 @@ def item_ids(num_items: int) -> list[str | None]:
 def manifest(num_items: int, model_bytes: bytes) -> dict[str, Any]:
     """A manifest per docs/model-contract.md for a cached model."""
     hp = hyperparameters()
-    digest = hashlib.sha256(model_bytes).hexdigest()
-    return {
-        "format": MANIFEST_FORMAT,
-        "version": f"bench-{num_items}-{digest[:8]}",
-        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "state_dim": hp.state_dim(),
-        "num_items": num_items,
-        "items": item_ids(num_items),
-        "event_types": list(model_lib.EVENT_TYPES),
-        "sha256": digest,
-        "size_bytes": len(model_bytes),
-        "training_window": {},
-        "hyperparameters": hp.as_dict(),
-        "metrics": {},
-    }
+    return registry.build_manifest(
+        version=f"bench-{num_items}-{registry.sha256_hex(model_bytes)[:8]}",
+        created_at=datetime.now(UTC),
+        tflite_bytes=model_bytes,
+        state_dim=hp.state_dim(),
+        items=item_ids(num_items),
+        training_window={},
+        hyperparameters=hp.as_dict(),
+        metrics={},
+    )
 
 
 def ensure_models(sizes: tuple[int, ...], cache_dir: Path = DEFAULT_CACHE_DIR) -> dict[int, float]:

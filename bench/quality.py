@@ -36,7 +36,7 @@ import numpy as np
 
 from nextpick_training.baselines import ItemKNN, Popularity, Transitions
 from nextpick_training.evaluate import Metrics, Scorer, ServedModelScorer, evaluate, validation_test_split
-from nextpick_training.export import LiteRTModel, export_tflite
+from nextpick_training.export import ExportedModel, export_tflite
 from nextpick_training.model import Hyperparameters, Interaction, train
 from nextpick_training.movielens import DEFAULT_CACHE_DIR, load_ml100k
 
@@ -132,7 +132,7 @@ def served_metrics(
     model = train(train_sequences, num_items, hparams, log=log)
     cpu_seconds = time.process_time() - cpu_before
     blob = export_tflite(model)
-    lite = LiteRTModel(blob)
+    lite = ExportedModel(blob)
     metrics = evaluate(ServedModelScorer(lite, lite.state_dim), train_sequences, held, num_items, k=K)
     return metrics, model.training_seconds, cpu_seconds, len(blob)
 

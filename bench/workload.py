@@ -11,10 +11,10 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
+# A typical e-commerce funnel: mostly views, a few purchases.
+from nextpick.adapters.model_registry import EVENT_TYPES
 from nextpick.domain.events import CatalogItem
 
-# A typical e-commerce funnel: mostly views, a few purchases.
-EVENT_TYPES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rate")
 EVENT_WEIGHTS = (0.70, 0.15, 0.07, 0.02, 0.04, 0.02)
 CATEGORIES = 20
 # One item in 20 (5 %) is out of stock: fixed by index, so the ranking benchmarks can build the

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from nextpick_training.publish import current_pointer, list_versions, read_manifest
+from nextpick.adapters.model_registry import current_pointer, list_versions, read_manifest
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nextpick.adapters.litert_model import LiteRTModel
+from nextpick.adapters.model_registry import MANIFEST_FORMAT
 from nextpick.domain.events import EventType
 from nextpick.handlers import api, wiring
 from nextpick_training.publish import publish
@@ -96,7 +97,7 @@ def test_post_event_answers_with_recommendations_that_reflect_it(
     assert cold["model_version"] == version
     # The answer is the model's ranking of the state folded from exactly this event.
     model = LiteRTModel(
-        tiny_model.tflite, {"format": "nextpick-model/1", "version": version, **tiny_model.manifest_fields()}
+        tiny_model.tflite, {"format": MANIFEST_FORMAT, "version": version, **tiny_model.manifest_fields()}
     )
     state = model.update(
         np.zeros(model.state_dim, np.float32), model.item_index("item-20"), EventType.VIEW.code, 1.0
@@ -180,7 +181,7 @@ def test_new_model_version_is_picked_up_and_users_keep_their_history(
     _, cold = call(api.lambda_handler, proxy_event("GET", "/users/nobody/recommendations", query="k=5"))
     assert body["model_version"] == v2
     model = LiteRTModel(
-        tiny_model_v2.tflite, {"format": "nextpick-model/1", "version": v2, **tiny_model_v2.manifest_fields()}
+        tiny_model_v2.tflite, {"format": MANIFEST_FORMAT, "version": v2, **tiny_model_v2.manifest_fields()}
     )
     state = np.zeros(model.state_dim, np.float32)
     for item in ["item-17", "item-18", "item-19"]:

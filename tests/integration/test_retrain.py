@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import nextpick_training.handler as handler_module
+from nextpick.adapters import model_registry as registry
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.domain.events import EventType, TrackedEvent
 from nextpick.errors import ModelIntegrityError, NotFound
@@ -214,7 +215,7 @@ def test_first_run_publishes_a_model_serving_can_load(
     assert pointer["manifest_key"] == f"models/{version}/manifest.json"
     assert pointer["sha256"] == manifest["sha256"] == digest
     assert version.endswith("-" + digest[:8])
-    assert manifest["format"] == "nextpick-model/1"
+    assert manifest["format"] == registry.MANIFEST_FORMAT
     assert manifest["size_bytes"] == len(tflite)
     assert manifest["items"][0] is None
     assert manifest["num_items"] == len(manifest["items"]) == ITEMS + 1
@@ -260,7 +261,7 @@ def test_a_worse_candidate_is_rejected_and_the_live_model_stays(
     # when it was the candidate (same data, same vocabulary).
     assert second["live_metrics"] == first["candidate_metrics"]
     assert pointer_bytes(s3, stack.model_bucket) == live_pointer
-    assert publish_lib.list_versions(s3, stack.model_bucket) == [first["published_version"]]
+    assert registry.list_versions(s3, stack.model_bucket) == [first["published_version"]]
     assert model_published() == []
 
     records = run_records(s3, stack.model_bucket)
@@ -294,7 +295,7 @@ def test_too_little_data_is_skipped_and_nothing_is_touched(
     assert "80 events" in result["reason"] and "min_events=500" in result["reason"]
     assert result["candidate_version"] is None
     assert pointer_bytes(s3, stack.model_bucket) == fake_pointer
-    assert publish_lib.list_versions(s3, stack.model_bucket) == []
+    assert registry.list_versions(s3, stack.model_bucket) == []
     assert model_published() == []
     (record,) = run_records(s3, stack.model_bucket)
     assert record["status"] == "skipped"
@@ -392,7 +393,7 @@ def test_a_publish_that_cannot_switch_the_pointer_fails_and_the_live_model_stays
     assert model_published() == []
     assert [r["status"] for r in run_records(s3, stack.model_bucket)] == ["published", "failed"]
     # The version directory written before the pointer is complete and verifiable (rollback could use it).
-    assert result.candidate_version in publish_lib.list_versions(s3, stack.model_bucket)
+    assert result.candidate_version in registry.list_versions(s3, stack.model_bucket)
 
     # A missing bucket is a failure too, never an exception.
     gone = settings.model_copy(update={"model_bucket_name": "no-such-bucket"})
@@ -435,14 +436,14 @@ def test_rollback_switches_back_and_refuses_a_corrupt_version(
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     v1 = publish_tiny(s3, stack, tiny_tflite, t0).version
     v2 = publish_tiny(s3, stack, tiny_tflite, t0 + timedelta(hours=1)).version
-    assert publish_lib.list_versions(s3, bucket) == [v1, v2]
-    assert (publish_lib.current_pointer(s3, bucket) or {}).get("version") == v2
+    assert registry.list_versions(s3, bucket) == [v1, v2]
+    assert (registry.current_pointer(s3, bucket) or {}).get("version") == v2
     model_published()
 
     outcome = publish_lib.rollback(s3, events, bucket, "models/", stack.event_bus, v1)
 
     assert outcome.version == v1 and outcome.previous_version == v2 and outcome.notified
-    pointer = publish_lib.current_pointer(s3, bucket)
+    pointer = registry.current_pointer(s3, bucket)
     assert pointer is not None and pointer["version"] == v1
     assert pointer["sha256"] == hashlib.sha256(tiny_tflite).hexdigest()
     served = S3ModelSource(bucket, client=s3).current()
@@ -473,12 +474,12 @@ def test_versions_are_never_overwritten_and_the_pointer_is_compare_and_swap(
     v1 = publish_tiny(s3, stack, tiny_tflite, t0).version
     with pytest.raises(publish_lib.VersionExists):
         publish_tiny(s3, stack, tiny_tflite, t0)
-    assert (publish_lib.current_pointer(s3, stack.model_bucket) or {}).get("version") == v1
+    assert (registry.current_pointer(s3, stack.model_bucket) or {}).get("version") == v1
 
     # A publisher that read the pointer before someone else switched it does not overwrite it.
-    _, stale_etag = publish_lib.read_pointer(s3, stack.model_bucket, "models/")
+    stale_etag = registry.read_pointer(s3, stack.model_bucket, "models/").etag
     v2 = publish_tiny(s3, stack, tiny_tflite, t0 + timedelta(hours=1)).version
-    manifest = publish_lib.read_manifest(s3, stack.model_bucket, "models/", v1)
+    manifest = registry.read_manifest(s3, stack.model_bucket, "models/", v1)
     with pytest.raises(publish_lib.PointerConflict):
         publish_lib._switch_pointer(s3, stack.model_bucket, "models/", manifest, stale_etag, t0)
-    assert (publish_lib.current_pointer(s3, stack.model_bucket) or {}).get("version") == v2
+    assert (registry.current_pointer(s3, stack.model_bucket) or {}).get("version") == v2

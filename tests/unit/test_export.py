@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nextpick.domain.state import fold_interactions
 from nextpick_training.evaluate import ServedModelScorer, evaluate
-from nextpick_training.export import LiteRTModel, export_tflite
+from nextpick_training.export import ExportedModel, export_tflite
 from nextpick_training.model import (
     Hyperparameters,
     Interaction,
@@ -33,16 +34,16 @@ def sequences(seed: int, users: int) -> list[list[Interaction]]:
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[TrainedModel, LiteRTModel, bytes]:
+def trained() -> tuple[TrainedModel, ExportedModel, bytes]:
     hp = Hyperparameters(
         embedding_dim=16, hidden_dim=32, epochs=1, batch_size=64, strength_power=1.0, context_embedding=True
     )
     model = train(sequences(0, 50), NUM_ITEMS, hp)
     blob = export_tflite(model)
-    return model, LiteRTModel(blob), blob
+    return model, ExportedModel(blob), blob
 
 
-def test_signatures_are_exactly_the_contract(trained: tuple[TrainedModel, LiteRTModel, bytes]) -> None:
+def test_signatures_are_exactly_the_contract(trained: tuple[TrainedModel, ExportedModel, bytes]) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     model, _lite, blob = trained
@@ -62,12 +63,12 @@ def test_signatures_are_exactly_the_contract(trained: tuple[TrainedModel, LiteRT
     assert list(rank["exclude"]["shape"]) == [NUM_ITEMS] and rank["exclude"]["dtype"] == np.float32
 
 
-def test_litert_matches_the_reference(trained: tuple[TrainedModel, LiteRTModel, bytes]) -> None:
+def test_litert_matches_the_reference(trained: tuple[TrainedModel, ExportedModel, bytes]) -> None:
     model, lite, _blob = trained
     exclude = np.zeros(NUM_ITEMS, dtype=np.float32)
     exclude[0] = 1.0
     for history in sequences(7, 10):
-        reference_state, lite_state = model.initial_state(), lite.initial_state()
+        reference_state, lite_state = model.initial_state(), np.zeros(lite.state_dim, dtype=np.float32)
         for item, event_type, strength in history:
             reference_state = model.update(reference_state, item, event_type, strength)
             lite_state = lite.update(lite_state, item, event_type, strength)
@@ -77,31 +78,31 @@ def test_litert_matches_the_reference(trained: tuple[TrainedModel, LiteRTModel, 
         )
 
 
-def test_cold_start_and_unknown_items(trained: tuple[TrainedModel, LiteRTModel, bytes]) -> None:
+def test_cold_start_and_unknown_items(trained: tuple[TrainedModel, ExportedModel, bytes]) -> None:
     model, lite, _blob = trained
-    zeros = lite.initial_state()
+    zeros = np.zeros(lite.state_dim, dtype=np.float32)
     exclude = np.zeros(NUM_ITEMS, dtype=np.float32)
     cold = lite.rank(zeros, exclude)
     assert np.isfinite(cold).all()
     np.testing.assert_allclose(cold, model.rank(zeros, exclude), atol=1e-4)
-    state = lite.fold([(3, 4, 1.0), (9, 1, 1.0)])
+    state = fold_interactions(lite, [(3, 4, 1.0), (9, 1, 1.0)])
     for unknown in (0, NUM_ITEMS, 10_000, -5):
         np.testing.assert_array_equal(lite.update(state, unknown, 2, 1.0), state)
     # Out-of-range event types are clamped rather than crashing serving.
     assert np.isfinite(lite.update(state, 3, 99, 1.0)).all()
 
 
-def test_excluded_items_score_at_most_minus_1e9(trained: tuple[TrainedModel, LiteRTModel, bytes]) -> None:
+def test_excluded_items_score_at_most_minus_1e9(trained: tuple[TrainedModel, ExportedModel, bytes]) -> None:
     _model, lite, _blob = trained
     exclude = np.zeros(NUM_ITEMS, dtype=np.float32)
     exclude[[0, 5, 17]] = 1.0
-    scores = lite.rank(lite.fold([(5, 4, 1.0), (17, 0, 1.0)]), exclude)
+    scores = lite.rank(fold_interactions(lite, [(5, 4, 1.0), (17, 0, 1.0)]), exclude)
     assert (scores[[0, 5, 17]] <= -1e9).all()
     assert (np.delete(scores, [0, 5, 17]) > -1e9).all()
 
 
 def test_evaluation_ranking_equals_the_batched_training_side_ranking(
-    trained: tuple[TrainedModel, LiteRTModel, bytes],
+    trained: tuple[TrainedModel, ExportedModel, bytes],
 ) -> None:
     """Folding one event at a time through the exported update (what evaluation and serving do)
     ranks the catalog exactly like the batched TF path that training and early stopping use."""

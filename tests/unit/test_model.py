@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from nextpick.domain.state import fold_interactions
 from nextpick_training.model import (
     EXCLUDED_SCORE,
     Hyperparameters,
@@ -46,7 +47,7 @@ def test_tiny_training_run_is_fast_and_well_formed() -> None:
     assert model.state_dim == TINY.state_dim()
     assert model.epochs_trained == 1
     assert 0 < model.training_seconds < 30
-    state = model.fold(random_sequences(1)[0])
+    state = fold_interactions(model, random_sequences(1)[0])
     assert state.shape == (model.state_dim,) and state.dtype == np.float32
     scores = model.rank(state, np.zeros(NUM_ITEMS, dtype=np.float32))
     assert scores.shape == (NUM_ITEMS,) and np.isfinite(scores).all()
@@ -91,7 +92,7 @@ def test_training_states_equal_the_folded_update_state(context_embedding: bool) 
     for c, (user, start) in enumerate(zip(chunk_user, chunk_start, strict=True)):
         for t in range(hp.chunk_length):
             if batch["has_target"][c, t]:
-                folded = model.fold(sequences[user][: start + t + 1])
+                folded = fold_interactions(model, sequences[user][: start + t + 1])
                 np.testing.assert_allclose(chunk_states[c, t], folded, rtol=1e-5, atol=1e-5)
                 checked += 1
     assert checked == sum(len(s) - 1 for s in sequences)
@@ -100,12 +101,12 @@ def test_training_states_equal_the_folded_update_state(context_embedding: bool) 
     prefix = _prefix_batch(flat, np.arange(len(sequences)), ends, hp)
     prefix_states = _states_tf(weights, prefix, model.layout).numpy()
     for u, seq in enumerate(sequences):
-        np.testing.assert_allclose(prefix_states[u], model.fold(seq), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(prefix_states[u], fold_interactions(model, seq), rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_item_leaves_the_state_unchanged() -> None:
     model = untrained()
-    state = model.fold([(3, 4, 1.0), (5, 0, 1.0)])
+    state = fold_interactions(model, [(3, 4, 1.0), (5, 0, 1.0)])
     for unknown in (0, NUM_ITEMS, -1):
         np.testing.assert_array_equal(model.update(state, unknown, 4, 1.0), state)
 
@@ -114,7 +115,7 @@ def test_rank_excludes_items() -> None:
     model = untrained()
     exclude = np.zeros(NUM_ITEMS, dtype=np.float32)
     exclude[[0, 7]] = 1.0
-    scores = model.rank(model.fold([(3, 4, 1.0)]), exclude)
+    scores = model.rank(fold_interactions(model, [(3, 4, 1.0)]), exclude)
     assert scores[0] <= -1e9 and scores[7] <= -1e9 and EXCLUDED_SCORE <= -1e9
     assert (np.delete(scores, [0, 7]) > -1e9).all()
 
@@ -137,7 +138,7 @@ def test_learns_repurchase_of_the_users_own_items() -> None:
     not exclude bought items there, so the state must point back at the user's own items."""
     from nextpick_training.baselines import Popularity, UserFrequency
     from nextpick_training.evaluate import Scorer, ServedModelScorer, evaluate, leave_last_out
-    from nextpick_training.export import LiteRTModel, export_tflite
+    from nextpick_training.export import ExportedModel, export_tflite
 
     num_items = 51
     rng = np.random.default_rng(0)
@@ -160,7 +161,7 @@ def test_learns_repurchase_of_the_users_own_items() -> None:
         dropout=0.1,
         exclude_seen_in_loss=False,  # repurchase catalog: past items are legitimate next items
     )
-    lite = LiteRTModel(export_tflite(train(history, num_items, hp)))
+    lite = ExportedModel(export_tflite(train(history, num_items, hp)))
 
     def hr(scorer: Scorer) -> float:
         return evaluate(scorer, history, last, num_items, k=10, exclude_seen=False).hit_rate

@@ -28,9 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from nextpick.domain.events import EventType, TrackedEvent
-
-Interaction = tuple[int, int, float]
-"""(item index, event type code, strength) - the same as `nextpick_training.model.Interaction`."""
+from nextpick.domain.state import Interaction
 
 UNKNOWN_ITEM = 0
 

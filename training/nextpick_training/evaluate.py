@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .model import Interaction
+from nextpick.domain.state import Interaction, fold_interactions
 
 EXCLUDED_THRESHOLD = -1e9
 
@@ -26,6 +26,9 @@ class Scorer(Protocol):
 
 
 class ContractModel(Protocol):
+    @property
+    def state_dim(self) -> int: ...
+
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...
 
     def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray: ...
@@ -89,9 +92,7 @@ class ServedModelScorer:
 
     def __call__(self, history: Sequence[Interaction], exclude: np.ndarray) -> np.ndarray:
         state = np.zeros(self.state_dim, dtype=np.float32)
-        for item, event_type, strength in history:
-            state = self.model.update(state, item, event_type, strength)
-        return self.model.rank(state, exclude)
+        return self.model.rank(fold_interactions(self.model, history, state), exclude)
 
 
 def _expected_hit_ndcg_mrr(greater: int, ties: int, k: int) -> tuple[float, float, float]:

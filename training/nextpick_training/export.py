@@ -1,6 +1,6 @@
 """Export a :class:`TrainedModel` to the serving contract (TFLite, signatures ``update`` and ``rank``).
 
-Evaluation always scores through the exported bytes (:class:`LiteRTModel`), so what we measure is
+Evaluation always scores through the exported bytes (:data:`ExportedModel`), so what we measure is
 what serving runs.
 """
 
@@ -14,6 +14,10 @@ import numpy as np
 from nextpick.adapters.litert_model import ContractRunner
 
 from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel, context_table, rank_scores_tf
+
+# Training scores exported bytes with serving's own runner (no manifest needed); re-exported so the
+# training side has one name for "the exported model": ExportedModel(tflite_bytes).
+ExportedModel = ContractRunner
 
 
 def _build_module(model: TrainedModel) -> Any:
@@ -84,16 +88,3 @@ def export_tflite(model: TrainedModel) -> bytes:
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["update", "rank"])
         converter.optimizations = []  # keep float32: the contract and the 1e-4 parity check need it
         return bytes(converter.convert())
-
-
-class LiteRTModel(ContractRunner):
-    """The exported model behind the LiteRT interpreter, run by serving's own runner."""
-
-    def initial_state(self) -> np.ndarray:
-        return np.zeros(self.state_dim, dtype=np.float32)
-
-    def fold(self, history: Any) -> np.ndarray:
-        state = self.initial_state()
-        for item, event_type, strength in history:
-            state = self.update(state, item, event_type, strength)
-        return state

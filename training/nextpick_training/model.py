@@ -40,13 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from nextpick.domain.events import EVENT_TYPE_ORDER
+from nextpick.adapters.model_registry import EVENT_TYPES
+from nextpick.domain.state import Interaction, fold_interactions
 
-Interaction = tuple[int, int, float]
-"""(item index >= 1, event type 0..5, strength) — one event as the model sees it."""
-
-# The contract's event-type codes, from the one definition serving validates against.
-EVENT_TYPES = tuple(event_type.value for event_type in EVENT_TYPE_ORDER)
 NUM_EVENT_TYPES = len(EVENT_TYPES)
 EXCLUDED_SCORE = -1e10  # contract: excluded items score <= -1e9
 
@@ -199,10 +195,7 @@ class TrainedModel:
         return new
 
     def fold(self, history: Sequence[Interaction]) -> np.ndarray:
-        state = self.initial_state()
-        for item, event_type, strength in history:
-            state = self.update(state, item, event_type, strength)
-        return state
+        return fold_interactions(self, history)
 
     def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         """Reference ``rank`` in numpy."""

@@ -31,7 +31,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from nextpick.adapters import model_registry as registry
 from nextpick.domain.events import EventType
+from nextpick.domain.state import fold_interactions
 from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
@@ -114,9 +116,7 @@ class _ServingScorer:
         self._exclusion = exclusion
 
     def __call__(self, history: Sequence[model_lib.Interaction], exclude: np.ndarray) -> np.ndarray:
-        state = np.zeros(self._state_dim, dtype=np.float32)
-        for item, event_type, strength in history:
-            state = self._model.update(state, item, event_type, strength)
+        state = fold_interactions(self._model, history)
         mask = np.array(exclude, dtype=np.float32)
         if self._exclusion == "purchased":
             bought = [
@@ -269,12 +269,12 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     t = time.perf_counter()
     tflite = export_lib.export_tflite(trained)
     _timed(result, "export", t)
-    sha = publish_lib.sha256_hex(tflite)
-    result.candidate_version = publish_lib.make_version(now, sha)
+    sha = registry.sha256_hex(tflite)
+    result.candidate_version = registry.make_version(now, sha)
     t = time.perf_counter()
     dataset = dataset.with_holdout_sample(settings.gate_max_users)
     result.counts["evaluated_users"] = len(dataset.holdout_users)
-    candidate = export_lib.LiteRTModel(tflite)
+    candidate = export_lib.ExportedModel(tflite)
     histories = dataset.holdout_histories
     candidate_metrics = _evaluate(
         candidate, candidate.state_dim, histories, dataset.holdout_targets, candidate.num_items, settings
@@ -284,19 +284,19 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
 
     # 4. The live model on the same held-out users.
     t = time.perf_counter()
-    pointer = publish_lib.current_pointer(s3, bucket, settings.model_prefix)
+    pointer = registry.current_pointer(s3, bucket, settings.model_prefix)
     live_problem = None
     live_metrics: evaluate_lib.Metrics | None = None
     if pointer is not None:
         result.live_version = str(pointer.get("version"))
         try:
-            manifest, live_bytes = publish_lib.load_live(s3, bucket, pointer)
+            manifest, live_bytes = registry.load_live(s3, bucket, pointer)
         except (NotFound, ModelIntegrityError) as exc:
             # Serving refuses such a model too, so there is nothing live to protect.
             live_problem = f"live model {result.live_version} is unusable ({exc})"
             logger.warning(live_problem)
         else:
-            live = export_lib.LiteRTModel(live_bytes)
+            live = export_lib.ExportedModel(live_bytes)
             live_histories, live_targets = _map_holdout(dataset, manifest["items"])
             live_metrics = _evaluate(
                 live, live.state_dim, live_histories, live_targets, live.num_items, settings
@@ -343,12 +343,12 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
         state_dim=trained.state_dim,
         items=dataset.items,
         training_window={
-            "start": publish_lib.utc_iso(result.window_start),
-            "end": publish_lib.utc_iso(now),
+            "start": registry.utc_iso(result.window_start),
+            "end": registry.utc_iso(now),
             "events": dataset.train_events,
             "users": sum(1 for s in dataset.train_sequences if s),
-            "first_event": publish_lib.utc_iso(dataset.first_timestamp) if dataset.first_timestamp else None,
-            "last_event": publish_lib.utc_iso(dataset.last_timestamp) if dataset.last_timestamp else None,
+            "first_event": registry.utc_iso(dataset.first_timestamp) if dataset.first_timestamp else None,
+            "last_event": registry.utc_iso(dataset.last_timestamp) if dataset.last_timestamp else None,
             "holdout_users": len(dataset.holdout_users),
         },
         hyperparameters=result.hyperparameters,

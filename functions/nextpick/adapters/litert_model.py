@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from nextpick.errors import ModelUnavailable
-
-MANIFEST_FORMAT = "nextpick-model/1"
+from nextpick.adapters.model_registry import check_manifest
+from nextpick.errors import ModelIntegrityError, ModelUnavailable
 
 
 class ContractRunner:
@@ -21,7 +20,10 @@ class ContractRunner:
     evaluation runs exactly the code serving runs."""
 
     def __init__(self, model_bytes: bytes) -> None:
-        self._interpreter = Interpreter(model_content=model_bytes)
+        try:
+            self._interpreter = Interpreter(model_content=model_bytes)
+        except (ValueError, RuntimeError) as exc:  # LiteRT's words for "not a model it can build"
+            raise ModelIntegrityError(f"model bytes do not load in LiteRT: {exc}") from exc
         signatures = self._interpreter.get_signature_list()
         if not {"update", "rank"} <= set(signatures):
             raise ModelUnavailable(f"model lacks the update/rank signatures: {sorted(signatures)}")
@@ -54,8 +56,7 @@ class LiteRTModel(ContractRunner):
     """A loaded `.tflite` and its manifest, usable as the domain's RankingModel."""
 
     def __init__(self, model_bytes: bytes, manifest: dict[str, Any]) -> None:
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ModelUnavailable(f"unsupported manifest format {manifest.get('format')!r}")
+        check_manifest(manifest)
         self._version = str(manifest["version"])
         super().__init__(model_bytes)
         self._items: tuple[str | None, ...] = tuple(manifest["items"])

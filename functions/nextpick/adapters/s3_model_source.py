@@ -2,44 +2,43 @@
 
 The pointer (`models/current.json`) is read at most once per `refresh_seconds`, conditionally on its
 ETag, so a warm container costs one cheap S3 request a minute and notices a retrain or a rollback
-within that interval, without a redeploy."""
+within that interval, without a redeploy. Keys, formats and checksums are the model registry's
+(`nextpick.adapters.model_registry`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
 
 from nextpick.adapters import LazyClient
+from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
-from nextpick.errors import ModelIntegrityError, ModelUnavailable, StorageUnavailable
+from nextpick.errors import ModelUnavailable, NotFound, StorageUnavailable
 
 logger = Logger(child=True)
-
-POINTER_NAME = "current.json"
 
 
 class S3ModelSource:
     def __init__(
         self,
         bucket: str,
-        prefix: str = "models/",
+        prefix: str = registry.DEFAULT_PREFIX,
         refresh_seconds: float = 60.0,
         client: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bucket = bucket
-        self._pointer_key = f"{prefix}{POINTER_NAME}"
+        self._prefix = prefix
         self._refresh_seconds = refresh_seconds
         self._client = LazyClient("s3", client)
         self._clock = clock
         self._model: LiteRTModel | None = None
-        self._pointer_etag: str | None = None
+        # The ETag of the pointer whose model is loaded: remembered only once that model loaded, so a
+        # failed load is retried at the next refresh instead of being skipped as "not modified".
+        self._loaded_etag: str | None = None
         self._checked_at: float | None = None
 
     def current(self) -> LiteRTModel | None:
@@ -48,7 +47,7 @@ class S3ModelSource:
             self._checked_at = now
             try:
                 self._refresh()
-            except (ModelUnavailable, StorageUnavailable):
+            except (ModelUnavailable, StorageUnavailable, NotFound):
                 # Keep serving the model we have; a broken publish must not take ranking down.
                 logger.exception("model refresh failed; keeping version %s", self.loaded_version)
         return self._model
@@ -58,44 +57,20 @@ class S3ModelSource:
         return self._model.version if self._model is not None else None
 
     def _refresh(self) -> None:
-        pointer = self._read_pointer()
-        if pointer is None or pointer["version"] == self.loaded_version:
+        s3 = self._client.get()
+        etag = self._loaded_etag if self._model is not None else None
+        read = registry.read_pointer(s3, self._bucket, self._prefix, etag=etag)
+        if read.pointer is None:
+            return  # not modified, or nothing published yet (the API answers with empty lists)
+        if read.pointer["version"] == self.loaded_version:
+            self._loaded_etag = read.etag
             return
-        model = self.load_version(pointer)
+        model = self.load_version(read.pointer)
         logger.info(
             "model switched", extra={"from_version": self.loaded_version, "to_version": model.version}
         )
-        self._model = model
-
-    def _read_pointer(self) -> dict[str, Any] | None:
-        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._pointer_key}
-        if self._pointer_etag is not None and self._model is not None:
-            kwargs["IfNoneMatch"] = self._pointer_etag
-        try:
-            response = self._client.get().get_object(**kwargs)
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            if code in ("304", "NotModified"):
-                return None
-            if code in ("NoSuchKey", "404"):
-                return None  # nothing published yet: the API answers with empty lists
-            raise StorageUnavailable(f"reading s3://{self._bucket}/{self._pointer_key}: {code}") from e
-        self._pointer_etag = response.get("ETag")
-        pointer: dict[str, Any] = json.loads(response["Body"].read())
-        return pointer
+        self._model, self._loaded_etag = model, read.etag
 
     def load_version(self, pointer: dict[str, Any]) -> LiteRTModel:
-        manifest = json.loads(self._get(pointer["manifest_key"]))
-        model_bytes = self._get(pointer["model_key"])
-        digest = hashlib.sha256(model_bytes).hexdigest()
-        if digest != manifest.get("sha256") or digest != pointer.get("sha256", digest):
-            raise ModelIntegrityError(f"model {pointer['version']} failed its sha256 check; not served")
+        manifest, model_bytes = registry.load_live(self._client.get(), self._bucket, pointer)
         return LiteRTModel(model_bytes, manifest)
-
-    def _get(self, key: str) -> bytes:
-        try:
-            body: bytes = self._client.get().get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            raise ModelUnavailable(f"s3://{self._bucket}/{key}: {code}") from e
-        return body

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -87,10 +88,35 @@ class UserState:
         )
 
 
-def fold(model: RankingModel, state: np.ndarray, events: tuple[RecentEvent, ...]) -> np.ndarray:
-    for event in events:
-        state = model.update(state, model.item_index(event.item_id), event.event_type.code, event.strength)
+Interaction = tuple[int, int, float]
+"""(vocabulary index, event-type code, strength): one event as the model contract's `update` takes it."""
+
+
+class StateUpdater(Protocol):
+    """Anything with the contract's `update` signature: serving's LiteRT model, training's numpy
+    reference, the exported bytes under evaluation."""
+
+    @property
+    def state_dim(self) -> int: ...
+    def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...
+
+
+def fold_interactions(
+    model: StateUpdater, interactions: Iterable[Interaction], state: np.ndarray | None = None
+) -> np.ndarray:
+    """Fold events through `update`, from `state` or from zeros (a new user). The one fold that serving,
+    training, evaluation and the benchmarks share, so a history folds the same way everywhere."""
+    if state is None:
+        state = np.zeros(model.state_dim, dtype=np.float32)
+    for item, event_type, strength in interactions:
+        state = model.update(state, item, event_type, strength)
     return state
+
+
+def fold(model: RankingModel, state: np.ndarray | None, events: Iterable[RecentEvent]) -> np.ndarray:
+    """Fold stored events (item ids) through `model`, mapping ids to its vocabulary."""
+    interactions = ((model.item_index(e.item_id), e.event_type.code, e.strength) for e in events)
+    return fold_interactions(model, interactions, state)
 
 
 def vector_for(state: UserState, model: RankingModel) -> np.ndarray:
@@ -99,7 +125,7 @@ def vector_for(state: UserState, model: RankingModel) -> np.ndarray:
     if state.is_current_for(model):
         assert state.vector is not None
         return state.vector
-    return fold(model, np.zeros(model.state_dim, dtype=np.float32), state.recent)
+    return fold(model, None, state.recent)
 
 
 def apply_events(

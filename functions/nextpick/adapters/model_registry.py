@@ -1,0 +1,254 @@
+"""The model registry: the one definition of how a model version is named, laid out in S3,
+described (manifest), pointed at (pointer) and read back verified.
+
+Serving (`S3ModelSource`), the retrain job (`nextpick_training.publish`, `.pipeline`), the local
+operations commands and the benchmarks all import these; none of them spells a key, a format string
+or a checksum rule of its own. docs/model-contract.md is the prose version of this module.
+
+Reading is strict: any artifact that cannot be parsed, has the wrong format, names another version or
+fails its sha256 is a `ModelIntegrityError` (never served, never gated against); a missing object is
+`NotFound`; any other S3 failure is `StorageUnavailable`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nextpick.adapters import error_code
+from nextpick.domain.events import EVENT_TYPE_ORDER
+from nextpick.errors import ModelIntegrityError, NotFound, StorageUnavailable
+
+# The manifest format this code writes, and every format serving can still read.
+MANIFEST_FORMAT = "nextpick-model/1"
+READABLE_FORMATS = frozenset({MANIFEST_FORMAT})
+
+DEFAULT_PREFIX = "models/"
+POINTER_NAME = "current.json"
+MODEL_NAME = "model.tflite"
+MANIFEST_NAME = "manifest.json"
+
+# The contract's event-type codes (index = code), from the one enum the API validates against.
+EVENT_TYPES: tuple[str, ...] = tuple(event_type.value for event_type in EVENT_TYPE_ORDER)
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Names and layout
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_version(created_at: datetime, sha256: str) -> str:
+    """`YYYYmmddTHHMMSSZ-<first 8 hex of sha256>`: sorts by creation time, names the bytes."""
+    return f"{created_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{sha256[:8]}"
+
+
+def pointer_key(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}{POINTER_NAME}"
+
+
+def model_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{MODEL_NAME}"
+
+
+def manifest_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{MANIFEST_NAME}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Manifest and pointer documents
+
+
+def build_manifest(
+    *,
+    version: str,
+    created_at: datetime,
+    tflite_bytes: bytes,
+    state_dim: int,
+    items: list[str | None],
+    training_window: dict[str, Any],
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest of docs/model-contract.md."""
+    if not items or items[0] is not None:
+        raise ValueError("items[0] must be None (index 0 is the unknown item)")
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": version,
+        "created_at": utc_iso(created_at),
+        "state_dim": int(state_dim),
+        "num_items": len(items),
+        "items": list(items),
+        "event_types": list(EVENT_TYPES),
+        "sha256": sha256_hex(tflite_bytes),
+        "size_bytes": len(tflite_bytes),
+        "training_window": training_window,
+        "hyperparameters": hyperparameters,
+        "metrics": metrics,
+    }
+
+
+def build_pointer(manifest: Mapping[str, Any], prefix: str, published_at: datetime) -> dict[str, Any]:
+    """The pointer document (`models/current.json`) that makes `manifest`'s version live."""
+    version = str(manifest["version"])
+    return {
+        "version": version,
+        "model_key": model_key(prefix, version),
+        "manifest_key": manifest_key(prefix, version),
+        "sha256": manifest["sha256"],
+        "published_at": utc_iso(published_at),
+    }
+
+
+def parse_document(body: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from S3; anything else (bad JSON, bad UTF-8, an array) is an integrity error."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise ModelIntegrityError(f"{what} is not valid JSON") from exc
+    if not isinstance(document, dict):
+        raise ModelIntegrityError(f"{what} is not a JSON object")
+    return document
+
+
+def check_manifest(manifest: Mapping[str, Any], version: str | None = None) -> None:
+    """Raise ModelIntegrityError unless `manifest` is one this code can serve (and of `version`)."""
+    label = f"model {version!r}" if version is not None else "the manifest"
+    if manifest.get("format") not in READABLE_FORMATS:
+        raise ModelIntegrityError(f"{label} has unsupported manifest format {manifest.get('format')!r}")
+    if version is not None and manifest.get("version") != version:
+        raise ModelIntegrityError(f"{label}'s manifest names version {manifest.get('version')!r}")
+    items = manifest.get("items")
+    if not isinstance(items, list) or not items or items[0] is not None:
+        raise ModelIntegrityError(f"{label}'s manifest has no valid items list (items[0] must be null)")
+    if manifest.get("num_items", len(items)) != len(items):
+        raise ModelIntegrityError(f"{label}'s manifest num_items does not match its items")
+    if not isinstance(manifest.get("state_dim"), int):
+        raise ModelIntegrityError(f"{label}'s manifest has no integer state_dim")
+
+
+def check_bytes(model_bytes: bytes, manifest: Mapping[str, Any], pointer: Mapping[str, Any] | None) -> None:
+    """The model bytes against the manifest's sha256 and size, and the pointer's sha256 if given."""
+    digest = sha256_hex(model_bytes)
+    expected = [manifest.get("sha256")] + ([pointer.get("sha256")] if pointer is not None else [])
+    if any(digest != value for value in expected) or len(model_bytes) != manifest.get(
+        "size_bytes", len(model_bytes)
+    ):
+        raise ModelIntegrityError(f"model {manifest.get('version')!r} fails its sha256 check; not served")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading from S3 (the client is injected: serving passes its LazyClient's, training its own)
+
+
+@dataclass(frozen=True)
+class PointerRead:
+    """What one read of the pointer found. `pointer` is None when nothing is published yet, or
+    when `not_modified` (the ETag we sent still matches)."""
+
+    pointer: dict[str, Any] | None
+    etag: str | None
+    not_modified: bool = False
+
+
+def _get(s3: Any, bucket: str, key: str, **conditions: Any) -> dict[str, Any]:
+    try:
+        response: dict[str, Any] = s3.get_object(Bucket=bucket, Key=key, **conditions)
+        response["Body"] = response["Body"].read()
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in _MISSING_CODES:
+            raise NotFound(f"s3://{bucket}/{key} is missing") from exc
+        raise StorageUnavailable(f"s3://{bucket}/{key}: {code}") from exc
+    except BotoCoreError as exc:  # timeouts, connection resets (after botocore's own retries)
+        raise StorageUnavailable(f"s3://{bucket}/{key}: {exc}") from exc
+    return response
+
+
+def read_pointer(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX, etag: str | None = None) -> PointerRead:
+    """The live pointer, conditionally on `etag` when given. Missing pointer: `PointerRead(None, None)`.
+
+    Raises ModelIntegrityError for a pointer that does not parse or lacks its keys."""
+    key = pointer_key(prefix)
+    try:
+        response = _get(s3, bucket, key, **({"IfNoneMatch": etag} if etag else {}))
+    except NotFound:
+        return PointerRead(None, None)
+    except StorageUnavailable as exc:
+        if isinstance(exc.__cause__, ClientError) and error_code(exc.__cause__) in _NOT_MODIFIED_CODES:
+            return PointerRead(None, etag, not_modified=True)
+        raise
+    pointer = parse_document(response["Body"], f"s3://{bucket}/{key}")
+    for name in ("version", "model_key", "manifest_key", "sha256"):
+        if not isinstance(pointer.get(name), str):
+            raise ModelIntegrityError(f"the model pointer has no {name}")
+    return PointerRead(pointer, response.get("ETag"))
+
+
+def current_pointer(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> dict[str, Any] | None:
+    """`models/current.json` as a dict, or None when nothing was ever published."""
+    return read_pointer(s3, bucket, prefix).pointer
+
+
+def read_manifest(s3: Any, bucket: str, prefix: str, version: str) -> dict[str, Any]:
+    """A version's manifest, checked (NotFound if the version has none)."""
+    key = manifest_key(prefix, version)
+    try:
+        body = _get(s3, bucket, key)["Body"]
+    except NotFound as exc:
+        raise NotFound(f"model version {version!r} has no manifest") from exc
+    manifest = parse_document(body, f"s3://{bucket}/{key}")
+    check_manifest(manifest, version)
+    return manifest
+
+
+def load_verified(s3: Any, bucket: str, prefix: str, version: str) -> tuple[dict[str, Any], bytes]:
+    """A version's manifest and model bytes, checked against each other (rollback, status)."""
+    manifest = read_manifest(s3, bucket, prefix, version)
+    model_bytes: bytes = _get(s3, bucket, model_key(prefix, version))["Body"]
+    check_bytes(model_bytes, manifest, None)
+    return manifest, model_bytes
+
+
+def load_live(s3: Any, bucket: str, pointer: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The pointer's manifest and model, read through the pointer's own keys as serving reads them,
+    with the bytes checked against the sha256 of both the manifest and the pointer."""
+    version = str(pointer.get("version"))
+    manifest = parse_document(_get(s3, bucket, str(pointer["manifest_key"]))["Body"], f"model {version!r}")
+    check_manifest(manifest, version)
+    model_bytes: bytes = _get(s3, bucket, str(pointer["model_key"]))["Body"]
+    check_bytes(model_bytes, manifest, pointer)
+    return manifest, model_bytes
+
+
+def list_versions(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
+    """Every version that has a manifest, oldest first (versions sort by creation time)."""
+    versions: set[str] = set()
+    for key in _keys(s3, bucket, prefix):
+        version, _, name = key[len(prefix) :].partition("/")
+        if name == MANIFEST_NAME:
+            versions.add(version)
+    return sorted(versions)
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            yield entry["Key"]
