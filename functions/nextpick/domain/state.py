@@ -91,6 +91,9 @@ class UserState:
 Interaction = tuple[int, int, float]
 """(vocabulary index, event-type code, strength): one event as the model contract's `update` takes it."""
 
+TimedInteraction = tuple[int, int, float, float]
+"""An Interaction plus its timestamp (unix seconds): what the v2 history input is built from."""
+
 
 class StateUpdater(Protocol):
     """Anything with the contract's `update` signature: serving's LiteRT model, training's numpy
