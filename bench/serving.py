@@ -83,9 +83,13 @@ class TimedModel:
         self.update_ns += perf_counter_ns() - started
         return new_state
 
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    @property
+    def history_slots(self) -> int:
+        return self._model.history_slots
+
+    def rank(self, state: np.ndarray, exclude: np.ndarray, *history: Any) -> np.ndarray:
         started = perf_counter_ns()
-        scores = self._model.rank(state, exclude)
+        scores = self._model.rank(state, exclude, *history)
         self.rank_ns += perf_counter_ns() - started
         return scores
 

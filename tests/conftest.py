@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from nextpick.domain.history import HISTORY_SLOTS
+
 CATEGORIES = ("shoes", "books", "garden")
 ITEMS_PER_CATEGORY = 8
 
@@ -24,6 +26,7 @@ class TinyModel:
     def manifest_fields(self) -> dict[str, object]:
         return {
             "state_dim": self.state_dim,
+            "history_slots": HISTORY_SLOTS,
             "items": self.items,
             "training_window": {"events": 0},
             "hyperparameters": {},
@@ -43,16 +46,27 @@ def train_tiny_model(seed: int) -> TinyModel:
     from nextpick_training.export import export_tflite
     from nextpick_training.model import Hyperparameters, train
 
+    from nextpick.domain.item_attributes import item_tokens
+
     category_of = tiny_catalog()
     items: list[str | None] = [None, *category_of]
     rng = np.random.default_rng(seed)
     sequences = []
+    start = 1_790_000_000.0  # 2026-09
     for user in range(36):
         home = user % len(CATEGORIES)
         own = [1 + home * ITEMS_PER_CATEGORY + i for i in range(ITEMS_PER_CATEGORY)]
-        sequences.append([(int(rng.choice(own)), int(rng.choice([0, 2, 4])), 1.0) for _ in range(12)])
-    hparams = Hyperparameters(embedding_dim=8, hidden_dim=16, epochs=3, batch_size=64, seed=seed)
-    model = train(sequences, num_items=len(items), hparams=hparams)
+        sequences.append(
+            [
+                (int(rng.choice(own)), int(rng.choice([0, 2, 4])), 1.0, start + 3600.0 * step)
+                for step in range(12)
+            ]
+        )
+    tokens = [[], *(item_tokens(category_of[item_id]) for item_id in category_of)]
+    hparams = Hyperparameters(
+        embedding_dim=8, hidden_dim=16, repeat_hidden_dim=8, epochs=3, batch_size=64, negatives=16, seed=seed
+    )
+    model = train(sequences, num_items=len(items), hparams=hparams, item_tokens=tokens)
     return TinyModel(export_tflite(model), items, model.state_dim, category_of)
 
 

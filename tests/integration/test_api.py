@@ -13,6 +13,7 @@ import pytest
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.model_registry import MANIFEST_FORMAT
 from nextpick.domain.events import EventType
+from nextpick.domain.history import ItemHistory
 from nextpick.handlers import api, wiring
 from nextpick_training.publish import publish
 from tests.conftest import TinyModel
@@ -32,6 +33,15 @@ def tracked(n: int, user: str = "shopper-1", item: str = "item-2", kind: str = "
         "timestamp": ts,
         **extra,
     }
+
+
+def history_input(model: LiteRTModel, events: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Contract v2: rank also sees the shopper's own items, as of now (built as serving builds it)."""
+    history = ItemHistory[str]()
+    for e in events:
+        ts = datetime.fromisoformat(e["timestamp"]).timestamp()
+        history.observe(e["item_id"], EventType(e["event_type"]).code, 1.0, ts)
+    return history.model_input(model.item_index, datetime.now(UTC).timestamp(), model.history_slots)
 
 
 @pytest.fixture
@@ -104,7 +114,8 @@ def test_post_event_answers_with_recommendations_that_reflect_it(
     )
     exclude = np.zeros(len(model.items), np.float32)
     exclude[0] = 1
-    expected = [model.items[i] for i in np.argsort(-model.rank(state, exclude), kind="stable")[:5]]
+    inputs = history_input(model, [tracked(1, item="item-20")])
+    expected = [model.items[i] for i in np.argsort(-model.rank(state, exclude, *inputs), kind="stable")[:5]]
     assert [r["item_id"] for r in body["recommendations"]] == expected
     assert [r["item_id"] for r in body["recommendations"]] != [r["item_id"] for r in cold["recommendations"]]
     # The read path answers from the stored state: the same list.
@@ -188,7 +199,10 @@ def test_new_model_version_is_picked_up_and_users_keep_their_history(
         state = model.update(state, model.item_index(item), EventType.VIEW.code, 1.0)
     exclude = np.zeros(len(model.items), np.float32)
     exclude[0] = 1
-    expected = [model.items[i] for i in np.argsort(-model.rank(state, exclude), kind="stable")[:5]]
+    inputs = history_input(
+        model, [tracked(n, item=item) for n, item in enumerate(["item-17", "item-18", "item-19"])]
+    )
+    expected = [model.items[i] for i in np.argsort(-model.rank(state, exclude, *inputs), kind="stable")[:5]]
     assert [r["item_id"] for r in body["recommendations"]] == expected
     assert body["recommendations"] != cold["recommendations"]
     # The next event stores the state rebuilt under the new version.

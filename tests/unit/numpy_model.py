@@ -13,7 +13,9 @@ class NumpyModel:
     Small enough to check by hand, and it follows docs/model-contract.md exactly (index 0 is the
     unknown item, excluded items score -1e9)."""
 
-    def __init__(self, items: Sequence[str], dim: int = 4, version: str = "v1", seed: int = 0) -> None:
+    def __init__(
+        self, items: Sequence[str], dim: int = 4, version: str = "v1", seed: int = 0, history_slots: int = 0
+    ) -> None:
         self._items: tuple[str | None, ...] = (None, *items)
         rng = np.random.default_rng(seed)
         self.embeddings = rng.normal(size=(len(self._items), dim)).astype(np.float32)
@@ -22,6 +24,14 @@ class NumpyModel:
         self.weights = np.array([1, 1, 2, -1, 3, 2], dtype=np.float32)
         self._version = version
         self.update_calls = 0
+        # history_slots > 0 makes it a contract-v2 model: each history item gets +10 per unit of its
+        # first feature (log(1 + purchases)), so "buy again" is visible in the order of the scores.
+        self._history_slots = history_slots
+        self.last_history: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def history_slots(self) -> int:
+        return self._history_slots
 
     @property
     def version(self) -> str:
@@ -45,5 +55,15 @@ class NumpyModel:
         self.update_calls += 1
         return self.decay * state + self.weights[event_type] * np.float32(strength) * self.embeddings[item]
 
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        return self.embeddings @ state - exclude * np.float32(1e9)
+    def rank(
+        self,
+        state: np.ndarray,
+        exclude: np.ndarray,
+        history_items: np.ndarray | None = None,
+        history_features: np.ndarray | None = None,
+    ) -> np.ndarray:
+        scores = self.embeddings @ state
+        if self._history_slots and history_items is not None and history_features is not None:
+            self.last_history = (history_items, history_features)
+            np.add.at(scores, history_items, 10.0 * history_features[:, 0] * history_features[:, -1])
+        return scores - exclude * np.float32(1e9)

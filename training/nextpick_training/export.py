@@ -1,34 +1,38 @@
-"""Export a :class:`TrainedModel` to the serving contract (TFLite, signatures ``update`` and ``rank``).
+"""Export a :class:`TrainedModel` to the serving contract v2 (TFLite, signatures ``update`` and ``rank``).
 
-Evaluation always scores through the exported bytes (:data:`ExportedModel`), so what we measure is
-what serving runs.
+The composed item tables (vector, bias, repeat propensity per item: id part + attribute-token part) are
+baked in as constants, so serving never sees attributes or tokens. Evaluation always scores through the
+exported bytes (:data:`ExportedModel`), so what we measure is what serving runs.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
 from typing import Any
 
 import numpy as np
 
 from nextpick.adapters.litert_model import ContractRunner
+from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES
 
-from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel, context_table, rank_scores_tf
+from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel
 
-# Training scores exported bytes with serving's own runner (no manifest needed); re-exported so the
-# training side has one name for "the exported model": ExportedModel(tflite_bytes).
+# Training scores exported bytes with serving's own runner (no manifest needed).
 ExportedModel = ContractRunner
 
 
 def _build_module(model: TrainedModel) -> Any:
     import tensorflow as tf
 
+    from .model.graph import query, repeat_scores
+
     hp, lay = model.hparams, model.layout
     num_items, state_dim = model.num_items, model.state_dim
+    tables = {name: tf.constant(value) for name, value in model.tables().items()}
     weights = {name: tf.constant(value, dtype=tf.float32) for name, value in model.weights.items()}
     decays = tf.constant(np.asarray(hp.decays, dtype=np.float32))
     event_weights = tf.constant(np.asarray(hp.event_weights, dtype=np.float32))
-    strength_power = float(hp.strength_power)
 
     class NextPickModel(tf.Module):
         @tf.function(
@@ -41,21 +45,15 @@ def _build_module(model: TrainedModel) -> Any:
         )
         def update(self, state: Any, item: Any, event_type: Any, strength: Any) -> dict[str, Any]:
             known = tf.logical_and(item > 0, item < num_items)
-            safe_item = tf.where(known, item, 0)
+            vector = tf.gather(tables["vectors"], tf.where(known, item, 0))
             safe_event = tf.clip_by_value(event_type, 0, NUM_EVENT_TYPES - 1)
-            emb = tf.gather(weights["item_embedding"], safe_item)
-            context = tf.gather(context_table(weights), safe_item)
             w = tf.gather(event_weights, safe_event)
-            if strength_power != 0.0:
-                w = w * tf.pow(tf.maximum(strength, 0.0), strength_power)
             sums = tf.reshape(state[lay.sums], [lay.num_decays, lay.dim])
-            new_sums = decays[:, None] * sums + w * emb[None, :]
-            new_norms = decays * state[lay.norms] + tf.abs(w)
             new_state = tf.concat(
                 [
-                    tf.reshape(new_sums, [-1]),
-                    new_norms,
-                    context,
+                    tf.reshape(decays[:, None] * sums + w * vector[None, :], [-1]),
+                    decays * state[lay.norms] + tf.abs(w),
+                    vector,
                     state[lay.last1],
                     tf.one_hot(safe_event, NUM_EVENT_TYPES, dtype=tf.float32),
                     tf.reshape(strength, [1]),
@@ -69,10 +67,18 @@ def _build_module(model: TrainedModel) -> Any:
             input_signature=[
                 tf.TensorSpec([state_dim], tf.float32, name="state"),
                 tf.TensorSpec([num_items], tf.float32, name="exclude"),
+                tf.TensorSpec([HISTORY_SLOTS], tf.int32, name="history_items"),
+                tf.TensorSpec([HISTORY_SLOTS, NUM_HISTORY_FEATURES], tf.float32, name="history_features"),
             ]
         )
-        def rank(self, state: Any, exclude: Any) -> dict[str, Any]:
-            scores = rank_scores_tf(weights, state[None, :], lay)[0]
+        def rank(self, state: Any, exclude: Any, history_items: Any, history_features: Any) -> dict[str, Any]:
+            q = query(weights, state[None, :], lay)[0]
+            scores = tf.linalg.matvec(tables["vectors"], q) + tables["bias"]
+            items = tf.clip_by_value(history_items, 0, num_items - 1)
+            repeat = repeat_scores(weights, tf.gather(tables["repeat"], items)[None], history_features[None])[
+                0
+            ]
+            scores = scores + tf.scatter_nd(items[:, None], repeat, [num_items])
             return {"scores": tf.where(exclude > 0.5, tf.constant(EXCLUDED_SCORE, tf.float32), scores)}
 
     return NextPickModel()
@@ -88,3 +94,16 @@ def export_tflite(model: TrainedModel) -> bytes:
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["update", "rank"])
         converter.optimizations = []  # keep float32: the contract and the 1e-4 parity check need it
         return bytes(converter.convert())
+
+
+def weights_bytes(model: TrainedModel) -> bytes:
+    """The trained weights as `.npz`, published beside the model so a catalog refresh can give new items
+    their attribute vectors without retraining."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **model.weights)
+    return buffer.getvalue()
+
+
+def weights_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}

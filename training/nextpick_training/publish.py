@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from nextpick.adapters import error_code
 from nextpick.adapters import model_registry as registry
+from nextpick.domain.history import HISTORY_SLOTS
 from nextpick.errors import NextpickError
 
 logger = Logger(child=True)
@@ -132,12 +133,24 @@ def publish(
     hyperparameters: dict[str, Any],
     metrics: dict[str, Any],
     created_at: datetime | None = None,
+    history_slots: int = HISTORY_SLOTS,
+    weights: bytes | None = None,
+    lineage: dict[str, Any] | None = None,
+    expected_version: str | None = None,
 ) -> PublishOutcome:
     """Write a new immutable version, switch the pointer to it, announce it. Returns the outcome.
+
+    `weights` (the trained `.npz`) is written beside the model for catalog refreshes. With
+    `expected_version`, the publish happens only while that version is live (a catalog refresh built
+    on it must not replace a newer retrain).
 
     Raises VersionExists (nothing written) or PointerConflict (version written, pointer untouched)."""
     created_at = created_at or datetime.now(UTC)
     version = registry.make_version(created_at, registry.sha256_hex(tflite_bytes))
+    previous = registry.read_pointer(s3, bucket, prefix)
+    live = previous.pointer.get("version") if previous.pointer else None
+    if expected_version is not None and live != expected_version:
+        raise PointerConflict(f"live version is {live!r}, not {expected_version!r}; not published")
     manifest = registry.build_manifest(
         version=version,
         created_at=created_at,
@@ -147,9 +160,13 @@ def publish(
         training_window=training_window,
         hyperparameters=hyperparameters,
         metrics=metrics,
+        history_slots=history_slots,
+        weights_sha256=registry.sha256_hex(weights) if weights is not None else None,
+        lineage=lineage,
     )
-    previous = registry.read_pointer(s3, bucket, prefix)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")
+    if weights is not None:
+        _put_new(s3, bucket, registry.weights_key(prefix, version), weights, "application/octet-stream")
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )

@@ -14,6 +14,10 @@ layout is compact and built by hand with the low-level client (no TypeSerializer
 | `purchased`     | L of S  | purchased item ids, most recent last, no repeats                        |
 | `processed`     | B       | `event_key`s (8 bytes each, concatenated) of the events already applied, |
 |                 |         | oldest first: a redelivered event changes nothing; absent when none     |
+| `history`       | B       | the shopper's item map (`domain/history.py`), `HISTORY_ENTRY` per item: |
+|                 |         | id length (1 byte), id (UTF-8), purchases and interactions (uint16,     |
+|                 |         | saturating), last seen and last purchase (uint32 unix seconds), decayed |
+|                 |         | intent (float32); ~33 bytes for a 16-character id, absent when empty    |
 | `outbox`        | L of S  | JSON log records of the events *this write* accepted; the table's       |
 |                 |         | stream carries them to the event log (handlers/log_shipper.py)          |
 | `version`       | N       | optimistic lock: 1 after the first write, +1 on every write             |
@@ -25,6 +29,7 @@ state that was only read can never ship the same log records twice."""
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,10 +38,43 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import LazyClient, raise_translated
+from nextpick.domain.history import HistoryEntry, ItemHistory
 from nextpick.domain.state import EVENT_KEY_BYTES, RecentEvent, StateLimits, UserState
 
 # Explicit byte order: the bytes must mean the same thing on every machine that ever reads them.
 VECTOR_DTYPE = np.dtype("<f4")
+HISTORY_ENTRY = struct.Struct("<HHIIf")
+_UINT16_MAX = 0xFFFF
+
+
+def encode_history(history: ItemHistory[str]) -> bytes:
+    parts = []
+    for item_id, e in history.entries.items():
+        raw = item_id.encode()
+        parts.append(bytes([len(raw)]) + raw)
+        parts.append(
+            HISTORY_ENTRY.pack(
+                min(e.purchases, _UINT16_MAX),
+                min(e.interactions, _UINT16_MAX),
+                int(e.last_seen),
+                int(e.last_purchase),
+                e.intent,
+            )
+        )
+    return b"".join(parts)
+
+
+def decode_history(blob: bytes, capacity: int) -> ItemHistory[str]:
+    entries: dict[str, HistoryEntry] = {}
+    position = 0
+    while position < len(blob):
+        length = blob[position]
+        item_id = blob[position + 1 : position + 1 + length].decode()
+        position += 1 + length
+        purchases, interactions, seen, bought, intent = HISTORY_ENTRY.unpack_from(blob, position)
+        position += HISTORY_ENTRY.size
+        entries[item_id] = HistoryEntry(purchases, interactions, float(seen), float(bought), intent)
+    return ItemHistory(entries, capacity)
 
 
 def encode_state(state: UserState, *, updated_at: datetime | None = None) -> dict[str, Any]:
@@ -51,6 +89,8 @@ def encode_state(state: UserState, *, updated_at: datetime | None = None) -> dic
     }
     if state.processed_keys:
         item["processed"] = {"B": b"".join(state.processed_keys)}
+    if state.history.entries:
+        item["history"] = {"B": encode_history(state.history)}
     if state.vector is not None:
         item["vector"] = {"B": np.ascontiguousarray(state.vector, dtype=VECTOR_DTYPE).tobytes()}
     if state.model_version is not None:
@@ -58,7 +98,7 @@ def encode_state(state: UserState, *, updated_at: datetime | None = None) -> dic
     return item
 
 
-def decode_state(item: dict[str, Any]) -> UserState:
+def decode_state(item: dict[str, Any], history_capacity: int = StateLimits.history_items) -> UserState:
     """The `UserState` stored in `item` (as returned by the low-level client); its outbox is empty."""
     vector = None
     if "vector" in item:
@@ -72,6 +112,7 @@ def decode_state(item: dict[str, Any]) -> UserState:
         recent=tuple(RecentEvent.from_compact(raw) for raw in json.loads(recent)) if recent else (),
         purchased=_strings(item, "purchased"),
         processed_keys=_keys(item.get("processed", {}).get("B", b"")),
+        history=decode_history(item.get("history", {}).get("B", b""), history_capacity),
         version=int(item["version"]["N"]),
     )
 
@@ -102,7 +143,7 @@ class DynamoDbStateRepository:
         except (ClientError, BotoCoreError) as e:
             raise_translated(e, self._table_name)
         item = response.get("Item")
-        return decode_state(item) if item else UserState.new(user_id)
+        return decode_state(item, self._limits.history_items) if item else UserState.new(user_id)
 
     def save(self, state: UserState) -> UserState:
         stored = replace(self._within_limits(state), version=state.version + 1)

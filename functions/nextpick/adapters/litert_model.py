@@ -29,8 +29,16 @@ class ContractRunner:
             raise ModelUnavailable(f"model lacks the update/rank signatures: {sorted(signatures)}")
         self._update = self._interpreter.get_signature_runner("update")
         self._rank = self._interpreter.get_signature_runner("rank")
+        rank_inputs = self._rank.get_input_details()
         self.state_dim = int(self._update.get_input_details()["state"]["shape"][0])
-        self.num_items = int(self._rank.get_input_details()["exclude"]["shape"][0])
+        self.num_items = int(rank_inputs["exclude"]["shape"][0])
+        # Contract v2 models also take the shopper's item history; v1 models (still served until none is
+        # live) take the state alone. history_slots = 0 means "v1".
+        if "history_items" in rank_inputs:
+            self.history_slots = int(rank_inputs["history_items"]["shape"][0])
+            self.history_features = int(rank_inputs["history_features"]["shape"][1])
+        else:
+            self.history_slots, self.history_features = 0, 0
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
         self._lock = threading.Lock()
 
@@ -44,11 +52,26 @@ class ContractRunner:
             )
         return np.array(out["state"], dtype=np.float32)
 
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    def rank(
+        self,
+        state: np.ndarray,
+        exclude: np.ndarray,
+        history_items: np.ndarray | None = None,
+        history_features: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Scores of every item. A v2 model without a history given scores an empty history."""
+        inputs = {
+            "state": np.asarray(state, dtype=np.float32),
+            "exclude": np.asarray(exclude, dtype=np.float32),
+        }
+        if self.history_slots:
+            if history_items is None or history_features is None:
+                history_items = np.zeros(self.history_slots, dtype=np.int32)
+                history_features = np.zeros((self.history_slots, self.history_features), dtype=np.float32)
+            inputs["history_items"] = np.asarray(history_items, dtype=np.int32)
+            inputs["history_features"] = np.asarray(history_features, dtype=np.float32)
         with self._lock:
-            out = self._rank(
-                state=np.asarray(state, dtype=np.float32), exclude=np.asarray(exclude, dtype=np.float32)
-            )
+            out = self._rank(**inputs)
         return np.array(out["scores"], dtype=np.float32)
 
 
@@ -61,7 +84,11 @@ class LiteRTModel(ContractRunner):
         super().__init__(model_bytes)
         self._items: tuple[str | None, ...] = tuple(manifest["items"])
         self._index = {item_id: index for index, item_id in enumerate(self._items) if item_id is not None}
-        if self.num_items != len(self._items) or manifest.get("state_dim", self.state_dim) != self.state_dim:
+        if (
+            self.num_items != len(self._items)
+            or manifest.get("state_dim", self.state_dim) != self.state_dim
+            or manifest.get("history_slots", 0) != self.history_slots
+        ):
             raise ModelUnavailable(f"model {self._version} does not match its manifest's dimensions")
         self.manifest = manifest
 

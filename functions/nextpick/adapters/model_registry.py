@@ -23,16 +23,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import error_code
 from nextpick.domain.events import EVENT_TYPE_ORDER
+from nextpick.domain.history import HISTORY_FEATURES, HISTORY_SLOTS
+from nextpick.domain.item_attributes import ATTRIBUTE_BUCKETS
 from nextpick.errors import ModelIntegrityError, NotFound, StorageUnavailable
 
-# The manifest format this code writes, and every format serving can still read.
-MANIFEST_FORMAT = "nextpick-model/1"
-READABLE_FORMATS = frozenset({MANIFEST_FORMAT})
+# The manifest format this code writes, and every format serving can still read: v1 models (state
+# only) stay servable until none is live; v2 models also take the shopper's item history.
+MANIFEST_FORMAT_V1 = "nextpick-model/1"
+MANIFEST_FORMAT = "nextpick-model/2"
+READABLE_FORMATS = frozenset({MANIFEST_FORMAT_V1, MANIFEST_FORMAT})
 
 DEFAULT_PREFIX = "models/"
 POINTER_NAME = "current.json"
 MODEL_NAME = "model.tflite"
 MANIFEST_NAME = "manifest.json"
+# The trained weights (.npz) beside a v2 model: what a catalog refresh derives new items' rows from.
+WEIGHTS_NAME = "weights.npz"
 
 # The contract's event-type codes (index = code), from the one enum the API validates against.
 EVENT_TYPES: tuple[str, ...] = tuple(event_type.value for event_type in EVENT_TYPE_ORDER)
@@ -70,6 +76,10 @@ def manifest_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{MANIFEST_NAME}"
 
 
+def weights_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{WEIGHTS_NAME}"
+
+
 # ---------------------------------------------------------------------------------------------------
 # Manifest and pointer documents
 
@@ -84,8 +94,11 @@ def build_manifest(
     training_window: dict[str, Any],
     hyperparameters: dict[str, Any],
     metrics: dict[str, Any],
+    history_slots: int = HISTORY_SLOTS,
+    weights_sha256: str | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of docs/model-contract.md."""
+    """The (v2) manifest of docs/model-contract.md."""
     if not items or items[0] is not None:
         raise ValueError("items[0] must be None (index 0 is the unknown item)")
     return {
@@ -101,6 +114,13 @@ def build_manifest(
         "training_window": training_window,
         "hyperparameters": hyperparameters,
         "metrics": metrics,
+        "history_slots": int(history_slots),
+        "history_features": list(HISTORY_FEATURES),
+        "attribute_buckets": ATTRIBUTE_BUCKETS,
+        "weights_sha256": weights_sha256,
+        # How this version came to be: {"kind": "retrain"} or {"kind": "catalog_refresh", "base_version",
+        # "new_items"}; a refresh keeps the trained weights and only adds catalog items.
+        "lineage": lineage or {"kind": "retrain"},
     }
 
 
@@ -141,6 +161,8 @@ def check_manifest(manifest: Mapping[str, Any], version: str | None = None) -> N
         raise ModelIntegrityError(f"{label}'s manifest num_items does not match its items")
     if not isinstance(manifest.get("state_dim"), int):
         raise ModelIntegrityError(f"{label}'s manifest has no integer state_dim")
+    if manifest.get("format") == MANIFEST_FORMAT and not isinstance(manifest.get("history_slots"), int):
+        raise ModelIntegrityError(f"{label}'s v2 manifest has no integer history_slots")
 
 
 def check_bytes(model_bytes: bytes, manifest: Mapping[str, Any], pointer: Mapping[str, Any] | None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -43,6 +43,9 @@ NUM_HISTORY_FEATURES = len(HISTORY_FEATURES)
 INTENT_HALF_LIFE_DAYS = 14.0
 PURCHASE_RECENCY_DAYS = 30.0
 SECONDS_PER_DAY = 86_400.0
+# `now` is taken to the hour: features move on a scale of days, and an answer repeated within the hour
+# (a redelivered event, a page reload) is then exactly the same list with the same scores.
+NOW_RESOLUTION_SECONDS = 3600.0
 
 # Intent of one event, by type: buying says more than looking; removing from the cart says "not now".
 EVENT_INTENT: dict[EventType, float] = {
@@ -90,7 +93,12 @@ class ItemHistory(Generic[Key]):
         self.entries: dict[Key, HistoryEntry] = dict(entries or {})
         self.capacity = capacity
 
+    def copy(self) -> ItemHistory[Key]:
+        return ItemHistory({k: replace(e) for k, e in self.entries.items()}, self.capacity)
+
     def observe(self, key: Key, event_type: int, strength: float, timestamp: float) -> None:
+        # Whole seconds: what the state item stores, so a replayed history equals the stored one.
+        timestamp = float(math.floor(timestamp))
         entry = self.entries.get(key)
         if entry is None:
             if len(self.entries) >= self.capacity:
@@ -123,6 +131,7 @@ class ItemHistory(Generic[Key]):
 
         The `slots` most valuable entries whose item the model knows (index > 0), most valuable first;
         the rest is padding (item 0, all features 0)."""
+        now = math.floor(now / NOW_RESOLUTION_SECONDS) * NOW_RESOLUTION_SECONDS
         items = np.zeros(slots, dtype=np.int32)
         features = np.zeros((slots, NUM_HISTORY_FEATURES), dtype=np.float32)
         ranked = sorted(

@@ -22,8 +22,19 @@ class RankingModel(Protocol):
     @property
     def items(self) -> Sequence[str | None]: ...
     def item_index(self, item_id: str) -> int: ...
+    @property
+    def history_slots(self) -> int:
+        """Size of the v2 history input; 0 for a v1 model (state only)."""
+        ...
+
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray: ...
+    def rank(
+        self,
+        state: np.ndarray,
+        exclude: np.ndarray,
+        history_items: np.ndarray | None = None,
+        history_features: np.ndarray | None = None,
+    ) -> np.ndarray: ...
 
 
 class ModelSource(Protocol):

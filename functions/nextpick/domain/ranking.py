@@ -81,14 +81,16 @@ def top_k(
     k: int,
     exclude_purchased: bool,
     category: str | None,
+    history: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Recommendation]:
+    """The top `k` allowed items; `history` is the v2 model's (history_items, history_features)."""
     exclude = masks.base.copy()
     if category is not None:
         np.maximum(exclude, masks.outside_category(category), out=exclude)
     if exclude_purchased and purchased:
         indices = [model.item_index(item_id) for item_id in purchased]
         exclude[[index for index in indices if index > 0]] = 1.0
-    scores = model.rank(vector, exclude)
+    scores = model.rank(vector, exclude, *history) if history is not None else model.rank(vector, exclude)
     allowed = int(len(exclude) - np.count_nonzero(exclude))
     k = min(k, allowed)
     if k <= 0:

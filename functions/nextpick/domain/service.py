@@ -130,6 +130,13 @@ class Recommender:
             else options.exclude_purchased
         )
         started = time.perf_counter()
-        picks = top_k(model, vector, masks, state.purchased, options.k, exclude_purchased, options.category)
+        history = (
+            state.history.model_input(model.item_index, self.clock().timestamp(), model.history_slots)
+            if model.history_slots
+            else None
+        )
+        picks = top_k(
+            model, vector, masks, state.purchased, options.k, exclude_purchased, options.category, history
+        )
         rank_ms = (time.perf_counter() - started) * 1000
         return UserRecommendations(state.user_id, model.version, picks, rank_ms)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.history import HISTORY_CAPACITY, ItemHistory
 
 if TYPE_CHECKING:
     from nextpick.domain.ports import RankingModel
@@ -57,6 +58,7 @@ class StateLimits:
     recent_events: int = 50
     processed_ids: int = 200
     purchased_items: int = 200
+    history_items: int = HISTORY_CAPACITY
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class UserState:
     purchased: tuple[str, ...] = ()
     # `event_key`s of the last processed events, oldest first.
     processed_keys: tuple[bytes, ...] = ()
+    # The shopper's own items (contract v2's history input), by item id: model-independent, so it
+    # survives retrains and catalog refreshes as it is.
+    history: ItemHistory[str] = field(default_factory=ItemHistory, repr=False, compare=False)
     # Optimistic lock: the version stored in DynamoDB; 0 means "not stored yet".
     version: int = 0
     # Log records of the events accepted by the write that produced this state; the DynamoDB
@@ -142,6 +147,8 @@ def apply_events(
     seen = set(state.processed_keys)
     vector = vector_for(state, model) if model is not None else None
     recent, purchased, processed = list(state.recent), list(state.purchased), list(state.processed_keys)
+    history = state.history.copy()
+    history.capacity = limits.history_items
     outbox: list[str] = []
     statuses: list[EventStatus] = []
     for event in events:
@@ -155,6 +162,7 @@ def apply_events(
         if model is not None and vector is not None:
             vector = fold(model, vector, (compact,))
         recent.append(compact)
+        history.observe(event.item_id, event.event_type.code, event.strength, event.timestamp.timestamp())
         if event.event_type is EventType.PURCHASE:
             if event.item_id in purchased:
                 purchased.remove(event.item_id)
@@ -170,6 +178,7 @@ def apply_events(
         recent=tuple(recent[-limits.recent_events :]),
         purchased=tuple(purchased[-limits.purchased_items :]),
         processed_keys=tuple(processed[-limits.processed_ids :]),
+        history=history,
         outbox=tuple(outbox),
     )
     return new_state, statuses

@@ -1,0 +1,316 @@
+"""Training: next-basket prediction with a sampled softmax, so a step costs the same at 1k or 1M items.
+
+For each cut point and each item of the next basket, the softmax runs over
+* that target,
+* the shopper's own history items that are not in the basket (hard negatives: "not again this time"),
+* `negatives` items shared by the whole step, drawn from item frequency ** `sampling_power`, with the
+  log-q correction (their logits minus log(S q_j)) so the sampled softmax estimates the full one;
+  shared items that are targets or in the history are masked (they already have their own logit).
+
+Keras' AdamW (biases free of weight decay) with a linear warm-up + cosine `CosineDecay` schedule; an
+exponential moving average of the weights (`WeightAverage`) is what gets exported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES, ItemHistory
+from nextpick.domain.state import TimedInteraction
+
+from . import batches
+from .reference import Hyperparameters, ItemTokens, StateLayout, TrainedModel, init_weights
+
+MASKED = -1e9
+_NO_DECAY = ("bias", "rb1", "rb2", "b1", "b2")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Held-out cases for early stopping: each history, the time of the target basket, its items."""
+
+    histories: Sequence[Sequence[TimedInteraction]]
+    nows: Sequence[float]
+    targets: Sequence[Sequence[int]]
+
+
+class WeightAverage:
+    """Exponential moving average of variables (Polyak averaging): early steps average what exists so
+    far (decay (1 + t) / (10 + t)), then over the last ~1 / (1 - decay) steps."""
+
+    def __init__(self, variables: dict[str, Any], decay: float) -> None:
+        import tensorflow as tf
+
+        self.decay = decay
+        self.variables = variables
+        self.shadow = {name: tf.Variable(v, trainable=False) for name, v in variables.items()}
+        self.updates = tf.Variable(0.0, trainable=False)
+
+    def update(self) -> None:
+        import tensorflow as tf
+
+        self.updates.assign_add(1.0)
+        decay = tf.minimum(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for name, var in self.variables.items():
+            self.shadow[name].assign(decay * self.shadow[name] + (1.0 - decay) * var)
+
+    def values(self) -> dict[str, np.ndarray]:
+        source = self.shadow if self.decay > 0 else self.variables
+        return {name: v.numpy().copy() for name, v in source.items()}
+
+
+def train(
+    sequences: Sequence[Sequence[TimedInteraction]],
+    num_items: int,
+    hparams: Hyperparameters | None = None,
+    item_tokens: Sequence[Sequence[str]] | None = None,
+    validation: Validation | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainedModel:
+    """Train on every shopper's time-ordered events (item indices 1..num_items-1, index 0 = unknown)."""
+    import keras
+    import tensorflow as tf
+
+    hp = hparams or Hyperparameters()
+    started = time.perf_counter()
+    rng = np.random.default_rng(hp.seed)
+    tf.random.set_seed(hp.seed)
+    lay = StateLayout(len(hp.decays), hp.embedding_dim)
+    sequences = [[e for e in seq if 0 < e[0] < num_items] for seq in sequences]
+    flat = batches.FlatSequences.build(sequences, hp)
+    examples = batches.build_examples(flat, hp, rng)
+    if len(examples) == 0:
+        raise ValueError("need at least one shopper with two or more baskets")
+    tokens = ItemTokens.build(item_tokens or [], num_items)
+    sampler = batches.NegativeSampler(flat, num_items, hp, rng)
+    steps_per_epoch = max(1, math.ceil(len(examples) / hp.batch_size))
+    total_steps = steps_per_epoch * hp.epochs
+    warmup = max(1, int(hp.warmup_fraction * total_steps))
+
+    variables = {n: tf.Variable(v, name=n) for n, v in init_weights(num_items, hp, rng).items()}
+    names = sorted(variables)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, total_steps - warmup), warmup_target=hp.learning_rate, warmup_steps=warmup
+    )
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    average = WeightAverage(variables, hp.weight_averaging)
+    token_buckets, token_weights = tf.constant(tokens.buckets), tf.constant(tokens.weights)
+
+    def rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
+        from .graph import item_rows
+
+        return item_rows(source, token_buckets, token_weights, items)
+
+    step_fn = _make_step(variables, names, optimizer, average, rows, lay, hp)
+    score_fn = _make_scorer(average.shadow if hp.weight_averaging > 0 else variables, rows, lay)
+
+    best, best_epoch, stale, epochs_done = -1.0, 0, 0, 0
+    best_weights = average.values()
+    history: list[dict[str, float]] = []
+    for epoch in range(1, hp.epochs + 1):
+        order = rng.permutation(len(examples))
+        losses = []
+        for begin in range(0, len(order), hp.batch_size):
+            batch = batches.example_batch(flat, examples, order[begin : begin + hp.batch_size], hp)
+            negatives, log_q = sampler.sample()
+            losses.append(float(step_fn(batch, negatives, log_q)))
+        epochs_done = epoch
+        record = {"epoch": float(epoch), "loss": float(np.mean(losses))}
+        if validation is not None:
+            ndcg = validation_ndcg(validation, num_items, hp, score_fn)
+            record["valid_ndcg@10"] = ndcg
+            if ndcg > best:
+                best, best_epoch, stale, best_weights = ndcg, epoch, 0, average.values()
+            else:
+                stale += 1
+        if log:
+            log(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
+        history.append(record)
+        if validation is not None and stale >= hp.patience:
+            break
+    if validation is None:
+        best_weights, best_epoch = average.values(), epochs_done
+    return TrainedModel(
+        hparams=hp,
+        num_items=num_items,
+        weights=best_weights,
+        tokens=tokens,
+        training_seconds=time.perf_counter() - started,
+        epochs_trained=epochs_done,
+        best_epoch=best_epoch,
+        validation_history=history,
+    )
+
+
+def _batch_spec(lay: StateLayout) -> dict[str, Any]:
+    import tensorflow as tf
+
+    k = lay.num_decays
+    return {
+        "entry_row": tf.TensorSpec([None], tf.int32),
+        "entry_item": tf.TensorSpec([None], tf.int32),
+        "entry_weight": tf.TensorSpec([None, k], tf.float32),
+        "norms": tf.TensorSpec([None, k], tf.float32),
+        "last1": tf.TensorSpec([None], tf.int32),
+        "last2": tf.TensorSpec([None], tf.int32),
+        "last_event": tf.TensorSpec([None], tf.int32),
+        "last_strength": tf.TensorSpec([None], tf.float32),
+        "history_items": tf.TensorSpec([None, HISTORY_SLOTS], tf.int32),
+        "history_features": tf.TensorSpec([None, HISTORY_SLOTS, NUM_HISTORY_FEATURES], tf.float32),
+        "targets": tf.TensorSpec([None, None], tf.int32),
+    }
+
+
+def _make_step(
+    variables: dict[str, Any],
+    names: list[str],
+    optimizer: Any,
+    average: WeightAverage,
+    rows: Callable[[dict[str, Any], Any], dict[str, Any]],
+    lay: StateLayout,
+    hp: Hyperparameters,
+) -> Callable[..., Any]:
+    import tensorflow as tf
+
+    from .graph import query, repeat_scores, states_from_entries
+
+    spec = [_batch_spec(lay), tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)]
+    keep = 1.0 - hp.dropout
+
+    @tf.function(input_signature=spec, reduce_retracing=True)
+    def step(batch: dict[str, Any], negatives: Any, log_q: Any) -> Any:
+        with tf.GradientTape() as tape:
+            states = states_from_entries(lambda i: rows(variables, i)["vectors"], batch, lay)
+            n = tf.shape(states)[0]
+            mask = None
+            if hp.dropout > 0:
+                noise = tf.random.uniform([n, lay.feature_dim])
+                mask = tf.cast(noise < keep, tf.float32) / keep
+            q = query(variables, states, lay, mask)  # [B, D]
+            loss = sampled_softmax_loss(variables, rows, q, batch, negatives, log_q, hp.exclude_seen)
+        trainable = [variables[k] for k in names]
+        optimizer.apply_gradients(zip(tape.gradient(loss, trainable), trainable, strict=True))
+        if hp.weight_averaging > 0:
+            average.update()
+        return loss
+
+    return step
+
+
+def sampled_softmax_loss(
+    variables: dict[str, Any],
+    rows: Callable[[dict[str, Any], Any], dict[str, Any]],
+    q: Any,
+    batch: dict[str, Any],
+    negatives: Any,
+    log_q: Any,
+    exclude_seen: bool,
+) -> Any:
+    """Mean over (cut, target) pairs of -log softmax(target | target, history, shared negatives)."""
+    import tensorflow as tf
+
+    from .graph import repeat_scores
+
+    history, targets = batch["history_items"], batch["targets"]
+    present = history > 0
+    h_rows, t_rows, n_rows = rows(variables, history), rows(variables, targets), rows(variables, negatives)
+    repeat = repeat_scores(variables, h_rows["repeat"], batch["history_features"])  # [B, H]
+    hist_logit = tf.einsum("bd,bhd->bh", q, h_rows["vectors"]) + h_rows["bias"] + repeat
+    target_in_history = tf.cast(
+        (targets[:, :, None] == history[:, None, :]) & present[:, None, :], tf.float32
+    )
+    target_logit = (
+        tf.einsum("bd,btd->bt", q, t_rows["vectors"])
+        + t_rows["bias"]
+        + tf.reduce_sum(target_in_history * repeat[:, None, :], axis=2)
+    )
+    neg_logit = tf.matmul(q, n_rows["vectors"], transpose_b=True) + n_rows["bias"] - log_q  # [B, S]
+    neg_clash = tf.reduce_any(negatives[None, :, None] == targets[:, None, :], axis=2) | tf.reduce_any(
+        (negatives[None, :, None] == history[:, None, :]) & present[:, None, :], axis=2
+    )
+    hist_clash = ~present | tf.reduce_any(history[:, :, None] == targets[:, None, :], axis=2)
+    if exclude_seen:  # seen items are never shown, so they are no competition either
+        hist_clash = tf.ones_like(hist_clash)
+    others = tf.concat(
+        [tf.where(hist_clash, MASKED, hist_logit), tf.where(neg_clash, MASKED, neg_logit)], axis=1
+    )
+    others_lse = tf.reduce_logsumexp(others, axis=1, keepdims=True)  # [B, 1]
+    nll = tf.nn.softplus(others_lse - target_logit)  # = -log(e^t / (e^t + sum e^others))
+    valid = tf.cast(targets > 0, tf.float32)
+    return tf.reduce_sum(nll * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
+
+
+def _make_scorer(
+    source: dict[str, Any], rows: Callable[[dict[str, Any], Any], dict[str, Any]], lay: StateLayout
+) -> Callable[[dict[str, np.ndarray], int], np.ndarray]:
+    """Full-catalog scores (no exclusion) for a prefix batch, with the given (averaged) weights."""
+    import tensorflow as tf
+
+    from .graph import query, repeat_scores, states_from_entries
+
+    spec = {k: v for k, v in _batch_spec(lay).items() if k != "targets"}
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([], tf.int32)], reduce_retracing=True)
+    def score(batch: dict[str, Any], num_items: Any) -> Any:
+        all_rows = rows(source, tf.range(num_items))
+        states = states_from_entries(lambda i: tf.gather(all_rows["vectors"], i), batch, lay)
+        q = query(source, states, lay)
+        scores = tf.matmul(q, all_rows["vectors"], transpose_b=True) + all_rows["bias"]
+        history = batch["history_items"]
+        repeat = repeat_scores(source, tf.gather(all_rows["repeat"], history), batch["history_features"])
+        b = tf.shape(history)[0]
+        row = tf.repeat(tf.range(b)[:, None], tf.shape(history)[1], axis=1)
+        index = tf.stack([tf.reshape(row, [-1]), tf.reshape(history, [-1])], axis=1)
+        return scores + tf.scatter_nd(index, tf.reshape(repeat, [-1]), tf.shape(scores))
+
+    return lambda batch, num_items: score(batch, tf.constant(num_items, tf.int32)).numpy()
+
+
+def validation_ndcg(
+    validation: Validation,
+    num_items: int,
+    hp: Hyperparameters,
+    score_fn: Callable[[dict[str, np.ndarray], int], np.ndarray],
+    k: int = 10,
+) -> float:
+    """Mean NDCG@k of the held-out baskets (binary gains over the basket's distinct items)."""
+    cases = [u for u, h in enumerate(validation.histories) if len(h) and len(validation.targets[u])]
+    flat = batches.FlatSequences.build([validation.histories[u] for u in cases], hp)
+    total = 0.0
+    for begin in range(0, len(cases), 256):
+        chunk = np.arange(begin, min(begin + 256, len(cases)))
+        ends = (flat.offsets[chunk + 1] - flat.offsets[chunk] - 1).astype(np.int64)
+        batch = batches.prefix_state_entries(flat, chunk, ends, hp)
+        inputs = [
+            ItemHistory[int]()
+            .observe_all(
+                (int(i), int(t), float(s), float(ts)) for i, t, s, ts in validation.histories[cases[c]]
+            )
+            .model_input(lambda x: x, float(validation.nows[cases[c]]))
+            for c in chunk
+        ]
+        batch["history_items"] = np.stack([i for i, _ in inputs])
+        batch["history_features"] = np.stack([f for _, f in inputs])
+        scores = score_fn(batch, num_items)
+        scores[:, 0] = -np.inf
+        if hp.exclude_seen:
+            scores[batch["entry_row"], batch["entry_item"]] = -np.inf
+        for row, c in enumerate(chunk):
+            total += _ndcg(scores[row], validation.targets[cases[c]], k)
+    return total / max(1, len(cases))
+
+
+def _ndcg(scores: np.ndarray, targets: Sequence[int], k: int) -> float:
+    top = np.argpartition(-scores, k)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    wanted = set(int(t) for t in targets)
+    dcg = sum(1.0 / math.log2(r + 2) for r, item in enumerate(top) if int(item) in wanted)
+    ideal = sum(1.0 / math.log2(r + 2) for r in range(min(len(wanted), k)))
+    return dcg / ideal if ideal else 0.0
