@@ -1,7 +1,7 @@
 """Real-architecture models at benchmark catalog sizes, cached outside the repository.
 
 Speed does not depend on what the weights are, only on their shapes, so a benchmark model is the
-training code's own `TrainedModel` with `_init_weights`' random initialisation, exported by
+training code's own `TrainedModel` with `init_weights`' random initialisation, exported by
 `export_tflite` exactly as a retrain would. Exporting needs TensorFlow, which serving never loads:
 it runs in a child process (`python -m bench.models 1000 10000 ...`) so no benchmark process ever
 has TensorFlow in memory. The weights are regenerated from the same seed when numpy needs them.
@@ -65,7 +65,7 @@ def model_path(num_items: int, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
 
 def weights(num_items: int) -> dict[str, np.ndarray]:
     """The exact weights baked into the cached model of this size (same seed, same initialiser)."""
-    return model_lib._init_weights(num_items, hyperparameters(), np.random.default_rng(SEED))
+    return model_lib.init_weights(num_items, hyperparameters(), np.random.default_rng(SEED))
 
 
 def item_ids(num_items: int) -> list[str | None]:
@@ -115,7 +115,9 @@ def _export(num_items: int, target: Path) -> float:
     from nextpick_training.export import export_tflite
 
     started = time.perf_counter()
-    trained = model_lib.TrainedModel(hyperparameters(), num_items, weights(num_items))
+    trained = model_lib.TrainedModel(
+        hyperparameters(), num_items, weights(num_items), model_lib.ItemTokens.none(num_items)
+    )
     model_bytes = export_tflite(trained)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename: a concurrent or interrupted run never sees half a model.

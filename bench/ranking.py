@@ -16,6 +16,7 @@ from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.ranking import CandidateMasks
 from nextpick_training import model as model_lib
+from nextpick_training.model import reference
 
 K = 10
 CHART = "benchmarks/ranking.svg"
@@ -39,16 +40,14 @@ class NumpyRanker:
     def __init__(self, num_items: int) -> None:
         hp = models.hyperparameters()
         self._layout = model_lib.StateLayout(len(hp.decays), hp.embedding_dim)
-        w = models.weights(num_items)
-        self._embedding, self._bias = w["item_embedding"], w["item_bias"]
-        self._w1, self._b1, self._w2, self._b2, self._w_lin = w["w1"], w["b1"], w["w2"], w["b2"], w["w_lin"]
-        self._embedding_columns = self._w_lin.shape[0]
+        self._weights = models.weights(num_items)
+        tables = reference.compose_item_tables(self._weights, model_lib.ItemTokens.none(num_items))
+        self._vectors, self._bias = tables["vectors"], tables["bias"]
 
     def scores(self, state: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-        features = model_lib.rank_features_np(state[None, :], self._layout)[0]
-        hidden = np.maximum(features @ self._w1 + self._b1, 0.0)
-        query = hidden @ self._w2 + features[: self._embedding_columns] @ self._w_lin + self._b2
-        scores = self._embedding @ query + self._bias
+        features = reference.rank_features_np(state[None, :], self._layout)
+        query = reference.query_np(self._weights, features, self._layout)[0]
+        scores = self._vectors @ query + self._bias
         scores[excluded] = np.float32(model_lib.EXCLUDED_SCORE)
         return scores
 

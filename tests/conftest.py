@@ -6,6 +6,7 @@ mocked model: 36 shoppers over 24 items in 3 categories, each shopper loyal to o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,11 +43,11 @@ def tiny_catalog() -> dict[str, str]:
     }
 
 
-def train_tiny_model(seed: int) -> TinyModel:
+def train_tiny_model(seed: int, return_trained: bool = False) -> Any:
+    """The tiny model, exported (TinyModel); or, with `return_trained`, (TrainedModel, items)."""
+    from nextpick.domain.item_attributes import item_tokens
     from nextpick_training.export import export_tflite
     from nextpick_training.model import Hyperparameters, train
-
-    from nextpick.domain.item_attributes import item_tokens
 
     category_of = tiny_catalog()
     items: list[str | None] = [None, *category_of]
@@ -67,6 +68,8 @@ def train_tiny_model(seed: int) -> TinyModel:
         embedding_dim=8, hidden_dim=16, repeat_hidden_dim=8, epochs=3, batch_size=64, negatives=16, seed=seed
     )
     model = train(sequences, num_items=len(items), hparams=hparams, item_tokens=tokens)
+    if return_trained:
+        return model, items
     return TinyModel(export_tflite(model), items, model.state_dim, category_of)
 
 

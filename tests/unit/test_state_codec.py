@@ -10,6 +10,7 @@ import pytest
 
 from nextpick.adapters.dynamodb_state import decode_state, encode_state
 from nextpick.domain.events import EventType
+from nextpick.domain.history import ItemHistory
 from nextpick.domain.state import RecentEvent, UserState, event_key
 
 
@@ -125,3 +126,33 @@ def test_processed_events_are_stored_as_8_byte_keys() -> None:
     item = encode_state(full_state())
     assert item["processed"]["B"] == b"".join(event_key(f"evt-{n}") for n in (1, 2, 3))
     assert len(item["processed"]["B"]) == 3 * 8
+
+
+def shopper_with_history(distinct_items: int) -> UserState:
+    """A shopper who bought, viewed and carted `distinct_items` different 16-character ids."""
+    history: ItemHistory[str] = ItemHistory()
+    t = 1_790_000_000.0
+    for n in range(distinct_items):
+        for kind in (EventType.VIEW, EventType.ADD_TO_CART, EventType.PURCHASE):
+            history.observe(f"sku-{n:012d}", kind.code, 1.0, t + 3600.0 * n)
+    return UserState("user-42", history=history, version=1)
+
+
+def test_the_item_history_round_trips_exactly() -> None:
+    state = shopper_with_history(50)
+    decoded = decode_state(encode_state(state)).history
+    assert decoded.entries == state.history.entries
+    assert (decoded.orders, decoded.last_order) == (state.history.orders, state.history.last_order)
+    now = 1_790_000_000.0 + 60 * 86_400
+    index = {item_id: n + 1 for n, item_id in enumerate(state.history.entries)}.__getitem__
+    for mine, theirs in zip(
+        decoded.model_input(index, now), state.history.model_input(index, now), strict=True
+    ):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_history_of_200_items_stays_small() -> None:
+    """Issue 8's figure: the history part of the state item for a shopper with 200 distinct items."""
+    item = encode_state(shopper_with_history(200))
+    assert len(item["history"]["B"]) == 8 + 200 * (1 + 16 + 32)  # header + 200 x (length, id, counters)
+    assert len(item["history"]["B"]) < 10 * 1024

@@ -100,7 +100,12 @@ def weights_bytes(model: TrainedModel) -> bytes:
     """The trained weights as `.npz`, published beside the model so a catalog refresh can give new items
     their attribute vectors without retraining."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **model.weights)
+    arrays: dict[str, Any] = {
+        **model.weights,
+        "token_buckets": model.tokens.buckets,
+        "token_weights": model.tokens.weights,
+    }
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 

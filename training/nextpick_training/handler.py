@@ -37,6 +37,7 @@ metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "Nextpi
 class Clients:
     s3: Any
     events: Any
+    dynamodb: Any = None
 
 
 _clients: Clients | None = None
@@ -48,7 +49,9 @@ def clients() -> Clients:
     if _clients is None:
         import boto3
 
-        _clients = Clients(s3=boto3.client("s3"), events=boto3.client("events"))
+        _clients = Clients(
+            s3=boto3.client("s3"), events=boto3.client("events"), dynamodb=boto3.client("dynamodb")
+        )
     return _clients
 
 
@@ -87,7 +90,7 @@ def _emit_metrics(result: RetrainResult) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_training_settings()
     aws = clients()
-    result = run_retrain(aws.s3, aws.events, settings, datetime.now(UTC))
+    result = run_retrain(aws.s3, aws.events, settings, datetime.now(UTC), aws.dynamodb)
     summary = result.model_dump(mode="json", exclude={"error"})
     if result.status is RetrainStatus.FAILED:
         logger.error("retrain failed", extra={"result": summary, "error": result.error})

@@ -32,14 +32,16 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from nextpick.adapters import model_registry as registry
+from nextpick.adapters.dynamodb_catalog import scan_catalog
 from nextpick.domain.events import EventType
-from nextpick.domain.state import fold_interactions
+from nextpick.domain.state import TimedInteraction
 from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
+from nextpick_training.scoring import ServedScorer
 from nextpick_training.settings import TrainingSettings
 
 logger = Logger(child=True)
@@ -95,44 +97,41 @@ def hyperparameters_from(overrides: dict[str, Any]) -> model_lib.Hyperparameters
     return model_lib.Hyperparameters(**values)
 
 
-def metrics_dict(metrics: evaluate_lib.Metrics) -> dict[str, float]:
+def metrics_dict(metrics: evaluate_lib.BasketMetrics) -> dict[str, float]:
     k = metrics.k
     return {
         f"hr@{k}": round(metrics.hit_rate, 6),
         f"ndcg@{k}": round(metrics.ndcg, 6),
-        f"mrr@{k}": round(metrics.mrr, 6),
-        f"coverage@{k}": round(metrics.coverage, 6),
+        f"recall@{k}": round(metrics.recall, 6),
         "users": float(metrics.users),
     }
 
 
-class _ServingScorer:
-    """Scores like serving: fold from zeros through `update`, then `rank` excluding what the
-    request would exclude (index 0 always; by default the user's purchased items)."""
+class _GateScorer(ServedScorer):
+    """Scores like serving, excluding what the request would exclude (index 0 always; by default the
+    shopper's purchased items, `gate_exclusion`)."""
 
-    def __init__(self, model: Any, state_dim: int, exclusion: str) -> None:
-        self._model = model
-        self._state_dim = state_dim
+    def __init__(self, model: Any, exclusion: str) -> None:
+        super().__init__(model)
         self._exclusion = exclusion
 
-    def __call__(self, history: Sequence[model_lib.Interaction], exclude: np.ndarray) -> np.ndarray:
-        state = fold_interactions(self._model, history)
+    def __call__(self, history: Sequence[TimedInteraction], now: float, exclude: np.ndarray) -> np.ndarray:
         mask = np.array(exclude, dtype=np.float32)
         if self._exclusion == "purchased":
-            bought = [
-                item for item, event_type, _ in history if event_type == PURCHASE and 0 < item < len(mask)
-            ]
+            bought = [e[0] for e in history if e[1] == PURCHASE and 0 < e[0] < len(mask)]
             mask[bought] = 1.0
-        return np.asarray(self._model.rank(state, mask), dtype=np.float32)
+        return np.asarray(super().__call__(history, now, mask), dtype=np.float32)
 
 
 def _evaluate(
-    model: Any, state_dim: int, histories: Any, targets: Any, num_items: int, settings: TrainingSettings
-) -> evaluate_lib.Metrics:
-    scorer = _ServingScorer(model, state_dim, settings.gate_exclusion)
-    return evaluate_lib.evaluate(
-        scorer,
+    model: Any, histories: Any, nows: Any, targets: Any, num_items: int, settings: TrainingSettings
+) -> evaluate_lib.BasketMetrics:
+    """The gate's protocol is the benchmarks' next-basket protocol (docs/quality.md): the whole held-out
+    basket is the target, repeats allowed, nothing excluded beyond what serving would exclude."""
+    return evaluate_lib.evaluate_baskets(
+        _GateScorer(model, settings.gate_exclusion),
         histories,
+        nows,
         targets,
         num_items,
         k=settings.gate_k,
@@ -151,14 +150,16 @@ def paired_difference(candidate: Sequence[float], live: Sequence[float]) -> tupl
     return float(differences.mean()), float(differences.std(ddof=1) / np.sqrt(len(differences)))
 
 
-def _map_holdout(dataset: data_lib.Dataset, items: Sequence[str | None]) -> tuple[list[Any], list[int]]:
-    """The held-out histories and targets in another vocabulary (unknown items -> index 0)."""
+def _map_holdout(
+    dataset: data_lib.Dataset, items: Sequence[str | None]
+) -> tuple[list[list[TimedInteraction]], list[list[int]]]:
+    """The held-out histories and target baskets in another vocabulary (unknown items -> index 0)."""
     index = data_lib.vocabulary_index(items)
     histories = [
-        [(index.get(item_id, 0), t, s) for item_id, t, s in history]
+        [(index.get(item_id, 0), t, s, ts) for item_id, t, s, ts in history]
         for history in dataset.holdout_history_ids()
     ]
-    targets = [index.get(item_id, 0) for item_id in dataset.holdout_item_ids]
+    targets = [[index.get(item_id, 0) for item_id in basket] for basket in dataset.holdout_item_ids]
     return histories, targets
 
 
@@ -193,6 +194,7 @@ def run_retrain(
     events: Any,
     settings: TrainingSettings,
     now: datetime | None = None,
+    dynamodb: Any = None,
 ) -> RetrainResult:
     """Run the whole pipeline once. Never raises: every outcome (including errors) is a result."""
     started = time.perf_counter()
@@ -207,7 +209,7 @@ def run_retrain(
         gate_tolerance=settings.gate_tolerance,
     )
     try:
-        _run(s3, events, settings, now, result)
+        _run(s3, events, settings, now, result, dynamodb)
     except Exception as exc:
         result.status = RetrainStatus.FAILED
         result.reason = f"{type(exc).__name__}: {exc}"
@@ -227,7 +229,9 @@ def _timed(result: RetrainResult, name: str, started: float) -> None:
     result.durations[name] = round(time.perf_counter() - started, 3)
 
 
-def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result: RetrainResult) -> None:
+def _run(
+    s3: Any, events: Any, settings: TrainingSettings, now: datetime, result: RetrainResult, dynamodb: Any
+) -> None:
     hparams = hyperparameters_from(settings.hyperparameters)
     result.hyperparameters = json.loads(json.dumps(hparams.as_dict()))
     assert result.window_start is not None
@@ -237,13 +241,17 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     t = time.perf_counter()
     stats = data_lib.LogStats()
     records = data_lib.read_event_log(s3, bucket, settings.event_log_prefix, result.window_start, now, stats)
-    dataset = data_lib.build_dataset(records)
+    # The vocabulary is the catalog (plus whatever the events mention): every catalog item is published,
+    # including items that never had an event. No catalog client: the events alone (tests, tiny shops).
+    catalog = scan_catalog(dynamodb, settings.items_table_name) if dynamodb is not None else []
+    dataset = data_lib.build_dataset(records, catalog)
     _timed(result, "read", t)
     result.counts = {
         **stats.as_dict(),
         "events": dataset.events,
         "users": len(dataset.users),
         "items": dataset.num_items - 1,
+        "catalog_items": len(catalog),
         "train_events": dataset.train_events,
         "holdout_users": len(dataset.holdout_users),
     }
@@ -256,7 +264,7 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     elif len(dataset.users) < settings.min_users:
         too_little = f"only {len(dataset.users)} users in the window (min_users={settings.min_users})"
     elif not dataset.holdout_users or not any(len(s) >= 2 for s in dataset.train_sequences):
-        too_little = "no user has enough events to both train and hold one out"
+        too_little = "no user has enough baskets to both train and hold one out"
     if too_little:
         result.status, result.reason = RetrainStatus.SKIPPED, too_little
         logger.info("retrain skipped", extra={"reason": too_little})
@@ -264,7 +272,9 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
 
     # 3. Train on the training split, export, score the exported bytes through LiteRT.
     t = time.perf_counter()
-    trained = model_lib.train(dataset.train_sequences, dataset.num_items, hparams)
+    trained = model_lib.train(
+        dataset.train_sequences, dataset.num_items, hparams, item_tokens=dataset.item_tokens
+    )
     _timed(result, "train", t)
     t = time.perf_counter()
     tflite = export_lib.export_tflite(trained)
@@ -277,7 +287,7 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
     candidate = export_lib.ExportedModel(tflite)
     histories = dataset.holdout_histories
     candidate_metrics = _evaluate(
-        candidate, candidate.state_dim, histories, dataset.holdout_targets, candidate.num_items, settings
+        candidate, histories, dataset.holdout_nows, dataset.holdout_targets, candidate.num_items, settings
     )
     result.candidate_metrics = metrics_dict(candidate_metrics)
     _timed(result, "evaluate_candidate", t)
@@ -299,7 +309,7 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
             live = export_lib.ExportedModel(live_bytes)
             live_histories, live_targets = _map_holdout(dataset, manifest["items"])
             live_metrics = _evaluate(
-                live, live.state_dim, live_histories, live_targets, live.num_items, settings
+                live, live_histories, dataset.holdout_nows, live_targets, live.num_items, settings
             )
             result.live_metrics = metrics_dict(live_metrics)
     _timed(result, "evaluate_live", t)
@@ -354,6 +364,7 @@ def _run(s3: Any, events: Any, settings: TrainingSettings, now: datetime, result
         hyperparameters=result.hyperparameters,
         metrics=dict(result.candidate_metrics),
         created_at=now,
+        weights=export_lib.weights_bytes(trained),
     )
     _timed(result, "publish", t)
     result.status, result.reason = RetrainStatus.PUBLISHED, why

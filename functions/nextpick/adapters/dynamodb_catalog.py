@@ -170,6 +170,22 @@ def encode_item(item: CatalogItem, updated_at: str) -> dict[str, Any]:
     return encoded
 
 
+def scan_catalog(client: Any, table_name: str) -> list[CatalogItem]:
+    """Every catalog item with all its fields (the retrain's and the catalog refresh's read: one paged
+    Scan, never on the request path)."""
+    items: list[CatalogItem] = []
+    kwargs: dict[str, Any] = {"TableName": table_name}
+    while True:
+        try:
+            page = client.scan(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise_translated(e, table_name)
+        items.extend(decode_item(item) for item in page.get("Items", ()))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def decode_item(item: dict[str, Any]) -> CatalogItem:
     return CatalogItem(
         item_id=item["item_id"]["S"],

@@ -17,7 +17,9 @@ layout is compact and built by hand with the low-level client (no TypeSerializer
 | `history`       | B       | the shopper's item map (`domain/history.py`), `HISTORY_ENTRY` per item: |
 |                 |         | id length (1 byte), id (UTF-8), purchases and interactions (uint16,     |
 |                 |         | saturating), last seen and last purchase (uint32 unix seconds), decayed |
-|                 |         | intent (float32); ~33 bytes for a 16-character id, absent when empty    |
+|                 |         | intent (float32), first purchase (uint32), purchases decayed with 7-,  |
+|                 |         | 30- and 120-day half-lives (3 x float32); after an 8-byte header (order |
+|                 |         | count, last order time); ~49 bytes for a 16-character id; absent if empty|
 | `outbox`        | L of S  | JSON log records of the events *this write* accepted; the table's       |
 |                 |         | stream carries them to the event log (handlers/log_shipper.py)          |
 | `version`       | N       | optimistic lock: 1 after the first write, +1 on every write             |
@@ -43,12 +45,14 @@ from nextpick.domain.state import EVENT_KEY_BYTES, RecentEvent, StateLimits, Use
 
 # Explicit byte order: the bytes must mean the same thing on every machine that ever reads them.
 VECTOR_DTYPE = np.dtype("<f4")
-HISTORY_ENTRY = struct.Struct("<HHIIf")
+HISTORY_ENTRY = struct.Struct("<HHIIfIfff")
+# Before the entries: the shopper's order count and the last order's time.
+HISTORY_HEADER = struct.Struct("<II")
 _UINT16_MAX = 0xFFFF
 
 
 def encode_history(history: ItemHistory[str]) -> bytes:
-    parts = []
+    parts = [HISTORY_HEADER.pack(history.orders, int(history.last_order))]
     for item_id, e in history.entries.items():
         raw = item_id.encode()
         parts.append(bytes([len(raw)]) + raw)
@@ -59,6 +63,8 @@ def encode_history(history: ItemHistory[str]) -> bytes:
                 int(e.last_seen),
                 int(e.last_purchase),
                 e.intent,
+                int(e.first_purchase),
+                *e.bought,
             )
         )
     return b"".join(parts)
@@ -66,15 +72,22 @@ def encode_history(history: ItemHistory[str]) -> bytes:
 
 def decode_history(blob: bytes, capacity: int) -> ItemHistory[str]:
     entries: dict[str, HistoryEntry] = {}
-    position = 0
+    if not blob:
+        return ItemHistory(entries, capacity)
+    orders, last_order = HISTORY_HEADER.unpack_from(blob, 0)
+    position = HISTORY_HEADER.size
     while position < len(blob):
         length = blob[position]
         item_id = blob[position + 1 : position + 1 + length].decode()
         position += 1 + length
-        purchases, interactions, seen, bought, intent = HISTORY_ENTRY.unpack_from(blob, position)
+        purchases, interactions, seen, last, intent, first, b7, b30, b120 = HISTORY_ENTRY.unpack_from(
+            blob, position
+        )
         position += HISTORY_ENTRY.size
-        entries[item_id] = HistoryEntry(purchases, interactions, float(seen), float(bought), intent)
-    return ItemHistory(entries, capacity)
+        entries[item_id] = HistoryEntry(
+            purchases, interactions, float(seen), float(last), intent, float(first), (b7, b30, b120)
+        )
+    return ItemHistory(entries, capacity, orders, float(last_order))
 
 
 def encode_state(state: UserState, *, updated_at: datetime | None = None) -> dict[str, Any]:

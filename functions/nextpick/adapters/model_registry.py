@@ -259,6 +259,14 @@ def load_live(s3: Any, bucket: str, pointer: Mapping[str, Any]) -> tuple[dict[st
     return manifest, model_bytes
 
 
+def load_artifact(s3: Any, bucket: str, key: str, sha256: str) -> bytes:
+    """Any other artifact of a version (e.g. `weights.npz`), checked against the manifest's sha256."""
+    body: bytes = _get(s3, bucket, key)["Body"]
+    if sha256_hex(body) != sha256:
+        raise ModelIntegrityError(f"s3://{bucket}/{key} fails its sha256 check")
+    return body
+
+
 def list_versions(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
     """Every version that has a manifest, oldest first (versions sort by creation time)."""
     versions: set[str] = set()

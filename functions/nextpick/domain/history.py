@@ -35,14 +35,21 @@ HISTORY_FEATURES = (
     "log_purchases",  # log(1 + purchases of this item)
     "log_interactions",  # log(1 + views, clicks, cart adds, rates of this item)
     "log_days_since_seen",  # log(1 + days since the last event on this item)
-    "purchase_recency",  # exp(-days since the last purchase / 30), 0 if never bought
+    "log_bought_7d",  # log(1 + purchases of this item decayed with a 7-day half-life)
+    "log_bought_30d",  # ... 30-day half-life ("buy again" as a rule: the strongest simple baseline)
+    "log_bought_120d",  # ... 120-day half-life
     "log_decayed_intent",  # log(1 + intent weight decayed with a 14-day half-life), signed
-    "present",  # 1 for a filled slot, 0 for padding
+    "order_share",  # purchases of this item / the shopper's orders: "in 80% of their baskets"
+    "due",  # days since the last purchase / this shopper's usual days between purchases of it (<= 4)
+    "log_orders",  # log(1 + the shopper's orders): how much evidence the shares rest on
+    "present",  # 1 for a filled slot, 0 for padding (always last)
 )
 NUM_HISTORY_FEATURES = len(HISTORY_FEATURES)
 INTENT_HALF_LIFE_DAYS = 14.0
-PURCHASE_RECENCY_DAYS = 30.0
+# Purchases are counted with three half-lives: weekly staples, monthly refills, seasonal buys.
+PURCHASE_HALF_LIVES_DAYS = (7.0, 30.0, 120.0)
 SECONDS_PER_DAY = 86_400.0
+MAX_DUE = 4.0
 # `now` is taken to the hour: features move on a scale of days, and an answer repeated within the hour
 # (a redelivered event, a page reload) is then exactly the same list with the same scores.
 NOW_RESOLUTION_SECONDS = 3600.0
@@ -63,6 +70,10 @@ _RATE = EventType.RATE.code
 Key = TypeVar("Key", bound=Hashable)
 
 
+# Purchases closer together than this belong to one order (shops send an order's lines in seconds).
+ORDER_GAP_SECONDS = 600.0
+
+
 @dataclass(slots=True)
 class HistoryEntry:
     purchases: int = 0
@@ -72,6 +83,16 @@ class HistoryEntry:
     last_purchase: float = 0.0
     # Decayed intent as of `last_seen`.
     intent: float = 0.0
+    # 0.0: never bought.
+    first_purchase: float = 0.0
+    # Purchases decayed with each of PURCHASE_HALF_LIVES_DAYS, as of `last_purchase`.
+    bought: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def bought_at(self, now: float) -> tuple[float, ...]:
+        days = max(0.0, now - self.last_purchase) / SECONDS_PER_DAY
+        return tuple(
+            b * 0.5 ** (days / h) for b, h in zip(self.bought, PURCHASE_HALF_LIVES_DAYS, strict=True)
+        )
 
     def intent_at(self, now: float) -> float:
         days = max(0.0, now - self.last_seen) / SECONDS_PER_DAY
@@ -87,14 +108,24 @@ def event_intent(event_type: int, strength: float) -> float:
 class ItemHistory(Generic[Key]):
     """The bounded per-shopper item map. Keys are item ids in serving, vocabulary indices in training."""
 
-    __slots__ = ("capacity", "entries")
+    __slots__ = ("capacity", "entries", "last_order", "orders")
 
-    def __init__(self, entries: dict[Key, HistoryEntry] | None = None, capacity: int = HISTORY_CAPACITY):
+    def __init__(
+        self,
+        entries: dict[Key, HistoryEntry] | None = None,
+        capacity: int = HISTORY_CAPACITY,
+        orders: int = 0,
+        last_order: float = 0.0,
+    ):
         self.entries: dict[Key, HistoryEntry] = dict(entries or {})
         self.capacity = capacity
+        # The shopper's orders (runs of purchases, ORDER_GAP_SECONDS apart) and the last one's time.
+        self.orders = orders
+        self.last_order = last_order
 
     def copy(self) -> ItemHistory[Key]:
-        return ItemHistory({k: replace(e) for k, e in self.entries.items()}, self.capacity)
+        entries = {k: replace(e) for k, e in self.entries.items()}
+        return ItemHistory(entries, self.capacity, self.orders, self.last_order)
 
     def observe(self, key: Key, event_type: int, strength: float, timestamp: float) -> None:
         # Whole seconds: what the state item stores, so a replayed history equals the stored one.
@@ -110,7 +141,14 @@ class ItemHistory(Generic[Key]):
         entry.last_seen = moment
         if event_type == _PURCHASE:
             entry.purchases += 1
-            entry.last_purchase = max(entry.last_purchase, timestamp)
+            entry.first_purchase = min(entry.first_purchase or timestamp, timestamp)
+            when = max(entry.last_purchase, timestamp)
+            decayed = entry.bought_at(when)
+            entry.bought = (decayed[0] + 1.0, decayed[1] + 1.0, decayed[2] + 1.0)
+            entry.last_purchase = when
+            if not self.orders or abs(timestamp - self.last_order) > ORDER_GAP_SECONDS:
+                self.orders += 1
+            self.last_order = max(self.last_order, timestamp)
         else:
             entry.interactions += 1
 
@@ -143,7 +181,7 @@ class ItemHistory(Generic[Key]):
             if index <= 0:
                 continue
             items[slot] = index
-            features[slot] = entry_features(entry, now)
+            features[slot] = entry_features(entry, now, self.orders)
             slot += 1
             if slot == slots:
                 break
@@ -154,19 +192,26 @@ def _value(entry: HistoryEntry, now: float) -> float:
     return abs(entry.intent_at(now)) + entry.purchases
 
 
-def entry_features(entry: HistoryEntry, now: float) -> list[float]:
+def entry_features(entry: HistoryEntry, now: float, orders: int) -> list[float]:
     days_seen = max(0.0, now - entry.last_seen) / SECONDS_PER_DAY
+    due = 0.0
+    bought = entry.bought_at(now)
     if entry.purchases:
         days_bought = max(0.0, now - entry.last_purchase) / SECONDS_PER_DAY
-        purchase_recency = math.exp(-days_bought / PURCHASE_RECENCY_DAYS)
-    else:
-        purchase_recency = 0.0
+        if entry.purchases >= 2:
+            gap = (entry.last_purchase - entry.first_purchase) / SECONDS_PER_DAY / (entry.purchases - 1)
+            due = min(MAX_DUE, days_bought / max(gap, 1.0))
     intent = entry.intent_at(now)
     return [
         math.log1p(entry.purchases),
         math.log1p(entry.interactions),
         math.log1p(days_seen),
-        purchase_recency,
+        math.log1p(bought[0]),
+        math.log1p(bought[1]),
+        math.log1p(bought[2]),
         math.copysign(math.log1p(abs(intent)), intent),
+        min(1.0, entry.purchases / max(orders, 1)),
+        due,
+        math.log1p(orders),
         1.0,
     ]

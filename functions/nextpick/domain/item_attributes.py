@@ -38,7 +38,7 @@ def item_tokens(
         tokens.append(f"price_band={price_band(price)}")
     for name in sorted(attributes or {}):
         value = (attributes or {})[name]
-        if isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, bool | str):
             values: Iterable[object] = str(value).split("|") if isinstance(value, str) else [value]
         elif isinstance(value, int | float) and math.isfinite(value):
             values = [f"band{price_band(abs(value))}"]

@@ -2,7 +2,7 @@
 
 An *example* is a cut in one shopper's timeline: everything before it is history, the next basket is
 the target (every distinct item of it). A basket is a run of purchases stamped within
-`BASKET_GAP_SECONDS` of each other (one order); every other event is a basket of one, so a stream of
+`ORDER_GAP_SECONDS` of each other (one order, as `nextpick.domain.history` counts them); every other event is a basket of one, so a stream of
 views and ratings trains next-item prediction and an order log trains next-basket prediction.
 
 * The **state** at a cut is a sparse description of ``update`` folded from zeros over the whole
@@ -21,13 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextpick.domain.events import EventType
-from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES, ItemHistory
+from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES, ORDER_GAP_SECONDS, ItemHistory
 from nextpick.domain.state import TimedInteraction
 
 from .reference import NUM_EVENT_TYPES, Hyperparameters
 
-# Purchases this close together are one order (shops send an order's lines within seconds).
-BASKET_GAP_SECONDS = 600.0
 _PURCHASE = EventType.PURCHASE.code
 
 
@@ -70,7 +68,7 @@ def basket_starts(event_types: np.ndarray, timestamps: np.ndarray) -> np.ndarray
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     purchase = event_types == _PURCHASE
-    same_order = purchase[1:] & purchase[:-1] & (np.diff(timestamps) <= BASKET_GAP_SECONDS)
+    same_order = purchase[1:] & purchase[:-1] & (np.diff(timestamps) <= ORDER_GAP_SECONDS)
     return np.flatnonzero(np.concatenate([[True], ~same_order])).astype(np.int64)
 
 

@@ -137,6 +137,12 @@ def train(
             break
     if validation is None:
         best_weights, best_epoch = average.values(), epochs_done
+    # The id bias a never-seen item ends up with: what a catalog refresh gives items added later.
+    seen = np.bincount(flat.items, minlength=num_items) > 0
+    cold = ~seen
+    cold[0] = False
+    pool = best_weights["id_bias"][cold] if cold.any() else best_weights["id_bias"][1:]
+    best_weights["cold_id_bias"] = np.array([float(np.mean(pool)) if len(pool) else 0.0], np.float32)
     return TrainedModel(
         hparams=hp,
         num_items=num_items,
@@ -179,7 +185,7 @@ def _make_step(
 ) -> Callable[..., Any]:
     import tensorflow as tf
 
-    from .graph import query, repeat_scores, states_from_entries
+    from .graph import query, states_from_entries
 
     spec = [_batch_spec(lay), tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)]
     keep = 1.0 - hp.dropout
