@@ -41,7 +41,6 @@ from nextpick_training.baselines import (
     Popularity,
     RandomOrder,
     Transitions,
-    user_pair_counts,
 )
 from nextpick_training.datasets import (
     DEFAULT_CACHE_DIR,
@@ -179,13 +178,16 @@ def common_baselines(
 ) -> list[Row]:
     """Popularity (optionally time-decayed), item-kNN and transitions, each tuned on validation."""
     n = case.num_items
-    pairs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    neighbourhoods: dict[tuple[int, int | None], ItemKNN] = {}
 
     def knn(train: Train, p: dict[str, Any]) -> TimedScorer:
-        key = 0 if train is case.train_valid else 1  # pair counts depend only on the training data
-        if key not in pairs:
-            pairs[key] = user_pair_counts(train, n)
-        return timed(ItemKNN(train, n, pairs=pairs[key], **p))
+        # The similarity depends on the training data and `neighbours` only: build it once per split.
+        key = (0 if train is case.train_valid else 1, p["neighbours"])
+        if key not in neighbourhoods:
+            pairs = next((m.pairs for (split, _n), m in neighbourhoods.items() if split == key[0]), None)
+            neighbourhoods[key] = ItemKNN(train, n, neighbours=p["neighbours"], pairs=pairs)
+        scoring = {name: value for name, value in p.items() if name != "neighbours"}
+        return timed(neighbourhoods[key].rescored(**scoring))
 
     half_lives = [None, 7.0, 30.0, 90.0, 365.0]
     return [
@@ -315,7 +317,7 @@ def run_tables(args: argparse.Namespace) -> list[tuple[Case, list[Row], Mapping[
         if args.quick:
             instacart = instacart.sliced(QUICK_USERS[instacart.name])
         case = basket_case(instacart, exclude_seen=False)
-        rows = common_baselines(case, args.quick, windows=[10, 20, 50, 100], self_weights=[0.0, 1.0])
+        rows = common_baselines(case, args.quick, windows=[10, 20, 50, 100, 250], self_weights=[0.0, 1.0, 3.0])
         buy_again = _grid(
             _product(half_life_days=[None, 3.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0]), args.quick
         )

@@ -17,6 +17,7 @@ rows (:class:`SparseRows`); item-kNN keeps the top ``neighbours`` per item.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,10 +121,12 @@ class SparseRows:
 
     def add_rows(self, scores: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """scores + sum_r weights[r] * row(rows[r])."""
-        for i, w in zip(rows, weights, strict=True):
-            cols, vals = self.row(int(i))
-            np.add.at(scores, cols, w * vals)
-        return scores
+        if len(rows) == 0:
+            return scores
+        cols = [self.row(int(i)) for i in rows]
+        index = np.concatenate([c for c, _v in cols])
+        values = np.concatenate([w * v for w, (_c, v) in zip(weights, cols, strict=True)])
+        return scores + np.bincount(index, weights=values, minlength=scores.size)
 
 
 class Popularity:
@@ -188,13 +191,20 @@ class ItemKNN:
         pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.num_items, self.window, self.decay, self.self_weight = num_items, window, decay, self_weight
-        keys, co, n = pairs if pairs is not None else user_pair_counts(sequences, num_items)
+        self.pairs = pairs if pairs is not None else user_pair_counts(sequences, num_items)
+        keys, co, n = self.pairs
         i, j = keys // num_items, keys % num_items
         sim = co / (np.sqrt(n[i] * n[j]) + shrink + 1e-12)
         self.similarity = SparseRows.from_entries(
             np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([sim, sim]), num_items, neighbours
         )
         self.popularity = n / max(n.max(initial=0.0), 1.0)
+
+    def rescored(self, window: int, decay: float, self_weight: float = 0.0) -> ItemKNN:
+        """The same neighbours with other scoring parameters (tuning shares the similarity)."""
+        other = copy.copy(self)
+        other.window, other.decay, other.self_weight = window, decay, self_weight
+        return other
 
     def __call__(self, history: Sequence[Event], exclude: np.ndarray) -> np.ndarray:
         recent = _recent_items(history, self.num_items, self.window)
