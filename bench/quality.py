@@ -130,9 +130,17 @@ def tune(name: str, factory: Factory, grid: Sequence[dict[str, Any]], case: Case
 
 def served_row(case: Case, args: argparse.Namespace) -> Row:
     """The served model through the hook: validation fit (may choose), test fit, seed spread."""
-    from bench.quality_model import fit_served_model
+    from bench.quality_model import Validation, fit_served_model
 
-    valid_cases = (case.valid.histories, case.valid.nows, case.valid.targets)
+    valid_cases = Validation(
+        case.valid.histories,
+        case.valid.nows,
+        case.valid.targets,
+        case.num_items,
+        case.exclude_seen,
+        case.valid_exclude,
+        K,
+    )
     fitted = fit_served_model(
         case.train_valid, case.num_items, case.item_attributes, valid_cases, args.seed, args.quick
     )
@@ -317,7 +325,9 @@ def run_tables(args: argparse.Namespace) -> list[tuple[Case, list[Row], Mapping[
         if args.quick:
             instacart = instacart.sliced(QUICK_USERS[instacart.name])
         case = basket_case(instacart, exclude_seen=False)
-        rows = common_baselines(case, args.quick, windows=[10, 20, 50, 100, 250], self_weights=[0.0, 1.0, 3.0])
+        rows = common_baselines(
+            case, args.quick, windows=[10, 20, 50, 100, 250], self_weights=[0.0, 1.0, 3.0]
+        )
         buy_again = _grid(
             _product(half_life_days=[None, 3.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0]), args.quick
         )

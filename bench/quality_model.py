@@ -25,11 +25,37 @@ from typing import Any
 import numpy as np
 
 from nextpick.domain.state import TimedInteraction, fold_interactions
+from nextpick_training.evaluate import BasketMetrics, TimedScorer, evaluate_baskets
 from nextpick_training.export import ExportedModel, export_tflite
 from nextpick_training.model import Hyperparameters, train
 
-Validation = tuple[Sequence[Sequence[TimedInteraction]], Sequence[float], Sequence[np.ndarray]]
-"""(histories, nows, target baskets' distinct items) of the validation users."""
+
+@dataclass(frozen=True)
+class Validation:
+    """The validation users of one table, and `evaluate(scorer)`: the table's exact validation
+    protocol (exclusions included, e.g. cold start's "held-out movies only"), for choosing
+    hyperparameters or epochs on it."""
+
+    histories: Sequence[Sequence[TimedInteraction]]
+    nows: Sequence[float]
+    targets: Sequence[np.ndarray]  # the target baskets' distinct items
+    num_items: int
+    exclude_seen: bool = False
+    exclude: Sequence[np.ndarray] | None = None  # extra excluded items per user
+    k: int = 10
+
+    def evaluate(self, scorer: TimedScorer) -> BasketMetrics:
+        return evaluate_baskets(
+            scorer,
+            self.histories,
+            self.nows,
+            self.targets,
+            self.num_items,
+            self.k,
+            self.exclude_seen,
+            self.exclude,
+        )
+
 
 # A smoke run's model: small and short, to prove the plumbing, not to score.
 QUICK = {"epochs": 2, "embedding_dim": 32, "hidden_dim": 64}
