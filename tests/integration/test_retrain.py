@@ -35,7 +35,15 @@ pytestmark = pytest.mark.slow
 REGION = "us-east-1"
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULE_EVENT = json.loads((REPO / "events" / "schedule_retrain.json").read_text())
-TINY = {"embedding_dim": 8, "hidden_dim": 16, "decays": [0.5, 1.0], "epochs": 2, "learning_rate": 0.02}
+TINY = {
+    "embedding_dim": 8,
+    "hidden_dim": 16,
+    "repeat_hidden_dim": 8,
+    "decays": [0.5, 1.0],
+    "epochs": 2,
+    "learning_rate": 0.02,
+    "negatives": 16,
+}
 USERS, ITEMS, PER_USER = 60, 40, 40
 DUPLICATES = 30
 
@@ -220,7 +228,10 @@ def test_first_run_publishes_a_model_serving_can_load(
     assert manifest["items"][0] is None
     assert manifest["num_items"] == len(manifest["items"]) == ITEMS + 1
     assert manifest["event_types"] == [t.value for t in EventType]
-    assert manifest["training_window"]["events"] == USERS * PER_USER - USERS  # the held-out events
+    # Each user's last basket (a run of purchases minutes apart, or one other event) is held out.
+    held_out = USERS * PER_USER - manifest["training_window"]["events"]
+    assert manifest["training_window"]["events"] == result["counts"]["train_events"]
+    assert USERS <= held_out < 3 * USERS
     assert manifest["hyperparameters"]["embedding_dim"] == TINY["embedding_dim"]
     assert manifest["metrics"]["ndcg@10"] == result["candidate_metrics"]["ndcg@10"]
 
@@ -405,8 +416,10 @@ def tiny_tflite() -> bytes:
     """One real exported model (trained on a few sequences), reused by the publish/rollback tests."""
     from nextpick_training.export import export_tflite
 
-    sequences = [[(1 + (u + j) % 9, j % 6, 1.0) for j in range(6)] for u in range(12)]
-    hp = model_lib.Hyperparameters(embedding_dim=4, hidden_dim=8, decays=(0.5, 1.0), epochs=1)
+    sequences = [[(1 + (u + j) % 9, j % 6, 1.0, 1.79e9 + 3600.0 * j) for j in range(6)] for u in range(12)]
+    hp = model_lib.Hyperparameters(
+        embedding_dim=4, hidden_dim=8, repeat_hidden_dim=4, decays=(0.5, 1.0), epochs=1, negatives=4
+    )
     return export_tflite(model_lib.train(sequences, 10, hp))
 
 

@@ -139,7 +139,9 @@ def _evaluate(
     )
 
 
-def paired_difference(candidate: Sequence[float], live: Sequence[float]) -> tuple[float, float]:
+def paired_difference(
+    candidate: Sequence[float] | np.ndarray, live: Sequence[float] | np.ndarray
+) -> tuple[float, float]:
     """Mean and standard error of the per-user differences (candidate - live) on the same users.
 
     Both models rank the same held-out events, so the per-user differences are paired: their spread,
@@ -296,7 +298,7 @@ def _run(
     t = time.perf_counter()
     pointer = registry.current_pointer(s3, bucket, settings.model_prefix)
     live_problem = None
-    live_metrics: evaluate_lib.Metrics | None = None
+    live_metrics: evaluate_lib.BasketMetrics | None = None
     if pointer is not None:
         result.live_version = str(pointer.get("version"))
         try:

@@ -87,5 +87,8 @@ def repeat_scores(weights: dict[str, Any], item_repeat: Any, features: Any) -> A
     h = tf.shape(features)[1]
     x = tf.concat([features, tf.repeat(mean, h, axis=1), tf.repeat(tf.math.log1p(count), h, axis=1)], axis=2)
     hidden = tf.nn.relu(tf.einsum("bhf,fr->bhr", x, weights["r1"]) + weights["rb1"])
-    score = tf.einsum("bhr,ro->bho", hidden, weights["r2"])[:, :, 0] + weights["rb2"][0] + item_repeat
+    linear = tf.einsum("bhf,fo->bho", x, weights["r_lin"])
+    score = (
+        (tf.einsum("bhr,ro->bho", hidden, weights["r2"]) + linear)[:, :, 0] + weights["rb2"][0] + item_repeat
+    )
     return score * features[:, :, -1]

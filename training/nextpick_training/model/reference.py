@@ -188,9 +188,19 @@ def init_weights(num_items: int, hp: Hyperparameters, rng: np.random.Generator) 
         "r1": glorot(REPEAT_INPUT_DIM, r),
         "rb1": np.zeros(r, dtype=np.float32),
         "r2": glorot(r, 1),
-        # A history item starts with a clear "again" advantage; training tunes it per item and shopper.
-        "rb2": np.ones(1, dtype=np.float32),
+        "rb2": np.zeros(1, dtype=np.float32),
+        # A linear skip over the slot features, initialised to the strongest simple baseline: "buy
+        # again", the shopper's purchases of the item decayed with a 30-day half-life. Training starts
+        # from that rule and learns, per item (P) and per shopper (the summary), where to depart from it.
+        "r_lin": _buy_again_start(),
     }
+
+
+def _buy_again_start() -> np.ndarray:
+    start = np.zeros((REPEAT_INPUT_DIM, 1), dtype=np.float32)
+    start[HISTORY_FEATURES.index("log_bought_30d"), 0] = 4.0
+    start[HISTORY_FEATURES.index("present"), 0] = 1.0
+    return start
 
 
 @dataclass
@@ -302,5 +312,5 @@ def repeat_scores_np(
     """[B, H] "again" terms of the history slots (0 on padding)."""
     x = repeat_inputs_np(features)
     hidden = np.maximum(x @ w["r1"] + w["rb1"], 0.0)
-    score = (hidden @ w["r2"])[:, :, 0] + w["rb2"][0] + repeat_table[items]
+    score = (hidden @ w["r2"] + x @ w["r_lin"])[:, :, 0] + w["rb2"][0] + repeat_table[items]
     return (score * features[:, :, -1]).astype(np.float32)

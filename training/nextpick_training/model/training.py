@@ -28,7 +28,7 @@ from . import batches
 from .reference import Hyperparameters, ItemTokens, StateLayout, TrainedModel, init_weights
 
 MASKED = -1e9
-_NO_DECAY = ("bias", "rb1", "rb2", "b1", "b2")
+_NO_DECAY = ("bias", "rb1", "rb2", "b1", "b2", "r_lin")
 
 
 @dataclass(frozen=True)
