@@ -168,3 +168,42 @@ def test_every_function_and_the_layer_take_the_architecture_parameter() -> None:
     assert resources["RuntimeLayer"]["Properties"]["CompatibleArchitectures"] == architecture
     # The layer's Makefile builds for the same default when sam build does not say (it cannot).
     assert "ARCHITECTURE ?= x86_64" in (LAYER_DIR / "Makefile").read_text()
+
+
+# std::condition_variable::wait got a new symbol version in GCC 12's libstdc++ (GLIBCXX_3.4.30): what
+# LiteRT's aarch64 build needs and Amazon Linux 2023's GCC 11 libstdc++ lacks.
+NEEDS_GLIBCXX_3_4_30 = """
+#include <condition_variable>
+#include <mutex>
+std::mutex m;
+std::condition_variable cv;
+extern "C" void wait_once() { std::unique_lock<std::mutex> lock(m); cv.wait(lock); }
+"""
+
+
+def test_a_libstdcxx_shipped_in_the_layer_is_checked_instead_of_the_runtimes(tmp_path: Path) -> None:
+    """What arm64 would take: a newer libstdc++ in the layer's lib/ (on LD_LIBRARY_PATH in Lambda)
+    satisfies GLIBCXX_3.4.30, but only if that libstdc++ itself needs no glibc newer than 2.34."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no g++ to build a library that needs GLIBCXX_3.4.30")
+    (tmp_path / "python").mkdir()
+    source, library = tmp_path / "needs.cpp", tmp_path / "python" / "libneeds.so"
+    source.write_text(NEEDS_GLIBCXX_3_4_30)
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(source)], check=True)
+    alone = abi_check.check([tmp_path], "x86_64")
+    if alone[0].needed.get("GLIBCXX", ()) < (3, 4, 30):
+        pytest.skip("this g++ is older than GCC 12: its libstdc++ has no GLIBCXX_3.4.30")
+    assert alone[0].problems == [
+        "GLIBCXX_3.4.30 from libstdc++.so.6; the runtime has GLIBCXX up to GLIBCXX_3.4.29"
+    ]
+
+    (tmp_path / "lib").mkdir()
+    runtime = subprocess.run([compiler, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True)
+    shutil.copy(Path(runtime.stdout.strip()).resolve(), tmp_path / "lib" / "libstdc++.so.6")
+    shipped = {verdict.path: verdict for verdict in abi_check.check([tmp_path], "x86_64")}
+    assert shipped["python/libneeds.so"].ok  # resolved against the shipped library's version definitions
+    assert "GLIBCXX" not in shipped["python/libneeds.so"].needed
+    # The shipped libstdc++ is held to the runtime's glibc like any other file (Debian 12's needs 2.36).
+    libstdcxx = shipped["lib/libstdc++.so.6"]
+    assert libstdcxx.ok == (libstdcxx.needed["GLIBC"] <= abi_check.BASELINE["GLIBC"])
