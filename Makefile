@@ -3,7 +3,7 @@
 # uv.lock, hashes checked, into .venv on Python 3.12, the Lambda runtime's version.
 PYTHON ?= python3
 # A real 3.12 (a version manager's shim may exist and still refuse to run: each candidate is tried).
-# None found: uv finds or downloads one itself.
+# None found: uv downloads its own (--managed-python, so that it does not trip over such a shim either).
 PYTHON312 ?= $(shell for py in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
 	$$py -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && command -v $$py && break; done)
 VENV   ?= .venv
@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV_HOME    ?= $(HOME)/.cache/nextpick/uv-$(UV_VERSION)
 UV         := $(UV_HOME)/bin/uv
-UV_PYTHON  := --python $(or $(PYTHON312),3.12)
+UV_PYTHON  := $(if $(PYTHON312),--python $(PYTHON312),--python 3.12 --managed-python)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Re-install whenever the declared or the locked dependencies change.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
