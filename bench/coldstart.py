@@ -280,7 +280,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
     checks = [check]
     if isinstance(lambda_like, lambda_import.LambdaImport):
         finding = (
-            "**Fixed** (commit 04dd2a2, `.pyc` compiled by Python 3.12 shipped in the layer and the function "
+            "**Fixed** (`.pyc` compiled by Python 3.12 shipped in the layer and the function "
             "code): importing the API handler the way Lambda does (`python3.12 -S`, layer + function code + "
             f"boto3 only, read-only) takes {fmt(lambda_like.with_bytecode_s * 1000)} ms with the shipped "
             f"bytecode against {fmt(lambda_like.without_bytecode_s * 1000)} ms with the same trees stripped of "
@@ -300,7 +300,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
         )
     else:
         finding = (
-            "Bytecode now ships in the layer and the function code (commit 04dd2a2), but the Lambda-like "
+            "Bytecode now ships in the layer and the function code, but the Lambda-like "
             f"import was not measured in this run ({lambda_like}). " + heaviest
         )
     return Section("3. Cold start", cold, checks, findings=[finding])
@@ -336,7 +336,7 @@ def _lambda_import_text(measured: lambda_import.LambdaImport | str, local: ColdS
                     [
                         "the same, without any `.pyc`",
                         f"{fmt(measured.without_bytecode_s * 1000)} ({fmt(measured.without_bytecode_cpu_s * 1000)})",
-                        "what every cold start paid before commit 04dd2a2",
+                        "what every cold start paid before bytecode shipped",
                     ],
                 ],
             ),

@@ -125,7 +125,7 @@ class ItemGrowth:
     # The item the write of this event stores (with its outbox), and the item that write's read returned.
     written_bytes: int
     read_bytes: int
-    # The same written item in the layout before commit 81996b7 (`processed_ids`: a list of the raw
+    # The same written item in the layout before the 8-byte keys (`processed_ids`: a list of the raw
     # event ids instead of `processed`, 8-byte keys), computed from the same state for comparison.
     old_layout_written_bytes: int
     # Of `written_bytes`, the `processed` attribute (name + value).
@@ -147,7 +147,7 @@ class ItemGrowth:
 
 
 def old_layout_processed(event_ids: list[str]) -> tuple[str, dict[str, Any]]:
-    """The attribute the state item stored before commit 81996b7: the kept event ids, raw."""
+    """The attribute the state item stored before the 8-byte keys: the kept event ids, raw."""
     kept = event_ids[-StateLimits().processed_ids :]
     return "processed_ids", {"L": [{"S": event_id} for event_id in kept]}
 
@@ -291,8 +291,8 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             (
                 f"The shipper makes **{fmt(log.calls_per_batch)} `PutRecordBatch` per invocation** "
                 f"({fmt(log.calls / max(log.lines, 1), 2)} per event): the outboxes of the whole stream batch go out "
-                "in one append (commit 53128a2; this benchmark's previous run, docs at 1b6e894, counted 1.00 per stream "
-                "record, 100 per full batch)."
+                "in one append (before it, one call per stream record: 100 per "
+                "full batch)."
                 if log.calls <= log.batches
                 else f"**The shipper makes {fmt(log.calls_per_batch)} `PutRecordBatch` per invocation**, more "
                 "than one per stream batch: the outboxes of a batch are not sent in one append."
@@ -307,7 +307,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             "write stored and writes it whole again, with the outbox of the events it accepted. On-demand: a "
             "write costs 1 WRU per started KB, a strongly consistent read 1 RRU per started 4 KB. The last "
             "two columns are the **old layout, computed for comparison only**: the same item with the kept "
-            "event ids stored raw (`processed_ids`, a list of 36-character UUIDs, as before commit 81996b7) "
+            "event ids stored raw (`processed_ids`, a list of 36-character UUIDs, as before the 8-byte keys) "
             "instead of `processed` (8-byte keys).",
             table(
                 [
@@ -350,7 +350,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             f"{firehose_log.MAX_RECORD_BYTES // 1024:,} KiB). Firehose bills each record rounded up to "
             f"{FIREHOSE_RECORD_ROUNDING // 1024} KB: **{fmt(log.billed_bytes_per_event)} bytes billed per "
             f"event** here, against {FIREHOSE_RECORD_ROUNDING:,} ({fmt(one_per_line)}x the line) when each line "
-            "was its own record (before commit 53128a2). The packing only amortises over what one invocation "
+            "was its own record (before the packing). The packing only amortises over what one invocation "
             f"receives: with the template's {fmt(STREAM_BATCHING_WINDOW_S)} s batching window a stream batch "
             f"is full ({STREAM_BATCH_SIZE} records) from ~{fmt(STREAM_BATCH_SIZE / STREAM_BATCHING_WINDOW_S)} "
             "events/s per shard; at 1 event/s it holds ~5, billed "
@@ -379,7 +379,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
         ]
     )
     findings = [
-        f"**Fixed** (commit 81996b7, processed events kept as 8-byte keys): a steady shopper's state item is "
+        f"**Fixed** (processed events kept as 8-byte keys): a steady shopper's state item is "
         f"{fmt(steady.written_bytes / 1024)} KB, {steady.write_units} WRU + {steady.read_units} RRU per event; "
         f"the old list of raw ids, computed on the same state in this run, gives "
         f"{fmt(steady.old_layout_written_bytes / 1024)} KB and {steady.old_layout_write_units} WRU. DynamoDB "
@@ -392,14 +392,14 @@ def section(config: Config, results: dict[str, Any]) -> Section:
         + f"; with the old layout the total was ${totals['steady_old_layout']:.2f} and writes "
         f"{totals['writes_share_old_layout']:.0%} of it.",
         (
-            f"**Fixed** (commit 53128a2): the log shipper makes {fmt(log.calls_per_batch)} Firehose "
+            f"**Fixed** (one append per stream batch): the log shipper makes {fmt(log.calls_per_batch)} Firehose "
             f"`PutRecordBatch` per stream batch ({fmt(log.calls / max(log.lines, 1), 2)} per event), down from "
             "one per stream record (100 per full batch)."
             if log.calls <= log.batches
             else f"The log shipper makes {fmt(log.calls_per_batch)} Firehose calls per stream batch, more "
             "than one: the outboxes of a batch are not sent in one append."
         ),
-        f"**Fixed** (same commit): lines are packed into Firehose records, so a full stream batch is billed "
+        f"**Fixed** (same change): lines are packed into Firehose records, so a full stream batch is billed "
         f"{fmt(log.billed_bytes_per_event)} bytes per event instead of {FIREHOSE_RECORD_ROUNDING:,} "
         f"({fmt(one_per_line)}x a ~{fmt(log.line_bytes)}-byte line) — still up to "
         f"{fmt(billed_bytes_per_event(log.line_bytes, 1.0))} bytes per event at very low traffic, when "

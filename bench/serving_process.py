@@ -19,6 +19,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 
 def peak_rss_bytes() -> int:
@@ -71,7 +72,7 @@ def main() -> None:
 
     bodies = workload["bodies"]
     answer_started, answer_started_cpu = time.perf_counter(), time.process_time()
-    request_adapter = TypeAdapter(EventsRequest)
+    request_adapter: TypeAdapter[Any] = TypeAdapter(EventsRequest)
     recommender = Recommender(InMemoryStateRepository(), StaticModelSource(model), FixedCatalog())
     options = RecommendOptions()
 

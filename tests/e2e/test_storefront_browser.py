@@ -123,6 +123,7 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
     shoppers = Select(browser.find_element(By.ID, "shopper-select"))
     assert len(shoppers.options) >= 2, "the page offers fewer than two demo shoppers"
     shopper = shoppers.options[1].get_attribute("value")
+    assert shopper is not None
     updates = panel(browser)["updates"]
     shoppers.select_by_value(shopper)
     wait_for(browser, lambda d: panel(d)["updates"] > updates and shopper in panel(d)["for"], "the shopper")

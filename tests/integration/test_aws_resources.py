@@ -5,7 +5,7 @@ The `aws` (moto) and `stack` (create_stack("nextpick-test")) fixtures come from 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -13,6 +13,10 @@ from moto.server import ThreadedMotoServer
 
 from nextpick.settings import Settings
 from nextpick_local.aws_resources import Stack, TemplateError, create_stack, load_template
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+    from mypy_boto3_firehose.type_defs import RecordTypeDef
 
 REGION = "us-east-1"
 
@@ -85,7 +89,9 @@ def test_schedule_rule_has_the_default_schedule(stack: Stack) -> None:
     assert rule["ScheduleExpression"] == stack.parameters["RetrainSchedule"] == "rate(1 day)"
 
 
-def _entry(stack: Stack, source: str, detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
+def _entry(
+    stack: Stack, source: str, detail_type: str, detail: dict[str, Any]
+) -> PutEventsRequestEntryTypeDef:
     return {
         "Source": source,
         "DetailType": detail_type,
@@ -125,7 +131,9 @@ def test_bus_rule_delivers_shop_events_only(stack: Stack) -> None:
 
 def test_firehose_lands_batches_under_events(stack: Stack) -> None:
     firehose, s3 = boto3.client("firehose", region_name=REGION), boto3.client("s3", region_name=REGION)
-    records = [{"Data": json.dumps({"event_id": f"evt-{n}"}).encode() + b"\n"} for n in range(3)]
+    records: list[RecordTypeDef] = [
+        {"Data": json.dumps({"event_id": f"evt-{n}"}).encode() + b"\n"} for n in range(3)
+    ]
     response = firehose.put_record_batch(DeliveryStreamName=stack.event_log_stream, Records=records)
     assert response["FailedPutCount"] == 0
 

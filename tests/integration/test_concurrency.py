@@ -61,8 +61,8 @@ def test_concurrent_events_for_one_user_lose_and_double_nothing(
                     event_id=f"evt-{worker}-{n}",
                     user_id="shopper-1",
                     item_id=f"item-{(worker + n) % 24 + 1}",
-                    event_type="view",
-                    timestamp=start + timedelta(seconds=n),  # type: ignore[arg-type]
+                    event_type="view",  # type: ignore[arg-type]
+                    timestamp=start + timedelta(seconds=n),
                 )
                 result = service.track([event], RecommendOptions(k=5))
                 statuses.append(result.results[0].status)

@@ -133,14 +133,6 @@ def test_every_handler_is_a_function_of_the_code(template: dict[str, Any]) -> No
         assert callable(getattr(importlib.import_module(module), name, None)), f"{function}: {handler}"
 
 
-def test_retrain_image_is_lambda_python_312_on_arm64() -> None:
-    dockerfile = (REPO / "training" / "Dockerfile").read_text()
-    assert "FROM public.ecr.aws/lambda/python:3.12-arm64" in dockerfile.splitlines()
-    # The `train` extra names tensorflow-cpu, which publishes no arm64 wheels: the image must not use it.
-    assert 'ARG TENSORFLOW_SPEC="tensorflow>=2.16"' in dockerfile.splitlines()
-    assert "[train]" not in dockerfile
-
-
 def test_sample_events_are_json_objects(samples: dict[str, Any]) -> None:
     assert samples, "no sample events"
     assert all(isinstance(sample, dict) for sample in samples.values())

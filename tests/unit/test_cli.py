@@ -102,7 +102,7 @@ def test_commands_without_a_running_local_stack_say_how_to_start_one(
 def test_walkthrough_gets_every_argument_after_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[list[str]] = []
     fake = types.ModuleType("nextpick_local.walkthrough")
-    fake.main = lambda argv: received.append(argv) or 0  # type: ignore[attr-defined]
+    fake.main = lambda argv: received.append(argv) or 0  # type: ignore[attr-defined,func-returns-value]
     monkeypatch.setitem(sys.modules, "nextpick_local.walkthrough", fake)
 
     assert main(["walkthrough", "--help", "--url", "http://x"]) == 0

@@ -111,6 +111,8 @@ def test_items_scored_at_or_below_minus_1e9_count_as_excluded() -> None:
 
 
 class RecordingModel:
+    state_dim = 3
+
     def __init__(self) -> None:
         self.calls: list[tuple[float, int, int, float]] = []
 

@@ -183,7 +183,7 @@ def body_of(response: Any) -> Any:
 def test_a_keyed_route_without_a_valid_key_is_forbidden(
     gateway: ApiGateway, recorder: Recorder, headers: dict[str, str]
 ) -> None:
-    response = gateway.handle(request("GET", "/model", **headers))
+    response = gateway.handle(request("GET", "/model", b"", **headers))
 
     assert (response.status, body_of(response)) == (403, {"message": "Forbidden"})
     assert recorder.calls == []

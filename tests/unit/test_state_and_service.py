@@ -45,6 +45,7 @@ def test_fold_matches_the_hand_computed_state(model: NumpyModel) -> None:
     e = model.embeddings
     expected = 0.5 * (1.0 * e[2]) + 3.0 * e[3]
     assert statuses == [EventStatus.ACCEPTED, EventStatus.ACCEPTED]
+    assert state.vector is not None
     assert np.allclose(state.vector, expected)
     assert state.model_version == "v1"
     assert state.purchased == ("item-3",)
@@ -79,6 +80,7 @@ def test_state_from_another_model_version_is_rebuilt_from_recent_events(items: l
     direct, _ = apply_events(
         UserState.new("u1"), [event(1, "item-4"), event(2, "item-5")], new, StateLimits(), NOW
     )
+    assert direct.vector is not None and state.vector is not None
     assert np.allclose(rebuilt, direct.vector)
     assert not np.allclose(rebuilt, state.vector)
 
