@@ -27,10 +27,13 @@ class ContractRunner:
         signatures = self._interpreter.get_signature_list()
         if not {"update", "rank"} <= set(signatures):
             raise ModelUnavailable(f"model lacks the update/rank signatures: {sorted(signatures)}")
-        self._update = self._interpreter.get_signature_runner("update")
-        self._rank = self._interpreter.get_signature_runner("rank")
-        self.state_dim = int(self._update.get_input_details()["state"]["shape"][0])
-        self.num_items = int(self._rank.get_input_details()["exclude"]["shape"][0])
+        try:
+            self._update = self._interpreter.get_signature_runner("update")
+            self._rank = self._interpreter.get_signature_runner("rank")
+            self.state_dim = int(self._update.get_input_details()["state"]["shape"][0])
+            self.num_items = int(self._rank.get_input_details()["exclude"]["shape"][0])
+        except (KeyError, IndexError, ValueError) as exc:  # a signature with other inputs than the contract's
+            raise ModelIntegrityError(f"model signatures do not match the contract: {exc!r}") from exc
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
         self._lock = threading.Lock()
 
@@ -50,6 +53,23 @@ class ContractRunner:
                 state=np.asarray(state, dtype=np.float32), exclude=np.asarray(exclude, dtype=np.float32)
             )
         return np.array(out["scores"], dtype=np.float32)
+
+    def check_runs(self) -> None:
+        """Run both signatures once (a cold-start state and one event, ~1 ms) and check their outputs'
+        shapes; raise ModelIntegrityError otherwise. Publishing and serving both call it before a
+        model goes live, so a model that builds but cannot run never reaches a request."""
+        try:
+            state = self.update(np.zeros(self.state_dim, np.float32), min(1, self.num_items - 1), 0, 1.0)
+            scores = self.rank(state, np.zeros(self.num_items, np.float32))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ModelIntegrityError(f"model signatures do not run: {exc!r}") from exc
+        if state.shape != (self.state_dim,) or scores.shape != (self.num_items,):
+            raise ModelIntegrityError(
+                f"model outputs have shapes {state.shape} and {scores.shape}, "
+                f"not ({self.state_dim},) and ({self.num_items},)"
+            )
+        if np.isnan(state).any() or np.isnan(scores).any():
+            raise ModelIntegrityError("model outputs NaN for a cold-start user")
 
 
 class LiteRTModel(ContractRunner):

@@ -33,6 +33,9 @@ DEFAULT_PREFIX = "models/"
 POINTER_NAME = "current.json"
 MODEL_NAME = "model.tflite"
 MANIFEST_NAME = "manifest.json"
+# models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
+# rollback), so a container that cannot load the live version can fall back to the last good one.
+HISTORY_DIR = "history/"
 
 # The contract's event-type codes (index = code), from the one enum the API validates against.
 EVENT_TYPES: tuple[str, ...] = tuple(event_type.value for event_type in EVENT_TYPE_ORDER)
@@ -68,6 +71,12 @@ def model_key(prefix: str, version: str) -> str:
 
 def manifest_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{MANIFEST_NAME}"
+
+
+def history_key(prefix: str, pointer: Mapping[str, Any]) -> str:
+    """Where a copy of `pointer` is kept once it went live; keys sort by publish time."""
+    stamp = str(pointer["published_at"]).replace("-", "").replace(":", "")
+    return f"{prefix}{HISTORY_DIR}{stamp}-{pointer['version']}.json"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -235,6 +244,20 @@ def load_live(s3: Any, bucket: str, pointer: Mapping[str, Any]) -> tuple[dict[st
     model_bytes: bytes = _get(s3, bucket, str(pointer["model_key"]))["Body"]
     check_bytes(model_bytes, manifest, pointer)
     return manifest, model_bytes
+
+
+def pointer_history(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> Iterator[dict[str, Any]]:
+    """Every pointer that was ever live, newest first (lazily: one GetObject per pointer consumed).
+    An entry that is missing or does not parse is skipped: the history is a fallback, never a gate."""
+    for key in sorted(_keys(s3, bucket, f"{prefix}{HISTORY_DIR}"), reverse=True):
+        try:
+            pointer = parse_document(_get(s3, bucket, key)["Body"], f"s3://{bucket}/{key}")
+        except (ModelIntegrityError, NotFound):
+            continue
+        if all(
+            isinstance(pointer.get(name), str) for name in ("version", "model_key", "manifest_key", "sha256")
+        ):
+            yield pointer
 
 
 def list_versions(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
