@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from nextpick.adapters import error_code
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
-from nextpick.errors import ModelUnavailable, NextpickError
+from nextpick.errors import ModelIntegrityError, ModelUnavailable, NextpickError
 
 logger = Logger(child=True)
 
@@ -106,12 +106,23 @@ def _record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) 
     try:
         s3.put_object(
             Bucket=bucket,
-            Key=registry.history_key(prefix, pointer),
+            Key=registry.history_key(prefix, str(pointer["version"]), datetime.now(UTC)),
             Body=json.dumps(pointer).encode(),
             ContentType="application/json",
         )
     except ClientError:
         logger.exception("pointer history not written", extra={"pointer": pointer})
+
+
+def _read_previous(s3: Any, bucket: str, prefix: str) -> registry.PointerRead:
+    """The pointer to replace. One that does not parse is replaced too (by its ETag): a broken pointer
+    must not block the publish or rollback that repairs it."""
+    try:
+        return registry.read_pointer(s3, bucket, prefix)
+    except ModelIntegrityError:
+        logger.warning("the live pointer is unreadable; replacing it")
+        head = s3.head_object(Bucket=bucket, Key=registry.pointer_key(prefix))
+        return registry.PointerRead(None, head["ETag"])
 
 
 def _switch_pointer(
@@ -192,7 +203,7 @@ def publish(
         metrics=metrics,
     )
     check_artifact(tflite_bytes, manifest)
-    previous = registry.read_pointer(s3, bucket, prefix)
+    previous = _read_previous(s3, bucket, prefix)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
@@ -227,7 +238,7 @@ def rollback(
     pointer is untouched."""
     manifest, model_bytes = registry.load_verified(s3, bucket, prefix, version)
     check_artifact(model_bytes, manifest)
-    previous = registry.read_pointer(s3, bucket, prefix)
+    previous = _read_previous(s3, bucket, prefix)
     pointer = _switch_pointer(s3, bucket, prefix, manifest, previous.etag, now or datetime.now(UTC))
     _record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None

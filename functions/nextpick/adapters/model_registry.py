@@ -73,10 +73,10 @@ def manifest_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{MANIFEST_NAME}"
 
 
-def history_key(prefix: str, pointer: Mapping[str, Any]) -> str:
-    """Where a copy of `pointer` is kept once it went live; keys sort by publish time."""
-    stamp = str(pointer["published_at"]).replace("-", "").replace(":", "")
-    return f"{prefix}{HISTORY_DIR}{stamp}-{pointer['version']}.json"
+def history_key(prefix: str, version: str, published_at: datetime) -> str:
+    """Where a copy of the pointer that made `version` live at `published_at` is kept. Keys sort by
+    switch time, to the microsecond: a rollback right after a publish still sorts after it."""
+    return f"{prefix}{HISTORY_DIR}{published_at.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{version}.json"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -270,8 +270,15 @@ def list_versions(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> list[st
     return sorted(versions)
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for entry in page.get("Contents", []):
-            yield entry["Key"]
+    try:
+        return [
+            entry["Key"]
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+            for entry in page.get("Contents", [])
+        ]
+    except ClientError as exc:
+        raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {error_code(exc)}") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {exc}") from exc

@@ -88,7 +88,16 @@ class S3ModelSource:
         return self._model.version if self._model is not None else None
 
     def _refresh(self) -> None:
-        read = registry.read_pointer(self._client.get(), self._bucket, self._prefix, etag=self._settled_etag)
+        try:
+            read = registry.read_pointer(
+                self._client.get(), self._bucket, self._prefix, etag=self._settled_etag
+            )
+        except ModelIntegrityError:
+            # The live pointer is unreadable: whatever is loaded is not what it names.
+            self._pointer_version = None
+            if self._model is not None:
+                self._status = ModelStatus.FALLBACK
+            raise
         if read.not_modified:
             return
         if read.pointer is None:  # nothing published yet (the API answers with empty lists)
@@ -102,9 +111,10 @@ class S3ModelSource:
             return
         try:
             model = self.load_version(read.pointer)
-        except (ModelUnavailable, NotFound):
-            # A version's objects never change: fetching them again before the next publish is waste.
-            self._settled_etag = read.etag
+        except NextpickError as exc:
+            if not isinstance(exc, StorageUnavailable):
+                # A version's objects never change: fetching them again before the next publish is waste.
+                self._settled_etag = read.etag
             if self._model is not None:
                 self._status = ModelStatus.FALLBACK
             raise
