@@ -487,8 +487,8 @@ def test_a_stream_batch_firehose_never_takes_lands_in_the_failure_queue(
     (message,) = boto3.client("sqs").receive_message(QueueUrl=stack.event_log_failure_queue_url)["Messages"]
     info = json.loads(message["Body"])["DDBStreamBatchInfo"]
     assert info["batchSize"] == 3 and info["startSequenceNumber"] and info["endSequenceNumber"]
-    # Nothing is lost: the positions point at the table's stream (kept 24 h) and the state items still
-    # hold every event, so the operator can re-ship them (docs/operations.md).
+    # Nothing is lost yet: the positions point at records the table's stream keeps for 24 hours, from
+    # where the operator re-ships them (docs/operations.md); the alarm on this queue says so at once.
     assert log_as_training_reads_it(stack)[0] == [] and sorted(logged_event_ids(stack)) == sorted(ids)
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert sum(1 for m in emitted if "EventLogAppendFailed" in m) == retries + 1

@@ -420,3 +420,25 @@ def test_publish_and_rollback_record_the_pointer_history_and_repair_a_broken_poi
     assert registry.current_pointer(s3, bucket)["version"] == v2  # type: ignore[index]
     rollback(s3, None, bucket, PREFIX, None, v1)
     assert [p["version"] for p in registry.pointer_history(s3, bucket)] == [v1, v2, v1]
+
+
+def test_serving_reports_fallback_and_model_age_as_metrics(
+    containers: Containers, tiny_model: TinyModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ModelFallbackAlarm and ModelAgeAlarm watch (template.yaml, docs/operations.md)."""
+    publish_good(containers.stack, tiny_model, created_at=datetime.now(UTC) - timedelta(hours=5))
+    capsys.readouterr()
+    containers.recommendations()
+    corrupt_bytes(containers.stack, containers, tiny_model, b"")
+    containers.recommendations()
+
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    # EMF keeps every value added under one name in a list (or a bare number for one).
+    fallback = [v for m in emitted if "ModelFallback" in m for v in _values(m["ModelFallback"])]
+    ages = [v for m in emitted if "ModelAgeSeconds" in m for v in _values(m["ModelAgeSeconds"])]
+    assert fallback == [0.0, 1.0]
+    assert all(5 * 3600 <= age < 5 * 3600 + 120 for age in ages) and len(ages) == 2
+
+
+def _values(value: Any) -> list[float]:
+    return value if isinstance(value, list) else [value]
