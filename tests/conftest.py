@@ -43,7 +43,7 @@ def tiny_catalog() -> dict[str, str]:
     }
 
 
-def train_tiny_model(seed: int, return_trained: bool = False) -> Any:
+def train_tiny_model(seed: int, return_trained: bool = False, epochs: int = 3) -> Any:
     """The tiny model, exported (TinyModel); or, with `return_trained`, (TrainedModel, items)."""
     from nextpick.domain.item_attributes import item_tokens
     from nextpick_training.export import export_tflite
@@ -65,7 +65,14 @@ def train_tiny_model(seed: int, return_trained: bool = False) -> Any:
         )
     tokens = [[], *(item_tokens(category_of[item_id]) for item_id in category_of)]
     hparams = Hyperparameters(
-        embedding_dim=8, hidden_dim=16, repeat_hidden_dim=8, epochs=3, batch_size=64, negatives=16, seed=seed
+        embedding_dim=8,
+        hidden_dim=16,
+        repeat_hidden_dim=8,
+        epochs=epochs,
+        batch_size=64,
+        negatives=16,
+        learning_rate=0.01,
+        seed=seed,
     )
     model = train(sequences, num_items=len(items), hparams=hparams, item_tokens=tokens)
     if return_trained:

@@ -8,6 +8,8 @@ class NextpickError(Exception):
     """Base class; `status` is the HTTP status the API answers with."""
 
     status: int = 500
+    # Seconds a client should wait before retrying (the API's Retry-After header); None: do not retry.
+    retry_after_seconds: int | None = None
 
 
 class InvalidInput(NextpickError):
@@ -29,6 +31,7 @@ class ConcurrentUpdate(NextpickError):
     """Optimistic locking lost more times than the retry budget allows; safe to retry the call."""
 
     status = 409
+    retry_after_seconds = 1
 
 
 class ModelUnavailable(NextpickError):
@@ -45,6 +48,7 @@ class StorageUnavailable(NextpickError):
     """DynamoDB/S3/Firehose throttled or failed; the caller may retry (nothing was half-applied)."""
 
     status = 503
+    retry_after_seconds = 1
 
 
 class VersionConflict(NextpickError):

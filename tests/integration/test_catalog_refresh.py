@@ -33,7 +33,7 @@ def trained_tiny() -> Any:
     """The tiny model's TrainedModel (weights needed for a refresh), trained like tests/conftest.py's."""
     from tests.conftest import train_tiny_model
 
-    return train_tiny_model(seed=3, return_trained=True)
+    return train_tiny_model(seed=3, return_trained=True, epochs=20)
 
 
 @pytest.fixture
@@ -215,19 +215,8 @@ def test_v1_and_v2_models_are_served_side_by_side(env: Stack, s3: Any, tiny_mode
     s3.put_object(Bucket=env.model_bucket, Key=key, Body=json.dumps(manifest).encode())
     status, first = call(api.lambda_handler, proxy_event("POST", "/events", view(1, "item-3", "both")))
     assert status == 200 and first["model_version"] == v1.version and first["recommendations"]
-    v2 = publish(
-        s3,
-        None,
-        env.model_bucket,
-        "models/",
-        None,
-        tiny_model.tflite,
-        created_at=NOW,
-        training_window={},
-        hyperparameters={},
-        metrics={},
-        **tiny_model.manifest_fields(),
-    )  # type: ignore[arg-type]
+    fields: dict[str, Any] = tiny_model.manifest_fields()
+    v2 = publish(s3, None, env.model_bucket, "models/", None, tiny_model.tflite, created_at=NOW, **fields)
     status, second = call(api.lambda_handler, proxy_event("GET", "/users/both/recommendations"))
     assert status == 200 and second["model_version"] == v2.version and second["recommendations"]
     assert np.isfinite([r["score"] for r in second["recommendations"]]).all()

@@ -296,9 +296,14 @@ def _run(
 
     # 4. The live model on the same held-out users.
     t = time.perf_counter()
-    pointer = registry.current_pointer(s3, bucket, settings.model_prefix)
     live_problem = None
     live_metrics: evaluate_lib.BasketMetrics | None = None
+    try:
+        pointer = registry.current_pointer(s3, bucket, settings.model_prefix)
+    except ModelIntegrityError as exc:
+        # Serving cannot read it either; publishing replaces it (publish.py swaps it by its ETag).
+        pointer, live_problem = None, f"the live pointer is unreadable ({exc})"
+        logger.warning(live_problem)
     if pointer is not None:
         result.live_version = str(pointer.get("version"))
         try:
@@ -319,10 +324,10 @@ def _run(
     # 5. The gate.
     metric = result.gate_metric
     candidate_score = result.candidate_metrics[metric]
-    if pointer is None:
-        passed, why = True, "first model"
-    elif live_problem is not None:
+    if live_problem is not None:
         passed, why = True, live_problem
+    elif pointer is None:
+        passed, why = True, "first model"
     else:
         assert result.live_metrics is not None and live_metrics is not None
         live_score = result.live_metrics[metric]

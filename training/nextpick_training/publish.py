@@ -6,9 +6,13 @@ and is switched with a single conditional PutObject, so serving sees either the 
 version, never a mix. A `ModelPublished` event on the bus announces every switch (publish and
 rollback); serving does not depend on it (it polls the pointer), it is for humans and integrations.
 
-Order of a publish: model -> manifest -> pointer -> event. A crash before the pointer leaves an
-unreferenced version directory (harmless, listed by `list_versions`, usable by `rollback`); a crash
-after it leaves the new version live without its announcement.
+Order of a publish: check -> model -> manifest -> read back and check -> pointer -> history -> event.
+The artifact is built in LiteRT (serving's own `LiteRTModel`) against its manifest and both signatures
+are run once before anything is written, and the written objects are read back through the registry's
+verified reader and checked again before the pointer moves: a model serving cannot load never goes
+live. A crash before the pointer leaves an unreferenced version directory (harmless, listed by
+`list_versions`, usable by `rollback`); a crash after it leaves the new version live without its
+history entry (`models/history/`, serving's fallback list) or its announcement.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from botocore.exceptions import ClientError
 
 from nextpick.adapters import error_code
 from nextpick.adapters import model_registry as registry
+from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.domain.history import HISTORY_SLOTS
-from nextpick.errors import NextpickError
+from nextpick.errors import ModelIntegrityError, ModelUnavailable, NextpickError
 
 logger = Logger(child=True)
 
@@ -40,6 +45,13 @@ class VersionExists(PublishError):
     """`models/<version>/` already holds an artifact: versions are immutable."""
 
     status = 409
+
+
+class ArtifactRefused(PublishError):
+    """The artifact does not load in LiteRT, lacks a signature or disagrees with its manifest; nothing
+    was switched (and, when refused before writing, nothing was written)."""
+
+    status = 422
 
 
 class PointerConflict(PublishError):
@@ -71,6 +83,47 @@ def _put_new(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> 
                 f"s3://{bucket}/{key} already exists; versions are never overwritten"
             ) from exc
         raise
+
+
+def check_artifact(tflite_bytes: bytes, manifest: dict[str, Any]) -> None:
+    """Build the artifact as serving builds it and run both signatures once; ArtifactRefused otherwise."""
+    try:
+        LiteRTModel(tflite_bytes, manifest).check_runs()
+    except ModelUnavailable as exc:  # ModelIntegrityError included
+        raise ArtifactRefused(f"model {manifest.get('version')!r} refused: {exc}") from exc
+
+
+def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
+    """Read the version back as serving will (manifest, sha256) and build and run it again."""
+    try:
+        manifest, stored = registry.load_verified(s3, bucket, prefix, version)
+    except ModelUnavailable as exc:
+        raise ArtifactRefused(f"model {version!r} does not read back intact: {exc}") from exc
+    check_artifact(stored, manifest)
+
+
+def _record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
+    """Keep a copy of the pointer that just went live; a failure is logged (the switch happened)."""
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=registry.history_key(prefix, str(pointer["version"]), datetime.now(UTC)),
+            Body=json.dumps(pointer).encode(),
+            ContentType="application/json",
+        )
+    except ClientError:
+        logger.exception("pointer history not written", extra={"pointer": pointer})
+
+
+def _read_previous(s3: Any, bucket: str, prefix: str) -> registry.PointerRead:
+    """The pointer to replace. One that does not parse is replaced too (by its ETag): a broken pointer
+    must not block the publish or rollback that repairs it."""
+    try:
+        return registry.read_pointer(s3, bucket, prefix)
+    except ModelIntegrityError:
+        logger.warning("the live pointer is unreadable; replacing it")
+        head = s3.head_object(Bucket=bucket, Key=registry.pointer_key(prefix))
+        return registry.PointerRead(None, head["ETag"])
 
 
 def _switch_pointer(
@@ -144,10 +197,11 @@ def publish(
     `expected_version`, the publish happens only while that version is live (a catalog refresh built
     on it must not replace a newer retrain).
 
-    Raises VersionExists (nothing written) or PointerConflict (version written, pointer untouched)."""
+    Raises ArtifactRefused or VersionExists (nothing switched) or PointerConflict (version written,
+    pointer untouched)."""
     created_at = created_at or datetime.now(UTC)
     version = registry.make_version(created_at, registry.sha256_hex(tflite_bytes))
-    previous = registry.read_pointer(s3, bucket, prefix)
+    previous = _read_previous(s3, bucket, prefix)
     live = previous.pointer.get("version") if previous.pointer else None
     if expected_version is not None and live != expected_version:
         raise PointerConflict(f"live version is {live!r}, not {expected_version!r}; not published")
@@ -164,13 +218,16 @@ def publish(
         weights_sha256=registry.sha256_hex(weights) if weights is not None else None,
         lineage=lineage,
     )
+    check_artifact(tflite_bytes, manifest)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")
     if weights is not None:
         _put_new(s3, bucket, registry.weights_key(prefix, version), weights, "application/octet-stream")
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )
+    _check_stored(s3, bucket, prefix, version)
     pointer = _switch_pointer(s3, bucket, prefix, manifest, previous.etag, datetime.now(UTC))
+    _record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None
     notified = _announce(
         events,
@@ -194,10 +251,13 @@ def rollback(
     """Point serving at an existing version again, after checking its manifest and sha256.
 
     Raises NotFound (no such version), ModelIntegrityError (its bytes fail the checksum) or
-    PointerConflict; in every one of those cases the pointer is untouched."""
-    manifest, _ = registry.load_verified(s3, bucket, prefix, version)
-    previous = registry.read_pointer(s3, bucket, prefix)
+    PointerConflict, or ArtifactRefused (it does not run in LiteRT); in every one of those cases the
+    pointer is untouched."""
+    manifest, model_bytes = registry.load_verified(s3, bucket, prefix, version)
+    check_artifact(model_bytes, manifest)
+    previous = _read_previous(s3, bucket, prefix)
     pointer = _switch_pointer(s3, bucket, prefix, manifest, previous.etag, now or datetime.now(UTC))
+    _record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None
     notified = _announce(
         events,

@@ -27,18 +27,21 @@ class ContractRunner:
         signatures = self._interpreter.get_signature_list()
         if not {"update", "rank"} <= set(signatures):
             raise ModelUnavailable(f"model lacks the update/rank signatures: {sorted(signatures)}")
-        self._update = self._interpreter.get_signature_runner("update")
-        self._rank = self._interpreter.get_signature_runner("rank")
-        rank_inputs = self._rank.get_input_details()
-        self.state_dim = int(self._update.get_input_details()["state"]["shape"][0])
-        self.num_items = int(rank_inputs["exclude"]["shape"][0])
-        # Contract v2 models also take the shopper's item history; v1 models (still served until none is
-        # live) take the state alone. history_slots = 0 means "v1".
-        if "history_items" in rank_inputs:
-            self.history_slots = int(rank_inputs["history_items"]["shape"][0])
-            self.history_features = int(rank_inputs["history_features"]["shape"][1])
-        else:
-            self.history_slots, self.history_features = 0, 0
+        try:
+            self._update = self._interpreter.get_signature_runner("update")
+            self._rank = self._interpreter.get_signature_runner("rank")
+            rank_inputs = self._rank.get_input_details()
+            self.state_dim = int(self._update.get_input_details()["state"]["shape"][0])
+            self.num_items = int(rank_inputs["exclude"]["shape"][0])
+            # Contract v2 models also take the shopper's item history; v1 models (still served until
+            # none is live) take the state alone. history_slots = 0 means "v1".
+            if "history_items" in rank_inputs:
+                self.history_slots = int(rank_inputs["history_items"]["shape"][0])
+                self.history_features = int(rank_inputs["history_features"]["shape"][1])
+            else:
+                self.history_slots, self.history_features = 0, 0
+        except (KeyError, IndexError, ValueError) as exc:  # a signature with other inputs than the contract's
+            raise ModelIntegrityError(f"model signatures do not match the contract: {exc!r}") from exc
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
         self._lock = threading.Lock()
 
@@ -73,6 +76,23 @@ class ContractRunner:
         with self._lock:
             out = self._rank(**inputs)
         return np.array(out["scores"], dtype=np.float32)
+
+    def check_runs(self) -> None:
+        """Run both signatures once (a cold-start state and one event, ~1 ms) and check their outputs'
+        shapes; raise ModelIntegrityError otherwise. Publishing and serving both call it before a
+        model goes live, so a model that builds but cannot run never reaches a request."""
+        try:
+            state = self.update(np.zeros(self.state_dim, np.float32), min(1, self.num_items - 1), 0, 1.0)
+            scores = self.rank(state, np.zeros(self.num_items, np.float32))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ModelIntegrityError(f"model signatures do not run: {exc!r}") from exc
+        if state.shape != (self.state_dim,) or scores.shape != (self.num_items,):
+            raise ModelIntegrityError(
+                f"model outputs have shapes {state.shape} and {scores.shape}, "
+                f"not ({self.state_dim},) and ({self.num_items},)"
+            )
+        if np.isnan(state).any() or np.isnan(scores).any():
+            raise ModelIntegrityError("model outputs NaN for a cold-start user")
 
 
 class LiteRTModel(ContractRunner):

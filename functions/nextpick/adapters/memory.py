@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.events import CatalogItem
-from nextpick.domain.ports import RankingModel
+from nextpick.domain.ports import ModelStatus, RankingModel
 from nextpick.domain.state import UserState
 from nextpick.errors import VersionConflict
 
@@ -64,3 +64,7 @@ class StaticModelSource:
 
     def current(self) -> RankingModel | None:
         return self.model
+
+    @property
+    def status(self) -> ModelStatus:
+        return ModelStatus.NONE if self.model is None else ModelStatus.LIVE

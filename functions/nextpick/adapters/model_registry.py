@@ -40,6 +40,10 @@ MANIFEST_NAME = "manifest.json"
 # The trained weights (.npz) beside a v2 model: what a catalog refresh derives new items' rows from.
 WEIGHTS_NAME = "weights.npz"
 
+# models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
+# rollback), so a container that cannot load the live version can fall back to the last good one.
+HISTORY_DIR = "history/"
+
 # The contract's event-type codes (index = code), from the one enum the API validates against.
 EVENT_TYPES: tuple[str, ...] = tuple(event_type.value for event_type in EVENT_TYPE_ORDER)
 
@@ -78,6 +82,12 @@ def manifest_key(prefix: str, version: str) -> str:
 
 def weights_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{WEIGHTS_NAME}"
+
+
+def history_key(prefix: str, version: str, published_at: datetime) -> str:
+    """Where a copy of the pointer that made `version` live at `published_at` is kept. Keys sort by
+    switch time, to the microsecond: a rollback right after a publish still sorts after it."""
+    return f"{prefix}{HISTORY_DIR}{published_at.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{version}.json"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,6 +277,20 @@ def load_artifact(s3: Any, bucket: str, key: str, sha256: str) -> bytes:
     return body
 
 
+def pointer_history(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> Iterator[dict[str, Any]]:
+    """Every pointer that was ever live, newest first (lazily: one GetObject per pointer consumed).
+    An entry that is missing or does not parse is skipped: the history is a fallback, never a gate."""
+    for key in sorted(_keys(s3, bucket, f"{prefix}{HISTORY_DIR}"), reverse=True):
+        try:
+            pointer = parse_document(_get(s3, bucket, key)["Body"], f"s3://{bucket}/{key}")
+        except (ModelIntegrityError, NotFound):
+            continue
+        if all(
+            isinstance(pointer.get(name), str) for name in ("version", "model_key", "manifest_key", "sha256")
+        ):
+            yield pointer
+
+
 def list_versions(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
     """Every version that has a manifest, oldest first (versions sort by creation time)."""
     versions: set[str] = set()
@@ -277,8 +301,15 @@ def list_versions(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> list[st
     return sorted(versions)
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for entry in page.get("Contents", []):
-            yield entry["Key"]
+    try:
+        return [
+            entry["Key"]
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+            for entry in page.get("Contents", [])
+        ]
+    except ClientError as exc:
+        raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {error_code(exc)}") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {exc}") from exc

@@ -3,22 +3,43 @@
 The pointer (`models/current.json`) is read at most once per `refresh_seconds`, conditionally on its
 ETag, so a warm container costs one cheap S3 request a minute and notices a retrain or a rollback
 within that interval, without a redeploy. Keys, formats and checksums are the model registry's
-(`nextpick.adapters.model_registry`)."""
+(`nextpick.adapters.model_registry`).
+
+A model fault never takes ranking down (docs/design.md, "Model faults"):
+* a pointer, manifest or model that cannot be read, parsed, verified or run leaves the loaded model in
+  place (a warm container keeps answering with it, marked `fallback`);
+* a container with nothing loaded falls back to the newest earlier version in the pointer history
+  (`models/history/`) that loads and runs, marked `fallback`; if none does, answers carry no
+  recommendations and say `unavailable`, never a 5xx;
+* the pointer's ETag is remembered only once its outcome is final: its model loaded, or it failed in a
+  way that cannot heal (bytes, manifest or signatures are immutable per version). After a transient
+  S3 error the same pointer is tried again at the next refresh.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from nextpick.adapters import LazyClient
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
-from nextpick.errors import ModelUnavailable, NotFound, StorageUnavailable
+from nextpick.domain.ports import ModelStatus
+from nextpick.errors import ModelIntegrityError, ModelUnavailable, NextpickError, NotFound, StorageUnavailable
 
 logger = Logger(child=True)
+# Powertools metrics instances share one metric set: the handler that runs this refresh flushes them.
+metrics = Metrics(namespace="Nextpick")
+
+# Versions of the history a cold container tries before it gives up until the next refresh: each try
+# downloads a model, and three bad versions in a row mean something no fallback will fix.
+FALLBACK_ATTEMPTS = 3
 
 
 class S3ModelSource:
@@ -36,9 +57,11 @@ class S3ModelSource:
         self._client = LazyClient("s3", client)
         self._clock = clock
         self._model: LiteRTModel | None = None
-        # The ETag of the pointer whose model is loaded: remembered only once that model loaded, so a
-        # failed load is retried at the next refresh instead of being skipped as "not modified".
-        self._loaded_etag: str | None = None
+        self._status = ModelStatus.NONE
+        # The ETag of the last pointer whose outcome is final (see the module docstring).
+        self._settled_etag: str | None = None
+        # The version the pointer named when last read: a fallback never picks it again.
+        self._pointer_version: str | None = None
         self._checked_at: float | None = None
 
     def current(self) -> LiteRTModel | None:
@@ -47,30 +70,98 @@ class S3ModelSource:
             self._checked_at = now
             try:
                 self._refresh()
-            except (ModelUnavailable, StorageUnavailable, NotFound):
-                # Keep serving the model we have; a broken publish must not take ranking down.
+            except NextpickError:  # ModelUnavailable (incl. integrity), NotFound, StorageUnavailable
                 logger.exception("model refresh failed; keeping version %s", self.loaded_version)
+                if self._model is None:
+                    self._status = ModelStatus.UNAVAILABLE
+            if self._model is None and self._status is not ModelStatus.NONE:
+                self._fall_back()
+            self._emit_metrics()
         return self._model
+
+    @property
+    def status(self) -> ModelStatus:
+        return self._status
 
     @property
     def loaded_version(self) -> str | None:
         return self._model.version if self._model is not None else None
 
     def _refresh(self) -> None:
-        s3 = self._client.get()
-        etag = self._loaded_etag if self._model is not None else None
-        read = registry.read_pointer(s3, self._bucket, self._prefix, etag=etag)
-        if read.pointer is None:
-            return  # not modified, or nothing published yet (the API answers with empty lists)
-        if read.pointer["version"] == self.loaded_version:
-            self._loaded_etag = read.etag
+        try:
+            read = registry.read_pointer(
+                self._client.get(), self._bucket, self._prefix, etag=self._settled_etag
+            )
+        except ModelIntegrityError:
+            # The live pointer is unreadable: whatever is loaded is not what it names.
+            self._pointer_version = None
+            if self._model is not None:
+                self._status = ModelStatus.FALLBACK
+            raise
+        if read.not_modified:
             return
-        model = self.load_version(read.pointer)
-        logger.info(
-            "model switched", extra={"from_version": self.loaded_version, "to_version": model.version}
-        )
-        self._model, self._loaded_etag = model, read.etag
+        if read.pointer is None:  # nothing published yet (the API answers with empty lists)
+            if self._model is None:
+                self._status = ModelStatus.NONE
+            return
+        version = str(read.pointer["version"])
+        self._pointer_version = version
+        if version == self.loaded_version:
+            self._settled_etag, self._status = read.etag, ModelStatus.LIVE
+            return
+        try:
+            model = self.load_version(read.pointer)
+        except NextpickError as exc:
+            if not isinstance(exc, StorageUnavailable):
+                # A version's objects never change: fetching them again before the next publish is waste.
+                self._settled_etag = read.etag
+            if self._model is not None:
+                self._status = ModelStatus.FALLBACK
+            raise
+        logger.info("model switched", extra={"from_version": self.loaded_version, "to_version": version})
+        self._model, self._status, self._settled_etag = model, ModelStatus.LIVE, read.etag
+
+    def _fall_back(self) -> None:
+        """Load the newest earlier version of the pointer history that loads and runs."""
+        s3 = self._client.get()
+        try:
+            history = registry.pointer_history(s3, self._bucket, self._prefix)
+            earlier = (p for p in history if p["version"] != self._pointer_version)
+            for pointer in islice(earlier, FALLBACK_ATTEMPTS):
+                try:
+                    model = self.load_version(pointer)
+                except (ModelUnavailable, NotFound):
+                    logger.exception("fallback version %s is unusable too", pointer["version"])
+                    continue
+                logger.warning(
+                    "serving a fallback model",
+                    extra={"fallback_version": model.version, "pointer_version": self._pointer_version},
+                )
+                self._model, self._status = model, ModelStatus.FALLBACK
+                return
+        except StorageUnavailable:
+            logger.exception("model history unreadable; no fallback until the next refresh")
+        self._status = ModelStatus.UNAVAILABLE
 
     def load_version(self, pointer: dict[str, Any]) -> LiteRTModel:
+        """The pointer's model, verified (checksums), built in LiteRT and run once on a cold-start state."""
         manifest, model_bytes = registry.load_live(self._client.get(), self._bucket, pointer)
-        return LiteRTModel(model_bytes, manifest)
+        try:
+            model = LiteRTModel(model_bytes, manifest)
+        except (TypeError, KeyError, ValueError) as exc:  # a manifest field of the wrong type
+            raise ModelIntegrityError(f"model {pointer.get('version')!r} does not load: {exc!r}") from exc
+        model.check_runs()
+        return model
+
+    def _emit_metrics(self) -> None:
+        """Once per refresh: whether this container serves a fallback, and how old its model is."""
+        degraded = self._status in (ModelStatus.FALLBACK, ModelStatus.UNAVAILABLE)
+        metrics.add_metric(name="ModelFallback", unit=MetricUnit.Count, value=int(degraded))
+        if self._model is None:
+            return
+        try:
+            created = datetime.fromisoformat(str(self._model.manifest.get("created_at")))
+        except ValueError:
+            return
+        age = (datetime.now(UTC) - created).total_seconds()
+        metrics.add_metric(name="ModelAgeSeconds", unit=MetricUnit.Seconds, value=max(0.0, age))

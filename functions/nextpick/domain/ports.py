@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -37,9 +38,23 @@ class RankingModel(Protocol):
     ) -> np.ndarray: ...
 
 
+class ModelStatus(StrEnum):
+    """What the model behind an answer is, so a caller can tell a fallback from "no model yet"."""
+
+    LIVE = "live"  # the version the pointer names
+    FALLBACK = "fallback"  # an earlier good version: the pointer's version could not be loaded
+    NONE = "none"  # nothing published yet: answers carry no recommendations
+    UNAVAILABLE = "unavailable"  # published, but no version could be loaded: no recommendations
+
+
 class ModelSource(Protocol):
     def current(self) -> RankingModel | None:
         """The live model (refreshed at most every MODEL_REFRESH_SECONDS), or None before the first."""
+        ...
+
+    @property
+    def status(self) -> ModelStatus:
+        """What `current()` last returned: live, a fallback, nothing published, or nothing loadable."""
         ...
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from nextpick.domain.events import Recommendation, TrackedEvent, check_not_in_future
-from nextpick.domain.ports import CatalogSource, ModelSource, RankingModel, StateRepository
+from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
 from nextpick.domain.ranking import MaskCache, RecommendOptions, top_k
 from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
 from nextpick.errors import ConcurrentUpdate, VersionConflict
@@ -30,6 +30,8 @@ class UserRecommendations:
     user_id: str
     model_version: str | None
     recommendations: list[Recommendation]
+    # Whether the model is the live one, a fallback, or absent (docs/design.md, "Model faults").
+    model_status: ModelStatus = ModelStatus.LIVE
     # Time spent building the mask, scoring the catalog and picking the top K (for metrics).
     rank_ms: float = 0.0
 
@@ -37,6 +39,7 @@ class UserRecommendations:
         return {
             "user_id": self.user_id,
             "model_version": self.model_version,
+            "model_status": self.model_status.value,
             "recommendations": [r.model_dump() for r in self.recommendations],
         }
 
@@ -51,6 +54,9 @@ class TrackResult:
 class ServiceConfig:
     limits: StateLimits = field(default_factory=StateLimits)
     max_write_attempts: int = 5
+    # Under contention, another attempt starts only if at least this much of the invocation's time is
+    # left: ranking and answering take a few ms, the reserve covers a slow write (timeouts are 5 s).
+    retry_reserve_ms: int = 1000
     exclude_purchased_default: bool = True
     max_future_skew: timedelta = timedelta(minutes=5)
 
@@ -71,9 +77,17 @@ class Recommender:
     backoff: Callable[[int], None] = jittered_backoff
     _masks: MaskCache = field(default_factory=MaskCache)
 
-    def track(self, events: list[TrackedEvent], options: RecommendOptions) -> TrackResult:
+    def track(
+        self,
+        events: list[TrackedEvent],
+        options: RecommendOptions,
+        time_left_ms: Callable[[], int] | None = None,
+    ) -> TrackResult:
         """Apply events (one read + one conditional write per user in the request) and answer with
-        each user's fresh recommendations. Nothing is written if any event is invalid."""
+        each user's fresh recommendations. Nothing is written if any event is invalid.
+
+        `time_left_ms` (Lambda's `get_remaining_time_in_millis`) bounds the optimistic-lock retries:
+        none starts with less than `retry_reserve_ms` left, so contention ends in a 409, not a timeout."""
         now = self.clock()
         check_not_in_future(events, now, self.config.max_future_skew)
         by_user: dict[str, list[TrackedEvent]] = {}
@@ -83,10 +97,10 @@ class Recommender:
         status_of: dict[tuple[str, int], EventStatus] = {}
         users: list[UserRecommendations] = []
         for user_id, user_events in by_user.items():
-            state, statuses = self._apply_with_retry(user_id, user_events, model, now)
+            state, statuses = self._apply_with_retry(user_id, user_events, model, now, time_left_ms)
             for position, status in enumerate(statuses):
                 status_of[(user_id, position)] = status
-            users.append(self._recommend(state, model, options))
+            users.append(self._recommend(state, model, options, self.models.status))
         positions: dict[str, int] = {}
         results = []
         for event in events:
@@ -97,14 +111,24 @@ class Recommender:
 
     def recommendations(self, user_id: str, options: RecommendOptions) -> UserRecommendations:
         """Read-only: one strongly consistent read, no write (a stale state is rebuilt in memory)."""
-        return self._recommend(self.states.load(user_id), self.models.current(), options)
+        model = self.models.current()
+        return self._recommend(self.states.load(user_id), model, options, self.models.status)
 
     def _apply_with_retry(
-        self, user_id: str, events: list[TrackedEvent], model: RankingModel | None, now: datetime
+        self,
+        user_id: str,
+        events: list[TrackedEvent],
+        model: RankingModel | None,
+        now: datetime,
+        time_left_ms: Callable[[], int] | None = None,
     ) -> tuple[UserState, list]:
+        attempts = 0
         for attempt in range(self.config.max_write_attempts):
             if attempt:
+                if time_left_ms is not None and time_left_ms() < self.config.retry_reserve_ms:
+                    break
                 self.backoff(attempt)
+            attempts += 1
             state = self.states.load(user_id)
             new_state, statuses = apply_events(state, events, model, self.config.limits, now)
             if new_state is state:  # every event was a duplicate: nothing to write
@@ -114,14 +138,18 @@ class Recommender:
             except VersionConflict:
                 continue  # someone else wrote this user first: re-read and fold again
         raise ConcurrentUpdate(
-            f"user {user_id}: state changed concurrently {self.config.max_write_attempts} times; retry the call"
+            f"user {user_id}: state changed concurrently on every attempt ({attempts}); retry the call"
         )
 
     def _recommend(
-        self, state: UserState, model: RankingModel | None, options: RecommendOptions
+        self,
+        state: UserState,
+        model: RankingModel | None,
+        options: RecommendOptions,
+        status: ModelStatus = ModelStatus.LIVE,
     ) -> UserRecommendations:
         if model is None:
-            return UserRecommendations(state.user_id, None, [])
+            return UserRecommendations(state.user_id, None, [], status)
         vector: np.ndarray = vector_for(state, model)
         masks = self._masks.get(model, self.catalog.snapshot())
         exclude_purchased = (
@@ -139,4 +167,4 @@ class Recommender:
             model, vector, masks, state.purchased, options.k, exclude_purchased, options.category, history
         )
         rank_ms = (time.perf_counter() - started) * 1000
-        return UserRecommendations(state.user_id, model.version, picks, rank_ms)
+        return UserRecommendations(state.user_id, model.version, picks, status, rank_ms)

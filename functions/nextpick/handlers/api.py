@@ -81,7 +81,9 @@ def post_events(
     events = request.events
     if len(events) > get_settings().max_batch_events:
         raise InvalidInput("events", f"at most {get_settings().max_batch_events} events per request")
-    result = wiring.recommender().track(events, _options(k, exclude_purchased, category))
+    result = wiring.recommender().track(
+        events, _options(k, exclude_purchased, category), app.lambda_context.get_remaining_time_in_millis
+    )
     for status in ("accepted", "duplicate"):
         count = sum(1 for r in result.results if r.status == status)
         metrics.add_metric(name=f"Events{status.capitalize()}", unit=MetricUnit.Count, value=count)
@@ -159,7 +161,10 @@ def _invalid_input(error: InvalidInput) -> Response:
 def _domain_error(error: NextpickError) -> Response:
     if error.status >= 500:
         logger.exception("request failed")
-    return _error(error.status, str(error))
+    response = _error(error.status, str(error))
+    if error.retry_after_seconds is not None:
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
 
 
 @app.not_found

@@ -52,6 +52,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except StorageUnavailable:
         # Reported, not raised: Lambda retries the batch just the same, without an error trace per try.
         logger.exception("event log append failed; the batch will be retried", extra={"lines": len(lines)})
+        # The ShipperFailures alarm watches this: a retried batch is not an error to Lambda.
+        metrics.add_metric(name="EventLogAppendFailed", unit=MetricUnit.Count, value=1)
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq, outbox in outboxes if outbox]}
     metrics.add_metric(name="EventsLogged", unit=MetricUnit.Count, value=len(lines))
     return {"batchItemFailures": []}

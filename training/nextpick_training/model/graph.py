@@ -11,19 +11,28 @@ import tensorflow as tf
 from .reference import NUM_EVENT_TYPES, StateLayout
 
 
-def item_rows(weights: dict[str, Any], token_buckets: Any, token_weights: Any, items: Any) -> dict[str, Any]:
-    """Vectors, biases and repeat propensities of `items` (any shape): id part + mean of token parts."""
+def item_rows(
+    weights: dict[str, Any], token_buckets: Any, token_weights: Any, items: Any, id_dropout: float = 0.0
+) -> dict[str, Any]:
+    """Vectors, biases and repeat propensities of `items` (any shape): id part + mean of token parts.
+
+    With `id_dropout` (training only), that share of the rows of items that have attribute tokens
+    lose their id part, so the token embeddings alone must place an item: what a new item, or one
+    with few events, has to rely on (DropoutNet's idea)."""
     buckets = tf.gather(token_buckets, items)  # [..., T]
     w = tf.gather(token_weights, items)  # [..., T]
-    vectors = tf.gather(weights["id_embedding"], items) + tf.reduce_sum(
+    id_vectors = tf.gather(weights["id_embedding"], items)
+    id_bias = tf.gather(weights["id_bias"], items)
+    id_repeat = tf.gather(weights["id_repeat"], items)
+    if id_dropout > 0:
+        dropped = (tf.random.uniform(tf.shape(items)) < id_dropout) & (tf.reduce_sum(w, axis=-1) > 0)
+        keep = 1.0 - tf.cast(dropped, tf.float32)
+        id_vectors, id_bias, id_repeat = id_vectors * keep[..., None], id_bias * keep, id_repeat * keep
+    vectors = id_vectors + tf.reduce_sum(
         tf.gather(weights["token_embedding"], buckets) * w[..., None], axis=-2
     )
-    bias = tf.gather(weights["id_bias"], items) + tf.reduce_sum(
-        tf.gather(weights["token_bias"], buckets) * w, -1
-    )
-    repeat = tf.gather(weights["id_repeat"], items) + tf.reduce_sum(
-        tf.gather(weights["token_repeat"], buckets) * w, -1
-    )
+    bias = id_bias + tf.reduce_sum(tf.gather(weights["token_bias"], buckets) * w, -1)
+    repeat = id_repeat + tf.reduce_sum(tf.gather(weights["token_repeat"], buckets) * w, -1)
     return {"vectors": vectors, "bias": bias, "repeat": repeat}
 
 

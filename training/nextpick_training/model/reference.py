@@ -64,6 +64,9 @@ class Hyperparameters:
     max_cuts_per_user: int = 128
     # Targets per cut point (a basket's items beyond this are subsampled).
     max_targets: int = 32
+    # Share of item rows that lose their id part in a training step (items with attribute tokens only):
+    # trains the attribute embeddings to place an item alone, as they must for a new item.
+    id_dropout: float = 0.25
     # Exponential moving average of the weights, exported instead of the last weights (0 = off).
     weight_averaging: float = 0.995
     # Stop when validation NDCG@10 has not improved for this many epochs (only with validation data).

@@ -108,7 +108,12 @@ def train(
 
         return item_rows(source, token_buckets, token_weights, items)
 
-    step_fn = _make_step(variables, names, optimizer, average, rows, lay, hp)
+    def training_rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
+        from .graph import item_rows
+
+        return item_rows(source, token_buckets, token_weights, items, hp.id_dropout)
+
+    step_fn = _make_step(variables, names, optimizer, average, training_rows, lay, hp)
     score_fn = _make_scorer(average.shadow if hp.weight_averaging > 0 else variables, rows, lay)
 
     best, best_epoch, stale, epochs_done = -1.0, 0, 0, 0
