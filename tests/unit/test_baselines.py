@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nextpick.domain.state import Interaction, TimedInteraction
+from nextpick_training import baselines
 from nextpick_training.baselines import (
     AttributePopularity,
     BuyAgain,
@@ -100,11 +101,16 @@ def test_sparse_item_knn_equals_a_dense_brute_force_reference() -> None:
         np.testing.assert_allclose(got, expected + 1e-6 * knn.popularity, atol=1e-12)
 
 
-def test_item_knn_keeps_the_top_neighbours_of_each_item() -> None:
+@pytest.mark.parametrize("sort_block", [4_000_000, 7])  # one block; many blocks of rows
+def test_item_knn_keeps_the_top_neighbours_of_each_item(
+    sort_block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(baselines, "SORT_BLOCK", sort_block)
     num_items = 40
     sequences = random_sequences(3, 30, num_items)
     dense = dense_cosine(sequences, num_items)
     knn = ItemKNN(sequences, num_items, neighbours=3)
+    assert knn.similarity.indptr[-1] == sum(min(3, int((dense[i] > 0).sum())) for i in range(num_items))
     for i in range(1, num_items):
         cols, values = knn.similarity.row(i)
         expected = np.sort(dense[i][dense[i] > 0])[::-1][:3]

@@ -31,6 +31,8 @@ from .datasets import SECONDS_PER_DAY, attribute_values
 POPULARITY_TIEBREAK = 1e-6
 # Pairs buffered before they are reduced with np.unique: 4M int64 keys = 32 MB.
 PAIR_BUFFER = 4_000_000
+# Entries sorted at once when item-kNN picks each item's top neighbours (~100 MB of sort state).
+SORT_BLOCK = 4_000_000
 
 Event = tuple[Any, ...]  # an Interaction (item, event type, strength) or a TimedInteraction (+ timestamp)
 
@@ -87,6 +89,19 @@ class _PairCounter:
         return self.keys, self.weights
 
 
+def _top_per_row(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, top: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries sorted by row, largest value first, keeping the `top` first of each row."""
+    order = np.lexsort((-values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    if top is not None:
+        starts = np.searchsorted(rows, rows, side="left")
+        keep = (np.arange(rows.size) - starts) < top
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    return rows, cols, values
+
+
 @dataclass(frozen=True)
 class SparseRows:
     """Rows of a sparse [num_items, num_items] matrix (CSR): row i is
@@ -101,14 +116,38 @@ class SparseRows:
         cls, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, num_items: int, top: int | None = None
     ) -> SparseRows:
         """Entries (any order, no duplicates) -> CSR, keeping the `top` largest values per row."""
-        order = np.lexsort((-values, rows))
-        rows, cols, values = rows[order], cols[order], values[order]
-        if top is not None:
-            starts = np.searchsorted(rows, rows, side="left")
-            keep = (np.arange(rows.size) - starts) < top
-            rows, cols, values = rows[keep], cols[keep], values[keep]
+        rows, cols, values = _top_per_row(rows, cols, values, top)
+        return cls._of_sorted(rows, cols, values, num_items)
+
+    @classmethod
+    def symmetric(
+        cls, i: np.ndarray, j: np.ndarray, values: np.ndarray, num_items: int, top: int | None = None
+    ) -> SparseRows:
+        """Entries (i, j, v) mirrored to (j, i, v) as well, as CSR with the `top` largest per row.
+
+        Built in blocks of rows of about SORT_BLOCK entries each, so the sort never holds all the
+        mirrored entries at once (at 300k events over 100k items: 30M entries)."""
+        per_row = np.bincount(i, minlength=num_items) + np.bincount(j, minlength=num_items)
+        block_of_row = np.cumsum(per_row) // SORT_BLOCK
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for block in np.unique(block_of_row):
+            first, last = np.flatnonzero(block_of_row == block)[[0, -1]]
+            in_i, in_j = (i >= first) & (i <= last), (j >= first) & (j <= last)
+            parts.append(
+                _top_per_row(
+                    np.concatenate([i[in_i], j[in_j]]),
+                    np.concatenate([j[in_i], i[in_j]]),
+                    np.concatenate([values[in_i], values[in_j]]),
+                    top,
+                )
+            )
+        rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        return cls._of_sorted(rows, cols, vals, num_items)
+
+    @classmethod
+    def _of_sorted(cls, rows: np.ndarray, cols: np.ndarray, values: np.ndarray, num_items: int) -> SparseRows:
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=num_items))])
-        return cls(indptr.astype(np.int64), cols.astype(np.int64), values.astype(np.float64))
+        return cls(indptr.astype(np.int64), cols.astype(np.int32), values.astype(np.float64))
 
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.indptr[i], self.indptr[i + 1]
@@ -193,11 +232,10 @@ class ItemKNN:
         self.num_items, self.window, self.decay, self.self_weight = num_items, window, decay, self_weight
         self.pairs = pairs if pairs is not None else user_pair_counts(sequences, num_items)
         keys, co, n = self.pairs
-        i, j = keys // num_items, keys % num_items
+        # int32 indices: half the memory of the 2 x pairs entries (item indices stay below 2^31).
+        i, j = (keys // num_items).astype(np.int32), (keys % num_items).astype(np.int32)
         sim = co / (np.sqrt(n[i] * n[j]) + shrink + 1e-12)
-        self.similarity = SparseRows.from_entries(
-            np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([sim, sim]), num_items, neighbours
-        )
+        self.similarity = SparseRows.symmetric(i, j, sim, num_items, neighbours)
         self.popularity = n / max(n.max(initial=0.0), 1.0)
 
     def rescored(self, window: int, decay: float, self_weight: float = 0.0) -> ItemKNN:
