@@ -8,9 +8,8 @@ test. `--seeds` repeats the second call with other seeds.
 
 The returned scorer must score as serving does: through the exported `.tflite` behind LiteRT.
 
-This body is the v1 model (`nextpick_training.model`): it ignores timestamps, `now` and item
-attributes, folds the untimed history through the exported `update` from zeros and calls `rank`.
-Model v2 replaces the body, not the signature.
+This body is model v2 (`nextpick_training.model`): timed histories, the shopper's item history as
+a rank input, and item attributes as tokens, scored through `nextpick_training.scoring.ServedScorer`.
 """
 
 from __future__ import annotations
@@ -24,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from nextpick.domain.state import TimedInteraction, fold_interactions
+from nextpick.domain.item_attributes import item_tokens
+from nextpick.domain.state import TimedInteraction
 from nextpick_training.evaluate import BasketMetrics, TimedScorer, evaluate_baskets
 from nextpick_training.export import ExportedModel, export_tflite
 from nextpick_training.model import Hyperparameters, train
+from nextpick_training.model import Validation as ModelValidation
+from nextpick_training.scoring import ServedScorer
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Validation:
 
 
 # A smoke run's model: small and short, to prove the plumbing, not to score.
-QUICK = {"epochs": 2, "embedding_dim": 32, "hidden_dim": 64}
+QUICK: dict[str, Any] = {"epochs": 2, "embedding_dim": 32, "hidden_dim": 64, "negatives": 256}
 
 
 @dataclass
@@ -71,12 +73,16 @@ class FittedScorer:
     model_bytes: int = 0
 
     def __call__(self, history: Sequence[TimedInteraction], now: float, exclude: np.ndarray) -> np.ndarray:
-        state = fold_interactions(self.model, ((e[0], e[1], e[2]) for e in history))
-        return self.model.rank(state, exclude)
+        return ServedScorer(self.model)(history, now, exclude)
 
 
 def _has_repeats(train_sequences: Sequence[Sequence[TimedInteraction]]) -> bool:
     return any(len({e[0] for e in seq}) < len(seq) for seq in train_sequences)
+
+
+def item_token_lists(item_attributes: Mapping[int, Mapping[str, str]], num_items: int) -> list[list[str]]:
+    """Each item's attribute tokens, as the retrain builds them from a catalog (`item_tokens`)."""
+    return [item_tokens(None, None, item_attributes.get(index, {})) for index in range(num_items)]
 
 
 def fit_served_model(
@@ -88,18 +94,30 @@ def fit_served_model(
     quick: bool,
     hyperparameters: Mapping[str, Any] | None = None,
 ) -> FittedScorer:
-    """Train on `train_sequences` (per-user timed events, index 0 = unknown, `num_items` counts it),
-    export to `.tflite`, return a scorer running the exported bytes through LiteRT.
+    """Train model v2 on `train_sequences` (per-user timed events, index 0 = unknown, `num_items`
+    counts it) with the items' attributes, export to `.tflite`, return a scorer running the exported
+    bytes through LiteRT exactly as serving does (`ServedScorer`: state fold, history input, rank).
 
-    v1: `validation` is not used (the production defaults were chosen on MovieLens validation, see
-    docs/quality.md); where no user ever repeats an item in the training data (MovieLens) the
-    training softmax masks the user's seen items, otherwise (a shop) it keeps them."""
-    del item_attributes, validation  # v1 has no use for them
-    chosen = dict(hyperparameters or {"exclude_seen_in_loss": not _has_repeats(train_sequences)})
+    With `validation`, training stops at the best validation epoch and that epoch count is what the
+    test-time call (`hyperparameters` = the chosen ones) trains for. Where no user ever repeats an
+    item (MovieLens), seen items are masked in training, as the benchmark masks them in scoring."""
+    chosen = dict(hyperparameters or {"exclude_seen": not _has_repeats(train_sequences)})
     hp = dataclasses.replace(Hyperparameters(), **chosen, seed=seed, **(QUICK if quick else {}))
-    untimed = [[(e[0], e[1], e[2]) for e in seq] for seq in train_sequences]
+    early_stop = None
+    if validation is not None and validation.exclude is None:
+        targets = [[int(i) for i in t] for t in validation.targets]
+        early_stop = ModelValidation(validation.histories, validation.nows, targets)
     started = time.perf_counter()
-    model = train(untimed, num_items, hp, log=lambda message: print(message, file=sys.stderr, flush=True))
+    model = train(
+        train_sequences,
+        num_items,
+        hp,
+        item_tokens=item_token_lists(item_attributes, num_items),
+        validation=early_stop,
+        log=lambda message: print(message, file=sys.stderr, flush=True),
+    )
     seconds = time.perf_counter() - started
+    if early_stop is not None:
+        chosen["epochs"] = max(1, model.best_epoch)
     blob = export_tflite(model)
     return FittedScorer(ExportedModel(blob), chosen, seconds, len(blob))

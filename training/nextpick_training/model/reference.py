@@ -64,6 +64,8 @@ class Hyperparameters:
     max_cuts_per_user: int = 128
     # Targets per cut point (a basket's items beyond this are subsampled).
     max_targets: int = 32
+    # Keep the repeat head's linear "buy again" prior fixed: training learns only departures from it.
+    freeze_repeat_prior: bool = False
     # Share of item rows that lose their id part in a training step (items with attribute tokens only):
     # trains the attribute embeddings to place an item alone, as they must for a new item.
     id_dropout: float = 0.25

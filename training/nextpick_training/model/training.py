@@ -94,7 +94,7 @@ def train(
     warmup = max(1, int(hp.warmup_fraction * total_steps))
 
     variables = {n: tf.Variable(v, name=n) for n, v in init_weights(num_items, hp, rng).items()}
-    names = sorted(variables)
+    names = sorted(n for n in variables if not (hp.freeze_repeat_prior and n == "r_lin"))
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, max(1, total_steps - warmup), warmup_target=hp.learning_rate, warmup_steps=warmup
     )
