@@ -12,7 +12,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from nextpick.settings import Settings
-from nextpick_local.aws_resources import Stack, TemplateError, create_stack, load_template
+from nextpick_local.standin.aws_resources import Stack, TemplateError, create_stack, load_template
 
 REGION = "us-east-1"
 

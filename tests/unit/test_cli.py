@@ -101,9 +101,9 @@ def test_commands_without_a_running_local_stack_say_how_to_start_one(
 
 def test_walkthrough_gets_every_argument_after_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[list[str]] = []
-    fake = types.ModuleType("nextpick_local.walkthrough")
+    fake = types.ModuleType("nextpick_local.demo.walkthrough")
     fake.main = lambda argv: received.append(argv) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "nextpick_local.walkthrough", fake)
+    monkeypatch.setitem(sys.modules, "nextpick_local.demo.walkthrough", fake)
 
     assert main(["walkthrough", "--help", "--url", "http://x"]) == 0
     assert received == [["--help", "--url", "http://x"]]

@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 
-from nextpick_local.aws_resources import load_template
-from nextpick_local.gateway import ApiGateway, HttpRequest, Route, http_response, proxy_event, routes_of
+from nextpick_local.standin.template import translated_template
+from nextpick_local.standin.gateway import (
+    ApiGateway,
+    HttpRequest,
+    Route,
+    http_response,
+    proxy_event,
+    routes_of,
+)
 
 RECOMMENDATIONS = Route("GET", "/users/{user_id}/recommendations", "ApiFunction", api_key_required=True)
 KEY = "np-test-key"
@@ -23,7 +30,7 @@ def request(method: str = "GET", target: str = "/", body: bytes = b"", **headers
 
 
 def test_the_routes_are_the_template_api_events_with_their_key_requirement() -> None:
-    routes = {(r.method, r.resource): r for r in routes_of(load_template())}
+    routes = {(r.method, r.resource): r for r in routes_of(translated_template()["Resources"])}
 
     assert set(routes) == {
         ("POST", "/events"),
@@ -172,7 +179,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def gateway(recorder: Recorder) -> ApiGateway:
-    return ApiGateway(routes_of(load_template()), recorder, frozenset({KEY}), "prod", "123456789012")
+    return ApiGateway(routes_of(translated_template()["Resources"]), recorder, frozenset({KEY}), "prod", "123456789012")
 
 
 def body_of(response: Any) -> Any:
@@ -215,7 +222,7 @@ def test_a_valid_request_reaches_the_template_function(
 
 def test_a_function_error_is_a_502() -> None:
     failing = ApiGateway(
-        routes_of(load_template()), Recorder(error=RuntimeError("boom")), frozenset({KEY}), "prod", "1"
+        routes_of(translated_template()["Resources"]), Recorder(error=RuntimeError("boom")), frozenset({KEY}), "prod", "1"
     )
 
     response = failing.handle(request("GET", "/model", x_api_key=KEY))

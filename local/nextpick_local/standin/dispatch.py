@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-log = logging.getLogger("nextpick_local.dispatch")
+log = logging.getLogger("nextpick_local.standin.dispatch")
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 STREAM_POLL_SECONDS = 0.5
