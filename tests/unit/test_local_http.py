@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from nextpick_local.standin.template import translated_template
 from nextpick_local.standin.gateway import (
     ApiGateway,
     HttpRequest,
@@ -19,6 +18,7 @@ from nextpick_local.standin.gateway import (
     proxy_event,
     routes_of,
 )
+from nextpick_local.standin.template import translated_template
 
 RECOMMENDATIONS = Route("GET", "/users/{user_id}/recommendations", "ApiFunction", api_key_required=True)
 KEY = "np-test-key"
@@ -179,7 +179,9 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def gateway(recorder: Recorder) -> ApiGateway:
-    return ApiGateway(routes_of(translated_template()["Resources"]), recorder, frozenset({KEY}), "prod", "123456789012")
+    return ApiGateway(
+        routes_of(translated_template()["Resources"]), recorder, frozenset({KEY}), "prod", "123456789012"
+    )
 
 
 def body_of(response: Any) -> Any:
@@ -222,7 +224,11 @@ def test_a_valid_request_reaches_the_template_function(
 
 def test_a_function_error_is_a_502() -> None:
     failing = ApiGateway(
-        routes_of(translated_template()["Resources"]), Recorder(error=RuntimeError("boom")), frozenset({KEY}), "prod", "1"
+        routes_of(translated_template()["Resources"]),
+        Recorder(error=RuntimeError("boom")),
+        frozenset({KEY}),
+        "prod",
+        "1",
     )
 
     response = failing.handle(request("GET", "/model", x_api_key=KEY))
