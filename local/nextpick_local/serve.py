@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from nextpick.adapters.dynamodb_catalog import decode_item
+from nextpick.errors import StorageUnavailable
 from nextpick_local import state_file as state_file_lib
 from nextpick_local.demo import STATIC_DIR, demo_shop
 from nextpick_local.demo.load import DEMO_HYPERPARAMETERS, DEMO_SHOP, load_demo
@@ -79,11 +82,14 @@ def _one_line(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _step(what: str, hint: str) -> Iterator[None]:
-    """Turn any failure of a start-up step into one ServeError line (Ctrl-C passes through)."""
+    """Turn any failure of a start-up step into one ServeError line (Ctrl-C passes through). A storage
+    error or timeout is the stand-in being slow or gone, whatever the step."""
     try:
         yield
     except ServeError:
         raise
+    except (StorageUnavailable, BotoCoreError, ClientError) as error:
+        raise ServeError(what, _one_line(error), HINT_BUSY) from error
     except Exception as error:
         raise ServeError(what, _one_line(error), hint) from error
 
@@ -174,8 +180,7 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
             raise ServeError(
                 "loading the demo", "the template has no scheduled retrain function", HINT_TEMPLATE
             )
-        hint = HINT_FUNCTIONS.format(log=options.function_log or "the console") + f"; or {HINT_BUSY}"
-        with _step("loading the demo shop", hint):
+        with _step("loading the demo shop", HINT_FUNCTIONS.format(log=options.function_log or "the console")):
             load_demo(stack, gateway, api_key, scheduler, options.seed, console)
 
     http.start()

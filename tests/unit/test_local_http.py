@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from nextpick_local.demo.load import Retrying
 from nextpick_local.standin.gateway import (
     ApiGateway,
     HttpRequest,
@@ -234,3 +235,35 @@ def test_a_function_error_is_a_502() -> None:
     response = failing.handle(request("GET", "/model", x_api_key=KEY))
 
     assert (response.status, body_of(response)) == (502, {"message": "Internal server error"})
+
+
+def test_a_warm_up_batch_answered_5xx_is_sent_again() -> None:
+    answers = iter([(503, b'{"message":"unavailable"}'), (502, b"{}"), (200, b'{"results":[]}')])
+    sent: list[bytes] = []
+
+    def send(body: bytes) -> tuple[int, bytes]:
+        sent.append(body)
+        return next(answers)
+
+    assert Retrying(send, attempts=4, backoff_seconds=0)(b"batch") == (200, b'{"results":[]}')
+    assert sent == [b"batch"] * 3
+
+
+def test_warm_up_gives_up_after_its_attempts_and_never_retries_a_4xx() -> None:
+    calls: list[int] = []
+
+    def unavailable(body: bytes) -> tuple[int, bytes]:
+        calls.append(1)
+        return 503, b"{}"
+
+    assert Retrying(unavailable, attempts=3, backoff_seconds=0)(b"x")[0] == 503
+    assert len(calls) == 3
+
+    refused: list[int] = []
+
+    def invalid(body: bytes) -> tuple[int, bytes]:
+        refused.append(1)
+        return 422, b"{}"
+
+    assert Retrying(invalid, attempts=3, backoff_seconds=0)(b"x")[0] == 422
+    assert len(refused) == 1

@@ -47,7 +47,8 @@ class Retrying:
             status, answer = self.send(body)
             if status < 500:
                 return status, answer
-            time.sleep(self.backoff_seconds * attempt)
+            if attempt < self.attempts:
+                time.sleep(self.backoff_seconds * attempt)
         return status, answer
 
 

@@ -23,7 +23,7 @@ def local_state(path: Path | None) -> dict[str, Any]:
     return state
 
 
-def names(args: argparse.Namespace) -> Any:
+def names(args: argparse.Namespace) -> Names:
     """The target's resource names; for a local stack, also points this process's boto3 at it."""
     if args.aws:
         if args.stack_name:

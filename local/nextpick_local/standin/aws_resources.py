@@ -325,8 +325,14 @@ def _plan(stack_name: str, template: dict[str, Any], region: str, account_id: st
         wanted.append({"Ref": logical_id})
         model = models[resources[logical_id]["Type"]]
         for attribute in ("Arn", "StreamArn"):
-            if model.has_cfn_attr(attribute) and not (
-                attribute == "StreamArn" and "StreamSpecification" not in resources[logical_id]["Properties"]
+            # Some models claim attributes they cannot compute (moto 5.2.5's Dashboard claims Arn).
+            if (
+                hasattr(model, "get_cfn_attribute")
+                and model.has_cfn_attr(attribute)
+                and not (
+                    attribute == "StreamArn"
+                    and "StreamSpecification" not in resources[logical_id]["Properties"]
+                )
             ):
                 wanted.append({"Fn::GetAtt": [logical_id, attribute]})
     # Every other value the stand-in reads: functions' environments, event sources, rules' buses, what
@@ -460,6 +466,12 @@ def create_stack(
             raise
     described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     by_name = {o["OutputKey"]: o.get("OutputValue", "") for o in described.get("Outputs", [])}
+    if plan.outputs and not by_name:
+        # moto answers without any output when one of them fails to evaluate.
+        raise TemplateError(
+            f"moto's CloudFormation created stack {stack_name} but could not evaluate its outputs; "
+            "a resource type it models only partly is the usual cause (see moto_patches.py)"
+        )
     resolved = {expression: by_name[name] for expression, name in plan.outputs.items() if name in by_name}
     return _finish(stack_name, region, account_id, values, raw, plan, resolved, client)
 
