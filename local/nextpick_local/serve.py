@@ -27,7 +27,7 @@ from nextpick_local.demo import STATIC_DIR, demo_shop
 from nextpick_local.demo.load import DEMO_HYPERPARAMETERS, DEMO_SHOP, load_demo
 from nextpick_local.ops.status import Names, status
 from nextpick_local.progress import Step
-from nextpick_local.standin.aws_resources import find_template
+from nextpick_local.standin.aws_resources import TemplateError, find_template
 from nextpick_local.standin.dispatch import ScheduleBusy, Scheduler
 from nextpick_local.standin.event_sources import event_sources
 from nextpick_local.standin.functions import FunctionError, Invoker, functions_of
@@ -86,8 +86,8 @@ def _step(what: str, hint: str) -> Iterator[None]:
     error or timeout is the stand-in being slow or gone, whatever the step."""
     try:
         yield
-    except ServeError:
-        raise
+    except (ServeError, TemplateError):
+        raise  # TemplateError: e.g. an unknown --parameter-overrides name, a usage error for the CLI
     except (StorageUnavailable, BotoCoreError, ClientError) as error:
         raise ServeError(what, _one_line(error), HINT_BUSY) from error
     except Exception as error:

@@ -79,3 +79,15 @@ def test_a_stand_in_too_slow_even_locally_ends_serve_with_one_line(tmp_path: Pat
     assert "Try: " in last and "busy machine" in last
     assert "ItemsTable" in last  # names what it was waiting for
     assert not state_file.exists()
+
+
+def test_an_unknown_template_parameter_is_a_usage_error_in_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "nextpick_local.cli", "serve", "--port", "0"]
+    command += ["--state-file", str(tmp_path / "local.json"), "--parameter-overrides", "ModelRefreshSecs=5"]
+
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("nextpick serve: error: unknown parameters ['ModelRefreshSecs']"), done.stderr
