@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +29,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.errors import NextpickError
 from nextpick_local import state_file
+from nextpick_local.errors import CommandError, UsageError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad arguments (exit 2)."""
-
-
-class CommandError(Exception):
-    """The command could not do its job (exit 1)."""
+DEBUG_VARIABLE = "NEXTPICK_DEBUG"
 
 
 # ---------------------------------------------------------------------------------------- argument types
@@ -233,62 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---------------------------------------------------------------------------------------------- targets
-
-
-def _local_state(path: Path | None) -> dict[str, Any]:
-    path = path or state_file.default_path()
-    state = state_file.read(path)
-    if state is None:
-        raise CommandError(
-            f"no local stack is running ({path} not found): start one with `nextpick serve --demo`"
-        )
-    return state
-
-
-def _names(args: argparse.Namespace) -> Any:
-    """The target's resource names; for a local stack, also points this process's boto3 at it."""
-    from nextpick_local.status import Names
-
-    if args.aws:
-        if args.stack_name:
-            import boto3
-
-            stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"]
-            outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-            return Names(
-                outputs["ModelBucketName"],
-                outputs["ItemsTableName"],
-                outputs["StateTableName"],
-                outputs["EventBusName"],
-            )
-        variables = ("MODEL_BUCKET_NAME", "ITEMS_TABLE_NAME", "STATE_TABLE_NAME", "EVENT_BUS_NAME")
-        missing = [v for v in variables if not os.environ.get(v)]
-        if missing:
-            raise UsageError(f"--aws needs --stack-name or the environment variables {', '.join(missing)}")
-        return Names(*(os.environ[v] for v in variables))
-    if args.stack_name:
-        raise UsageError("--stack-name only applies with --aws")
-    from nextpick_local.stack import aws_environment
-
-    state = _local_state(args.state_file)
-    os.environ.update(aws_environment(state["endpoint_url"], state["region"]))
-    refs = state["resources"]
-    return Names(refs["ModelBucket"], refs["ItemsTable"], refs["StateTable"], refs["NextpickBus"])
-
-
-def _clients() -> tuple[Any, Any, Any]:
-    import boto3
-
-    return boto3.client("s3"), boto3.client("events"), boto3.client("dynamodb")
-
-
 # ---------------------------------------------------------------------------------------------- commands
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from nextpick_local.aws_resources import TemplateError
     from nextpick_local.serve import DEMO_HYPERPARAMETERS, ServeError, ServeOptions, serve
+    from nextpick_local.standin.aws_resources import TemplateError
 
     state_path = args.state_file or state_file.default_path()
     if args.function_logs == "-":
@@ -316,116 +260,37 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
 
 
-def _train(args: argparse.Namespace) -> int:
-    names = _names(args)
-    from nextpick_training.pipeline import RetrainStatus, run_retrain
-    from nextpick_training.settings import TrainingSettings
-
-    settings = TrainingSettings(
-        model_bucket_name=names.model_bucket,
-        items_table_name=names.items_table,
-        event_bus_name=names.event_bus,
-        hyperparameters=args.hyperparameters or {},
-    )
-    s3, events, _ = _clients()
-    result = run_retrain(s3, events, settings)
-    print(json.dumps(result.model_dump(mode="json", exclude={"error"}), indent=2))
-    if result.status is RetrainStatus.FAILED:
-        print(result.error or result.reason, file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
-
-
-def _http(
-    method: str, url: str, body: Any = None, api_key: str | None = None, timeout: float = 600
-) -> tuple[int, Any]:
-    import urllib.error
-    import urllib.request
-
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if api_key:
-        request.add_header("x-api-key", api_key)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        payload = error.read()
-        try:
-            return error.code, json.loads(payload)
-        except ValueError:
-            return error.code, payload.decode(errors="replace")
-    except urllib.error.URLError as error:
-        raise CommandError(f"{url}: {error.reason}") from error
-
-
 def _retrain(args: argparse.Namespace) -> int:
-    state = _local_state(args.state_file)
+    from nextpick_local.ops.target import local_state
+
+    state = local_state(args.state_file)
     print("retraining (RetrainFunction, scheduled event) ...", file=sys.stderr)
-    code, body = _http("POST", f"{state['api_url']}/_local/retrain")
+    code, body = _request(state["api_url"], "POST", "/_local/retrain")
     print(json.dumps(body, indent=2))
-    return 0 if code == 200 and body.get("status") != "failed" else EXIT_FAILURE
+    return 0 if code == 200 and isinstance(body, dict) and body.get("status") != "failed" else EXIT_FAILURE
 
 
-def _publish(args: argparse.Namespace) -> int:
+def _request(
+    api_url: str, method: str, path: str, body: Any = None, api_key: str | None = None
+) -> tuple[int, Any]:
+    from nextpick_local.http_client import JsonClient, Unreachable
+
     try:
-        manifest = json.loads(args.manifest.read_text(encoding="utf-8"))
-        state_dim, items = int(manifest["state_dim"]), list(manifest["items"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{args.manifest}: not a model manifest ({error})") from error
-    names = _names(args)
-    from nextpick_training import publish as publish_lib
-
-    s3, events, _ = _clients()
-    outcome = publish_lib.publish(
-        s3,
-        events,
-        names.model_bucket,
-        names.model_prefix,
-        names.event_bus,
-        args.file.read_bytes(),
-        state_dim=state_dim,
-        items=items,
-        training_window=manifest.get("training_window", {}),
-        hyperparameters=manifest.get("hyperparameters", {}),
-        metrics=manifest.get("metrics", {}),
-    )
-    print(f"published {outcome.version} (previous: {outcome.previous_version or 'none'})")
-    return 0
-
-
-def _rollback(args: argparse.Namespace) -> int:
-    names = _names(args)
-    from nextpick_training import publish as publish_lib
-
-    s3, events, _ = _clients()
-    outcome = publish_lib.rollback(
-        s3, events, names.model_bucket, names.model_prefix, names.event_bus, args.version
-    )
-    print(f"live model is now {outcome.version} (was {outcome.previous_version or 'none'})")
-    return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    names = _names(args)
-    from nextpick_local.status import describe_status, status
-
-    s3, _, dynamodb = _clients()
-    report = status(s3, dynamodb, names)
-    print(json.dumps(report, indent=2, default=str) if args.json else describe_status(report))
-    return 0
+        return JsonClient(api_url, api_key).request(method, path, body)
+    except Unreachable as error:
+        raise CommandError(f"{error}; is the stack running (`nextpick serve --demo`)?") from error
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from nextpick_local.replay import replay
+    from nextpick_local.demo.replay import replay
+    from nextpick_local.ops.target import local_state
 
     api_url, api_key = args.api_url, args.api_key
     if api_url is None or api_key is None:
-        state = _local_state(args.state_file)
+        state = local_state(args.state_file)
         api_url, api_key = api_url or state["api_url"], api_key or state["api_key"]
     summary = replay(
-        args.file, api_url, args.batch_size, post=lambda url, body: _http("POST", url, body, api_key)
+        args.file, args.batch_size, post=lambda body: _request(api_url, "POST", "/events", body, api_key)
     )
     print(summary.describe())
     return 0 if summary.rejected == 0 and summary.errors == 0 else EXIT_FAILURE
@@ -435,21 +300,33 @@ def _walkthrough(argv: list[str]) -> int:
     import importlib
 
     try:
-        walkthrough = importlib.import_module("nextpick_local.walkthrough")
+        walkthrough = importlib.import_module("nextpick_local.demo.walkthrough")
     except ImportError as error:
         print(f"nextpick walkthrough: not installed ({error})", file=sys.stderr)
         return EXIT_FAILURE
     return int(walkthrough.main(argv))
 
 
-COMMANDS = {
+def _operation(name: str) -> Callable[[argparse.Namespace], int]:
+    """An operations command (ops.commands), imported when it runs: `--help` stays fast."""
+
+    def run(args: argparse.Namespace) -> int:
+        from nextpick_local.ops import commands
+
+        command: Callable[[argparse.Namespace], int] = getattr(commands, name)
+        return command(args)
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
-    "train": _train,
+    "train": _operation("train"),
     "retrain": _retrain,
-    "publish": _publish,
-    "rollback": _rollback,
+    "publish": _operation("publish"),
+    "rollback": _operation("rollback"),
     "replay": _replay,
-    "status": _status,
+    "status": _operation("status"),
 }
 
 
@@ -468,10 +345,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nextpick {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (CommandError, NextpickError, BotoCoreError, ClientError) as error:
-        print(f"nextpick {args.command}: {error}", file=sys.stderr)
+        print(f"nextpick {args.command}: {_one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        # A failure is one line, never a traceback (NEXTPICK_DEBUG=1 shows it).
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(
+            f"nextpick {args.command}: unexpected {type(error).__name__}: {_one_line(error)} "
+            f"(run with {DEBUG_VARIABLE}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

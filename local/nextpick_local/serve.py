@@ -13,37 +13,31 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from nextpick.adapters.dynamodb_catalog import decode_item
-from nextpick.settings import get_settings
-from nextpick_local import demo_shop, seed
-from nextpick_local import state_file as state_file_lib
-from nextpick_local.aws_resources import find_template, load_template
-from nextpick_local.dispatch import (
-    AsyncInvokeConfig,
-    BusDispatcher,
-    ScheduleBusy,
-    Scheduler,
-    StreamDispatcher,
-    Worker,
-    scheduled_event,
-)
-from nextpick_local.functions import FunctionError, Invoker, functions_of
-from nextpick_local.gateway import ApiGateway, HttpResponse, json_response, routes_of
-from nextpick_local.http_server import LocalHttpServer
-from nextpick_local.progress import Step
-from nextpick_local.stack import LocalStack, describe, start_stack
-from nextpick_local.status import Names, status
+from botocore.exceptions import BotoCoreError, ClientError
 
-# Small enough to train in seconds on a laptop; a local override of RetrainFunction's HYPERPARAMETERS.
-DEMO_HYPERPARAMETERS = {"embedding_dim": 32, "hidden_dim": 64, "epochs": 8, "batch_size": 256}
-DEMO_SHOP = demo_shop.DemoConfig(items=2000, shoppers=500)
-EVENT_LOG_PREFIX = "events/"
+from nextpick.adapters.dynamodb_catalog import decode_item
+from nextpick.errors import StorageUnavailable
+from nextpick_local import state_file as state_file_lib
+from nextpick_local.demo import STATIC_DIR, demo_shop
+from nextpick_local.demo.load import DEMO_HYPERPARAMETERS, DEMO_SHOP, load_demo
+from nextpick_local.ops.status import Names, status
+from nextpick_local.progress import Step
+from nextpick_local.standin.aws_resources import TemplateError, find_template
+from nextpick_local.standin.dispatch import ScheduleBusy, Scheduler
+from nextpick_local.standin.event_sources import event_sources
+from nextpick_local.standin.functions import FunctionError, Invoker, functions_of
+from nextpick_local.standin.gateway import ApiGateway, HttpResponse, json_response, routes_of, stage_of
+from nextpick_local.standin.http_server import LocalHttpServer
+from nextpick_local.standin.stack import LocalStack, describe, start_stack
+
+# The function /_local/retrain and the demo's first model fire (its schedule); any scheduled one else.
+RETRAIN_FUNCTION = "RetrainFunction"
+__all__ = ["DEMO_HYPERPARAMETERS", "ServeError", "ServeOptions", "serve"]
 
 
 @dataclass
@@ -63,7 +57,41 @@ class ServeOptions:
 
 
 class ServeError(RuntimeError):
-    """The stack cannot start (e.g. the port is taken); everything started so far is stopped."""
+    """The stack cannot start; everything started so far is stopped. One line: what failed, why, and
+    what to try (the CLI prints it instead of a traceback)."""
+
+    def __init__(self, what: str, reason: str, hint: str) -> None:
+        super().__init__(f"{what} failed: {reason}. Try: {hint}")
+
+
+# What to try when a start-up step fails (the usual cause first).
+HINT_BUSY = (
+    "the local AWS stand-in answered too slowly or not at all; on a busy machine wait for it to calm "
+    "down and run the command again"
+)
+HINT_TEMPLATE = "run `cfn-lint template.yaml` and `sam validate --lint`; fix what they report"
+HINT_FUNCTIONS = "read the functions' log ({log}) for the error, then run the command again"
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    kind = type(error).__name__
+    text = text if text.startswith(kind) or isinstance(error, ServeError) else f"{kind}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def _step(what: str, hint: str) -> Iterator[None]:
+    """Turn any failure of a start-up step into one ServeError line (Ctrl-C passes through). A storage
+    error or timeout is the stand-in being slow or gone, whatever the step."""
+    try:
+        yield
+    except (ServeError, TemplateError):
+        raise  # TemplateError: e.g. an unknown --parameter-overrides name, a usage error for the CLI
+    except (StorageUnavailable, BotoCoreError, ClientError) as error:
+        raise ServeError(what, _one_line(error), HINT_BUSY) from error
+    except Exception as error:
+        raise ServeError(what, _one_line(error), hint) from error
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -71,7 +99,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def serve(options: ServeOptions, console: TextIO | None = None) -> int:
-    """Run until interrupted; 0 after a clean stop."""
+    """Run until interrupted; 0 after a clean stop. Raises ServeError if the stack cannot start."""
     console = console or sys.stderr
     # SIGTERM stops as cleanly as Ctrl-C: the same unwinding closes every piece below. SIGINT is set
     # too: a shell starting a background job hands it over ignored, and Ctrl-C must still work.
@@ -99,52 +127,61 @@ def _function_log(options: ServeOptions, cleanup: contextlib.ExitStack) -> TextI
 
 def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) -> None:
     started = time.monotonic()
-    template = load_template()
     repo = find_template().parent
     log = _function_log(options, cleanup)
     print(f"nextpick: starting the local stack {options.stack_name!r}", file=console, flush=True)
 
-    with Step("AWS stand-in (moto) + template resources", console):
-        stack = start_stack(template, options.stack_name, options.parameters)
+    with (
+        _step("starting the AWS stand-in", HINT_BUSY),
+        Step("AWS stand-in (moto) + template resources", console),
+    ):
+        stack = start_stack(options.stack_name, options.parameters)
         cleanup.callback(stack.stop)
+    for note in stack.resources.notes:
+        print(f"  note: {note}", file=console, flush=True)
     if options.hyperparameters is not None:
         os.environ["HYPERPARAMETERS"] = json.dumps(options.hyperparameters)
     resources = stack.resources
-    functions = functions_of(template, repo)
-    invoker = Invoker(
-        functions,
-        {f: resources.refs.get(f, f) for f in functions},
-        resources.region,
-        resources.account_id,
-        log,
-    )
+    with _step("reading the functions of template.yaml", HINT_TEMPLATE):
+        functions = functions_of(resources.resources, repo)
+    invoker = Invoker(functions, resources.refs, resources.region, resources.account_id, log)
     api_key = options.api_key or f"np-local-{secrets.token_hex(12)}"
-    stage = resources.parameters.get("Stage", "prod")
+    stage = stage_of(resources.resources)
     gateway = ApiGateway(
-        routes_of(template), invoker.invoke, frozenset({api_key}), stage, resources.account_id
+        routes_of(resources.resources), invoker.invoke, frozenset({api_key}), stage, resources.account_id
     )
     # Bound now, served last: a busy port fails in a second, not after the demo has loaded.
     control: dict[tuple[str, str], Any] = {}
     page_config: dict[str, Any] = {}
     try:
-        http = LocalHttpServer(options.host, options.port, gateway, control, page_config)
+        http = LocalHttpServer(options.host, options.port, gateway, control, page_config, STATIC_DIR)
     except OSError as error:
         raise ServeError(
-            f"cannot listen on {options.host}:{options.port}: {error.strerror or error}"
+            f"listening on {options.host}:{options.port}",
+            str(error.strerror or error),
+            "pick another port with --port (0 = any free one) or stop what uses it",
         ) from error
     api_url = f"http://{options.host}:{http.port}"
     demo_users = [p.user_id for p in demo_shop.PERSONAS] if options.demo else []
     page_config.update(apiUrl=api_url, apiKey=api_key, stage=stage, demoUsers=demo_users, local=True)
 
-    workers, schedulers = _start_event_sources(stack, template, invoker, options.retrain_every)
-    cleanup.callback(_stop_event_sources, workers, invoker)
-    # The template has one schedule: the retrain job's.
-    scheduler = next(iter(schedulers.values()))
+    with _step("starting the event sources", HINT_BUSY):
+        sources = event_sources(stack, invoker.invoke, options.retrain_every)
+        sources.start()
+    cleanup.callback(sources.stop, invoker.stop)
+    for line in sources.unsupported:
+        print(f"  note: {line}", file=console, flush=True)
+    scheduler = sources.schedulers.get(RETRAIN_FUNCTION) or next(iter(sources.schedulers.values()), None)
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
     control.update(_control_routes(stack, scheduler, names, page_config))
 
     if options.demo:
-        _load_demo(stack, gateway, api_key, scheduler, options, console)
+        if scheduler is None:
+            raise ServeError(
+                "loading the demo", "the template has no scheduled retrain function", HINT_TEMPLATE
+            )
+        with _step("loading the demo shop", HINT_FUNCTIONS.format(log=options.function_log or "the console")):
+            load_demo(stack, gateway, api_key, scheduler, options.seed, console)
 
     http.start()
     cleanup.callback(http.stop)
@@ -165,89 +202,16 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
         time.sleep(3600)
 
 
-def _resolve_arn(stack: LocalStack, reference: Any) -> str:
-    """The local value of `!GetAtt <Table>.StreamArn` / `!GetAtt <Queue>.Arn` in an event source."""
-    logical_id, attribute = reference["Fn::GetAtt"]
-    if attribute == "StreamArn":
-        table = stack.client("dynamodb").describe_table(TableName=stack.resources.refs[logical_id])["Table"]
-        return str(table["LatestStreamArn"])
-    return str(stack.resources.arns[logical_id])
-
-
-def _async_invoke_config(
-    stack: LocalStack, template: Mapping[str, Any], function: str, queue_url_of_arn: Mapping[str, str]
-) -> AsyncInvokeConfig:
-    """The function's EventInvokeConfig (Lambda's defaults where it is silent), with local queue URLs."""
-    config = template["Resources"][function].get("Properties", {}).get("EventInvokeConfig", {})
-    destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-    return AsyncInvokeConfig(
-        function_arn=stack.resources.arns[function],
-        max_retries=int(config.get("MaximumRetryAttempts", 2)),
-        on_failure_queue_url=queue_url_of_arn.get(_resolve_arn(stack, destination)) if destination else None,
-    )
-
-
-def _start_event_sources(
-    stack: LocalStack,
-    template: Mapping[str, Any],
-    invoker: Invoker,
-    retrain_every: float,
-) -> tuple[list[Worker], dict[str, Scheduler]]:
-    """A started dispatcher for every event source of every function; the schedulers by function."""
-    resources = stack.resources
-    sqs = stack.client("sqs")
-    queue_url_of_arn = {resources.arns[q]: resources.refs[q] for q in resources.arns if q in resources.refs}
-    workers: list[Worker] = []
-    schedulers: dict[str, Scheduler] = {}
-    for key, queue_url in stack.rule_queues.items():
-        function = key.partition(".")[0]
-        config = _async_invoke_config(stack, template, function, queue_url_of_arn)
-        workers.append(BusDispatcher(sqs, queue_url, function, invoker.invoke, resources.account_id, config))
-    for function, resource in template["Resources"].items():
-        for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
-            properties = event.get("Properties", {})
-            if event["Type"] == "DynamoDB":
-                destination = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-                workers.append(
-                    StreamDispatcher(
-                        stack.client("dynamodbstreams"),
-                        sqs,
-                        _resolve_arn(stack, properties["Stream"]),
-                        function,
-                        properties,
-                        invoker.invoke,
-                        queue_url_of_arn.get(_resolve_arn(stack, destination)) if destination else None,
-                    )
-                )
-            elif event["Type"] == "Schedule":
-                rule_name, _ = resources.rules[f"{function}.{event_name}"]
-                rule_arn = f"arn:aws:events:{resources.region}:{resources.account_id}:rule/{rule_name}"
-                make_event = partial(scheduled_event, rule_arn, resources.account_id, resources.region)
-                schedulers[function] = Scheduler(function, make_event, invoker.invoke, retrain_every)
-                workers.append(schedulers[function])
-    for worker in workers:
-        worker.start()
-    return workers, schedulers
-
-
-def _stop_event_sources(workers: list[Worker], invoker: Invoker) -> None:
-    """Signal every dispatcher, end a retrain process still running (rather than wait for it), then
-    wait for the threads: they wind down in parallel."""
-    for worker in workers:
-        worker.stopping.set()
-    invoker.stop()
-    for worker in workers:
-        worker.stop()
-
-
 def _control_routes(
-    stack: LocalStack, scheduler: Scheduler, names: Names, page_config: Mapping[str, Any]
+    stack: LocalStack, scheduler: Scheduler | None, names: Names, page_config: Mapping[str, Any]
 ) -> dict[tuple[str, str], Any]:
     def get_status(_: bytes) -> HttpResponse:
         report = status(stack.client("s3"), stack.client("dynamodb"), names)
         return json_response(200, {**report, "stack": describe(stack)})
 
     def retrain(_: bytes) -> HttpResponse:
+        if scheduler is None:
+            return json_response(404, {"message": "the template has no scheduled function"})
         try:
             return json_response(200, scheduler.fire())
         except ScheduleBusy as busy:
@@ -293,41 +257,6 @@ def catalog_listing(dynamodb: Any, table: str) -> list[dict[str, Any]]:
     ]
     fields = {"item_id", "title", "category", "price", "stock"}
     return [item.model_dump(include=fields) for item in sorted(items, key=lambda i: i.item_id)]
-
-
-def _load_demo(
-    stack: LocalStack,
-    gateway: ApiGateway,
-    api_key: str,
-    scheduler: Scheduler,
-    options: ServeOptions,
-    console: TextIO,
-) -> None:
-    resources = stack.resources
-    shop = demo_shop.generate(
-        demo_shop.DemoConfig(seed=options.seed, items=DEMO_SHOP.items, shoppers=DEMO_SHOP.shoppers)
-    )
-    print(
-        f"nextpick: demo shop: {len(shop.items)} products, {len(shop.shoppers)} shoppers, "
-        f"{len(shop.history)} past events",
-        file=console,
-        flush=True,
-    )
-    seed.load_catalog(resources.items_table, shop.items)
-    seed.write_event_log(
-        stack.client("s3"), resources.model_bucket, resources.event_log_stream, EVENT_LOG_PREFIX, shop.history
-    )
-    with Step("first model (RetrainFunction, scheduled event)", console):
-        result = scheduler.fire()
-    print(f"  retrain: {result.get('status')}: {result.get('reason')}", file=console, flush=True)
-
-    def check(status_code: int, body: bytes) -> None:
-        if status_code != 200:
-            raise RuntimeError(f"warming a demo shopper failed: {status_code} {body[:300]!r}")
-
-    # The handler's own per-request limit (MAX_BATCH_EVENTS), as the function environment sets it.
-    batch_size = get_settings().max_batch_events
-    seed.send_live_events(gateway, api_key, shop.live_events, batch_size, check)
 
 
 def _banner(

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nextpick_local.aws_resources import find_template
+from nextpick_local.standin.aws_resources import find_template
 
 ENV_VAR = "NEXTPICK_STATE_FILE"
 

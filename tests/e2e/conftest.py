@@ -13,14 +13,14 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from nextpick_local.http_client import JsonClient
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 150
@@ -40,17 +40,10 @@ class LocalStack:
         self, method: str, path: str, body: Any = None, api_key: str | None = "default", timeout: float = 120
     ) -> tuple[int, Any]:
         """(status, parsed JSON body); `api_key=None` sends none, "default" sends the stack's."""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        key = self.api_key if api_key == "default" else api_key
-        if key is not None:
-            request.add_header("x-api-key", key)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+        client = JsonClient(self.url, self.api_key, timeout)
+        if api_key == "default":
+            return client.request(method, path, body)
+        return client.request(method, path, body, api_key=api_key, send_key=api_key is not None)
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from nextpick_local.demo_shop import PERSONAS, Persona
+from nextpick_local.demo.demo_shop import PERSONAS, Persona
 from tests.e2e.conftest import LocalStack
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,8 @@
-"""Moved to `nextpick_local.aws_resources`, so the local stack (`nextpick serve`) can build the template's
-resources without importing tests; re-exported here for the tests that import it from this path."""
+"""The template's stack in moto for the integration tests: `nextpick_local.standin.aws_resources`, the
+same loader (cfn-lint decoder -> SAM translator -> moto's CloudFormation) the local stack uses.
+Re-exported here for the tests (and bench) that import it from this path."""
 
-from nextpick_local.aws_resources import (
+from nextpick_local.standin.aws_resources import (
     BUCKET,
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
@@ -9,7 +10,6 @@ from nextpick_local.aws_resources import (
     DELIVERY_STREAM,
     EVENT_BUS,
     NAME_PROPERTIES,
-    PLANNED_STREAM_SUFFIX,
     QUEUE,
     ROLE,
     SERVERLESS_FUNCTION,
@@ -31,7 +31,6 @@ __all__ = [
     "DELIVERY_STREAM",
     "EVENT_BUS",
     "NAME_PROPERTIES",
-    "PLANNED_STREAM_SUFFIX",
     "QUEUE",
     "ROLE",
     "SERVERLESS_FUNCTION",

@@ -5,14 +5,26 @@ The `aws` (moto) and `stack` (create_stack("nextpick-test")) fixtures come from 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from nextpick.settings import Settings
-from nextpick_local.aws_resources import Stack, TemplateError, create_stack, load_template
+from nextpick_local.standin.aws_resources import (
+    Stack,
+    TemplateError,
+    create_stack,
+    find_template,
+    load_template,
+)
+from nextpick_local.standin.dispatch import StreamDispatcher
+from nextpick_local.standin.event_sources import event_sources
+from nextpick_local.standin.functions import functions_of
+from nextpick_local.standin.gateway import routes_of
+from nextpick_local.standin.stack import LocalStack
 
 if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
@@ -219,3 +231,116 @@ def test_moto_server_through_endpoint_url(monkeypatch: pytest.MonkeyPatch) -> No
         assert stack.stream_arns["StateTable"].startswith("arn:aws:dynamodb:")
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------ templates that grow
+
+
+def _grown_template(tmp_path: Path) -> Path:
+    """template.yaml plus what later changes will add: a second image function on the items table's
+    stream, alarms (one on a queue, one on a function), a dashboard, an SNS topic, and gradual
+    deployment of the API function (AutoPublishAlias + DeploymentPreference)."""
+    template = load_template()
+    resources = template["Resources"]
+    resources["ItemsTable"]["Properties"]["StreamSpecification"] = {"StreamViewType": "NEW_IMAGE"}
+    resources["ApiFunction"]["Properties"]["AutoPublishAlias"] = "live"
+    resources["ApiFunction"]["Properties"]["DeploymentPreference"] = {
+        "Type": "Canary10Percent5Minutes",
+        "Alarms": [{"Ref": "ApiErrorsAlarm"}],
+    }
+    resources["CatalogRefreshFunction"] = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "PackageType": "Image",
+            "Timeout": 120,
+            "ImageConfig": {"Command": ["nextpick_training.catalog_refresh.lambda_handler"]},
+            "Events": {
+                "ItemsStream": {
+                    "Type": "DynamoDB",
+                    "Properties": {
+                        "Stream": {"Fn::GetAtt": ["ItemsTable", "StreamArn"]},
+                        "StartingPosition": "LATEST",
+                        "BatchSize": 10,
+                    },
+                }
+            },
+        },
+        "Metadata": resources["RetrainFunction"]["Metadata"],
+    }
+    resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic"}
+    resources["DeadLetterAlarm"] = {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [
+                {"Name": "QueueName", "Value": {"Fn::GetAtt": ["BusDeadLetterQueue", "QueueName"]}}
+            ],
+            "Statistic": "Maximum",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+        },
+    }
+    resources["ApiErrorsAlarm"] = {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "ApiFunction"}}],
+            "Statistic": "Sum",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        },
+    }
+    resources["Dashboard"] = {
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {
+            "DashboardBody": {
+                "Fn::Sub": '{"widgets": [{"type": "text", "properties": {"markdown": "${AWS::StackName}"}}]}'
+            }
+        },
+    }
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template))
+    return path
+
+
+def test_a_grown_template_keeps_working_and_says_what_it_skipped(aws: None, tmp_path: Path) -> None:
+    stack = create_stack("nextpick-grown", template_path=_grown_template(tmp_path))
+
+    notes = "\n".join(stack.notes)
+    # Unknown to moto, or referring to what the stand-in emulates: skipped, each with a reason.
+    assert "ApiErrorsAlarm (AWS::CloudWatch::Alarm) not created" in notes
+    assert "ServerlessDeploymentApplication (AWS::CodeDeploy::Application) not created" in notes
+    # What moto covers is created from the template.
+    topics = boto3.client("sns", region_name=REGION).list_topics()["Topics"]
+    assert [t["TopicArn"] for t in topics] == [stack.refs["AlarmTopic"]]  # !Ref of a topic: its ARN
+    assert boto3.client("cloudwatch", region_name=REGION).list_dashboards()["DashboardEntries"]
+    # Functions are discovered generically, with the translator's Globals merged in.
+    functions = functions_of(stack.resources, find_template().parent)
+    refresh = functions["CatalogRefreshFunction"]
+    assert refresh.image and refresh.timeout == 120 and refresh.memory == 1024
+    assert refresh.handler == "nextpick_training.catalog_refresh.lambda_handler"
+    assert stack.env("CatalogRefreshFunction")["ITEMS_TABLE_NAME"] == stack.items_table
+    # The API still reaches the function behind its alias.
+    routes = routes_of(stack.resources)
+    assert {r.function for r in routes} == {"ApiFunction"} and len(routes) == 5
+
+
+def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path: Path) -> None:
+    stack = create_stack("nextpick-grown", template_path=_grown_template(tmp_path))
+    local = LocalStack(cast(Any, None), cast(Any, None), stack, stack.env())
+
+    sources = event_sources(local, lambda function, event: None, retrain_every=0)
+
+    streams = [w for w in sources.workers if isinstance(w, StreamDispatcher)]
+    assert sorted(w.function for w in streams) == ["CatalogRefreshFunction", "EventLogShipperFunction"]
+    items_stream = next(w for w in streams if w.function == "CatalogRefreshFunction")
+    assert items_stream.stream_arn == stack.stream_arns["ItemsTable"]
+    assert set(sources.schedulers) == {"RetrainFunction"}
+    assert sources.unsupported == []

@@ -50,7 +50,7 @@ class TinyModel:
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray:
         return (np.float32(0.9) * state + np.float32(strength) * self._embeddings[item]).astype(np.float32)
 
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:  # pragma: no cover - unused
+    def rank(self, state: np.ndarray, exclude: np.ndarray, *history: Any) -> np.ndarray:  # pragma: no cover
         return self._embeddings @ state - exclude * np.float32(1e9)
 
 

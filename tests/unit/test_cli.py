@@ -101,9 +101,9 @@ def test_commands_without_a_running_local_stack_say_how_to_start_one(
 
 def test_walkthrough_gets_every_argument_after_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[list[str]] = []
-    fake = types.ModuleType("nextpick_local.walkthrough")
+    fake = types.ModuleType("nextpick_local.demo.walkthrough")
     fake.main = lambda argv: received.append(argv) or 0  # type: ignore[attr-defined,func-returns-value]
-    monkeypatch.setitem(sys.modules, "nextpick_local.walkthrough", fake)
+    monkeypatch.setitem(sys.modules, "nextpick_local.demo.walkthrough", fake)
 
     assert main(["walkthrough", "--help", "--url", "http://x"]) == 0
     assert received == [["--help", "--url", "http://x"]]
@@ -113,3 +113,27 @@ def test_walkthrough_is_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -
     build_parser().print_help()
 
     assert "walkthrough" in capsys.readouterr().out
+
+
+def test_an_unexpected_failure_is_one_line_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEXTPICK_DEBUG", raising=False)
+    state = tmp_path / "local.json"
+    state.write_text("{not json")
+
+    assert main(["status", "--state-file", str(state)]) == 1
+
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("nextpick status: unexpected JSONDecodeError: ")
+    assert "NEXTPICK_DEBUG=1" in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEXTPICK_DEBUG", "1")
+    state = tmp_path / "local.json"
+    state.write_text("{not json")
+
+    with pytest.raises(ValueError):
+        main(["status", "--state-file", str(state)])

@@ -10,8 +10,16 @@ from typing import Any
 
 import pytest
 
-from nextpick_local.aws_resources import load_template
-from nextpick_local.gateway import ApiGateway, HttpRequest, Route, http_response, proxy_event, routes_of
+from nextpick_local.demo.load import Retrying
+from nextpick_local.standin.gateway import (
+    ApiGateway,
+    HttpRequest,
+    Route,
+    http_response,
+    proxy_event,
+    routes_of,
+)
+from nextpick_local.standin.template import translated_template
 
 RECOMMENDATIONS = Route("GET", "/users/{user_id}/recommendations", "ApiFunction", api_key_required=True)
 KEY = "np-test-key"
@@ -23,7 +31,7 @@ def request(method: str = "GET", target: str = "/", body: bytes = b"", **headers
 
 
 def test_the_routes_are_the_template_api_events_with_their_key_requirement() -> None:
-    routes = {(r.method, r.resource): r for r in routes_of(load_template())}
+    routes = {(r.method, r.resource): r for r in routes_of(translated_template()["Resources"])}
 
     assert set(routes) == {
         ("POST", "/events"),
@@ -172,7 +180,9 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def gateway(recorder: Recorder) -> ApiGateway:
-    return ApiGateway(routes_of(load_template()), recorder, frozenset({KEY}), "prod", "123456789012")
+    return ApiGateway(
+        routes_of(translated_template()["Resources"]), recorder, frozenset({KEY}), "prod", "123456789012"
+    )
 
 
 def body_of(response: Any) -> Any:
@@ -215,9 +225,45 @@ def test_a_valid_request_reaches_the_template_function(
 
 def test_a_function_error_is_a_502() -> None:
     failing = ApiGateway(
-        routes_of(load_template()), Recorder(error=RuntimeError("boom")), frozenset({KEY}), "prod", "1"
+        routes_of(translated_template()["Resources"]),
+        Recorder(error=RuntimeError("boom")),
+        frozenset({KEY}),
+        "prod",
+        "1",
     )
 
     response = failing.handle(request("GET", "/model", x_api_key=KEY))
 
     assert (response.status, body_of(response)) == (502, {"message": "Internal server error"})
+
+
+def test_a_warm_up_batch_answered_5xx_is_sent_again() -> None:
+    answers = iter([(503, b'{"message":"unavailable"}'), (502, b"{}"), (200, b'{"results":[]}')])
+    sent: list[bytes] = []
+
+    def send(body: bytes) -> tuple[int, bytes]:
+        sent.append(body)
+        return next(answers)
+
+    assert Retrying(send, attempts=4, backoff_seconds=0)(b"batch") == (200, b'{"results":[]}')
+    assert sent == [b"batch"] * 3
+
+
+def test_warm_up_gives_up_after_its_attempts_and_never_retries_a_4xx() -> None:
+    calls: list[int] = []
+
+    def unavailable(body: bytes) -> tuple[int, bytes]:
+        calls.append(1)
+        return 503, b"{}"
+
+    assert Retrying(unavailable, attempts=3, backoff_seconds=0)(b"x")[0] == 503
+    assert len(calls) == 3
+
+    refused: list[int] = []
+
+    def invalid(body: bytes) -> tuple[int, bytes]:
+        refused.append(1)
+        return 422, b"{}"
+
+    assert Retrying(invalid, attempts=3, backoff_seconds=0)(b"x")[0] == 422
+    assert len(refused) == 1

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from nextpick.domain.events import TrackedEvent
+from nextpick.domain.events import EventType, TrackedEvent
 from nextpick.domain.history import ItemHistory
 from nextpick.domain.state import StateLimits, TimedInteraction, UserState, apply_events, fold_interactions
 from nextpick_training.model import Hyperparameters, ItemTokens, TrainedModel, batches, init_weights, train
@@ -106,7 +106,7 @@ def test_training_history_input_equals_what_serving_builds() -> None:
     flat = batches.FlatSequences.build([sequence], hp)
     examples = batches.build_examples(flat, hp, np.random.default_rng(0))
     assert len(examples) > 10
-    kinds = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rate")
+    kinds = list(EventType)
     events = [
         TrackedEvent(
             event_id=f"e{j}",
@@ -114,7 +114,7 @@ def test_training_history_input_equals_what_serving_builds() -> None:
             item_id=f"sku-{item}",
             event_type=kinds[kind],
             timestamp=datetime.fromtimestamp(ts, UTC),
-            **({"rating": round(strength * 5)} if kind == 5 else {}),
+            rating=round(strength * 5) if kind == 5 else None,
         )
         for j, (item, kind, strength, ts) in enumerate(sequence)
     ]

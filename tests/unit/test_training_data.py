@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.events import CatalogItem, EventType, TrackedEvent
 from nextpick_training import data
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -112,7 +112,11 @@ def test_vocabulary_is_unknown_first_then_by_descending_frequency_with_id_ties()
     assert data.vocabulary_index(vocab) == {"a": 1, "c": 2, "b": 3, "d": 4}
 
 
-def test_build_dataset_holds_out_each_users_last_event_and_encodes_like_serving() -> None:
+def ts(minutes: float) -> float:
+    return (T0 + timedelta(minutes=minutes)).timestamp()
+
+
+def test_build_dataset_holds_out_each_users_last_basket_and_encodes_like_serving() -> None:
     recs = records(
         line("1", "u1", "shoe", 0, "view"),
         line("2", "u1", "shoe", 1, "rate", rating=3),
@@ -120,30 +124,37 @@ def test_build_dataset_holds_out_each_users_last_event_and_encodes_like_serving(
         line("4", "u2", "sock", 0, "click"),
         line("5", "u2", "hat", 1, "add_to_cart"),  # held out; 'hat' never seen in training
         line("6", "u3", "shoe", 0, "view"),  # single event: trained on, nothing held out
+        line("7", "u4", "sock", 0, "view"),
+        line("8", "u4", "shoe", 30, "purchase"),  # one order of two lines: the held-out basket
+        line("9", "u4", "lamp", 31, "purchase"),
     )
-    ds = data.build_dataset(recs)
-    assert ds.users == ["u1", "u2", "u3"]
-    assert ds.items == [None, "shoe", "sock"]  # from training events only: shoe x3, sock x1
-    assert ds.num_items == 3
+    catalog = [CatalogItem(item_id="lamp", category="home", price=20.0, stock=1)]
+    ds = data.build_dataset(recs, catalog)
+    assert ds.users == ["u1", "u2", "u3", "u4"]
+    # The training events by frequency (shoe x3, sock x2), then catalog items without events.
+    assert ds.items == [None, "shoe", "sock", "lamp"]
+    assert ds.item_tokens[3] == ["category=home", "price_band=5"] and ds.item_tokens[1] == []
     assert ds.train_sequences == [
-        [(1, EventType.VIEW.code, 1.0), (1, EventType.RATE.code, pytest.approx(0.6))],
-        [(2, EventType.CLICK.code, 1.0)],
-        [(1, EventType.VIEW.code, 1.0)],
+        [(1, EventType.VIEW.code, 1.0, ts(0)), (1, EventType.RATE.code, pytest.approx(0.6), ts(1))],
+        [(2, EventType.CLICK.code, 1.0, ts(0))],
+        [(1, EventType.VIEW.code, 1.0, ts(0))],
+        [(2, EventType.VIEW.code, 1.0, ts(0))],
     ]
-    assert ds.holdout_users == [0, 1]
-    assert ds.holdout_targets == [2, data.UNKNOWN_ITEM]
-    assert ds.holdout_item_ids == ["sock", "hat"]
-    assert ds.holdout_histories == [ds.train_sequences[0], ds.train_sequences[1]]
-    assert ds.holdout_history_ids()[1] == [("sock", EventType.CLICK.code, 1.0)]
-    assert ds.events == 6
-    assert ds.train_events == 4
+    assert ds.holdout_users == [0, 1, 3]
+    assert ds.holdout_targets == [[2], [data.UNKNOWN_ITEM], [1, 3]]
+    assert ds.holdout_item_ids == [["sock"], ["hat"], ["lamp", "shoe"]]
+    assert ds.holdout_nows == [ts(2), ts(1), ts(30)]
+    assert ds.holdout_histories == [ds.train_sequences[0], ds.train_sequences[1], ds.train_sequences[3]]
+    assert ds.holdout_history_ids()[1] == [("sock", EventType.CLICK.code, 1.0, ts(0))]
+    assert ds.events == 9
+    assert ds.train_events == 5
     # Every training interaction is a known item (the trainer rejects index 0).
-    assert all(item >= 1 for seq in ds.train_sequences for item, _, _ in seq)
+    assert all(event[0] >= 1 for seq in ds.train_sequences for event in seq)
 
 
 def test_encode_maps_unknown_items_to_zero() -> None:
     recs = records(line("1", "u1", "known"), line("2", "u1", "stranger", 1))
-    assert data.encode(recs, {"known": 1}) == [(1, 0, 1.0), (0, 0, 1.0)]
+    assert data.encode(recs, {"known": 1}) == [(1, 0, 1.0, ts(0)), (0, 0, 1.0, ts(1))]
 
 
 def test_partition_day() -> None:

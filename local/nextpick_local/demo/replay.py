@@ -13,7 +13,8 @@ from typing import Any
 
 from nextpick_local.progress import Progress
 
-Post = Callable[[str, Any], tuple[int, Any]]
+# Sends one `POST /events` body; (status, parsed answer).
+Post = Callable[[Any], tuple[int, Any]]
 MAX_REJECTIONS_SHOWN = 10
 
 
@@ -74,14 +75,14 @@ def _count(summary: ReplaySummary, body: Any) -> None:
             summary.accepted += 1
 
 
-def _send(post: Post, url: str, batch: list[tuple[int, Any]], summary: ReplaySummary) -> None:
+def _send(post: Post, batch: list[tuple[int, Any]], summary: ReplaySummary) -> None:
     body = {"events": [event for _, event in batch]} if len(batch) > 1 else batch[0][1]
-    code, answer = post(url, body)
+    code, answer = post(body)
     if code == 200:
         _count(summary, answer)
     elif code in (400, 413, 422) and len(batch) > 1:
         for single in batch:
-            _send(post, url, [single], summary)
+            _send(post, [single], summary)
     elif code in (400, 413, 422):
         summary.reject(batch[0][0], f"{code} {_why(answer)}")
     else:
@@ -91,13 +92,12 @@ def _send(post: Post, url: str, batch: list[tuple[int, Any]], summary: ReplaySum
         )
 
 
-def replay(path: Path, api_url: str, batch_size: int, post: Post) -> ReplaySummary:
+def replay(path: Path, batch_size: int, post: Post) -> ReplaySummary:
     summary = ReplaySummary()
     events = list(read_events(path, summary))
-    url = f"{api_url}/events"
     with Progress("replay", len(events)) as progress:
         for start in range(0, len(events), batch_size):
             batch = events[start : start + batch_size]
-            _send(post, url, batch, summary)
+            _send(post, batch, summary)
             progress.advance(len(batch))
     return summary

@@ -11,14 +11,11 @@ Everything goes through HTTP, as a shop would call the API; nothing is imported 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nextpick_local import state_file
+from nextpick_local.http_client import JsonClient, Unreachable
 
 TOP_K = 10
 # Each product the shopper looks at gets this little story; it cycles over the session.
@@ -89,8 +87,7 @@ class Client:
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = timeout
+        self.http = JsonClient(self.base_url, api_key, timeout)
 
     def call(
         self,
@@ -100,23 +97,11 @@ class Client:
         query: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("x-api-key", self.api_key)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            raw = error.read()
-            try:
-                message = json.loads(raw).get("message", raw.decode(errors="replace"))
-            except (ValueError, AttributeError):
-                message = raw.decode(errors="replace")[:200]
-            raise ApiError(error.code, message) from None
+        status, answer = self.http.request(method, path, body, query=query, timeout=timeout)
+        if status >= 400:
+            message = answer.get("message", answer) if isinstance(answer, dict) else answer
+            raise ApiError(status, str(message)[:200])
+        return answer
 
     def recommendations(self, user_id: str, k: int = TOP_K, category: str | None = None) -> dict[str, Any]:
         query = {"k": str(k), **({"category": category} if category else {})}
@@ -450,8 +435,8 @@ def main(argv: list[str]) -> int:
     except ApiError as error:
         print(f"nextpick walkthrough: the API refused a call: {error}", file=sys.stderr)
         return 2
-    except urllib.error.URLError as error:
-        print(f"nextpick walkthrough: cannot reach {client.base_url}: {error.reason}", file=sys.stderr)
+    except Unreachable as error:
+        print(f"nextpick walkthrough: {error}", file=sys.stderr)
         return 2
 
 

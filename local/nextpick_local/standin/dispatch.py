@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-log = logging.getLogger("nextpick_local.dispatch")
+log = logging.getLogger("nextpick_local.standin.dispatch")
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 STREAM_POLL_SECONDS = 0.5
@@ -50,11 +50,15 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 self.poll()
-            except Exception:
+            except Exception as error:
                 if self.stopping.is_set():
                     return  # shutting down: a run cut short is expected
                 # The stand-in must outlive a hiccup (e.g. moto busy); the next poll tries again.
-                log.exception("%s: poll failed", self._thread.name)
+                # One line, no traceback: the console is the developer's.
+                reason = " ".join(str(error).split())[:300]
+                log.warning(
+                    "%s: poll failed (%s: %s); trying again", self._thread.name, type(error).__name__, reason
+                )
                 self.stopping.wait(1.0)
 
     def poll(self) -> None:
@@ -183,8 +187,8 @@ class StreamDispatcher(Worker):
 
         self._streams = streams
         self._sqs = sqs
-        self._stream_arn = stream_arn
-        self._function = function
+        self.stream_arn = stream_arn
+        self.function = function
         self._invoke = invoke
         self._batch_size = int(mapping.get("BatchSize", 100))
         self._max_retries = int(mapping.get("MaximumRetryAttempts", -1))
@@ -196,19 +200,19 @@ class StreamDispatcher(Worker):
         self._starting_position = str(mapping.get("StartingPosition", "TRIM_HORIZON"))
 
     def poll(self) -> None:
-        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
+        shards = self._streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         for shard in shards:
             shard_id = shard["ShardId"]
             if shard_id not in self._iterators:
                 self._iterators[shard_id] = self._streams.get_shard_iterator(
-                    StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType=self._starting_position
+                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType=self._starting_position
                 )["ShardIterator"]
             response = self._streams.get_records(
                 ShardIterator=self._iterators[shard_id], Limit=self._batch_size
             )
             self._iterators[shard_id] = response["NextShardIterator"]
             records = [
-                {**lambda_json(record), "eventSourceARN": self._stream_arn} for record in response["Records"]
+                {**lambda_json(record), "eventSourceARN": self.stream_arn} for record in response["Records"]
             ]
             if records:
                 self._deliver(shard_id, records)
@@ -232,16 +236,16 @@ class StreamDispatcher(Worker):
     def _invoke_batch(self, batch: list[dict[str, Any]]) -> int | None:
         """None if the whole batch succeeded, else the position to retry from."""
         try:
-            response = self._invoke(self._function, {"Records": batch})
+            response = self._invoke(self.function, {"Records": batch})
         except Exception:
-            log.exception("%s: stream batch failed", self._function)
+            log.exception("%s: stream batch failed", self.function)
             return 0
         failures = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         positions = [i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failures]
         return min(positions) if positions else None
 
     def _give_up(self, shard_id: str, batch: list[dict[str, Any]]) -> None:
-        log.error("%s: %d stream records failed after every retry", self._function, len(batch))
+        log.error("%s: %d stream records failed after every retry", self.function, len(batch))
         if self._on_failure_queue_url is None:
             return
         info = {
@@ -253,7 +257,7 @@ class StreamDispatcher(Worker):
                 "shardId": shard_id,
                 "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
                 "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
-                "streamArn": self._stream_arn,
+                "streamArn": self.stream_arn,
                 "batchSize": len(batch),
             },
         }

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
 # Lambda's defaults when neither the function nor Globals set them.
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY = 128
@@ -42,11 +42,16 @@ class Function:
     timeout: int
     memory: int
     image: bool
-    events: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def _image_handler(repo: Path, metadata: Mapping[str, Any]) -> str:
-    """The handler an image function runs: the CMD of its Dockerfile (the Lambda base image's convention)."""
+def _image_handler(repo: Path, properties: Mapping[str, Any], metadata: Mapping[str, Any]) -> str:
+    """The handler an image function runs: its ImageConfig.Command if the template sets one, else the
+    CMD of its Dockerfile (the Lambda base image's convention)."""
+    command = properties.get("ImageConfig", {}).get("Command")
+    if command:
+        return str(command[0])
+    if "Dockerfile" not in metadata:
+        raise ValueError("an image function needs ImageConfig.Command or Metadata.Dockerfile")
     dockerfile = repo / str(metadata.get("DockerContext", ".")) / str(metadata["Dockerfile"])
     match = re.search(r'^CMD\s*\[\s*"([^"]+)"', dockerfile.read_text(encoding="utf-8"), re.MULTILINE)
     if match is None:
@@ -54,23 +59,23 @@ def _image_handler(repo: Path, metadata: Mapping[str, Any]) -> str:
     return match.group(1)
 
 
-def functions_of(template: Mapping[str, Any], repo: Path) -> dict[str, Function]:
-    """Every AWS::Serverless::Function of the template, with Globals applied as SAM does."""
-    defaults = template.get("Globals", {}).get("Function", {})
+def functions_of(resources: Mapping[str, Any], repo: Path) -> dict[str, Function]:
+    """Every AWS::Lambda::Function of the translated template (the SAM translator has merged Globals)."""
     functions: dict[str, Function] = {}
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] != SERVERLESS_FUNCTION:
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != LAMBDA_FUNCTION:
             continue
-        properties = {**defaults, **resource.get("Properties", {})}
+        properties = resource.get("Properties", {})
         image = properties.get("PackageType") == "Image"
-        handler = _image_handler(repo, resource.get("Metadata", {})) if image else properties["Handler"]
+        handler = (
+            _image_handler(repo, properties, resource.get("Metadata", {})) if image else properties["Handler"]
+        )
         functions[logical_id] = Function(
             logical_id=logical_id,
             handler=handler,
             timeout=int(properties.get("Timeout", DEFAULT_TIMEOUT)),
             memory=int(properties.get("MemorySize", DEFAULT_MEMORY)),
             image=image,
-            events=properties.get("Events", {}),
         )
     return functions
 
@@ -139,7 +144,7 @@ class Invoker:
             command = [
                 sys.executable,
                 "-m",
-                "nextpick_local.child_invoke",
+                "nextpick_local.standin.child_invoke",
                 function.handler,
                 self.names.get(function.logical_id, function.logical_id),
                 str(function.memory),

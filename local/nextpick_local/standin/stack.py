@@ -4,23 +4,32 @@ resources of template.yaml created from the template itself (aws_resources).
 Everything the handlers build lazily (boto3 clients, settings) then talks to moto: `AWS_ENDPOINT_URL`
 redirects every boto3 client, dummy credentials make sure nothing can reach a real account, and the
 Lambda environment is the one the template resolves to.
+
+Timeouts and retries are the stand-in's, not Lambda's (see LOCAL_CLIENT_CONFIG): the functions' 2 s
+connect / 5 s read budget assumes DynamoDB answering in milliseconds, while moto on a busy two-core
+laptop took more than 5 s to answer a 2,000-item catalog scan (load average near 8), and `make local`
+died of it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from nextpick_local.aws_resources import DEFAULT_REGION, Stack, create_stack
+from nextpick_local.standin import moto_patches
+from nextpick_local.standin.aws_resources import (
+    DEFAULT_REGION,
+    LOCAL_SERVER_RUNNING,
+    RULE,
+    Stack,
+    create_stack,
+)
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -31,6 +40,13 @@ DUMMY_CREDENTIALS = {
 RULE_QUEUE_TARGET_ID = "nextpick-local-dispatch"
 # A failed bus invocation is retried (Lambda's asynchronous retries) once the message becomes visible again.
 RULE_QUEUE_VISIBILITY_SECONDS = 2
+# botocore's own defaults (60 s read) and more retries: a local stand-in is slow when the machine is
+# busy, never far away; waiting is right, failing fast is not. Applies to the stand-in's own clients,
+# to the functions' (nextpick.adapters.CLIENT_CONFIG, replaced in this process) and, through
+# AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, to every other client of this process and its children.
+LOCAL_CONNECT_TIMEOUT_SECONDS = 10
+LOCAL_READ_TIMEOUT_SECONDS = 60
+LOCAL_MAX_ATTEMPTS = 6
 
 
 @dataclass
@@ -44,10 +60,32 @@ class LocalStack:
     rule_queues: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.resources.region)  # type: ignore[call-overload]
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.resources.region,
+            config=local_client_config(),
+        )
 
     def stop(self) -> None:
         self.server.stop()
+        LOCAL_SERVER_RUNNING.clear()
+
+
+def local_client_config() -> Config:
+    return Config(
+        connect_timeout=LOCAL_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=LOCAL_READ_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "max_attempts": LOCAL_MAX_ATTEMPTS},
+    )
+
+
+def use_local_client_config() -> None:
+    """The functions' boto3 clients (built lazily from nextpick.adapters.CLIENT_CONFIG) get the
+    stand-in's timeouts; this process runs the zip functions in-process."""
+    import nextpick.adapters
+
+    nextpick.adapters.CLIENT_CONFIG = local_client_config()
 
 
 def aws_environment(endpoint_url: str, region: str) -> dict[str, str]:
@@ -57,6 +95,8 @@ def aws_environment(endpoint_url: str, region: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
+        "AWS_RETRY_MODE": "standard",
+        "AWS_MAX_ATTEMPTS": str(LOCAL_MAX_ATTEMPTS),
     }
 
 
@@ -76,43 +116,8 @@ def function_environment(resources: Stack) -> dict[str, str]:
     return merged
 
 
-_FIREHOSE_EXPRESSION = re.compile(r"!\{timestamp:([^}]+)\}")
-# Firehose's (Java DateTimeFormatter) pattern letters -> strftime.
-_JAVA_TO_STRFTIME = (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"))
-
-
-def firehose_object_key(stream_name: str, version_id: str, prefix: str, now: datetime) -> str:
-    """The S3 key Firehose gives a delivery: the prefix with its `!{timestamp:...}` expressions
-    evaluated (arrival time, UTC), then `<stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid>`.
-
-    Firehose appends the default `yyyy/MM/dd/HH/` only to prefixes without expressions."""
-
-    def evaluate(match: re.Match[str]) -> str:
-        pattern = match.group(1)
-        for java, strftime in _JAVA_TO_STRFTIME:
-            pattern = pattern.replace(java, strftime)
-        return now.strftime(pattern)
-
-    if _FIREHOSE_EXPRESSION.search(prefix):
-        folder = _FIREHOSE_EXPRESSION.sub(evaluate, prefix)
-    else:
-        folder = f"{prefix}{'' if not prefix or prefix.endswith('/') else '/'}{now.strftime('%Y/%m/%d/%H')}/"
-    return f"{folder}{stream_name}-{version_id}-{now.strftime('%Y-%m-%d-%H-%M-%S')}-{uuid.uuid4()}"
-
-
-def _evaluate_firehose_prefixes() -> None:
-    """moto writes `!{timestamp:yyyy}` into keys literally; real Firehose evaluates it, and the retrain
-    job's reader prunes old partitions by those values. Replace moto's key builder with Firehose's."""
-    from moto.firehose.models import FirehoseBackend
-
-    def object_path(delivery_stream_name: str, version_id: str, prefix: str) -> str:
-        return firehose_object_key(delivery_stream_name, version_id, prefix, datetime.now(UTC))
-
-    FirehoseBackend._format_s3_object_path = staticmethod(object_path)  # type: ignore[method-assign]
-
-
-def _attach_rule_queues(stack: LocalStack, template: Mapping[str, Any]) -> None:
-    """Add a local SQS queue as an extra target of every EventBridge rule of the template.
+def _attach_rule_queues(stack: LocalStack) -> None:
+    """Add a local SQS queue as an extra target of every event-pattern rule of the template.
 
     moto matches events against the rules' patterns and delivers them to the queue; a poller
     (dispatch.BusDispatcher) invokes the rule's function with each. Schedule rules get none: moto does
@@ -120,7 +125,8 @@ def _attach_rule_queues(stack: LocalStack, template: Mapping[str, Any]) -> None:
     events, sqs = stack.client("events"), stack.client("sqs")
     for key, (rule_name, bus_name) in stack.resources.rules.items():
         function, _, event_name = key.partition(".")
-        if template["Resources"][function]["Properties"]["Events"][event_name]["Type"] != "EventBridgeRule":
+        rule = stack.resources.resources.get(f"{function}{event_name}", {})
+        if rule.get("Type") != RULE or "EventPattern" not in rule.get("Properties", {}):
             continue
         queue_url = sqs.create_queue(
             QueueName=f"{rule_name}-local",
@@ -136,35 +142,38 @@ def _attach_rule_queues(stack: LocalStack, template: Mapping[str, Any]) -> None:
 
 
 def start_stack(
-    template: Mapping[str, Any],
     stack_name: str,
-    parameters: Mapping[str, str],
+    parameters: dict[str, str],
     region: str = DEFAULT_REGION,
     host: str = "127.0.0.1",
 ) -> LocalStack:
     """Start moto, point this process at it, create the template's resources; return the stack."""
-    _evaluate_firehose_prefixes()
+    moto_patches.firehose_prefixes()
+    use_local_client_config()
     # moto's server logs every request it answers; the pollers alone would flood the console.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     server.start()
+    LOCAL_SERVER_RUNNING.set()
     _, port = server.get_host_and_port()
     endpoint_url = f"http://{host}:{port}"
     try:
         os.environ.update(aws_environment(endpoint_url, region))
+        session = boto3.Session()
         resources = create_stack(
             stack_name,
             parameters=parameters,
-            session=boto3.Session(),
+            session=session,
             endpoint_url=endpoint_url,
             region=region,
         )
         env = function_environment(resources)
         os.environ.update(env)
         stack = LocalStack(server, endpoint_url, resources, env)
-        _attach_rule_queues(stack, template)
+        _attach_rule_queues(stack)
     except BaseException:
         server.stop()
+        LOCAL_SERVER_RUNNING.clear()
         raise
     return stack
 

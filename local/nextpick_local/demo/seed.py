@@ -19,9 +19,9 @@ from typing import Any
 
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.domain.events import CatalogItem, TrackedEvent
-from nextpick_local.gateway import ApiGateway, HttpRequest
 from nextpick_local.progress import Progress
-from nextpick_local.stack import firehose_object_key
+from nextpick_local.standin.firehose import firehose_object_key
+from nextpick_local.standin.gateway import ApiGateway, HttpRequest
 
 CATALOG_CHUNK = 100
 
@@ -60,27 +60,31 @@ def write_event_log(
     return objects
 
 
+def post_events(gateway: ApiGateway, api_key: str, body: bytes) -> tuple[int, bytes]:
+    """`POST /events` through the local API Gateway (status, body)."""
+    response = gateway.handle(
+        HttpRequest(
+            "POST",
+            "/events",
+            [("Content-Type", "application/json"), ("x-api-key", api_key)],
+            body,
+            "127.0.0.1",
+        )
+    )
+    return response.status, response.body
+
+
 def send_live_events(
-    gateway: ApiGateway,
-    api_key: str,
+    send: Callable[[bytes], tuple[int, bytes]],
     timelines: dict[str, list[TrackedEvent]],
     batch_size: int,
     check: Callable[[int, bytes], None],
 ) -> None:
-    """The named shoppers' events, in order, as `POST /events` batches through the local API Gateway."""
+    """The named shoppers' events, in order, as `POST /events` batches (`send`: see post_events)."""
     events = [event for timeline in timelines.values() for event in timeline]
     with Progress("demo shoppers", len(events)) as progress:
         for start in range(0, len(events), batch_size):
             batch = events[start : start + batch_size]
             body = json.dumps({"events": [e.model_dump(mode="json", exclude_none=True) for e in batch]})
-            response = gateway.handle(
-                HttpRequest(
-                    "POST",
-                    "/events",
-                    [("Content-Type", "application/json"), ("x-api-key", api_key)],
-                    body.encode(),
-                    "127.0.0.1",
-                )
-            )
-            check(response.status, response.body)
+            check(*send(body.encode()))
             progress.advance(len(batch))

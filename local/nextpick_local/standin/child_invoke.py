@@ -1,6 +1,6 @@
 """One invocation of a container-image function in its own process (see functions.Invoker).
 
-    python -m nextpick_local.child_invoke HANDLER FUNCTION_NAME MEMORY_MB TIMEOUT_S ACCOUNT RESULT_PATH < event
+    python -m nextpick_local.standin.child_invoke HANDLER FUNCTION_NAME MEMORY_MB TIMEOUT_S ACCOUNT RESULT_PATH < event
 
 The handler's logs go to this process's stdout; its return value (JSON) to RESULT_PATH."""
 
@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from nextpick_local.functions import LambdaContext, load_handler
+from nextpick_local.standin.functions import LambdaContext, load_handler
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
 """API Gateway (REST API, Lambda proxy integration) in front of the template's functions.
 
-The routes are the template's `Api` events (path + method -> function); a request becomes the proxy
+The routes are the translated template's REST API (the OpenAPI body the SAM translator makes of the
+functions' `Api` events: path + method -> function); a request becomes the proxy
 event API Gateway would send, the function named by the template answers it, and its result becomes
 the HTTP response. API keys are enforced as API Gateway enforces them: a route that requires a key
 answers `403 {"message": "Forbidden"}` without a valid `x-api-key`, an unknown path or method answers
@@ -21,7 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-SERVERLESS_API = "AWS::Serverless::Api"
+REST_API = "AWS::ApiGateway::RestApi"
+API_STAGE = "AWS::ApiGateway::Stage"
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
+LAMBDA_ALIAS = "AWS::Lambda::Alias"
+LAMBDA_VERSION = "AWS::Lambda::Version"
 FORBIDDEN = {"message": "Forbidden"}
 MISSING_TOKEN = {"message": "Missing Authentication Token"}
 INTERNAL_ERROR = {"message": "Internal server error"}
@@ -44,21 +49,56 @@ class Route:
         return {name: unquote(value) for name, value in found.groupdict().items()}
 
 
-def routes_of(template: Mapping[str, Any]) -> list[Route]:
-    """Every `Api` event of every function: its path, method and whether it needs an API key (the
-    event's own Auth, else the API's default Auth)."""
-    resources = template["Resources"]
+def function_of(reference: Any, resources: Mapping[str, Any]) -> str | None:
+    """The function logical id an invocation target names: `!Ref F`, `!GetAtt F.Arn`, a `!Sub` with
+    `${F.Arn}` or `${F}` in it (API Gateway's integration URI), or an alias/version of F (the
+    translator points triggers at the alias when a function has `AutoPublishAlias`)."""
+    if isinstance(reference, dict) and "Ref" in reference:
+        candidates = [str(reference["Ref"])]
+    elif isinstance(reference, dict) and "Fn::GetAtt" in reference:
+        target = reference["Fn::GetAtt"]
+        candidates = [str(target.split(".", 1)[0] if isinstance(target, str) else target[0])]
+    elif isinstance(reference, dict) and "Fn::Sub" in reference:
+        text = reference["Fn::Sub"] if isinstance(reference["Fn::Sub"], str) else reference["Fn::Sub"][0]
+        candidates = [name.split(".", 1)[0] for name in re.findall(r"\$\{([^}!][^}]*)\}", text)]
+    else:
+        return None
+    for logical_id in candidates:
+        resource = resources.get(logical_id, {})
+        if resource.get("Type") == LAMBDA_FUNCTION:
+            return logical_id
+        if resource.get("Type") in (LAMBDA_ALIAS, LAMBDA_VERSION):
+            return function_of(resource.get("Properties", {}).get("FunctionName"), resources)
+    return None
+
+
+def routes_of(resources: Mapping[str, Any]) -> list[Route]:
+    """Every Lambda proxy route of every REST API of the translated template (the OpenAPI body SAM
+    generates from the functions' `Api` events), and whether it needs an API key."""
     routes: list[Route] = []
-    for logical_id, resource in resources.items():
-        for event in resource.get("Properties", {}).get("Events", {}).values():
-            if event["Type"] != "Api":
-                continue
-            properties = event["Properties"]
-            api_ref = properties.get("RestApiId", {}).get("Ref") if "RestApiId" in properties else None
-            api_auth = resources[api_ref]["Properties"].get("Auth", {}) if api_ref in resources else {}
-            required = properties.get("Auth", {}).get("ApiKeyRequired", api_auth.get("ApiKeyRequired", False))
-            routes.append(Route(properties["Method"].upper(), properties["Path"], logical_id, bool(required)))
+    for resource in resources.values():
+        if resource.get("Type") != REST_API:
+            continue
+        body = resource.get("Properties", {}).get("Body", {})
+        schemes = body.get("securityDefinitions", {}) or body.get("components", {}).get("securitySchemes", {})
+        key_schemes = {name for name, scheme in schemes.items() if scheme.get("type") == "apiKey"}
+        for path, operations in body.get("paths", {}).items():
+            for method, operation in operations.items():
+                integration = operation.get("x-amazon-apigateway-integration", {})
+                function = function_of(integration.get("uri"), resources)
+                if integration.get("type") != "aws_proxy" or function is None:
+                    continue
+                required = any(set(entry) & key_schemes for entry in operation.get("security", []))
+                routes.append(Route(method.upper(), path, function, required))
     return routes
+
+
+def stage_of(resources: Mapping[str, Any], default: str = "prod") -> str:
+    """The REST API's stage name (the first path segment of the deployed URL)."""
+    for resource in resources.values():
+        if resource.get("Type") == API_STAGE:
+            return str(resource.get("Properties", {}).get("StageName", default))
+    return default
 
 
 @dataclass(frozen=True)

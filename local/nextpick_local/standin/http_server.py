@@ -1,7 +1,8 @@
-"""The local HTTP front door: the storefront page, local-only control routes, and the API (gateway.py).
+"""The local HTTP front door: a static page (the demo's storefront), local-only control routes, and the
+API (gateway.py).
 
-GET /                 the storefront (static/index.html), with the API URL and key injected
-GET /static/...       the storefront's files
+GET /                 the page (<static_dir>/index.html), with the API URL and key injected
+GET /static/...       the page's files
 /_local/...           control routes of the local stack only (see docs/local.md); no API key
 anything else         API Gateway: the template's routes, at /<path> and at /<stage>/<path>
 """
@@ -17,9 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nextpick_local.gateway import ApiGateway, HttpRequest, HttpResponse, json_response
+from nextpick_local.standin.gateway import ApiGateway, HttpRequest, HttpResponse, json_response
 
-STATIC_DIR = Path(__file__).parent / "static"
 # (method, path) -> handler(request body) -> response.
 ControlRoutes = Mapping[tuple[str, str], Callable[[bytes], HttpResponse]]
 
@@ -30,8 +30,8 @@ def page_config_script(config: Mapping[str, Any]) -> bytes:
     return f"<script>window.NEXTPICK_CONFIG = {payload};</script>\n".encode()
 
 
-def storefront(config: Mapping[str, Any]) -> HttpResponse:
-    index = STATIC_DIR / "index.html"
+def storefront(config: Mapping[str, Any], static_dir: Path) -> HttpResponse:
+    index = static_dir / "index.html"
     if not index.is_file():
         return HttpResponse(
             404, [("Content-Type", "text/plain")], b"storefront not installed (static/index.html)"
@@ -46,8 +46,8 @@ def storefront(config: Mapping[str, Any]) -> HttpResponse:
     )
 
 
-def static_file(relative: str) -> HttpResponse:
-    root = STATIC_DIR.resolve()
+def static_file(relative: str, static_dir: Path) -> HttpResponse:
+    root = static_dir.resolve()
     target = (root / relative).resolve()
     if root not in target.parents or not target.is_file():
         return HttpResponse(404, [("Content-Type", "text/plain")], b"not found")
@@ -63,7 +63,9 @@ class LocalHttpServer:
         gateway: ApiGateway,
         control: ControlRoutes,
         page_config: Mapping[str, Any],
+        static_dir: Path,
     ) -> None:
+        self.static_dir = static_dir
         self.gateway = gateway
         self.control = control
         self.page_config = page_config
@@ -86,9 +88,9 @@ class LocalHttpServer:
     def route(self, request: HttpRequest) -> HttpResponse:
         path = urlsplit(request.target).path
         if request.method == "GET" and path in ("/", "/index.html"):
-            return storefront(self.page_config)
+            return storefront(self.page_config, self.static_dir)
         if request.method == "GET" and path.startswith("/static/"):
-            return static_file(path[len("/static/") :])
+            return static_file(path[len("/static/") :], self.static_dir)
         if path.startswith("/_local/"):
             handler = self.control.get((request.method, path))
             if handler is None:
