@@ -53,7 +53,9 @@ def _code_fingerprint() -> str:
     from nextpick_training import export
 
     digest = hashlib.sha256()
-    for module in (model_lib, export):
+    from nextpick_training.model import graph, reference
+
+    for module in (reference, graph, export):
         digest.update(_code_of(inspect.getsource(module)))
     digest.update(json.dumps(hyperparameters().as_dict(), sort_keys=True).encode())
     return digest.hexdigest()[:10]

@@ -14,6 +14,7 @@ from bench import models, plot, workload
 from bench.common import Check, Config, Latency, Section, blas_threads, fmt, interleaved, items_label, table
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES
 from nextpick.domain.ranking import CandidateMasks
 from nextpick_training import model as model_lib
 from nextpick_training.model import reference
@@ -43,11 +44,18 @@ class NumpyRanker:
         self._weights = models.weights(num_items)
         tables = reference.compose_item_tables(self._weights, model_lib.ItemTokens.none(num_items))
         self._vectors, self._bias = tables["vectors"], tables["bias"]
+        self._no_history = (
+            np.zeros(HISTORY_SLOTS, np.int32),
+            np.zeros((HISTORY_SLOTS, NUM_HISTORY_FEATURES), np.float32),
+        )
+        self._no_repeat = np.zeros(HISTORY_SLOTS, np.float32)
 
     def scores(self, state: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         features = reference.rank_features_np(state[None, :], self._layout)
         query = reference.query_np(self._weights, features, self._layout)[0]
-        scores = self._vectors @ query + self._bias
+        explore = self._vectors @ query + self._bias
+        # A shopper with no item history: the mixture is the explore side alone (log softmax).
+        scores = reference.mixture_scores_np(self._weights, explore, self._no_repeat, *self._no_history)
         scores[excluded] = np.float32(model_lib.EXCLUDED_SCORE)
         return scores
 

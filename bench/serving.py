@@ -84,6 +84,10 @@ class TimedModel:
         return new_state
 
     @property
+    def trending(self) -> Any:
+        return self._model.trending
+
+    @property
     def history_slots(self) -> int:
         return self._model.history_slots
 

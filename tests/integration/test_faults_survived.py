@@ -5,7 +5,7 @@ mode, 3 attempts) see them exactly as they would see DynamoDB's: a short burst i
 one reaches the code. Each test asserts that nothing accepted is lost or applied twice, and that what
 cannot be processed lands where an operator finds it (a 503/409 the caller retries, the bus DLQ, the
 stream's failure queue). Lambda's retry machinery for the bus and the stream is the local stack's
-(`nextpick_local.dispatch`), configured from template.yaml."""
+(`nextpick_local.standin.dispatch`), configured from template.yaml."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from nextpick.domain.events import EventType, TrackedEvent
 from nextpick.domain.state import StateLimits, UserState, apply_events
 from nextpick.handlers import api, bus, log_shipper, wiring
 from nextpick.settings import get_settings
-from nextpick_local.aws_resources import load_template
-from nextpick_local.dispatch import AsyncInvokeConfig, BusDispatcher, StreamDispatcher
+from nextpick_local.standin.aws_resources import load_template
+from nextpick_local.standin.dispatch import AsyncInvokeConfig, BusDispatcher, StreamDispatcher
 from nextpick_training.data import LogStats, read_event_log
 from tests.integration.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext, proxy_event, sample_event

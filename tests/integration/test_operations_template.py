@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nextpick_local.aws_resources import find_template, load_template
+from nextpick_local.standin.aws_resources import find_template, load_template
 
 REPO = find_template().parent
 ALARM = "AWS::CloudWatch::Alarm"

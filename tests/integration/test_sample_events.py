@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nextpick.handlers import wiring
-from nextpick_local.aws_resources import create_stack, load_template
+from nextpick_local.standin.aws_resources import create_stack, load_template
 from nextpick_training import handler as retrain_handler
 from tests.integration.serving import EVENTS_DIR, FakeLambdaContext, sample_event
 

@@ -37,6 +37,7 @@ class TinyModel:
     version = "tiny-1"
     state_dim = 8
     history_slots = 0
+    trending: tuple[tuple[int, float], ...] = ()
 
     def __init__(self, items: list[str]) -> None:
         self.items: list[str | None] = [None, *items]

@@ -18,7 +18,7 @@ from moto.server import ThreadedMotoServer
 
 from nextpick.domain.events import CatalogBatch, CatalogItem, EventBatch, ItemFields, TrackedEvent
 from nextpick.settings import Settings
-from nextpick_local.aws_resources import create_stack, find_template, load_template, plan_stack
+from nextpick_local.standin.aws_resources import create_stack, find_template, load_template, plan_stack
 from nextpick_training.settings import TrainingSettings
 
 TEMPLATE_PATH = find_template()
@@ -142,7 +142,7 @@ def test_env_json_matches_the_template() -> None:
     """events/env.json (for `sam local`) names the resources aws_resources creates for nextpick-local."""
     env_json = json.loads((EVENTS_DIR / "env.json").read_text())
     regenerate = (
-        "regenerate: python -c 'import json; from nextpick_local.aws_resources import plan_stack; "
+        "regenerate: python -c 'import json; from nextpick_local.standin.aws_resources import plan_stack; "
         "print(json.dumps(dict(plan_stack().environments), indent=2))' > events/env.json"
     )
     assert env_json == {name: dict(env) for name, env in plan_stack().environments.items()}, regenerate

@@ -14,7 +14,13 @@ class NumpyModel:
     unknown item, excluded items score -1e9)."""
 
     def __init__(
-        self, items: Sequence[str], dim: int = 4, version: str = "v1", seed: int = 0, history_slots: int = 0
+        self,
+        items: Sequence[str],
+        dim: int = 4,
+        version: str = "v1",
+        seed: int = 0,
+        history_slots: int = 0,
+        trending: Sequence[tuple[int, float]] = (),
     ) -> None:
         self._items: tuple[str | None, ...] = (None, *items)
         rng = np.random.default_rng(seed)
@@ -27,7 +33,12 @@ class NumpyModel:
         # history_slots > 0 makes it a contract-v2 model: each history item gets +10 per unit of its
         # first feature (log(1 + purchases)), so "buy again" is visible in the order of the scores.
         self._history_slots = history_slots
+        self._trending = tuple(trending)
         self.last_history: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def trending(self) -> tuple[tuple[int, float], ...]:
+        return self._trending
 
     @property
     def history_slots(self) -> int:

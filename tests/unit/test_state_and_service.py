@@ -173,3 +173,26 @@ def test_concurrent_events_for_one_user_lose_nothing(model: NumpyModel) -> None:
     state = svc.states.load("u1")
     assert len(state.processed_keys) == len(set(state.processed_keys)) == 160
     assert state.version == 160
+
+
+def test_a_shopper_without_events_sees_trending_then_personal_picks(items: list[str]) -> None:
+    """Before the first event: the model's trending list (in stock, in the category). From the first
+    event on: the personal ranking."""
+    trending = [(7, 9.0), (3, 8.0), (12, 7.0), (1, 6.0), (5, 5.0)]
+    model = NumpyModel(items, trending=trending)
+    catalog = InMemoryCatalog(
+        [
+            CatalogItem(item_id=i, category="odd" if n % 2 else "even", price=1, stock=3)
+            for n, i in enumerate(items, 1)
+        ]
+    )
+    catalog.put_items([CatalogItem(item_id="item-3", category="odd", price=1, stock=0)])  # sold out
+    svc = service(model, catalog)
+    new = svc.recommendations("stranger", RecommendOptions(k=3)).recommendations
+    assert [(r.item_id, r.score) for r in new] == [("item-7", 9.0), ("item-12", 7.0), ("item-1", 6.0)]
+    odd = svc.recommendations("stranger", RecommendOptions(k=3, category="odd")).recommendations
+    assert [r.item_id for r in odd] == ["item-7", "item-1", "item-5"]
+    (user,) = svc.track([event(1, "item-9", user="stranger")], RecommendOptions(k=3)).users
+    scores = model.embeddings @ model.embeddings[9]
+    scores[[0, 3]] = -np.inf
+    assert [r.item_id for r in user.recommendations] == [f"item-{i}" for i in np.argsort(-scores)[:3]]

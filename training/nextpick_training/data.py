@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from nextpick.domain.events import CatalogItem, EventType, TrackedEvent
+from nextpick.domain.history import EVENT_INTENT
 from nextpick.domain.item_attributes import item_tokens
 from nextpick.domain.state import TimedInteraction
 from nextpick_training.model.batches import basket_starts
@@ -224,6 +225,27 @@ def user_timelines(records: Iterable[LogRecord]) -> dict[str, list[LogRecord]]:
     for record in records:
         by_user[record.user_id].append(record)
     return {user: sorted(by_user[user], key=lambda r: r.order_key) for user in sorted(by_user)}
+
+
+TRENDING_HALF_LIFE_DAYS = 7.0
+TRENDING_SIZE = 500
+
+
+def trending_items(
+    records: Iterable[LogRecord], now: datetime, half_life_days: float = TRENDING_HALF_LIFE_DAYS
+) -> list[list[Any]]:
+    """`[[item_id, score], ...]`, best first: events weighted by their intent (`EVENT_INTENT`; only
+    positive intent counts) and decayed with a 7-day half-life to `now`. What a shopper with no events
+    sees (published in the manifest as `trending`)."""
+    scores: dict[str, float] = defaultdict(float)
+    for record in records:
+        intent = EVENT_INTENT[record.event_type]
+        if intent <= 0:
+            continue
+        age_days = max(0.0, (now - record.timestamp).total_seconds()) / 86_400
+        scores[record.item_id] += intent * 0.5 ** (age_days / half_life_days)
+    best = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:TRENDING_SIZE]
+    return [[item_id, round(score, 6)] for item_id, score in best]
 
 
 def build_vocabulary(item_ids: Iterable[str], catalog_ids: Iterable[str] = ()) -> list[str | None]:

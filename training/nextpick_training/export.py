@@ -25,7 +25,7 @@ ExportedModel = ContractRunner
 def _build_module(model: TrainedModel) -> Any:
     import tensorflow as tf
 
-    from .model.graph import query, repeat_scores
+    from .model.graph import mixture_scores, query, repeat_scores
 
     hp, lay = model.hparams, model.layout
     num_items, state_dim = model.num_items, model.state_dim
@@ -73,12 +73,11 @@ def _build_module(model: TrainedModel) -> Any:
         )
         def rank(self, state: Any, exclude: Any, history_items: Any, history_features: Any) -> dict[str, Any]:
             q = query(weights, state[None, :], lay)[0]
-            scores = tf.linalg.matvec(tables["vectors"], q) + tables["bias"]
+            explore = tf.linalg.matvec(tables["vectors"], q) + tables["bias"]
             items = tf.clip_by_value(history_items, 0, num_items - 1)
-            repeat = repeat_scores(weights, tf.gather(tables["repeat"], items)[None], history_features[None])[
-                0
-            ]
-            scores = scores + tf.scatter_nd(items[:, None], repeat, [num_items])
+            features = history_features[None]
+            repeat = repeat_scores(weights, tf.gather(tables["repeat"], items)[None], features)
+            scores = mixture_scores(weights, explore[None], repeat, items[None], features)[0]
             return {"scores": tf.where(exclude > 0.5, tf.constant(EXCLUDED_SCORE, tf.float32), scores)}
 
     return NextPickModel()

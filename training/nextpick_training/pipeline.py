@@ -372,6 +372,7 @@ def _run(
         metrics=dict(result.candidate_metrics),
         created_at=now,
         weights=export_lib.weights_bytes(trained),
+        trending=data_lib.trending_items(records, now),
     )
     _timed(result, "publish", t)
     result.status, result.reason = RetrainStatus.PUBLISHED, why

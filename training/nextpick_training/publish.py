@@ -189,6 +189,7 @@ def publish(
     history_slots: int = HISTORY_SLOTS,
     weights: bytes | None = None,
     lineage: dict[str, Any] | None = None,
+    trending: list[list[Any]] | None = None,
     expected_version: str | None = None,
 ) -> PublishOutcome:
     """Write a new immutable version, switch the pointer to it, announce it. Returns the outcome.
@@ -217,6 +218,7 @@ def publish(
         history_slots=history_slots,
         weights_sha256=registry.sha256_hex(weights) if weights is not None else None,
         lineage=lineage,
+        trending=trending,
     )
     check_artifact(tflite_bytes, manifest)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")

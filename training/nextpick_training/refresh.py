@@ -137,6 +137,7 @@ def run_catalog_refresh(
         created_at=now,
         weights=export_lib.weights_bytes(model),
         lineage={"kind": "catalog_refresh", "base_version": base, "new_items": len(new_items)},
+        trending=manifest.get("trending", []),
         expected_version=base,
     )
     result = RefreshResult(

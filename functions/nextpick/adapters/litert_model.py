@@ -111,6 +111,15 @@ class LiteRTModel(ContractRunner):
         ):
             raise ModelUnavailable(f"model {self._version} does not match its manifest's dimensions")
         self.manifest = manifest
+        self._trending = tuple(
+            (index, float(score))
+            for item_id, score in manifest.get("trending", ())
+            if (index := self._index.get(str(item_id), 0)) > 0
+        )
+
+    @property
+    def trending(self) -> tuple[tuple[int, float], ...]:
+        return self._trending
 
     @property
     def version(self) -> str:

@@ -107,6 +107,7 @@ def build_manifest(
     history_slots: int = HISTORY_SLOTS,
     weights_sha256: str | None = None,
     lineage: dict[str, Any] | None = None,
+    trending: list[list[Any]] | None = None,
 ) -> dict[str, Any]:
     """The (v2) manifest of docs/model-contract.md."""
     if not items or items[0] is not None:
@@ -131,6 +132,9 @@ def build_manifest(
         # How this version came to be: {"kind": "retrain"} or {"kind": "catalog_refresh", "base_version",
         # "new_items"}; a refresh keeps the trained weights and only adds catalog items.
         "lineage": lineage or {"kind": "retrain"},
+        # What a shopper with no events sees: [[item_id, score], ...], best first (time-decayed
+        # popularity of the training window as of its end).
+        "trending": trending or [],
     }
 
 

@@ -73,6 +73,22 @@ class MaskCache:
         return masks
 
 
+def trending_top_k(
+    model: RankingModel, masks: CandidateMasks, k: int, category: str | None
+) -> list[Recommendation]:
+    """A shopper with no events yet: what is trending (the model's `trending` list: time-decayed
+    popularity when it was published), in stock and in the category, best first."""
+    exclude = masks.base if category is None else np.maximum(masks.base, masks.outside_category(category))
+    items = model.items
+    picks = []
+    for index, score in model.trending:
+        if 0 < index < len(exclude) and exclude[index] == 0.0:
+            picks.append(Recommendation(item_id=str(items[index]), score=float(score)))
+            if len(picks) == k:
+                break
+    return picks
+
+
 def top_k(
     model: RankingModel,
     vector: np.ndarray,

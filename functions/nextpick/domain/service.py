@@ -13,7 +13,7 @@ import numpy as np
 
 from nextpick.domain.events import Recommendation, TrackedEvent, check_not_in_future
 from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
-from nextpick.domain.ranking import MaskCache, RecommendOptions, top_k
+from nextpick.domain.ranking import MaskCache, RecommendOptions, top_k, trending_top_k
 from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
 from nextpick.errors import ConcurrentUpdate, VersionConflict
 
@@ -158,6 +158,11 @@ class Recommender:
             else options.exclude_purchased
         )
         started = time.perf_counter()
+        if state.is_new and model.trending:
+            picks = trending_top_k(model, masks, options.k, options.category)
+            return UserRecommendations(
+                state.user_id, model.version, picks, status, (time.perf_counter() - started) * 1000
+            )
         history = (
             state.history.model_input(model.item_index, self.clock().timestamp(), model.history_slots)
             if model.history_slots

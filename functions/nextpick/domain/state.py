@@ -85,6 +85,11 @@ class UserState:
     def new(cls, user_id: str) -> UserState:
         return cls(user_id=user_id)
 
+    @property
+    def is_new(self) -> bool:
+        """No event of this shopper was ever accepted: nothing personal to rank from."""
+        return self.version == 0 and not self.recent
+
     def is_current_for(self, model: RankingModel) -> bool:
         return (
             self.vector is not None

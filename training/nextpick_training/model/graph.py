@@ -8,7 +8,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from .reference import NUM_EVENT_TYPES, StateLayout
+from .reference import LOG_ZERO, NUM_EVENT_TYPES, StateLayout
 
 
 def item_rows(
@@ -101,3 +101,39 @@ def repeat_scores(weights: dict[str, Any], item_repeat: Any, features: Any) -> A
         (tf.einsum("bhr,ro->bho", hidden, weights["r2"]) + linear)[:, :, 0] + weights["rb2"][0] + item_repeat
     )
     return score * features[:, :, -1]
+
+
+def gate_logits(weights: dict[str, Any], features: Any) -> Any:
+    """[B] logit of P(the next item is one of the shopper's history items)."""
+    present = features[:, :, -1:]
+    count = tf.reduce_sum(present, axis=1)  # [B, 1]
+    mean = tf.reduce_sum(features * present, axis=1) / tf.maximum(count, 1.0)
+    x = tf.concat([mean, tf.math.log1p(count)], axis=1)
+    return tf.matmul(x, weights["g_w"])[:, 0] + weights["g_b"][0]
+
+
+def log_sigmoid(x: Any) -> Any:
+    return -tf.nn.softplus(-x)
+
+
+def mixture_scores(weights: dict[str, Any], explore: Any, repeat: Any, items: Any, features: Any) -> Any:
+    """[B, N] log P(item) of the repeat-explore mixture (numpy twin: `mixture_scores_np`)."""
+    b, n = tf.shape(explore)[0], tf.shape(explore)[1]
+    present = features[:, :, -1] > 0.5  # [B, H]
+    rows = tf.repeat(tf.range(b)[:, None], tf.shape(items)[1], axis=1)
+    index = tf.stack([tf.reshape(rows, [-1]), tf.reshape(items, [-1])], axis=1)
+    in_history = tf.scatter_nd(index, tf.reshape(tf.cast(present, tf.float32), [-1]), tf.shape(explore)) > 0.5
+    in_history = in_history | (tf.range(n)[None, :] == 0)
+    log_explore = explore - tf.reduce_logsumexp(
+        tf.where(in_history, LOG_ZERO * 100.0, explore), axis=1, keepdims=True
+    )
+    has_history = tf.reduce_any(present, axis=1)  # [B]
+    gate = gate_logits(weights, features)
+    log_repeat = repeat - tf.reduce_logsumexp(
+        tf.where(present, repeat, LOG_ZERO * 100.0), axis=1, keepdims=True
+    )
+    repeat_side = tf.where(present, log_sigmoid(gate)[:, None] + log_repeat, 0.0)
+    explore_side = tf.where(has_history[:, None], log_sigmoid(-gate)[:, None], 0.0) + log_explore
+    # History items take their repeat-side score (padding slots point at index 0 and add nothing).
+    history_scores = tf.scatter_nd(index, tf.reshape(repeat_side, [-1]), tf.shape(explore))
+    return tf.where(in_history & (tf.range(n)[None, :] > 0), history_scores, explore_side)

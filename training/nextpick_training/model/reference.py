@@ -35,6 +35,10 @@ NUM_EVENT_TYPES = len(EVENT_TYPES)
 EXCLUDED_SCORE = -1e10  # contract: excluded items score <= -1e9
 # Repeat head input: the slot's features, the mean features over the shopper's filled slots, log(1 + slots).
 REPEAT_INPUT_DIM = 2 * NUM_HISTORY_FEATURES + 1
+# Gate input: the mean features over the shopper's filled slots and log(1 + filled slots).
+GATE_INPUT_DIM = NUM_HISTORY_FEATURES + 1
+# Stands for log(0) in the mixture (an empty repeat side); finite, so TFLite and numpy agree.
+LOG_ZERO = -1e4
 assert HISTORY_FEATURES[-1] == "present", "the repeat head reads the padding flag from the last feature"
 
 
@@ -198,6 +202,9 @@ def init_weights(num_items: int, hp: Hyperparameters, rng: np.random.Generator) 
         # again", the shopper's purchases of the item decayed with a 30-day half-life. Training starts
         # from that rule and learns, per item (P) and per shopper (the summary), where to depart from it.
         "r_lin": _buy_again_start(),
+        # The gate: P(the next item is one the shopper had before) from their history's summary.
+        "g_w": np.zeros((GATE_INPUT_DIM, 1), dtype=np.float32),
+        "g_b": np.zeros(1, dtype=np.float32),
     }
 
 
@@ -262,16 +269,17 @@ class TrainedModel:
         history_items: np.ndarray | None = None,
         history_features: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Reference ``rank`` in numpy (no history: an empty one)."""
+        """Reference ``rank`` in numpy (no history: an empty one): log P(item) of the repeat-explore
+        mixture, `mixture_scores_np`."""
         w, tables = self.weights, self.tables()
         features = rank_features_np(np.asarray(state, dtype=np.float32)[None, :], self.layout)
         query = query_np(w, features, self.layout)[0]
-        scores = query @ tables["vectors"].T + tables["bias"]
+        explore = query @ tables["vectors"].T + tables["bias"]
         if history_items is None or history_features is None:
             history_items = np.zeros(HISTORY_SLOTS, dtype=np.int32)
             history_features = np.zeros((HISTORY_SLOTS, NUM_HISTORY_FEATURES), dtype=np.float32)
         repeat = repeat_scores_np(w, tables["repeat"], history_items[None], history_features[None])[0]
-        np.add.at(scores, history_items, repeat)
+        scores = mixture_scores_np(w, explore, repeat, history_items, history_features)
         return np.where(np.asarray(exclude) > 0.5, np.float32(EXCLUDED_SCORE), scores).astype(np.float32)
 
 
@@ -309,6 +317,43 @@ def repeat_inputs_np(features: np.ndarray) -> np.ndarray:
     return np.concatenate(
         [features, np.repeat(mean, h, axis=1), np.repeat(np.log1p(count), h, axis=1)], axis=2
     ).astype(np.float32)
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    top = float(np.max(x))
+    return top + float(np.log(np.sum(np.exp(x - top))))
+
+
+def _log_sigmoid(x: float) -> float:
+    return -float(np.logaddexp(0.0, -x))
+
+
+def gate_logit_np(w: dict[str, np.ndarray], features: np.ndarray) -> float:
+    present = features[:, -1:]
+    count = float(present.sum())
+    mean = (features * present).sum(axis=0) / max(count, 1.0)
+    x = np.concatenate([mean, [np.log1p(count)]]).astype(np.float32)
+    return float(x @ w["g_w"][:, 0] + w["g_b"][0])
+
+
+def mixture_scores_np(
+    w: dict[str, np.ndarray], explore: np.ndarray, repeat: np.ndarray, items: np.ndarray, features: np.ndarray
+) -> np.ndarray:
+    """log P(item): with gate g = P(the next item is a history item), a history item scores
+    log g + log softmax(repeat over the filled slots), any other item log(1 - g) + log softmax(explore
+    over the items outside the history). Without a history, g = 0: the explore side alone."""
+    present = features[:, -1] > 0.5
+    in_history = np.zeros(len(explore), dtype=bool)
+    in_history[items[present]] = True
+    in_history[0] = True
+    log_explore = explore - _logsumexp(explore[~in_history])
+    if not present.any():
+        return log_explore.astype(np.float32)
+    gate = gate_logit_np(w, features)
+    log_repeat = repeat - _logsumexp(repeat[present])
+    scores = _log_sigmoid(-gate) + log_explore
+    scores[items[present]] = _log_sigmoid(gate) + log_repeat[present]
+    return scores.astype(np.float32)
 
 
 def repeat_scores_np(

@@ -28,7 +28,7 @@ from . import batches
 from .reference import Hyperparameters, ItemTokens, StateLayout, TrainedModel, init_weights
 
 MASKED = -1e9
-_NO_DECAY = ("bias", "rb1", "rb2", "b1", "b2", "r_lin")
+_NO_DECAY = ("bias", "rb1", "rb2", "b1", "b2", "r_lin", "g_b")
 
 
 @dataclass(frozen=True)
@@ -224,36 +224,39 @@ def sampled_softmax_loss(
     log_q: Any,
     exclude_seen: bool,
 ) -> Any:
-    """Mean over (cut, target) pairs of -log softmax(target | target, history, shared negatives)."""
+    """Mean over (cut, target) pairs of -log P(target) under the repeat-explore mixture:
+
+    * a target the shopper had before: -log g - log softmax(repeat | the filled history slots), exact;
+    * any other target: -log(1 - g) - log softmax(explore | target, shared negatives), the negatives
+      corrected by log(S q) and those in the history or the basket masked;
+    * g, the gate, only exists when there is a history (without one every item is "new").
+    `exclude_seen` needs nothing here: such catalogs never repeat, so the gate learns g -> 0."""
     import tensorflow as tf
 
-    from .graph import repeat_scores
+    from .graph import gate_logits, repeat_scores
 
+    del exclude_seen
     history, targets = batch["history_items"], batch["targets"]
     present = history > 0
     h_rows, t_rows, n_rows = rows(variables, history), rows(variables, targets), rows(variables, negatives)
     repeat = repeat_scores(variables, h_rows["repeat"], batch["history_features"])  # [B, H]
-    hist_logit = tf.einsum("bd,bhd->bh", q, h_rows["vectors"]) + h_rows["bias"] + repeat
-    target_in_history = tf.cast(
-        (targets[:, :, None] == history[:, None, :]) & present[:, None, :], tf.float32
+    gate = gate_logits(variables, batch["history_features"])  # [B]
+    target_in_history = (targets[:, :, None] == history[:, None, :]) & present[:, None, :]  # [B, T, H]
+    is_repeat = tf.reduce_any(target_in_history, axis=2)
+    log_norm_repeat = tf.reduce_logsumexp(tf.where(present, repeat, MASKED), axis=1, keepdims=True)
+    repeat_nll = log_norm_repeat - tf.reduce_sum(
+        tf.cast(target_in_history, tf.float32) * repeat[:, None, :], 2
     )
-    target_logit = (
-        tf.einsum("bd,btd->bt", q, t_rows["vectors"])
-        + t_rows["bias"]
-        + tf.reduce_sum(target_in_history * repeat[:, None, :], axis=2)
-    )
+    target_explore = tf.einsum("bd,btd->bt", q, t_rows["vectors"]) + t_rows["bias"]
     neg_logit = tf.matmul(q, n_rows["vectors"], transpose_b=True) + n_rows["bias"] - log_q  # [B, S]
     neg_clash = tf.reduce_any(negatives[None, :, None] == targets[:, None, :], axis=2) | tf.reduce_any(
         (negatives[None, :, None] == history[:, None, :]) & present[:, None, :], axis=2
     )
-    hist_clash = ~present | tf.reduce_any(history[:, :, None] == targets[:, None, :], axis=2)
-    if exclude_seen:  # seen items are never shown, so they are no competition either
-        hist_clash = tf.ones_like(hist_clash)
-    others = tf.concat(
-        [tf.where(hist_clash, MASKED, hist_logit), tf.where(neg_clash, MASKED, neg_logit)], axis=1
-    )
-    others_lse = tf.reduce_logsumexp(others, axis=1, keepdims=True)  # [B, 1]
-    nll = tf.nn.softplus(others_lse - target_logit)  # = -log(e^t / (e^t + sum e^others))
+    others = tf.reduce_logsumexp(tf.where(neg_clash, MASKED, neg_logit), axis=1, keepdims=True)
+    explore_nll = tf.nn.softplus(others - target_explore)
+    has_history = tf.reduce_any(present, axis=1)[:, None]
+    gate_nll = tf.where(is_repeat, tf.nn.softplus(-gate)[:, None], tf.nn.softplus(gate)[:, None])
+    nll = tf.where(is_repeat, repeat_nll, explore_nll) + tf.where(has_history, gate_nll, 0.0)
     valid = tf.cast(targets > 0, tf.float32)
     return tf.reduce_sum(nll * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
@@ -264,7 +267,7 @@ def _make_scorer(
     """Full-catalog scores (no exclusion) for a prefix batch, with the given (averaged) weights."""
     import tensorflow as tf
 
-    from .graph import query, repeat_scores, states_from_entries
+    from .graph import mixture_scores, query, repeat_scores, states_from_entries
 
     spec = {k: v for k, v in _batch_spec(lay).items() if k != "targets"}
 
@@ -273,13 +276,10 @@ def _make_scorer(
         all_rows = rows(source, tf.range(num_items))
         states = states_from_entries(lambda i: tf.gather(all_rows["vectors"], i), batch, lay)
         q = query(source, states, lay)
-        scores = tf.matmul(q, all_rows["vectors"], transpose_b=True) + all_rows["bias"]
-        history = batch["history_items"]
-        repeat = repeat_scores(source, tf.gather(all_rows["repeat"], history), batch["history_features"])
-        b = tf.shape(history)[0]
-        row = tf.repeat(tf.range(b)[:, None], tf.shape(history)[1], axis=1)
-        index = tf.stack([tf.reshape(row, [-1]), tf.reshape(history, [-1])], axis=1)
-        return scores + tf.scatter_nd(index, tf.reshape(repeat, [-1]), tf.shape(scores))
+        explore = tf.matmul(q, all_rows["vectors"], transpose_b=True) + all_rows["bias"]
+        history, features = batch["history_items"], batch["history_features"]
+        repeat = repeat_scores(source, tf.gather(all_rows["repeat"], history), features)
+        return mixture_scores(source, explore, repeat, history, features)
 
     return lambda batch, num_items: score(batch, tf.constant(num_items, tf.int32)).numpy()
 
