@@ -51,3 +51,19 @@ class VersionConflict(NextpickError):
     """Another writer updated the user's state first (optimistic lock lost); reload and retry."""
 
     status = 409
+
+
+class InvalidRequest(NextpickError):
+    """A request body (API) or event detail (bus) that breaks the contract. `errors` names every field
+    at fault as [{"field", "message"}]; `status` is 400 (not JSON), 413 (too large), 415 (not JSON
+    content) or 422 (fields break the schema). Nothing of such a request is applied."""
+
+    def __init__(self, errors: list[dict[str, str]], status: int = 422) -> None:
+        fields = ", ".join(dict.fromkeys(error["field"] for error in errors))
+        super().__init__(f"invalid request: {fields}")
+        self.errors = errors
+        self.status = status
+
+    @classmethod
+    def of(cls, field: str, message: str, status: int = 422) -> InvalidRequest:
+        return cls([{"field": field, "message": message}], status)

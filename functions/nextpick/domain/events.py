@@ -17,19 +17,29 @@ from pydantic import (
     RootModel,
     StringConstraints,
     Tag,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
-# Ids are opaque to nextpick but end up in DynamoDB keys, S3 log lines and logs: keep them short
-# and free of whitespace/control characters.
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-]
-ContextValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+# Ids are opaque to nextpick but end up in URL paths, DynamoDB keys, S3 log lines and logs. The
+# character set is what every route can read back: one URL path segment as sent, no escaping needed
+# (no '/', which would split the path, no '%', so decoding a path twice is harmless), and not made
+# only of dots ('.' and '..' are removed from paths by clients and proxies). 1-128 characters.
+ID_CHARACTERS = "A-Za-z0-9._:@+=-"
+ID_PATTERN = rf"^[{ID_CHARACTERS}]*[{ID_CHARACTERS.replace('.', '')}][{ID_CHARACTERS}]*$"
+ID_MAX_LENGTH = 128
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+# Numbers a JSON reader anywhere reads back exactly (I-JSON, RFC 7493): finite floats, integers within
+# +-(2**53 - 1). NaN and Infinity are not JSON; Python would write them into the event log as bare tokens.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+SafeInt = Annotated[int, Field(ge=-(2**53 - 1), le=2**53 - 1)]
+ContextValue = Annotated[str, StringConstraints(max_length=256)] | SafeInt | FiniteFloat | bool
 
-# Anything before this is a unit mistake (seconds vs milliseconds) rather than real history.
+# Anything before this is a unit mistake (seconds vs milliseconds) rather than real history; anything
+# after the latest is no clock's reading (the future-skew check against the server clock is tighter,
+# this bound keeps every accepted timestamp convertible to UTC and back).
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class EventType(StrEnum):
@@ -61,8 +71,9 @@ class TrackedEvent(BaseModel):
     timestamp: datetime
     session_id: Identifier | None = None
     quantity: int | None = Field(default=None, ge=1, le=10_000)
-    price: float | None = Field(default=None, ge=0, le=10_000_000)
-    rating: int | None = Field(default=None, ge=1, le=5)
+    price: FiniteFloat | None = Field(default=None, ge=0, le=10_000_000)
+    # Validated even when absent (validate_default), so a `rate` without it is an error on `rating`.
+    rating: int | None = Field(default=None, ge=1, le=5, validate_default=True)
     context: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] | None = (
         Field(default=None, max_length=20)
     )
@@ -72,18 +83,26 @@ class TrackedEvent(BaseModel):
     def _aware_and_plausible(cls, value: datetime) -> datetime:
         # A timestamp without a zone is taken as UTC, the only zone nextpick stores.
         value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max once in UTC
+            raise ValueError("timestamp is outside 2000-01-01 .. 2100-01-01") from None
         if value < EARLIEST_TIMESTAMP:
             raise ValueError("timestamp is before 2000-01-01 (seconds given as milliseconds?)")
+        if value >= LATEST_TIMESTAMP:
+            raise ValueError("timestamp is outside 2000-01-01 .. 2100-01-01")
         return value
 
-    @model_validator(mode="after")
-    def _rating_only_with_rate(self) -> TrackedEvent:
-        if self.event_type is EventType.RATE and self.rating is None:
+    @field_validator("rating")
+    @classmethod
+    def _rating_only_with_rate(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # event_type is declared before rating, so it is in info.data once it is valid.
+        event_type = info.data.get("event_type")
+        if event_type is EventType.RATE and value is None:
             raise ValueError("rating (1-5) is required when event_type is 'rate'")
-        if self.event_type is not EventType.RATE and self.rating is not None:
+        if event_type is not None and event_type is not EventType.RATE and value is not None:
             raise ValueError("rating is only allowed when event_type is 'rate'")
-        return self
+        return value
 
     @property
     def strength(self) -> float:
@@ -148,7 +167,7 @@ class ItemFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     category: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    price: float = Field(ge=0, le=10_000_000)
+    price: FiniteFloat = Field(ge=0, le=10_000_000)
     stock: int = Field(ge=0, le=1_000_000_000)
     title: Annotated[str, StringConstraints(max_length=256)] | None = None
     attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] = Field(
@@ -201,8 +220,15 @@ class Recommendation(BaseModel):
 _LOCATION_NOISE = {"body", "single", "batch", "detail", "query", "path"}
 
 
+# The names pydantic gives the members of a scalar union (a context value is str | int | float | bool):
+# the last element of an error's location, never a field a caller wrote.
+_UNION_MEMBERS = {"constrained-str", "constrained-int", "str", "int", "float", "bool"}
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """('body', 'batch', 'events', 2, 'event_type') -> 'events[2].event_type'."""
+    if len(loc) > 1 and loc[-1] in _UNION_MEMBERS:
+        loc = loc[:-1]
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -214,8 +240,11 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def describe_errors(errors: list[Any]) -> list[dict[str, str]]:
-    """Pydantic errors as [{field, message}], without echoing the input back."""
-    return [
-        {"field": field_path(error.get("loc", ())), "message": str(error.get("msg") or error.get("type"))}
-        for error in errors
-    ]
+    """Pydantic errors as [{field, message}], one per field, without echoing the input back."""
+    messages: dict[str, list[str]] = {}
+    for error in errors:
+        message = str(error.get("msg") or error.get("type"))
+        found = messages.setdefault(field_path(error.get("loc", ())), [])
+        if message not in found:
+            found.append(message)
+    return [{"field": field, "message": "; ".join(found)} for field, found in messages.items()]

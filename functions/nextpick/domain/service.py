@@ -74,26 +74,37 @@ class Recommender:
     def track(self, events: list[TrackedEvent], options: RecommendOptions) -> TrackResult:
         """Apply events (one read + one conditional write per user in the request) and answer with
         each user's fresh recommendations. Nothing is written if any event is invalid."""
+        model = self.models.current()
+        results, states = self._apply(events, model)
+        return TrackResult(results=results, users=[self._recommend(s, model, options) for s in states])
+
+    def ingest(self, events: list[TrackedEvent]) -> list[EventResult]:
+        """`track` for callers that need no answer (the bus): the same writes, no ranking."""
+        return self._apply(events, self.models.current())[0]
+
+    def _apply(
+        self, events: list[TrackedEvent], model: RankingModel | None
+    ) -> tuple[list[EventResult], list[UserState]]:
+        """Each user's events applied; the results in request order and each user's new state."""
         now = self.clock()
         check_not_in_future(events, now, self.config.max_future_skew)
         by_user: dict[str, list[TrackedEvent]] = {}
         for event in events:
             by_user.setdefault(event.user_id, []).append(event)
-        model = self.models.current()
         status_of: dict[tuple[str, int], EventStatus] = {}
-        users: list[UserRecommendations] = []
+        states: list[UserState] = []
         for user_id, user_events in by_user.items():
             state, statuses = self._apply_with_retry(user_id, user_events, model, now)
             for position, status in enumerate(statuses):
                 status_of[(user_id, position)] = status
-            users.append(self._recommend(state, model, options))
+            states.append(state)
         positions: dict[str, int] = {}
         results = []
         for event in events:
             position = positions.get(event.user_id, 0)
             positions[event.user_id] = position + 1
             results.append(EventResult(event.event_id, event.user_id, status_of[(event.user_id, position)]))
-        return TrackResult(results=results, users=users)
+        return results, states
 
     def recommendations(self, user_id: str, options: RecommendOptions) -> UserRecommendations:
         """Read-only: one strongly consistent read, no write (a stale state is rebuilt in memory)."""
