@@ -5,6 +5,7 @@ paths, so a shop gets the same answer (and the same field-named error) whichever
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -14,10 +15,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     RootModel,
     StringConstraints,
     Tag,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -32,8 +35,44 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LE
 # Numbers a JSON reader anywhere reads back exactly (I-JSON, RFC 7493): finite floats, integers within
 # +-(2**53 - 1). NaN and Infinity are not JSON; Python would write them into the event log as bare tokens.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-SafeInt = Annotated[int, Field(ge=-(2**53 - 1), le=2**53 - 1)]
-ContextValue = Annotated[str, StringConstraints(max_length=256)] | SafeInt | FiniteFloat | bool
+MAX_SAFE_INTEGER = 2**53 - 1
+CONTEXT_STRING_MAX_LENGTH = 256
+
+
+def _context_value(value: object) -> str | int | float | bool:
+    # One validator instead of a pydantic union: a union would take 2**60 as the float 1.15e18 (another
+    # number) and report one error per member; this keeps the value as sent, or says what is wrong.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise ValueError(f"integers must be within +-{MAX_SAFE_INTEGER} (2**53 - 1)")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        return value
+    if isinstance(value, str):
+        if len(value) > CONTEXT_STRING_MAX_LENGTH:
+            raise ValueError(f"strings must be at most {CONTEXT_STRING_MAX_LENGTH} characters")
+        return value
+    raise ValueError("must be a string, a number or a boolean")
+
+
+ContextValue = Annotated[
+    str | int | float | bool,
+    PlainValidator(_context_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": CONTEXT_STRING_MAX_LENGTH},
+                {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+                {"type": "number"},
+                {"type": "boolean"},
+            ]
+        }
+    ),
+]
 
 # Anything before this is a unit mistake (seconds vs milliseconds) rather than real history; anything
 # after the latest is no clock's reading (the future-skew check against the server clock is tighter,
@@ -220,15 +259,8 @@ class Recommendation(BaseModel):
 _LOCATION_NOISE = {"body", "single", "batch", "detail", "query", "path"}
 
 
-# The names pydantic gives the members of a scalar union (a context value is str | int | float | bool):
-# the last element of an error's location, never a field a caller wrote.
-_UNION_MEMBERS = {"constrained-str", "constrained-int", "str", "int", "float", "bool"}
-
-
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """('body', 'batch', 'events', 2, 'event_type') -> 'events[2].event_type'."""
-    if len(loc) > 1 and loc[-1] in _UNION_MEMBERS:
-        loc = loc[:-1]
     path = ""
     for part in loc:
         if isinstance(part, int):

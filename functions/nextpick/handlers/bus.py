@@ -12,10 +12,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nextpick.domain.events import describe_errors
 from nextpick.domain.requests import parse_detail_catalog, parse_detail_events
 from nextpick.errors import InvalidRequest
 from nextpick.handlers import wiring
@@ -34,7 +35,13 @@ CATALOG_ITEM = "CatalogItem"
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    envelope = parse(event=event, model=EventBridgeModel)
+    try:
+        envelope = parse(event=event, model=EventBridgeModel)
+    except ValidationError as error:  # not an EventBridge event (its detail is not a JSON object...)
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+        errors = describe_errors(error.errors(include_url=False, include_input=False))
+        logger.error("invalid bus event", extra={"id": event.get("id"), "errors": errors})
+        raise InvalidRequest(errors) from None
     try:
         if envelope.detail_type == SHOPPER_EVENT:
             events = parse_detail_events(envelope.detail, wiring.request_limits()).events
