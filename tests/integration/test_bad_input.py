@@ -248,6 +248,26 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
         422,
         "price",
     ),
+    (
+        "price 5e-324 (below DynamoDB's smallest number)",
+        proxy_event("PUT", "/items/item-1", {"category": "c", "price": 5e-324, "stock": 1}),
+        422,
+        "price",
+    ),
+    (
+        "attribute 1e308 (above DynamoDB's largest number)",
+        proxy_event(
+            "PUT",
+            "/items",
+            {
+                "items": [
+                    {"item_id": "a", "category": "c", "price": 1, "stock": 1, "attributes": {"w": 1e308}}
+                ]
+            },
+        ),
+        422,
+        "items[0].attributes.w",
+    ),
     ("GET with an id with '%2F'", proxy_event("GET", "/users/shop%2F42/recommendations"), 422, "user_id"),
 ]
 

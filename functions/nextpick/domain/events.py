@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -33,8 +34,21 @@ ID_PATTERN = rf"^[{ID_CHARACTERS}]*[{ID_CHARACTERS.replace('.', '')}][{ID_CHARAC
 ID_MAX_LENGTH = 128
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 # Numbers a JSON reader anywhere reads back exactly (I-JSON, RFC 7493): finite floats, integers within
-# +-(2**53 - 1). NaN and Infinity are not JSON; Python would write them into the event log as bare tokens.
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# +-(2**53 - 1), which DynamoDB also stores exactly. NaN and Infinity are not JSON; Python would write them into the event log as bare tokens.
+# Catalog numbers are stored as DynamoDB numbers, which are 0 or of magnitude 1e-130 .. 9.99e125: a
+# float outside that (5e-324, 1e308) would be accepted and then refused by DynamoDB with a 5xx.
+SMALLEST_MAGNITUDE, LARGEST_MAGNITUDE = 1e-130, 9.99e125
+
+
+def _storable(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if value != 0 and not SMALLEST_MAGNITUDE <= abs(value) <= LARGEST_MAGNITUDE:
+        raise ValueError(f"numbers must be 0 or of magnitude {SMALLEST_MAGNITUDE:g} .. {LARGEST_MAGNITUDE:g}")
+    return value
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_storable)]
 MAX_SAFE_INTEGER = 2**53 - 1
 CONTEXT_STRING_MAX_LENGTH = 256
 
@@ -49,9 +63,7 @@ def _context_value(value: object) -> str | int | float | bool:
             raise ValueError(f"integers must be within +-{MAX_SAFE_INTEGER} (2**53 - 1)")
         return value
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-        return value
+        return _storable(value)
     if isinstance(value, str):
         if len(value) > CONTEXT_STRING_MAX_LENGTH:
             raise ValueError(f"strings must be at most {CONTEXT_STRING_MAX_LENGTH} characters")

@@ -129,7 +129,7 @@ def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, categor
 
 @app.get(
     "/users/<user_id>/recommendations",
-    responses={200: {"description": "The user's recommendations"}, **error_responses(422, 503)},
+    responses={200: {"description": "The user's recommendations"}, **error_responses(404, 422, 503)},
 )
 def get_recommendations(
     user_id: PathId, k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None
@@ -143,7 +143,7 @@ def get_recommendations(
 
 @app.put(
     "/items/<item_id>",
-    responses={200: {"description": "Item stored"}, **error_responses(400, 413, 415, 422, 503)},
+    responses={200: {"description": "Item stored"}, **error_responses(400, 404, 413, 415, 422, 503)},
 )
 def put_item(item_id: PathId):
     item = parse_item(_path_id("item_id", item_id), _request_body(), wiring.request_limits())

@@ -31,7 +31,7 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     """The `responses` of a route for these error statuses, all in the one error format."""
     meaning = {
         400: "Body is not JSON (or flagged base64 and is not base64)",
-        404: "No such route",
+        404: "No such route (an id with '/' makes another path)",
         409: "The shopper's state changed concurrently too many times; retry the call",
         413: "Body, or what it would add to a shopper's state, is too large",
         415: "Body is not application/json",
