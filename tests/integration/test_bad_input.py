@@ -90,7 +90,7 @@ def world(stack: Stack, tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch) 
         "models/",
         stack.event_bus,
         tiny_model.tflite,
-        **tiny_model.manifest_fields(),  # type: ignore[arg-type]
+        **tiny_model.manifest_fields(),
     )
     writes = Writes()
     session = boto3.Session()
