@@ -28,7 +28,7 @@ from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, UserRecommendations
 from nextpick.domain.state import UserState
 
-REQUEST = TypeAdapter(EventsRequest)
+REQUEST: TypeAdapter[Any] = TypeAdapter(EventsRequest)
 SHOPPERS = 1_000
 MOTO_CATALOG_ITEMS = 2_000
 TARGET_SIZE = 10_000

@@ -176,7 +176,7 @@ class EventBatch(BaseModel):
 def _request_shape(value: Any) -> str:
     return (
         "batch"
-        if isinstance(value, dict | EventBatch) and (isinstance(value, EventBatch) or "events" in value)
+        if isinstance(value, EventBatch) or (isinstance(value, dict) and "events" in value)
         else "single"
     )
 
