@@ -18,9 +18,7 @@ PREFIX = registry.DEFAULT_PREFIX
 CREATED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-def put_version(
-    s3: Any, bucket: str, model: TinyModel, *, manifest_body: bytes | None = None
-) -> dict[str, Any]:
+def put_version(s3: Any, bucket: str, model: TinyModel, *, manifest_body: bytes | None = None) -> dict[str, Any]:
     version = registry.make_version(CREATED, registry.sha256_hex(model.tflite))
     manifest = registry.build_manifest(
         version=version,
