@@ -33,7 +33,17 @@ from nextpick.domain.requests import parse_catalog, parse_events, parse_identifi
 from nextpick.domain.service import TrackResult, UserRecommendations
 from nextpick.errors import InvalidInput, InvalidRequest, NextpickError
 from nextpick.handlers import wiring
-from nextpick.handlers.openapi import ContractResolver, error_responses
+from nextpick.handlers.openapi import (
+    BatchAnswer,
+    ContractResolver,
+    EventAnswer,
+    ItemsStored,
+    ItemStored,
+    ModelAnswer,
+    RecommendationsAnswer,
+    answer,
+    error_responses,
+)
 from nextpick.settings import get_settings
 
 logger = Logger()
@@ -113,7 +123,10 @@ def _track_body(result: TrackResult, single: bool, started: float) -> dict[str, 
 
 @app.post(
     "/events",
-    responses={200: {"description": "Events applied"}, **error_responses(400, 409, 413, 415, 422, 503)},
+    responses={
+        **answer("Events applied", EventAnswer | BatchAnswer),
+        **error_responses(400, 409, 413, 415, 422, 503),
+    },
 )
 def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None):
     started = time.perf_counter()
@@ -129,7 +142,10 @@ def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, categor
 
 @app.get(
     "/users/<user_id>/recommendations",
-    responses={200: {"description": "The user's recommendations"}, **error_responses(404, 422, 503)},
+    responses={
+        **answer("The user's recommendations", RecommendationsAnswer),
+        **error_responses(404, 422, 503),
+    },
 )
 def get_recommendations(
     user_id: PathId, k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None
@@ -143,7 +159,7 @@ def get_recommendations(
 
 @app.put(
     "/items/<item_id>",
-    responses={200: {"description": "Item stored"}, **error_responses(400, 404, 413, 415, 422, 503)},
+    responses={**answer("Item stored", ItemStored), **error_responses(400, 404, 413, 415, 422, 503)},
 )
 def put_item(item_id: PathId):
     item = parse_item(_path_id("item_id", item_id), _request_body(), wiring.request_limits())
@@ -152,7 +168,7 @@ def put_item(item_id: PathId):
 
 
 @app.put(
-    "/items", responses={200: {"description": "Items stored"}, **error_responses(400, 413, 415, 422, 503)}
+    "/items", responses={**answer("Items stored", ItemsStored), **error_responses(400, 413, 415, 422, 503)}
 )
 def put_items():
     items = parse_catalog(_request_body(), wiring.request_limits())
@@ -165,7 +181,7 @@ app.request_body("PUT", "/items/{item_id}", ItemFields)
 app.request_body("PUT", "/items", CatalogBatch)
 
 
-@app.get("/model", responses={200: {"description": "The live model, or model_version null"}})
+@app.get("/model", responses=answer("The live model, or model_version null", ModelAnswer))
 def get_model():
     model = wiring.model_source().current()
     if model is None:

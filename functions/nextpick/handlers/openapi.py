@@ -8,11 +8,14 @@ contract."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, RequestBody, Schema
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+
+from nextpick.domain.events import Recommendation
+from nextpick.domain.state import EventStatus
 
 
 class FieldError(BaseModel):
@@ -25,6 +28,62 @@ class ErrorBody(BaseModel):
 
     message: str
     errors: list[FieldError] | None = None
+
+
+class UserAnswer(BaseModel):
+    """A user's fresh recommendations; `model_version` is null (and the list empty) before any model."""
+
+    user_id: str
+    model_version: str | None
+    recommendations: list[Recommendation]
+
+
+class RecommendationsAnswer(UserAnswer):
+    took_ms: float
+
+
+class EventAnswer(UserAnswer):
+    """`POST /events` with one event."""
+
+    event_id: str
+    status: EventStatus
+    took_ms: float
+
+
+class EventResult(BaseModel):
+    event_id: str
+    user_id: str
+    status: EventStatus
+
+
+class BatchAnswer(BaseModel):
+    """`POST /events` with {"events": [...]}: a result per event, in order, and a list per user."""
+
+    results: list[EventResult]
+    users: list[UserAnswer]
+    took_ms: float
+
+
+class ItemStored(BaseModel):
+    item_id: str
+    status: Literal["stored"]
+
+
+class ItemsStored(BaseModel):
+    stored: int
+
+
+class ModelAnswer(BaseModel):
+    """The live model's version and manifest facts; only `model_version` (null) before any model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_version: str | None
+
+
+def answer(description: str, model: Any) -> dict[int, Any]:
+    """The documented 200 answer of a route (documentation only: answers are not re-validated)."""
+    return {200: {"description": description, "content": {"application/json": {"model": model}}}}
 
 
 def error_responses(*statuses: int) -> dict[int, Any]:
