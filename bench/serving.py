@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 
 from bench import handler, models, workload
 from bench.common import Check, Config, Latency, Section, fmt, items_label, table
+from nextpick.adapters.dynamodb_state import stream_record_outbox
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
 from nextpick.domain.events import EventBatch, EventsRequest, TrackedEvent
@@ -427,9 +428,9 @@ def measure_api_on_moto(num_items: int, events: int) -> MotoResult:
             }
             state_items = dynamodb.scan(TableName=stack.state_table)["Items"]
             log_record_bytes = [
-                len(entry["S"].encode()) + 1  # + the newline the event log adds
+                len(line.encode()) + 1  # + the newline the event log adds
                 for record in records
-                for entry in record["dynamodb"].get("NewImage", {}).get("outbox", {}).get("L", [])
+                for line in stream_record_outbox(record)
             ]
             wiring.reset()
             log_shipper.event_log.cache_clear()

@@ -18,7 +18,9 @@ from nextpick.domain.requests import (
     parse_identifier,
     parse_item,
 )
-from nextpick.errors import InvalidRequest
+from nextpick.errors import InvalidRequest, RequestProblem
+
+MALFORMED, TOO_LARGE, INVALID = RequestProblem.MALFORMED, RequestProblem.TOO_LARGE, RequestProblem.INVALID
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LIMITS = RequestLimits()
@@ -54,7 +56,7 @@ def test_the_body_limit_counts_bytes_not_characters() -> None:
     body = json.dumps(event(context={f"k{i}": "é" * 240 for i in range(6)}), ensure_ascii=False)
     assert len(body) < 2_000 < len(body.encode())
     error = refusal(body, limits)
-    assert (error.status, error.errors[0]["field"]) == (413, "body")
+    assert (error.problem, error.errors[0]["field"]) == (TOO_LARGE, "body")
     assert parse_events(body, LIMITS).events
 
 
@@ -64,38 +66,38 @@ def test_what_a_request_adds_to_the_state_item_is_bounded() -> None:
     body = json.dumps({"events": [event(n, context=context) for n in range(10)]}, ensure_ascii=False)
     assert len(body.encode()) < LIMITS.max_body_bytes
     error = refusal(body)
-    assert (error.status, error.errors[0]["field"]) == (413, "events")
+    assert (error.problem, error.errors[0]["field"]) == (TOO_LARGE, "events")
     assert "400 KB" in error.errors[0]["message"]
     fewer = json.dumps({"events": [event(n, context=context) for n in range(5)]}, ensure_ascii=False)
     assert len(parse_events(fewer, LIMITS).events) == 5
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "field"),
+    ("body", "problem", "field"),
     [
-        ("", 400, "body"),
-        ("   ", 400, "body"),
-        ("{", 400, "body"),
-        ("[]", 422, "body"),
-        (json.dumps([event()]), 422, "body"),
-        ("\ud800", 400, "body"),
-        (json.dumps(event(context={"x": 1})).replace("1}", "NaN}"), 422, "context.x"),
-        (json.dumps(event(context={"x": 2**53})), 422, "context.x"),
-        (json.dumps(event(context={"x": 1e-200})), 422, "context.x"),
-        (json.dumps(event(context={"x": [1]})), 422, "context.x"),
-        (json.dumps(event(price=math.inf)), 422, "price"),
-        (json.dumps(event(timestamp="9999-12-31T23:59:59-01:00")), 422, "timestamp"),
-        (json.dumps(event(timestamp="2100-01-01T00:00:00Z")), 422, "timestamp"),
-        (json.dumps(event(event_type="rate")), 422, "rating"),
-        (json.dumps(event(user_id="a/b")), 422, "user_id"),
-        (json.dumps(event(item_id="...")), 422, "item_id"),
-        (json.dumps({"events": [event(n) for n in range(26)]}), 422, "events"),
-        (json.dumps({"events": [event(), event(1, rating=2)]}), 422, "events[1].rating"),
+        ("", MALFORMED, "body"),
+        ("   ", MALFORMED, "body"),
+        ("{", MALFORMED, "body"),
+        ("[]", INVALID, "body"),
+        (json.dumps([event()]), INVALID, "body"),
+        ("\ud800", MALFORMED, "body"),
+        (json.dumps(event(context={"x": 1})).replace("1}", "NaN}"), INVALID, "context.x"),
+        (json.dumps(event(context={"x": 2**53})), INVALID, "context.x"),
+        (json.dumps(event(context={"x": 1e-200})), INVALID, "context.x"),
+        (json.dumps(event(context={"x": [1]})), INVALID, "context.x"),
+        (json.dumps(event(price=math.inf)), INVALID, "price"),
+        (json.dumps(event(timestamp="9999-12-31T23:59:59-01:00")), INVALID, "timestamp"),
+        (json.dumps(event(timestamp="2100-01-01T00:00:00Z")), INVALID, "timestamp"),
+        (json.dumps(event(event_type="rate")), INVALID, "rating"),
+        (json.dumps(event(user_id="a/b")), INVALID, "user_id"),
+        (json.dumps(event(item_id="...")), INVALID, "item_id"),
+        (json.dumps({"events": [event(n) for n in range(26)]}), INVALID, "events"),
+        (json.dumps({"events": [event(), event(1, rating=2)]}), INVALID, "events[1].rating"),
     ],
 )
-def test_bad_bodies_are_refused_naming_the_field(body: str, status: int, field: str) -> None:
+def test_bad_bodies_are_refused_naming_the_field(body: str, problem: RequestProblem, field: str) -> None:
     error = refusal(body)
-    assert (error.status, [e["field"] for e in error.errors]) == (status, [field]), error.errors
+    assert (error.problem, [e["field"] for e in error.errors]) == (problem, [field]), error.errors
     assert field in str(error)
 
 

@@ -24,7 +24,7 @@ from nextpick.domain.events import (
     TrackedEvent,
     describe_errors,
 )
-from nextpick.errors import InvalidRequest
+from nextpick.errors import InvalidRequest, RequestProblem
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -54,11 +54,13 @@ def _body_bytes(body: bytes | str, limits: RequestLimits) -> bytes:
         try:
             body = body.encode()
         except UnicodeEncodeError:  # a lone surrogate: no UTF-8 text has one
-            raise InvalidRequest.of("body", "is not valid UTF-8", 400) from None
+            raise InvalidRequest.of("body", "is not valid UTF-8", RequestProblem.MALFORMED) from None
     if not body.strip():
-        raise InvalidRequest.of("body", "is empty; a JSON object is required", 400)
+        raise InvalidRequest.of("body", "is empty; a JSON object is required", RequestProblem.MALFORMED)
     if len(body) > limits.max_body_bytes:
-        raise InvalidRequest.of("body", f"is larger than {limits.max_body_bytes} bytes", 413)
+        raise InvalidRequest.of(
+            "body", f"is larger than {limits.max_body_bytes} bytes", RequestProblem.TOO_LARGE
+        )
     return body
 
 
@@ -70,7 +72,9 @@ def parse_body(model: type[Model], body: bytes | str, limits: RequestLimits) -> 
     except ValidationError as error:
         errors = describe_errors(error.errors(include_url=False, include_input=False))
         not_json = any(e["type"] in ("json_invalid", "json_type") for e in error.errors(include_url=False))
-        raise InvalidRequest(errors, 400 if not_json else 422) from None
+        raise InvalidRequest(
+            errors, RequestProblem.MALFORMED if not_json else RequestProblem.INVALID
+        ) from None
 
 
 def detail_bytes(detail: Any) -> bytes:
@@ -78,7 +82,9 @@ def detail_bytes(detail: Any) -> bytes:
     try:
         return json.dumps(detail, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     except (ValueError, TypeError, UnicodeEncodeError):  # NaN/Infinity, or a lone surrogate
-        raise InvalidRequest.of("detail", "is not JSON (NaN, Infinity or invalid Unicode)", 400) from None
+        raise InvalidRequest.of(
+            "detail", "is not JSON (NaN, Infinity or invalid Unicode)", RequestProblem.MALFORMED
+        ) from None
 
 
 def _log_record_bytes(event: TrackedEvent) -> int:
@@ -100,7 +106,7 @@ def parse_events(body: bytes | str, limits: RequestLimits) -> EventsBody:
             f"the events' log records total {total} bytes, more than the {limits.max_batch_log_bytes} "
             "one request may add to a user's state (DynamoDB items are limited to 400 KB); send fewer "
             "events or less context per request",
-            413,
+            RequestProblem.TOO_LARGE,
         )
     return request
 

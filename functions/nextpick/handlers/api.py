@@ -31,7 +31,7 @@ from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, Item
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.requests import parse_catalog, parse_events, parse_identifier, parse_item
 from nextpick.domain.service import TrackResult, UserRecommendations
-from nextpick.errors import InvalidInput, InvalidRequest, NextpickError
+from nextpick.errors import InvalidInput, InvalidRequest, NextpickError, RequestProblem
 from nextpick.handlers import wiring
 from nextpick.handlers.openapi import (
     BatchAnswer,
@@ -86,19 +86,19 @@ def _request_body() -> bytes:
     content_type = event.headers.get("content-type")
     if content_type and content_type.split(";")[0].strip().lower() != JSON_MEDIA_TYPE:
         raise InvalidRequest.of(
-            "Content-Type", f"must be {JSON_MEDIA_TYPE}", HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+            "Content-Type", f"must be {JSON_MEDIA_TYPE}", RequestProblem.UNSUPPORTED_MEDIA_TYPE
         )
     body = event.body or ""
     if not event.is_base64_encoded:
         try:
             return body.encode()
         except UnicodeEncodeError:
-            raise InvalidRequest.of("body", "is not valid UTF-8", HTTPStatus.BAD_REQUEST) from None
+            raise InvalidRequest.of("body", "is not valid UTF-8", RequestProblem.MALFORMED) from None
     try:
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest.of(
-            "body", "is flagged base64 but is not base64", HTTPStatus.BAD_REQUEST
+            "body", "is flagged base64 but is not base64", RequestProblem.MALFORMED
         ) from None
 
 
@@ -220,9 +220,18 @@ def _invalid_parameters(error: RequestValidationError) -> Response:
     return _error(HTTPStatus.UNPROCESSABLE_ENTITY, f"invalid request: {fields}", errors)
 
 
+# The one place a refused request's kind becomes an HTTP status.
+STATUS_OF_PROBLEM = {
+    RequestProblem.MALFORMED: HTTPStatus.BAD_REQUEST,
+    RequestProblem.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    RequestProblem.UNSUPPORTED_MEDIA_TYPE: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    RequestProblem.INVALID: HTTPStatus.UNPROCESSABLE_ENTITY,
+}
+
+
 @app.exception_handler(InvalidRequest)
 def _invalid_request(error: InvalidRequest) -> Response:
-    return _error(error.status, str(error), error.errors)
+    return _error(STATUS_OF_PROBLEM[error.problem], str(error), error.errors)
 
 
 @app.exception_handler(InvalidInput)
