@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class NextpickError(Exception):
     """Base class; `status` is the HTTP status the API answers with."""
@@ -55,3 +57,36 @@ class VersionConflict(NextpickError):
     """Another writer updated the user's state first (optimistic lock lost); reload and retry."""
 
     status = 409
+
+
+class RequestProblem(StrEnum):
+    """What is wrong with a refused request, as a whole (the API maps each to an HTTP status)."""
+
+    # Not JSON, not UTF-8, empty, or flagged base64 and not base64.
+    MALFORMED = "malformed"
+    # Larger than a limit: the body, or what its events would add to a shopper's state.
+    TOO_LARGE = "too_large"
+    # A body that is not declared as JSON.
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    # JSON that breaks the contract (a field, the batch size).
+    INVALID = "invalid"
+
+
+class InvalidRequest(NextpickError):
+    """A request body (API) or event detail (bus) that breaks the contract. `errors` names every field
+    at fault as [{"field", "message"}]; `problem` says what kind of refusal it is. Nothing of such a
+    request is applied."""
+
+    status = 422
+
+    def __init__(
+        self, errors: list[dict[str, str]], problem: RequestProblem = RequestProblem.INVALID
+    ) -> None:
+        fields = ", ".join(dict.fromkeys(error["field"] for error in errors))
+        super().__init__(f"invalid request: {fields}")
+        self.errors = errors
+        self.problem = problem
+
+    @classmethod
+    def of(cls, field: str, message: str, problem: RequestProblem = RequestProblem.INVALID) -> InvalidRequest:
+        return cls([{"field": field, "message": message}], problem)

@@ -45,6 +45,9 @@ class Settings(EnvSettings):
     max_k: int = Field(default=100, ge=1, le=1000)
     max_batch_events: int = Field(default=25, ge=1, le=100)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Bytes of event-log records one request may add to a user's state item (domain/requests.py says
+    # why 192 KiB keeps every write under DynamoDB's 400 KB item limit).
+    max_batch_log_bytes: int = Field(default=192 * 1024, ge=16 * 1024, le=256 * 1024)
     # Events stamped further than this in the future are rejected (clock skew allowance).
     max_future_skew_seconds: int = Field(default=300, ge=0)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from pydantic import ValidationError
 
+from nextpick.errors import InvalidRequest
 from nextpick.handlers import bus, wiring
 from tests.integration.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext, sample_event
@@ -54,7 +54,7 @@ def test_invalid_detail_raises_so_it_reaches_the_dead_letter_queue_and_writes_no
     sample = "bus_shopper_event.json" if detail_type == "ShopperEvent" else "bus_catalog_item.json"
     event = copy.deepcopy(sample_event(sample))
     event["detail"].update(change)
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidRequest):
         bus.lambda_handler(event, FakeLambdaContext())
     assert count(bus_function.state_table) == count(bus_function.items_table) == 0
 

@@ -15,6 +15,7 @@ SECTIONS = (
     "## Targets",
     "## Findings",
     "## 1. Per-event work in the handler",
+    "### The whole API handler, in memory",
     "### The whole API handler against moto",
     "## 2. Ranking cost: LiteRT vs numpy",
     "## 3. Cold start",

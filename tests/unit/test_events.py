@@ -48,9 +48,9 @@ def test_single_event_and_batch_parse_to_the_same_events() -> None:
         ({"quantity": 0}, "quantity"),
         ({"price": -1}, "price"),
         ({"surprise": 1}, "surprise"),
-        ({"event_type": "rate"}, "body"),
+        ({"event_type": "rate"}, "rating"),
         ({"event_type": "rate", "rating": 6}, "rating"),
-        ({"rating": 3}, "body"),
+        ({"rating": 3}, "rating"),
     ],
 )
 def test_bad_events_name_the_field(change: dict[str, object], field: str) -> None:

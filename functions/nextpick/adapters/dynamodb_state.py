@@ -185,3 +185,12 @@ class DynamoDbStateRepository:
             purchased=state.purchased[-limits.purchased_items :],
             processed_keys=state.processed_keys[-limits.processed_ids :],
         )
+
+
+def stream_record_outbox(record: dict[str, Any]) -> list[str]:
+    """The event-log records a state-table stream record carries (its new image's `outbox`); none for
+    a REMOVE. Reads the one raw attribute: deserialising the whole image (vector, ids) would be waste."""
+    if record.get("eventName") == "REMOVE":
+        return []
+    image = record.get("dynamodb", {}).get("NewImage", {})
+    return [value["S"] for value in image.get("outbox", {}).get("L", ())]

@@ -5,31 +5,92 @@ paths, so a shop gets the same answer (and the same field-named error) whichever
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     RootModel,
     StringConstraints,
     Tag,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
-# Ids are opaque to nextpick but end up in DynamoDB keys, S3 log lines and logs: keep them short
-# and free of whitespace/control characters.
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-]
-ContextValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+# Ids are opaque to nextpick but end up in URL paths, DynamoDB keys, S3 log lines and logs. The
+# character set is what every route can read back: one URL path segment as sent, no escaping needed
+# (no '/', which would split the path, no '%', so decoding a path twice is harmless), and not made
+# only of dots ('.' and '..' are removed from paths by clients and proxies). 1-128 characters.
+ID_CHARACTERS = "A-Za-z0-9._:@+=-"
+ID_PATTERN = rf"^[{ID_CHARACTERS}]*[{ID_CHARACTERS.replace('.', '')}][{ID_CHARACTERS}]*$"
+ID_MAX_LENGTH = 128
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+# Numbers a JSON reader anywhere reads back exactly (I-JSON, RFC 7493): finite floats, integers within
+# +-(2**53 - 1), which DynamoDB also stores exactly. NaN and Infinity are not JSON; Python would write them into the event log as bare tokens.
+# Catalog numbers are stored as DynamoDB numbers, which are 0 or of magnitude 1e-130 .. 9.99e125: a
+# float outside that (5e-324, 1e308) would be accepted and then refused by DynamoDB with a 5xx.
+SMALLEST_MAGNITUDE, LARGEST_MAGNITUDE = 1e-130, 9.99e125
 
-# Anything before this is a unit mistake (seconds vs milliseconds) rather than real history.
+
+def _storable(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if value != 0 and not SMALLEST_MAGNITUDE <= abs(value) <= LARGEST_MAGNITUDE:
+        raise ValueError(f"numbers must be 0 or of magnitude {SMALLEST_MAGNITUDE:g} .. {LARGEST_MAGNITUDE:g}")
+    return value
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_storable)]
+MAX_SAFE_INTEGER = 2**53 - 1
+CONTEXT_STRING_MAX_LENGTH = 256
+
+
+def _context_value(value: object) -> str | int | float | bool:
+    # One validator instead of a pydantic union: a union would take 2**60 as the float 1.15e18 (another
+    # number) and report one error per member; this keeps the value as sent, or says what is wrong.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise ValueError(f"integers must be within +-{MAX_SAFE_INTEGER} (2**53 - 1)")
+        return value
+    if isinstance(value, float):
+        return _storable(value)
+    if isinstance(value, str):
+        if len(value) > CONTEXT_STRING_MAX_LENGTH:
+            raise ValueError(f"strings must be at most {CONTEXT_STRING_MAX_LENGTH} characters")
+        return value
+    raise ValueError("must be a string, a number or a boolean")
+
+
+ContextValue = Annotated[
+    str | int | float | bool,
+    PlainValidator(_context_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": CONTEXT_STRING_MAX_LENGTH},
+                {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+                {"type": "number"},
+                {"type": "boolean"},
+            ]
+        }
+    ),
+]
+
+# Anything before this is a unit mistake (seconds vs milliseconds) rather than real history; anything
+# after the latest is no clock's reading (the future-skew check against the server clock is tighter,
+# this bound keeps every accepted timestamp convertible to UTC and back).
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class EventType(StrEnum):
@@ -61,8 +122,9 @@ class TrackedEvent(BaseModel):
     timestamp: datetime
     session_id: Identifier | None = None
     quantity: int | None = Field(default=None, ge=1, le=10_000)
-    price: float | None = Field(default=None, ge=0, le=10_000_000)
-    rating: int | None = Field(default=None, ge=1, le=5)
+    price: FiniteFloat | None = Field(default=None, ge=0, le=10_000_000)
+    # Validated even when absent (validate_default), so a `rate` without it is an error on `rating`.
+    rating: int | None = Field(default=None, ge=1, le=5, validate_default=True)
     context: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] | None = (
         Field(default=None, max_length=20)
     )
@@ -72,18 +134,26 @@ class TrackedEvent(BaseModel):
     def _aware_and_plausible(cls, value: datetime) -> datetime:
         # A timestamp without a zone is taken as UTC, the only zone nextpick stores.
         value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max once in UTC
+            raise ValueError("timestamp is outside 2000-01-01 .. 2100-01-01") from None
         if value < EARLIEST_TIMESTAMP:
             raise ValueError("timestamp is before 2000-01-01 (seconds given as milliseconds?)")
+        if value >= LATEST_TIMESTAMP:
+            raise ValueError("timestamp is outside 2000-01-01 .. 2100-01-01")
         return value
 
-    @model_validator(mode="after")
-    def _rating_only_with_rate(self) -> TrackedEvent:
-        if self.event_type is EventType.RATE and self.rating is None:
+    @field_validator("rating")
+    @classmethod
+    def _rating_only_with_rate(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # event_type is declared before rating, so it is in info.data once it is valid.
+        event_type = info.data.get("event_type")
+        if event_type is EventType.RATE and value is None:
             raise ValueError("rating (1-5) is required when event_type is 'rate'")
-        if self.event_type is not EventType.RATE and self.rating is not None:
+        if event_type is not None and event_type is not EventType.RATE and value is not None:
             raise ValueError("rating is only allowed when event_type is 'rate'")
-        return self
+        return value
 
     @property
     def strength(self) -> float:
@@ -106,7 +176,7 @@ class EventBatch(BaseModel):
 def _request_shape(value: Any) -> str:
     return (
         "batch"
-        if isinstance(value, dict | EventBatch) and (isinstance(value, EventBatch) or "events" in value)
+        if isinstance(value, EventBatch) or (isinstance(value, dict) and "events" in value)
         else "single"
     )
 
@@ -148,7 +218,7 @@ class ItemFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     category: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    price: float = Field(ge=0, le=10_000_000)
+    price: FiniteFloat = Field(ge=0, le=10_000_000)
     stock: int = Field(ge=0, le=1_000_000_000)
     title: Annotated[str, StringConstraints(max_length=256)] | None = None
     attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] = Field(
@@ -214,8 +284,11 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def describe_errors(errors: list[Any]) -> list[dict[str, str]]:
-    """Pydantic errors as [{field, message}], without echoing the input back."""
-    return [
-        {"field": field_path(error.get("loc", ())), "message": str(error.get("msg") or error.get("type"))}
-        for error in errors
-    ]
+    """Pydantic errors as [{field, message}], one per field, without echoing the input back."""
+    messages: dict[str, list[str]] = {}
+    for error in errors:
+        message = str(error.get("msg") or error.get("type"))
+        found = messages.setdefault(field_path(error.get("loc", ())), [])
+        if message not in found:
+            found.append(message)
+    return [{"field": field, "message": "; ".join(found)} for field, found in messages.items()]

@@ -88,26 +88,43 @@ class Recommender:
 
         `time_left_ms` (Lambda's `get_remaining_time_in_millis`) bounds the optimistic-lock retries:
         none starts with less than `retry_reserve_ms` left, so contention ends in a 409, not a timeout."""
+        model = self.models.current()
+        results, states = self._apply(events, model, time_left_ms)
+        users = [self._recommend(s, model, options, self.models.status) for s in states]
+        return TrackResult(results=results, users=users)
+
+    def ingest(
+        self, events: list[TrackedEvent], time_left_ms: Callable[[], int] | None = None
+    ) -> list[EventResult]:
+        """`track` for callers that need no answer (the bus): the same writes, no ranking."""
+        return self._apply(events, self.models.current(), time_left_ms)[0]
+
+    def _apply(
+        self,
+        events: list[TrackedEvent],
+        model: RankingModel | None,
+        time_left_ms: Callable[[], int] | None = None,
+    ) -> tuple[list[EventResult], list[UserState]]:
+        """Each user's events applied; the results in request order and each user's new state."""
         now = self.clock()
         check_not_in_future(events, now, self.config.max_future_skew)
         by_user: dict[str, list[TrackedEvent]] = {}
         for event in events:
             by_user.setdefault(event.user_id, []).append(event)
-        model = self.models.current()
         status_of: dict[tuple[str, int], EventStatus] = {}
-        users: list[UserRecommendations] = []
+        states: list[UserState] = []
         for user_id, user_events in by_user.items():
             state, statuses = self._apply_with_retry(user_id, user_events, model, now, time_left_ms)
             for position, status in enumerate(statuses):
                 status_of[(user_id, position)] = status
-            users.append(self._recommend(state, model, options, self.models.status))
+            states.append(state)
         positions: dict[str, int] = {}
         results = []
         for event in events:
             position = positions.get(event.user_id, 0)
             positions[event.user_id] = position + 1
             results.append(EventResult(event.event_id, event.user_id, status_of[(event.user_id, position)]))
-        return TrackResult(results=results, users=users)
+        return results, states
 
     def recommendations(self, user_id: str, options: RecommendOptions) -> UserRecommendations:
         """Read-only: one strongly consistent read, no write (a stale state is rebuilt in memory)."""

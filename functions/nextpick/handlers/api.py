@@ -1,33 +1,49 @@
-"""REST API (API Gateway proxy events): events in, fresh recommendations out; catalog upkeep."""
+"""REST API (API Gateway proxy events): events in, fresh recommendations out; catalog upkeep.
 
-# No `from __future__ import annotations` here: Powertools reads the route signatures at run time
-# (through the tracer's wrapper), so the annotations must be real objects, not strings.
+Powertools does the routing, the path and query validation, the OpenAPI document, logging, EMF
+metrics and tracing. Bodies are validated once, by the domain's request validation (the bus uses the
+same), straight from the bytes. Answers are serialised here, once, and not re-validated. The HTTP
+shape of every error is decided in this module only."""
 
+# No `from __future__ import annotations` here: Powertools reads the route signatures at run time,
+# so the annotations must be real objects, not strings. Routes have no return annotation: Powertools
+# would validate every answer against it, which is the one thing the answers need no second time.
+
+import base64
+import binascii
+import json
 import time
 from dataclasses import asdict
 from http import HTTPStatus
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nextpick.domain.events import (
-    CatalogBatch,
-    CatalogItem,
-    EventsBody,
-    ItemFields,
-    describe_errors,
-)
+from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, ItemFields, describe_errors
 from nextpick.domain.ranking import RecommendOptions
+from nextpick.domain.requests import parse_catalog, parse_events, parse_identifier, parse_item
 from nextpick.domain.service import TrackResult, UserRecommendations
-from nextpick.errors import InvalidInput, NextpickError
+from nextpick.errors import InvalidInput, InvalidRequest, NextpickError, RequestProblem
 from nextpick.handlers import wiring
+from nextpick.handlers.openapi import (
+    BatchAnswer,
+    ContractResolver,
+    EventAnswer,
+    ItemsStored,
+    ItemStored,
+    ModelAnswer,
+    RecommendationsAnswer,
+    answer,
+    error_responses,
+)
 from nextpick.settings import get_settings
 
 logger = Logger()
@@ -35,12 +51,17 @@ tracer = Tracer()
 # The namespace is fixed in code so that a handler imported before its environment is set (tests, the
 # local stack) still emits valid EMF; the template sets the same value.
 metrics = Metrics(namespace="Nextpick")
-app = APIGatewayRestResolver(enable_validation=True)
+app = ContractResolver(enable_validation=True)
+# Swagger UI and the OpenAPI document (`/swagger?format=json`), generated from the routes below.
+app.enable_swagger(path="/swagger", title="nextpick", version="1")
 
-ID_PATTERN = r"^[A-Za-z0-9._:@/+=-]{1,128}$"
+# Ids in a path are checked by the domain's id rule (events.ID_PATTERN) after URL-decoding; this only
+# bounds the work (an id of 128 characters is at most 384 when every character is %-encoded).
+PathId = Annotated[str, Path(min_length=1, max_length=3 * ID_MAX_LENGTH)]
 K = Annotated[int | None, Query(ge=1, le=1000)]
 ExcludePurchased = Annotated[bool | None, Query()]
 Category = Annotated[str | None, Query(min_length=1, max_length=128)]
+JSON_MEDIA_TYPE = "application/json"
 
 
 def _options(k: int | None, exclude_purchased: bool | None, category: str | None) -> RecommendOptions:
@@ -48,6 +69,37 @@ def _options(k: int | None, exclude_purchased: bool | None, category: str | None
     if k is not None and k > settings.max_k:
         raise InvalidInput("k", f"must be at most {settings.max_k}")
     return RecommendOptions(k or settings.default_k, exclude_purchased, category)
+
+
+def _json(body: Any, status: int = HTTPStatus.OK) -> Response:
+    """The answer serialised once, here: the resolver passes a str body through untouched."""
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, allow_nan=False),
+    )
+
+
+def _request_body() -> bytes:
+    """The request's body as bytes: JSON only, base64-decoded when API Gateway flagged it so."""
+    event = app.current_event
+    content_type = event.headers.get("content-type")
+    if content_type and content_type.split(";")[0].strip().lower() != JSON_MEDIA_TYPE:
+        raise InvalidRequest.of(
+            "Content-Type", f"must be {JSON_MEDIA_TYPE}", RequestProblem.UNSUPPORTED_MEDIA_TYPE
+        )
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        try:
+            return body.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequest.of("body", "is not valid UTF-8", RequestProblem.MALFORMED) from None
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest.of(
+            "body", "is flagged base64 but is not base64", RequestProblem.MALFORMED
+        ) from None
 
 
 def _observe(users: list[UserRecommendations]) -> None:
@@ -69,65 +121,85 @@ def _track_body(result: TrackResult, single: bool, started: float) -> dict[str, 
     }
 
 
-@app.post("/events")
-@tracer.capture_method
-def post_events(
-    request: Annotated[EventsBody, Body()],
-    k: K = None,
-    exclude_purchased: ExcludePurchased = None,
-    category: Category = None,
-) -> dict[str, Any]:
+@app.post(
+    "/events",
+    responses={
+        **answer("Events applied", EventAnswer | BatchAnswer),
+        **error_responses(400, 409, 413, 415, 422, 503),
+    },
+)
+def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None):
     started = time.perf_counter()
-    events = request.events
-    if len(events) > get_settings().max_batch_events:
-        raise InvalidInput("events", f"at most {get_settings().max_batch_events} events per request")
+    options = _options(k, exclude_purchased, category)
+    request = parse_events(_request_body(), wiring.request_limits())
     result = wiring.recommender().track(
-        events, _options(k, exclude_purchased, category), app.lambda_context.get_remaining_time_in_millis
+        request.events, options, app.lambda_context.get_remaining_time_in_millis
     )
     for status in ("accepted", "duplicate"):
         count = sum(1 for r in result.results if r.status == status)
         metrics.add_metric(name=f"Events{status.capitalize()}", unit=MetricUnit.Count, value=count)
     _observe(result.users)
-    return _track_body(result, request.is_single, started)
+    return _json(_track_body(result, request.is_single, started))
 
 
-@app.get("/users/<user_id>/recommendations")
-@tracer.capture_method
+@app.get(
+    "/users/<user_id>/recommendations",
+    responses={
+        **answer("The user's recommendations", RecommendationsAnswer),
+        **error_responses(404, 422, 503),
+    },
+)
 def get_recommendations(
-    user_id: Annotated[str, Path(pattern=ID_PATTERN)],
-    k: K = None,
-    exclude_purchased: ExcludePurchased = None,
-    category: Category = None,
-) -> dict[str, Any]:
+    user_id: PathId, k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None
+):
     started = time.perf_counter()
+    user_id = _path_id("user_id", user_id)
     user = wiring.recommender().recommendations(user_id, _options(k, exclude_purchased, category))
     _observe([user])
-    return {**user.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)}
+    return _json({**user.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 
-@app.put("/items/<item_id>")
-def put_item(
-    item_id: Annotated[str, Path(pattern=ID_PATTERN)], fields: Annotated[ItemFields, Body()]
-) -> dict:
-    item = CatalogItem(item_id=item_id, **fields.model_dump())
+@app.put(
+    "/items/<item_id>",
+    responses={**answer("Item stored", ItemStored), **error_responses(400, 404, 413, 415, 422, 503)},
+)
+def put_item(item_id: PathId):
+    item = parse_item(_path_id("item_id", item_id), _request_body(), wiring.request_limits())
     wiring.catalog().put_items([item])
-    return {"item_id": item_id, "status": "stored"}
+    return _json({"item_id": item.item_id, "status": "stored"})
 
 
-@app.put("/items")
-def put_items(batch: Annotated[CatalogBatch, Body()]) -> dict[str, Any]:
-    wiring.catalog().put_items(batch.items)
-    return {"stored": len(batch.items)}
+@app.put(
+    "/items", responses={**answer("Items stored", ItemsStored), **error_responses(400, 413, 415, 422, 503)}
+)
+def put_items():
+    items = parse_catalog(_request_body(), wiring.request_limits())
+    wiring.catalog().put_items(items)
+    return _json({"stored": len(items)})
 
 
-@app.get("/model")
-def get_model() -> dict[str, Any]:
+app.request_body("POST", "/events", EventsBody)
+app.request_body("PUT", "/items/{item_id}", ItemFields)
+app.request_body("PUT", "/items", CatalogBatch)
+
+
+@app.get("/model", responses=answer("The live model, or model_version null", ModelAnswer))
+def get_model():
     model = wiring.model_source().current()
     if model is None:
-        return {"model_version": None}
+        return _json({"model_version": None})
     manifest = model.manifest
     keys = ("created_at", "num_items", "state_dim", "metrics", "training_window")
-    return {"model_version": model.version, **{key: manifest.get(key) for key in keys}}
+    return _json({"model_version": model.version, **{key: manifest.get(key) for key in keys}})
+
+
+def _path_id(name: str, raw: str) -> str:
+    """A path id URL-decoded (ids never contain '%', so decoding an already decoded id changes nothing)
+    and held to the same id rule as ids in bodies."""
+    return parse_identifier(name, unquote(raw))
+
+
+# ------------------------------------------------------------------------------------------ errors
 
 
 def _error(status: int, message: str, errors: list[dict[str, str]] | None = None) -> Response:
@@ -140,14 +212,28 @@ def _error(status: int, message: str, errors: list[dict[str, str]] | None = None
     body: dict[str, Any] = {"message": message}
     if errors:
         body["errors"] = errors
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+    return _json(body, status)
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response:
+def _invalid_parameters(error: RequestValidationError) -> Response:
     errors = describe_errors(list(error.errors()))
     fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
     return _error(HTTPStatus.UNPROCESSABLE_ENTITY, f"invalid request: {fields}", errors)
+
+
+# The one place a refused request's kind becomes an HTTP status.
+STATUS_OF_PROBLEM = {
+    RequestProblem.MALFORMED: HTTPStatus.BAD_REQUEST,
+    RequestProblem.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    RequestProblem.UNSUPPORTED_MEDIA_TYPE: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    RequestProblem.INVALID: HTTPStatus.UNPROCESSABLE_ENTITY,
+}
+
+
+@app.exception_handler(InvalidRequest)
+def _invalid_request(error: InvalidRequest) -> Response:
+    return _error(STATUS_OF_PROBLEM[error.problem], str(error), error.errors)
 
 
 @app.exception_handler(InvalidInput)
@@ -167,22 +253,23 @@ def _domain_error(error: NextpickError) -> Response:
     return response
 
 
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    # A bug, not the caller's fault: logged with its traceback, answered in the documented format.
+    logger.exception("unexpected error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+
 @app.not_found
 def _no_route(error: NotFoundError) -> Response:
     return _error(HTTPStatus.NOT_FOUND, f"no route {app.current_event.http_method} {app.current_event.path}")
 
 
+# Tracing: one subsegment per invocation, without the response as metadata (serialising every answer
+# into the trace cost more than the rest of the tracer); routes add none of their own.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    body = event.get("body") or ""
-    if len(body) > get_settings().max_body_bytes:
-        # Refused before parsing so an oversized body costs nothing.
-        return {
-            "statusCode": 413,
-            "headers": {"Content-Type": "application/json"},
-            "body": f'{{"message": "body: larger than {get_settings().max_body_bytes} bytes"}}',
-        }
     return app.resolve(event, context)

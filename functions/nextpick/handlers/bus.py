@@ -1,8 +1,10 @@
 """EventBridge: shopper events and catalog items put on the nextpick bus by a shop's systems.
 
-Same contract and same domain code as the REST API. An event that fails validation or processing
-raises, so Lambda's async retries and then the on-failure destination (an SQS dead-letter queue)
-keep it: nothing put on the bus is silently dropped."""
+Same contract, same validation (`nextpick.domain.requests`, with the API's limits and messages) and
+the same writes as the REST API. Nobody reads the answer of a bus delivery, so events are ingested
+without ranking. An event that fails validation or processing raises, so Lambda's async retries and
+then the on-failure destination (an SQS dead-letter queue) keep it: nothing put on the bus is silently
+dropped, and nothing of an invalid one is written."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nextpick.domain.events import CatalogBody, EventsBody, describe_errors
-from nextpick.domain.ranking import RecommendOptions
+from nextpick.domain.events import describe_errors
+from nextpick.domain.requests import parse_detail_catalog, parse_detail_events
+from nextpick.errors import InvalidRequest
 from nextpick.handlers import wiring
 
 logger = Logger()
@@ -29,27 +32,31 @@ CATALOG_ITEM = "CatalogItem"
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    envelope = parse(event=event, model=EventBridgeModel)
+    try:
+        envelope = parse(event=event, model=EventBridgeModel)
+    except ValidationError as error:  # not an EventBridge event (its detail is not a JSON object...)
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+        errors = describe_errors(error.errors(include_url=False, include_input=False))
+        logger.error("invalid bus event", extra={"id": event.get("id"), "errors": errors})
+        raise InvalidRequest(errors) from None
     try:
         if envelope.detail_type == SHOPPER_EVENT:
-            events = EventsBody.model_validate(envelope.detail).events
-            result = wiring.recommender().track(events, RecommendOptions())
-            accepted = sum(1 for r in result.results if r.status == "accepted")
+            events = parse_detail_events(envelope.detail, wiring.request_limits()).events
+            results = wiring.recommender().ingest(events)
+            accepted = sum(1 for r in results if r.status == "accepted")
             metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
             metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(events) - accepted)
-            return {"results": [{"event_id": r.event_id, "status": r.status.value} for r in result.results]}
+            return {"results": [{"event_id": r.event_id, "status": r.status.value} for r in results]}
         if envelope.detail_type == CATALOG_ITEM:
-            items = CatalogBody.model_validate(envelope.detail).items
+            items = parse_detail_catalog(envelope.detail, wiring.request_limits())
             wiring.catalog().put_items(items)
             metrics.add_metric(name="CatalogItemsStored", unit=MetricUnit.Count, value=len(items))
             return {"stored": len(items)}
-    except ValidationError as error:
+    except InvalidRequest as error:
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
-        logger.error(
-            "invalid bus event", extra={"id": envelope.id, "errors": describe_errors(error.errors())}
-        )
+        logger.error("invalid bus event", extra={"id": envelope.id, "errors": error.errors})
         raise
     raise ValueError(f"detail-type {envelope.detail_type!r} is not handled by this function")

@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nextpick.adapters.dynamodb_state import stream_record_outbox
 from nextpick.adapters.firehose_log import FirehoseEventLog
 from nextpick.errors import StorageUnavailable
 from nextpick.settings import get_settings
@@ -33,19 +34,13 @@ def event_log() -> FirehoseEventLog:
     return FirehoseEventLog(get_settings().event_log_stream_name)
 
 
-def outbox_of(record: dict[str, Any]) -> list[str]:
-    if record.get("eventName") == "REMOVE":
-        return []
-    # Read the raw attribute: deserializing the whole image (vector, ids) would be wasted work.
-    image = record.get("dynamodb", {}).get("NewImage", {})
-    return [value["S"] for value in image.get("outbox", {}).get("L", ())]
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outboxes = [(record["dynamodb"]["SequenceNumber"], outbox_of(record)) for record in event["Records"]]
+    outboxes = [
+        (record["dynamodb"]["SequenceNumber"], stream_record_outbox(record)) for record in event["Records"]
+    ]
     lines = [line for _, outbox in outboxes for line in outbox]
     try:
         event_log().append(lines)

@@ -8,6 +8,7 @@ from functools import cache
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.s3_model_source import S3ModelSource
+from nextpick.domain.requests import RequestLimits
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import StateLimits
 from nextpick.settings import get_settings
@@ -47,7 +48,18 @@ def recommender() -> Recommender:
     )
 
 
+@cache
+def request_limits() -> RequestLimits:
+    """The limits every request is validated against, on the API and on the bus alike."""
+    settings = get_settings()
+    return RequestLimits(
+        max_body_bytes=settings.max_body_bytes,
+        max_batch_events=settings.max_batch_events,
+        max_batch_log_bytes=settings.max_batch_log_bytes,
+    )
+
+
 def reset() -> None:
     """Forget every cached object (tests, and the local stack when it re-reads its settings)."""
-    for factory in (model_source, catalog, recommender, get_settings):
+    for factory in (model_source, catalog, recommender, request_limits, get_settings):
         factory.cache_clear()

@@ -1,0 +1,137 @@
+"""The API's OpenAPI document, from Powertools' resolver, and the error format every answer shares.
+
+Request bodies are validated by the domain (`nextpick.domain.requests`: one validation, straight from
+the bytes, for the API and the bus alike), not by the resolver, so the routes declare no `Body()`
+parameter. `ContractResolver` puts each body's schema, taken from the same pydantic model, back into
+the document the resolver generates, so `/swagger` and `get_openapi_json_schema()` describe the whole
+contract."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, RequestBody, Schema
+from pydantic import BaseModel, ConfigDict
+
+from nextpick.domain.events import Recommendation
+from nextpick.domain.state import EventStatus
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: `message` names the field(s); `errors` says what is wrong with each."""
+
+    message: str
+    errors: list[FieldError] | None = None
+
+
+class UserAnswer(BaseModel):
+    """A user's fresh recommendations; `model_version` is null (and the list empty) before any model."""
+
+    user_id: str
+    model_version: str | None
+    recommendations: list[Recommendation]
+
+
+class RecommendationsAnswer(UserAnswer):
+    took_ms: float
+
+
+class EventAnswer(UserAnswer):
+    """`POST /events` with one event."""
+
+    event_id: str
+    status: EventStatus
+    took_ms: float
+
+
+class EventResult(BaseModel):
+    event_id: str
+    user_id: str
+    status: EventStatus
+
+
+class BatchAnswer(BaseModel):
+    """`POST /events` with {"events": [...]}: a result per event, in order, and a list per user."""
+
+    results: list[EventResult]
+    users: list[UserAnswer]
+    took_ms: float
+
+
+class ItemStored(BaseModel):
+    item_id: str
+    status: Literal["stored"]
+
+
+class ItemsStored(BaseModel):
+    stored: int
+
+
+class ModelAnswer(BaseModel):
+    """The live model's version and manifest facts; only `model_version` (null) before any model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_version: str | None
+
+
+def answer(description: str, model: Any) -> dict[int, Any]:
+    """The documented 200 answer of a route (documentation only: answers are not re-validated)."""
+    return {200: {"description": description, "content": {"application/json": {"model": model}}}}
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """The `responses` of a route for these error statuses, all in the one error format."""
+    meaning = {
+        400: "Body is not JSON (or flagged base64 and is not base64)",
+        404: "No such route (an id with '/' makes another path)",
+        409: "The shopper's state changed concurrently too many times; retry the call",
+        413: "Body, or what it would add to a shopper's state, is too large",
+        415: "Body is not application/json",
+        422: "A field breaks the contract; `errors` names each one",
+        503: "Storage or the model is unavailable; retry the call",
+    }
+    return {
+        status: {
+            "description": meaning[status],
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+        for status in statuses
+    }
+
+
+class ContractResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver whose OpenAPI document also carries the domain-validated bodies."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._request_bodies: dict[tuple[str, str], type[BaseModel]] = {}
+
+    def request_body(self, method: str, path: str, model: type[BaseModel]) -> None:
+        """Document `model` as the JSON body of `method path` (OpenAPI path syntax: `/items/{item_id}`)."""
+        self._request_bodies[(path, method.lower())] = model
+
+    def get_openapi_schema(self, **kwargs: Any) -> OpenAPI:
+        document = super().get_openapi_schema(**kwargs)
+        schemas: dict[str, Any] = {}
+        for (path, method), model in self._request_bodies.items():
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            operation = getattr((document.paths or {})[path], method)
+            operation.requestBody = RequestBody.model_validate(
+                {"required": True, "content": {"application/json": {"schema": schema}}}
+            )
+        if schemas:
+            assert document.components is not None
+            existing = document.components.schemas or {}
+            document.components.schemas = {
+                **{name: Schema.model_validate(value) for name, value in schemas.items()},
+                **existing,
+            }
+        return document
