@@ -87,9 +87,15 @@ def _rank_runner(model_bytes: bytes, num_threads: int) -> Callable[[np.ndarray, 
     interpreter = Interpreter(model_content=model_bytes, num_threads=num_threads)
     runner = interpreter.get_signature_runner("rank")
 
+    # A shopper with an empty item history (contract v2's other two inputs), as NumpyRanker scores.
+    history_items = np.zeros(HISTORY_SLOTS, np.int32)
+    history_features = np.zeros((HISTORY_SLOTS, NUM_HISTORY_FEATURES), np.float32)
+
     def rank(state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         # The runner does not keep its interpreter alive; this closure must.
-        out = runner(state=state, exclude=exclude)
+        out = runner(
+            state=state, exclude=exclude, history_items=history_items, history_features=history_features
+        )
         assert interpreter is not None
         return np.array(out["scores"], dtype=np.float32)
 
