@@ -91,8 +91,10 @@ def test_quick_quality_benchmark_writes_the_three_tables(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_served_model_hook_scores_the_exported_model_through_litert() -> None:
     """The hook bench.quality plugs the served model through: trains, exports, and scores exactly as
-    folding the untimed history through the exported `update` and calling `rank` does."""
+    serving does: the history folded through the exported `update`, the item history built by
+    `ItemHistory` at `now`, and `rank`."""
     from bench.quality_model import fit_served_model
+    from nextpick.domain.history import ItemHistory
     from nextpick.domain.state import fold_interactions
     from nextpick_training.evaluate import evaluate_baskets
 
@@ -102,13 +104,15 @@ def test_served_model_hook_scores_the_exported_model_through_litert() -> None:
         [(int(i), 4, 1.0, 1000.0 * t) for t, i in enumerate(rng.integers(1, num_items, 8))] for _ in range(24)
     ]
     scorer = fit_served_model(train, num_items, {1: {"genre": "x"}}, None, seed=3, quick=True)
-    assert scorer.hyperparameters == {"exclude_seen_in_loss": False}  # random draws repeat items
+    assert scorer.hyperparameters == {"exclude_seen": False}  # random draws repeat items
     exclude = np.zeros(num_items, dtype=np.float32)
     exclude[[0, 5]] = 1.0
     history = train[0]
     scores = scorer(history, 9e9, exclude)
-    expected = scorer.model.rank(fold_interactions(scorer.model, [e[:3] for e in history]), exclude)
-    np.testing.assert_array_equal(scores, expected)
+    model = scorer.model
+    state = fold_interactions(model, [e[:3] for e in history])
+    inputs = ItemHistory[int]().observe_all(history).model_input(lambda i: i, 9e9, model.history_slots)
+    np.testing.assert_array_equal(scores, model.rank(state, exclude, *inputs))
     assert scores.shape == (num_items,) and scores[5] <= -1e9
     metrics = evaluate_baskets(scorer, [history], [9e9], [np.array([1, 2])], num_items)
     assert metrics.users == 1 and 0.0 <= metrics.ndcg <= 1.0

@@ -7,7 +7,7 @@ invocation at a time: that batching window is the minimum interval between refre
 2. takes the in-stock items of the stream batch that the live model does not know;
 3. appends them to the vocabulary with the trained weights unchanged: each new item's vector, bias
    and repeat propensity come from its attribute tokens (`nextpick.domain.item_attributes`) plus the
-   id part of an average never-seen item (`cold_id_bias`, zero vector);
+   id part of the median trained item's bias (`cold_id_bias`) and a zero id vector;
 4. exports and publishes that as a new immutable version (`lineage.kind = "catalog_refresh"`) only
    while the base version is still live (`expected_version`), so a refresh never replaces a newer
    retrain. Serving picks it up at its next pointer check and replays each shopper's recent events

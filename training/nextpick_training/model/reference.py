@@ -58,7 +58,7 @@ class Hyperparameters:
     batch_size: int = 256
     learning_rate: float = 3e-3
     warmup_fraction: float = 0.05
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.05
     dropout: float = 0.3
     # Shared sampled negatives per step, drawn from item frequency ** sampling_power, with the log-q
     # correction. Cost per step is O(batch x negatives), whatever the catalog size.

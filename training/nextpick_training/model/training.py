@@ -142,12 +142,12 @@ def train(
             break
     if validation is None:
         best_weights, best_epoch = average.values(), epochs_done
-    # The id bias a never-seen item ends up with: what a catalog refresh gives items added later.
+    # The id bias a catalog refresh gives an item added later: the median item's, neither the
+    # best-seller's nor that of an item nobody touched (trained only as a negative, it sinks).
     seen = np.bincount(flat.items, minlength=num_items) > 0
-    cold = ~seen
-    cold[0] = False
-    pool = best_weights["id_bias"][cold] if cold.any() else best_weights["id_bias"][1:]
-    best_weights["cold_id_bias"] = np.array([float(np.mean(pool)) if len(pool) else 0.0], np.float32)
+    seen[0] = False
+    pool = best_weights["id_bias"][seen] if seen.any() else best_weights["id_bias"][1:]
+    best_weights["cold_id_bias"] = np.array([float(np.median(pool)) if len(pool) else 0.0], np.float32)
     return TrainedModel(
         hparams=hp,
         num_items=num_items,
