@@ -221,12 +221,7 @@ def _control_routes(
 
     def put_bus_events(body: bytes) -> HttpResponse:
         try:
-            request = json.loads(body or b"{}")
-            entries = request.get("Entries", [request])
-            for entry in entries:
-                entry.setdefault("EventBusName", names.event_bus)
-                if not isinstance(entry.get("Detail"), str):
-                    entry["Detail"] = json.dumps(entry.get("Detail", {}))
+            entries = _bus_entries(body, names.event_bus)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             return json_response(
                 400, {"message": f'expected a PutEvents entry or {{"Entries": [...]}}: {error}'}
@@ -246,6 +241,17 @@ def _control_routes(
         ("POST", "/_local/retrain"): retrain,
         ("POST", "/_local/bus"): put_bus_events,
     }
+
+
+def _bus_entries(body: bytes, event_bus: str) -> list[dict[str, Any]]:
+    """PutEvents entries from one entry or `{"Entries": [...]}`, on the stack's bus, Detail as JSON text."""
+    request = json.loads(body or b"{}")
+    entries: list[dict[str, Any]] = request.get("Entries", [request])
+    for entry in entries:
+        entry.setdefault("EventBusName", event_bus)
+        if not isinstance(entry.get("Detail"), str):
+            entry["Detail"] = json.dumps(entry.get("Detail", {}))
+    return entries
 
 
 def catalog_listing(dynamodb: Any, table: str) -> list[dict[str, Any]]:

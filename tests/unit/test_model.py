@@ -129,16 +129,25 @@ def test_training_history_input_equals_what_serving_builds() -> None:
         np.testing.assert_allclose(examples.history_features[row], served[1], rtol=2e-3, atol=2e-3)  # float16
 
 
-def test_rank_adds_the_repeat_term_to_history_items_only() -> None:
+def test_rank_is_the_log_probability_of_a_repeat_explore_mixture() -> None:
+    """Scores are log P(item): they sum to 1 over the catalog; the shopper's own items take the repeat
+    side, every other item keeps its explore order, shifted by the gate's log(1 - g)."""
     model = untrained()
+    model.weights["g_b"] = np.array([0.7], dtype=np.float32)
     state = fold_interactions(model, [(3, 4, 1.0)])
     exclude = np.zeros(NUM_ITEMS, dtype=np.float32)
     history = ItemHistory[int]().observe_all([(3, 4, 1.0, T0), (9, 0, 1.0, T0)])
     items, features = history.model_input(lambda x: x, T0 + 2 * DAY)
-    with_history = model.rank(state, exclude, items, features)
-    without = model.rank(state, exclude)
-    changed = np.flatnonzero(~np.isclose(with_history, without))
-    assert set(changed) <= {3, 9} and len(changed) >= 1
+    with_history = model.rank(state, exclude, items, features).astype(np.float64)
+    without = model.rank(state, exclude).astype(np.float64)
+    for scores in (with_history, without):
+        np.testing.assert_allclose(np.exp(scores[1:]).sum(), 1.0, rtol=1e-4)
+    others = np.setdiff1d(np.arange(1, NUM_ITEMS), [3, 9])
+    shift = with_history[others] - without[others]
+    np.testing.assert_allclose(shift, shift[0], atol=1e-4)
+    # The repeat side's total is the gate's P(repeat) = g, the rest is the explore side's.
+    p_repeat = np.exp(with_history[[3, 9]]).sum()
+    np.testing.assert_allclose(p_repeat, 1 - np.exp(with_history[others]).sum(), rtol=1e-4)
 
 
 def test_learns_to_buy_again_and_beats_popularity() -> None:

@@ -236,13 +236,36 @@ def _run(
 ) -> None:
     hparams = hyperparameters_from(settings.hyperparameters)
     result.hyperparameters = json.loads(json.dumps(hparams.as_dict()))
-    assert result.window_start is not None
-    bucket = settings.model_bucket_name
+    records, dataset = _read_window(s3, dynamodb, settings, now, result)
+    too_little = _too_little(dataset, settings)
+    if too_little:
+        result.status, result.reason = RetrainStatus.SKIPPED, too_little
+        logger.info("retrain skipped", extra={"reason": too_little})
+        return
+    trained, tflite = _train(dataset, hparams, now, result)
+    dataset = dataset.with_holdout_sample(settings.gate_max_users)
+    result.counts["evaluated_users"] = len(dataset.holdout_users)
+    candidate_metrics = _evaluate_candidate(tflite, dataset, settings, result)
+    pointer, live_metrics, live_problem = _evaluate_live(s3, settings, dataset, result)
+    passed, why = _gate(settings, result, candidate_metrics, pointer, live_metrics, live_problem)
+    logger.info("gate decided", extra={"passed": passed, "why": why})
+    if not passed:
+        result.status, result.reason = RetrainStatus.REJECTED, why
+        return
+    _publish(s3, events, settings, now, result, records, dataset, trained, tflite)
+    result.status, result.reason = RetrainStatus.PUBLISHED, why
 
-    # 1. The log window.
+
+def _read_window(
+    s3: Any, dynamodb: Any, settings: TrainingSettings, now: datetime, result: RetrainResult
+) -> tuple[list[data_lib.LogRecord], data_lib.Dataset]:
+    """1. The log window and the catalog."""
+    assert result.window_start is not None
     t = time.perf_counter()
     stats = data_lib.LogStats()
-    records = data_lib.read_event_log(s3, bucket, settings.event_log_prefix, result.window_start, now, stats)
+    records = data_lib.read_event_log(
+        s3, settings.model_bucket_name, settings.event_log_prefix, result.window_start, now, stats
+    )
     # The vocabulary is the catalog (plus whatever the events mention): every catalog item is published,
     # including items that never had an event. No catalog client: the events alone (tests, tiny shops).
     catalog = scan_catalog(dynamodb, settings.items_table_name) if dynamodb is not None else []
@@ -258,21 +281,24 @@ def _run(
         "holdout_users": len(dataset.holdout_users),
     }
     logger.info("event log read", extra={"counts": result.counts})
+    return records, dataset
 
-    # 2. Enough to learn from?
-    too_little = None
+
+def _too_little(dataset: data_lib.Dataset, settings: TrainingSettings) -> str | None:
+    """2. Why there is not enough to learn from, if there is not."""
     if dataset.events < settings.min_events:
-        too_little = f"only {dataset.events} events in the window (min_events={settings.min_events})"
-    elif len(dataset.users) < settings.min_users:
-        too_little = f"only {len(dataset.users)} users in the window (min_users={settings.min_users})"
-    elif not dataset.holdout_users or not any(len(s) >= 2 for s in dataset.train_sequences):
-        too_little = "no user has enough baskets to both train and hold one out"
-    if too_little:
-        result.status, result.reason = RetrainStatus.SKIPPED, too_little
-        logger.info("retrain skipped", extra={"reason": too_little})
-        return
+        return f"only {dataset.events} events in the window (min_events={settings.min_events})"
+    if len(dataset.users) < settings.min_users:
+        return f"only {len(dataset.users)} users in the window (min_users={settings.min_users})"
+    if not dataset.holdout_users or not any(len(s) >= 2 for s in dataset.train_sequences):
+        return "no user has enough baskets to both train and hold one out"
+    return None
 
-    # 3. Train on the training split, export, score the exported bytes through LiteRT.
+
+def _train(
+    dataset: data_lib.Dataset, hparams: model_lib.Hyperparameters, now: datetime, result: RetrainResult
+) -> tuple[model_lib.TrainedModel, bytes]:
+    """3. Train on the training split and export."""
     t = time.perf_counter()
     trained = model_lib.train(
         dataset.train_sequences, dataset.num_items, hparams, item_tokens=dataset.item_tokens
@@ -281,25 +307,38 @@ def _run(
     t = time.perf_counter()
     tflite = export_lib.export_tflite(trained)
     _timed(result, "export", t)
-    sha = registry.sha256_hex(tflite)
-    result.candidate_version = registry.make_version(now, sha)
-    t = time.perf_counter()
-    dataset = dataset.with_holdout_sample(settings.gate_max_users)
-    result.counts["evaluated_users"] = len(dataset.holdout_users)
-    candidate = export_lib.ExportedModel(tflite)
-    histories = dataset.holdout_histories
-    candidate_metrics = _evaluate(
-        candidate, histories, dataset.holdout_nows, dataset.holdout_targets, candidate.num_items, settings
-    )
-    result.candidate_metrics = metrics_dict(candidate_metrics)
-    _timed(result, "evaluate_candidate", t)
+    result.candidate_version = registry.make_version(now, registry.sha256_hex(tflite))
+    return trained, tflite
 
-    # 4. The live model on the same held-out users.
+
+def _evaluate_candidate(
+    tflite: bytes, dataset: data_lib.Dataset, settings: TrainingSettings, result: RetrainResult
+) -> evaluate_lib.BasketMetrics:
+    """The exported bytes scored through LiteRT on the held-out baskets."""
+    t = time.perf_counter()
+    candidate = export_lib.ExportedModel(tflite)
+    metrics = _evaluate(
+        candidate,
+        dataset.holdout_histories,
+        dataset.holdout_nows,
+        dataset.holdout_targets,
+        candidate.num_items,
+        settings,
+    )
+    result.candidate_metrics = metrics_dict(metrics)
+    _timed(result, "evaluate_candidate", t)
+    return metrics
+
+
+def _evaluate_live(
+    s3: Any, settings: TrainingSettings, dataset: data_lib.Dataset, result: RetrainResult
+) -> tuple[dict[str, Any] | None, evaluate_lib.BasketMetrics | None, str | None]:
+    """4. The live model on the same held-out users: (pointer, metrics, why it cannot be compared)."""
     t = time.perf_counter()
     live_problem = None
     live_metrics: evaluate_lib.BasketMetrics | None = None
     try:
-        pointer = registry.current_pointer(s3, bucket, settings.model_prefix)
+        pointer = registry.current_pointer(s3, settings.model_bucket_name, settings.model_prefix)
     except ModelIntegrityError as exc:
         # Serving cannot read it either; publishing replaces it (publish.py swaps it by its ETag).
         pointer, live_problem = None, f"the live pointer is unreadable ({exc})"
@@ -307,7 +346,7 @@ def _run(
     if pointer is not None:
         result.live_version = str(pointer.get("version"))
         try:
-            manifest, live_bytes = registry.load_live(s3, bucket, pointer)
+            manifest, live_bytes = registry.load_live(s3, settings.model_bucket_name, pointer)
         except (NotFound, ModelIntegrityError) as exc:
             # Serving refuses such a model too, so there is nothing live to protect.
             live_problem = f"live model {result.live_version} is unusable ({exc})"
@@ -320,40 +359,57 @@ def _run(
             )
             result.live_metrics = metrics_dict(live_metrics)
     _timed(result, "evaluate_live", t)
+    return pointer, live_metrics, live_problem
 
-    # 5. The gate.
-    metric = result.gate_metric
-    candidate_score = result.candidate_metrics[metric]
+
+def _gate(
+    settings: TrainingSettings,
+    result: RetrainResult,
+    candidate_metrics: evaluate_lib.BasketMetrics,
+    pointer: dict[str, Any] | None,
+    live_metrics: evaluate_lib.BasketMetrics | None,
+    live_problem: str | None,
+) -> tuple[bool, str]:
+    """5. Publish unless the candidate is worse than the live model beyond the held-out set's noise."""
     if live_problem is not None:
-        passed, why = True, live_problem
-    elif pointer is None:
-        passed, why = True, "first model"
-    else:
-        assert result.live_metrics is not None and live_metrics is not None
-        live_score = result.live_metrics[metric]
-        difference, standard_error = paired_difference(
-            candidate_metrics.ndcg_per_user, live_metrics.ndcg_per_user
-        )
-        allowance = max(settings.gate_tolerance, settings.gate_confidence_z * standard_error)
-        result.gate_difference, result.gate_standard_error = difference, standard_error
-        result.gate_allowance = allowance
-        passed = difference >= -allowance
-        verdict = "not worse than" if passed else "worse than"
-        why = (
-            f"candidate {metric} {candidate_score:.4f} {verdict} live {live_score:.4f}: paired difference "
-            f"{difference:+.4f} (standard error {standard_error:.4f}), allowed down to -{allowance:.4f}"
-        )
-    logger.info("gate decided", extra={"passed": passed, "why": why})
-    if not passed:
-        result.status, result.reason = RetrainStatus.REJECTED, why
-        return
+        return True, live_problem
+    if pointer is None:
+        return True, "first model"
+    assert result.live_metrics is not None and live_metrics is not None and result.candidate_metrics
+    metric = result.gate_metric
+    candidate_score, live_score = result.candidate_metrics[metric], result.live_metrics[metric]
+    difference, standard_error = paired_difference(
+        candidate_metrics.ndcg_per_user, live_metrics.ndcg_per_user
+    )
+    allowance = max(settings.gate_tolerance, settings.gate_confidence_z * standard_error)
+    result.gate_difference, result.gate_standard_error = difference, standard_error
+    result.gate_allowance = allowance
+    passed = difference >= -allowance
+    verdict = "not worse than" if passed else "worse than"
+    return passed, (
+        f"candidate {metric} {candidate_score:.4f} {verdict} live {live_score:.4f}: paired difference "
+        f"{difference:+.4f} (standard error {standard_error:.4f}), allowed down to -{allowance:.4f}"
+    )
 
-    # 6. Publish (the pointer switch is the commit point).
+
+def _publish(
+    s3: Any,
+    events: Any,
+    settings: TrainingSettings,
+    now: datetime,
+    result: RetrainResult,
+    records: list[data_lib.LogRecord],
+    dataset: data_lib.Dataset,
+    trained: model_lib.TrainedModel,
+    tflite: bytes,
+) -> None:
+    """6. Publish (the pointer switch is the commit point)."""
+    assert result.window_start is not None and result.candidate_metrics is not None
     t = time.perf_counter()
     outcome = publish_lib.publish(
         s3,
         events,
-        bucket,
+        settings.model_bucket_name,
         settings.model_prefix,
         settings.event_bus_name,
         tflite,
@@ -375,7 +431,6 @@ def _run(
         trending=data_lib.trending_items(records, now),
     )
     _timed(result, "publish", t)
-    result.status, result.reason = RetrainStatus.PUBLISHED, why
     result.published_version = outcome.version
     result.previous_version = outcome.previous_version
     result.notified = outcome.notified

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,33 @@ class WeightAverage:
         return {name: v.numpy().copy() for name, v in source.items()}
 
 
+@dataclass
+class EarlyStopping:
+    """Keeps the averaged weights of the best validation epoch; says when `patience` epochs passed
+    without improvement. Without validation data every epoch is "best" (the last one is kept)."""
+
+    patience: int
+    validated: bool
+    best: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def record(self, epoch: int, loss: float, ndcg: float | None, average: WeightAverage) -> bool:
+        """Note an epoch; True when training should stop."""
+        entry = {"epoch": float(epoch), "loss": loss}
+        if ndcg is not None:
+            entry["valid_ndcg@10"] = ndcg
+        self.history.append(entry)
+        if ndcg is None or ndcg > self.best:
+            self.best, self.best_epoch, self.stale = (ndcg if ndcg is not None else -1.0), epoch, 0
+            self.weights = average.values()
+        else:
+            self.stale += 1
+        return self.validated and self.stale >= self.patience
+
+
 def train(
     sequences: Sequence[Sequence[TimedInteraction]],
     num_items: int,
@@ -74,7 +101,6 @@ def train(
     log: Callable[[str], None] | None = None,
 ) -> TrainedModel:
     """Train on every shopper's time-ordered events (item indices 1..num_items-1, index 0 = unknown)."""
-    import keras
     import tensorflow as tf
 
     hp = hparams or Hyperparameters()
@@ -82,82 +108,86 @@ def train(
     rng = np.random.default_rng(hp.seed)
     tf.random.set_seed(hp.seed)
     lay = StateLayout(len(hp.decays), hp.embedding_dim)
-    sequences = [[e for e in seq if 0 < e[0] < num_items] for seq in sequences]
-    flat = batches.FlatSequences.build(sequences, hp)
+    flat = batches.FlatSequences.build([[e for e in seq if 0 < e[0] < num_items] for seq in sequences], hp)
     examples = batches.build_examples(flat, hp, rng)
     if len(examples) == 0:
         raise ValueError("need at least one shopper with two or more baskets")
     tokens = ItemTokens.build(item_tokens or [], num_items)
     sampler = batches.NegativeSampler(flat, num_items, hp, rng)
-    steps_per_epoch = max(1, math.ceil(len(examples) / hp.batch_size))
-    total_steps = steps_per_epoch * hp.epochs
-    warmup = max(1, int(hp.warmup_fraction * total_steps))
-
     variables = {n: tf.Variable(v, name=n) for n, v in init_weights(num_items, hp, rng).items()}
     names = sorted(n for n in variables if not (hp.freeze_repeat_prior and n == "r_lin"))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, max(1, total_steps - warmup), warmup_target=hp.learning_rate, warmup_steps=warmup
-    )
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    optimizer = _optimizer(hp, max(1, math.ceil(len(examples) / hp.batch_size)) * hp.epochs)
     average = WeightAverage(variables, hp.weight_averaging)
-    token_buckets, token_weights = tf.constant(tokens.buckets), tf.constant(tokens.weights)
-
-    def rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
-        from .graph import item_rows
-
-        return item_rows(source, token_buckets, token_weights, items)
-
-    def training_rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
-        from .graph import item_rows
-
-        return item_rows(source, token_buckets, token_weights, items, hp.id_dropout)
-
+    rows, training_rows = _row_functions(tokens, hp)
     step_fn = _make_step(variables, names, optimizer, average, training_rows, lay, hp)
     score_fn = _make_scorer(average.shadow if hp.weight_averaging > 0 else variables, rows, lay)
-
-    best, best_epoch, stale, epochs_done = -1.0, 0, 0, 0
-    best_weights = average.values()
-    history: list[dict[str, float]] = []
+    progress = EarlyStopping(hp.patience, validated=validation is not None)
     for epoch in range(1, hp.epochs + 1):
         order = rng.permutation(len(examples))
         losses = []
         for begin in range(0, len(order), hp.batch_size):
             batch = batches.example_batch(flat, examples, order[begin : begin + hp.batch_size], hp)
-            negatives, log_q = sampler.sample()
-            losses.append(float(step_fn(batch, negatives, log_q)))
-        epochs_done = epoch
-        record = {"epoch": float(epoch), "loss": float(np.mean(losses))}
-        if validation is not None:
-            ndcg = validation_ndcg(validation, num_items, hp, score_fn)
-            record["valid_ndcg@10"] = ndcg
-            if ndcg > best:
-                best, best_epoch, stale, best_weights = ndcg, epoch, 0, average.values()
-            else:
-                stale += 1
+            losses.append(float(step_fn(batch, *sampler.sample())))
+        ndcg = validation_ndcg(validation, num_items, hp, score_fn) if validation is not None else None
+        stop = progress.record(epoch, float(np.mean(losses)), ndcg, average)
         if log:
-            log(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
-        history.append(record)
-        if validation is not None and stale >= hp.patience:
+            log(
+                f"epoch {epoch}: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in progress.history[-1].items() if k != "epoch")
+            )
+        if stop:
             break
-    if validation is None:
-        best_weights, best_epoch = average.values(), epochs_done
-    # The id bias a catalog refresh gives an item added later: the median item's, neither the
-    # best-seller's nor that of an item nobody touched (trained only as a negative, it sinks).
-    seen = np.bincount(flat.items, minlength=num_items) > 0
-    seen[0] = False
-    pool = best_weights["id_bias"][seen] if seen.any() else best_weights["id_bias"][1:]
-    best_weights["cold_id_bias"] = np.array([float(np.median(pool)) if len(pool) else 0.0], np.float32)
+    weights = progress.weights
+    weights["cold_id_bias"] = _cold_id_bias(flat, weights["id_bias"], num_items)
     return TrainedModel(
         hparams=hp,
         num_items=num_items,
-        weights=best_weights,
+        weights=weights,
         tokens=tokens,
         training_seconds=time.perf_counter() - started,
-        epochs_trained=epochs_done,
-        best_epoch=best_epoch,
-        validation_history=history,
+        epochs_trained=len(progress.history),
+        best_epoch=progress.best_epoch,
+        validation_history=progress.history,
     )
+
+
+def _optimizer(hp: Hyperparameters, total_steps: int) -> Any:
+    """Keras AdamW, biases and the buy-again skip free of weight decay, linear warm-up then cosine."""
+    import keras
+
+    warmup = max(1, int(hp.warmup_fraction * total_steps))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, max(1, total_steps - warmup), warmup_target=hp.learning_rate, warmup_steps=warmup
+    )
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=list(_NO_DECAY))
+    return optimizer
+
+
+def _row_functions(tokens: ItemTokens, hp: Hyperparameters) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Item rows for scoring, and for training steps (with id dropout)."""
+    import tensorflow as tf
+
+    from .graph import item_rows
+
+    buckets, weights = tf.constant(tokens.buckets), tf.constant(tokens.weights)
+
+    def rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
+        return item_rows(source, buckets, weights, items)
+
+    def training_rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
+        return item_rows(source, buckets, weights, items, hp.id_dropout)
+
+    return rows, training_rows
+
+
+def _cold_id_bias(flat: batches.FlatSequences, id_bias: np.ndarray, num_items: int) -> np.ndarray:
+    """The id bias a catalog refresh gives an item added later: the median trained item's, neither the
+    best-seller's nor that of an item nobody touched (trained only as a negative, it sinks)."""
+    seen = np.bincount(flat.items, minlength=num_items) > 0
+    seen[0] = False
+    pool = id_bias[seen] if seen.any() else id_bias[1:]
+    return np.array([float(np.median(pool)) if len(pool) else 0.0], np.float32)
 
 
 def _batch_spec(lay: StateLayout) -> dict[str, Any]:
