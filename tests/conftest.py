@@ -24,7 +24,7 @@ class TinyModel:
     state_dim: int
     category_of: dict[str, str]
 
-    def manifest_fields(self) -> dict[str, object]:
+    def manifest_fields(self) -> dict[str, Any]:
         return {
             "state_dim": self.state_dim,
             "history_slots": HISTORY_SLOTS,

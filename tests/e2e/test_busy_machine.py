@@ -39,7 +39,7 @@ def restored_process() -> Iterator[None]:
 def test_a_catalog_scan_slower_than_lambdas_read_timeout_succeeds_locally(restored_process: None) -> None:
     from nextpick_local.standin.stack import start_stack
 
-    lambda_read_timeout = float(nextpick.adapters.CLIENT_CONFIG.read_timeout)
+    lambda_read_timeout = float(nextpick.adapters.CLIENT_CONFIG.read_timeout)  # type: ignore[attr-defined]
     undo = install({SCAN: lambda_read_timeout + 1})
     stack = start_stack("nextpick-slow", {})
     try:

@@ -63,7 +63,7 @@ def publish_model(stack: Stack, model: TinyModel) -> str:
         "models/",
         stack.event_bus,
         model.tflite,
-        **model.manifest_fields(),  # type: ignore[arg-type]
+        **model.manifest_fields(),
     )
     return outcome.version
 

@@ -46,7 +46,7 @@ def test_concurrent_events_for_one_user_lose_and_double_nothing(
         "models/",
         stack.event_bus,
         tiny_model.tflite,
-        **tiny_model.manifest_fields(),  # type: ignore[arg-type]
+        **tiny_model.manifest_fields(),
     )
     limits = StateLimits(recent_events=500, processed_ids=500, purchased_items=500)
     start = datetime.now(UTC) - timedelta(hours=1)

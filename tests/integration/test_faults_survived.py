@@ -55,7 +55,7 @@ class _Body:
 def dynamodb_error(url: str, code: str, status: int) -> AWSResponse:
     body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": code}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
-    return AWSResponse(url, status, headers, _Body(body))
+    return AWSResponse(url, status, headers, _Body(body))  # type: ignore[arg-type]
 
 
 def neutralise(request: Any) -> None:
@@ -111,7 +111,7 @@ def inject(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Injector]:
     injector = Injector()
     boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", injector)
+    boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", injector)  # type: ignore[arg-type]
     wiring.reset()
     yield injector
     wiring.reset()
@@ -261,7 +261,7 @@ def test_contention_is_retried_within_the_time_left_then_409_with_retry_after(
     inject.faults["PutItem"] = lambda request: AWSResponse(
         request.url,
         400,
-        {"Content-Type": "application/x-amz-json-1.0"},
+        {"Content-Type": "application/x-amz-json-1.0"},  # type: ignore[arg-type]
         _Body(b'{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}'),
     )
     # Plenty of time: every attempt the settings allow (another writer always wins).

@@ -49,7 +49,7 @@ class Faulty:
             raise ClientError(
                 {
                     "Error": {"Code": "InternalError", "Message": "We encountered an internal error."},
-                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                    "ResponseMetadata": {"HTTPStatusCode": 500},  # type: ignore[typeddict-item]
                 },
                 model.name,
             )
@@ -114,7 +114,7 @@ def publish_good(stack: Stack, model: TinyModel, created_at: datetime | None = N
         None,
         model.tflite,
         created_at=created_at,
-        **model.manifest_fields(),  # type: ignore[arg-type]
+        **model.manifest_fields(),
     )
     return outcome.version
 
@@ -402,7 +402,7 @@ def test_publish_refuses_what_serving_could_not_load_and_switches_nothing(
     keys_before = {o["Key"] for o in s3.list_objects_v2(Bucket=containers.stack.model_bucket)["Contents"]}
 
     with pytest.raises(ArtifactRefused):
-        publish(s3, None, containers.stack.model_bucket, PREFIX, None, artifact[0], **artifact[1])  # type: ignore[arg-type]
+        publish(s3, None, containers.stack.model_bucket, PREFIX, None, artifact[0], **artifact[1])
 
     assert registry.current_pointer(s3, containers.stack.model_bucket)["version"] == v1  # type: ignore[index]
     keys_after = {o["Key"] for o in s3.list_objects_v2(Bucket=containers.stack.model_bucket)["Contents"]}

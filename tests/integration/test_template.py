@@ -252,7 +252,15 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("the sam CLI is not installed (pip install aws-sam-cli)")
     build_dir = tmp_path_factory.mktemp("sam") / "build"
     command = [sam, "build", "--region", "us-east-1", "--template-file", str(TEMPLATE_PATH)]
-    command += ["--exclude", "RetrainFunction", "--exclude", "CatalogRefreshFunction", "--no-cached", "--build-dir", str(build_dir)]
+    command += [
+        "--exclude",
+        "RetrainFunction",
+        "--exclude",
+        "CatalogRefreshFunction",
+        "--no-cached",
+        "--build-dir",
+        str(build_dir),
+    ]
     result = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, env=_sam_env(), timeout=900, check=False
     )
