@@ -374,7 +374,7 @@ def measure_api_on_moto(num_items: int, events: int) -> MotoResult:
     import boto3
     from moto import mock_aws
 
-    from tests.integration.aws_resources import create_stack
+    from nextpick_local.standin.aws_resources import create_stack
 
     model_bytes, manifest = models.load(num_items)
     template = json.loads(
@@ -536,7 +536,7 @@ def section(config: Config, results: dict[str, Any]) -> Section:
         f"`events/api_post_event.json` (body replaced per event), the {items_label(moto.num_items)} model "
         f"published to the moto bucket, its first {MOTO_CATALOG_ITEMS:,} items in the moto items table, "
         "and the tables, bucket and "
-        "stream created from template.yaml by `tests/integration/aws_resources.py`, all in-process "
+        "stream created from template.yaml by `local/nextpick_local/standin/aws_resources.py`, all in-process "
         "(`moto.mock_aws`). This includes Powertools (routing, request validation, logger, EMF metrics "
         "written to a buffer; X-Ray is inactive outside Lambda) and, for every DynamoDB call, botocore's "
         "request building and parsing **plus moto's in-process emulation** of DynamoDB — which is "

@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
 
-from tests.integration.aws_resources import Stack, create_stack
+from nextpick_local.standin.aws_resources import Stack, create_stack
 
 REGION = "us-east-1"
 

@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import boto3
+
+from nextpick_local.standin.aws_resources import Stack
+from nextpick_training.publish import publish
+from tests.conftest import TinyModel
+
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
 
@@ -56,3 +62,17 @@ def call(handler: Any, event: dict[str, Any]) -> tuple[int, Any]:
     response = handler(event, FakeLambdaContext())
     body = response.get("body")
     return response["statusCode"], json.loads(body) if body else None
+
+
+def publish_model(stack: Stack, model: TinyModel) -> str:
+    """Publish a test model into the stack's bucket as a retrain would (its ModelPublished on the bus)."""
+    outcome = publish(
+        boto3.client("s3"),
+        boto3.client("events"),
+        stack.model_bucket,
+        "models/",
+        stack.event_bus,
+        model.tflite,
+        **model.manifest_fields(),
+    )
+    return outcome.version

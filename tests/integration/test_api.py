@@ -15,10 +15,9 @@ from nextpick.adapters.model_registry import MANIFEST_FORMAT
 from nextpick.domain.events import EventType
 from nextpick.domain.history import ItemHistory
 from nextpick.handlers import api, wiring
-from nextpick_training.publish import publish
+from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
-from tests.integration.aws_resources import Stack
-from tests.integration.serving import call, proxy_event, sample_event
+from tests.integration.serving import call, proxy_event, publish_model, sample_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -53,19 +52,6 @@ def serving(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     wiring.reset()
     yield stack
     wiring.reset()
-
-
-def publish_model(stack: Stack, model: TinyModel) -> str:
-    outcome = publish(
-        boto3.client("s3"),
-        boto3.client("events"),
-        stack.model_bucket,
-        "models/",
-        stack.event_bus,
-        model.tflite,
-        **model.manifest_fields(),
-    )
-    return outcome.version
 
 
 def stored_state(stack: Stack, user_id: str) -> dict[str, Any] | None:

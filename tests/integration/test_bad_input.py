@@ -26,10 +26,9 @@ from hypothesis import strategies as st
 from nextpick.domain.events import ID_MAX_LENGTH, ID_PATTERN
 from nextpick.errors import InvalidRequest
 from nextpick.handlers import api, bus, wiring
-from nextpick_training.publish import publish
+from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
-from tests.integration.aws_resources import Stack
-from tests.integration.serving import FakeLambdaContext, call, proxy_event, sample_event
+from tests.integration.serving import FakeLambdaContext, call, proxy_event, publish_model, sample_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
@@ -83,15 +82,7 @@ def world(stack: Stack, tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch) 
     """Both serving functions' environment from the template, a published model, writes recorded."""
     for name, value in {**stack.env("BusEventFunction"), **stack.env("ApiFunction")}.items():
         monkeypatch.setenv(name, value)
-    publish(
-        boto3.client("s3"),
-        boto3.client("events"),
-        stack.model_bucket,
-        "models/",
-        stack.event_bus,
-        tiny_model.tflite,
-        **tiny_model.manifest_fields(),
-    )
+    publish_model(stack, tiny_model)
     writes = Writes()
     session = boto3.Session()
     session.events.register("before-call", writes.record)

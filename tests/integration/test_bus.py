@@ -10,7 +10,7 @@ import pytest
 
 from nextpick.errors import InvalidRequest
 from nextpick.handlers import bus, wiring
-from tests.integration.aws_resources import Stack
+from nextpick_local.standin.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext, sample_event
 
 

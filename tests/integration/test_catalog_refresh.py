@@ -16,12 +16,12 @@ from nextpick.adapters import model_registry as registry
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.domain.events import CatalogItem
 from nextpick.handlers import api, wiring
+from nextpick_local.standin.aws_resources import Stack
 from nextpick_training import refresh_handler
 from nextpick_training.export import export_tflite, weights_bytes
 from nextpick_training.publish import publish
 from nextpick_training.settings import get_training_settings
 from tests.conftest import CATEGORIES, ITEMS_PER_CATEGORY, TinyModel, tiny_catalog
-from tests.integration.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext, call, proxy_event
 from tests.integration.test_log_shipper import stream_event
 

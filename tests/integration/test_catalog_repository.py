@@ -11,7 +11,7 @@ import pytest
 from nextpick.adapters.dynamodb_catalog import BATCH_WRITE_MAX, WRITE_ATTEMPTS, DynamoDbCatalog
 from nextpick.domain.events import CatalogItem
 from nextpick.errors import InvalidInput, StorageUnavailable
-from tests.integration.aws_resources import Stack
+from nextpick_local.standin.aws_resources import Stack
 from tests.integration.spy import Spy
 
 

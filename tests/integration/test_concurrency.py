@@ -10,8 +10,6 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-import boto3
-
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.s3_model_source import S3ModelSource
@@ -19,9 +17,9 @@ from nextpick.domain.events import TrackedEvent
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import EventStatus, StateLimits
-from nextpick_training.publish import publish
+from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
-from tests.integration.aws_resources import Stack
+from tests.integration.serving import publish_model
 
 CONTAINERS = 8
 EVENTS_PER_CONTAINER = 12
@@ -39,15 +37,7 @@ def container(stack: Stack, limits: StateLimits) -> Recommender:
 def test_concurrent_events_for_one_user_lose_and_double_nothing(
     stack: Stack, tiny_model: TinyModel, atomic_moto_put_item: None
 ) -> None:
-    publish(
-        boto3.client("s3"),
-        boto3.client("events"),
-        stack.model_bucket,
-        "models/",
-        stack.event_bus,
-        tiny_model.tflite,
-        **tiny_model.manifest_fields(),
-    )
+    publish_model(stack, tiny_model)
     limits = StateLimits(recent_events=500, processed_ids=500, purchased_items=500)
     start = datetime.now(UTC) - timedelta(hours=1)
     statuses: list[EventStatus] = []

@@ -19,7 +19,7 @@ from nextpick.domain.state import StateLimits, UserState, apply_events
 from nextpick.errors import StorageUnavailable
 from nextpick.handlers import log_shipper
 from nextpick.settings import get_settings
-from tests.integration.aws_resources import Stack
+from nextpick_local.standin.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext
 from tests.integration.spy import Spy
 

@@ -21,9 +21,9 @@ from botocore.exceptions import ClientError
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.handlers import api, wiring
+from nextpick_local.standin.aws_resources import Stack
 from nextpick_training.publish import ArtifactRefused, publish, rollback
 from tests.conftest import TinyModel
-from tests.integration.aws_resources import Stack
 from tests.integration.serving import call, proxy_event
 
 PREFIX = registry.DEFAULT_PREFIX

@@ -11,8 +11,8 @@ import pytest
 
 from nextpick.adapters import model_registry as registry
 from nextpick.errors import ModelIntegrityError, NotFound
+from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
-from tests.integration.aws_resources import Stack
 
 PREFIX = registry.DEFAULT_PREFIX
 CREATED = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

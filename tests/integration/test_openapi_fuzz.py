@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import boto3
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -32,10 +31,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from nextpick.handlers import api, wiring
-from nextpick_training.publish import publish
+from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
-from tests.integration.aws_resources import Stack
-from tests.integration.serving import FakeLambdaContext
+from tests.integration.serving import FakeLambdaContext, publish_model
 
 STAGE = "prod"
 PUBLISHED_OPERATIONS = {
@@ -119,15 +117,7 @@ def api_url(stack: Stack, tiny_model: TinyModel, monkeypatch: pytest.MonkeyPatch
     for name, value in stack.env("ApiFunction").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    publish(
-        boto3.client("s3"),
-        boto3.client("events"),
-        stack.model_bucket,
-        "models/",
-        stack.event_bus,
-        tiny_model.tflite,
-        **tiny_model.manifest_fields(),
-    )
+    publish_model(stack, tiny_model)
     wiring.reset()
     server: WSGIServer = make_server("127.0.0.1", 0, api_gateway, handler_class=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

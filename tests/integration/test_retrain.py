@@ -24,11 +24,11 @@ from nextpick.adapters import model_registry as registry
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.domain.events import EventType, TrackedEvent
 from nextpick.errors import ModelIntegrityError, NotFound
+from nextpick_local.standin.aws_resources import Stack
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
 from nextpick_training.pipeline import RetrainStatus, run_retrain
 from nextpick_training.settings import TrainingSettings, get_training_settings
-from tests.integration.aws_resources import Stack
 
 pytestmark = pytest.mark.slow
 

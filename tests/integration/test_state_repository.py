@@ -26,7 +26,7 @@ from nextpick.domain.state import (
     fold,
 )
 from nextpick.errors import StorageUnavailable, VersionConflict
-from tests.integration.aws_resources import Stack
+from nextpick_local.standin.aws_resources import Stack
 
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
