@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from nextpick_local.standin.functions import FunctionError
+
 log = logging.getLogger("nextpick_local.standin.dispatch")
 
 Invoke = Callable[[str, dict[str, Any]], Any]
@@ -237,6 +239,10 @@ class StreamDispatcher(Worker):
         """None if the whole batch succeeded, else the position to retry from."""
         try:
             response = self._invoke(self.function, {"Records": batch})
+        except FunctionError as error:
+            # The function's own failure (its log has the details): one line here, and a retry.
+            log.warning("%s: stream batch failed (%s); retrying", self.function, error)
+            return 0
         except Exception:
             log.exception("%s: stream batch failed", self.function)
             return 0
