@@ -313,3 +313,18 @@ def interleaved(runs: dict[str, Callable[[], None]], calls: int) -> dict[str, li
             run()
             samples[name].append(perf_counter_ns() - started)
     return samples
+
+
+class BenchLambdaContext:
+    """The Lambda context the benchmarks hand to a handler (Powertools reads these fields)."""
+
+    function_name = "nextpick-bench-ApiFunction"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nextpick-bench-ApiFunction"
+    memory_limit_in_mb = 1024
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/nextpick-bench-ApiFunction"
+    log_stream_name = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000

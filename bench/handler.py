@@ -27,7 +27,7 @@ from pathlib import Path
 from time import perf_counter_ns, thread_time_ns
 from typing import Any
 
-from bench.common import Check, Config, Latency, fmt, items_label, table
+from bench.common import BenchLambdaContext, Check, Config, Latency, fmt, items_label, table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHOPPERS = 1_000
@@ -48,19 +48,6 @@ LAMBDA_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": "Nextpick",
     "POWERTOOLS_LOG_LEVEL": "INFO",
 }
-
-
-class BenchContext:
-    function_name = "nextpick-bench-ApiFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nextpick-bench-ApiFunction"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/nextpick-bench-ApiFunction"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 @contextlib.contextmanager
@@ -100,7 +87,7 @@ class HandlerSamples:
 
 
 def _time_handler(handler: Any, template: dict[str, Any], bodies: list[str]) -> HandlerSamples:
-    context = BenchContext()
+    context = BenchLambdaContext()
     samples = HandlerSamples()
     for body in bodies:
         event = {**template, "body": body}

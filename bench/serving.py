@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import TypeAdapter
 
 from bench import handler, models, workload
-from bench.common import Check, Config, Latency, Section, fmt, items_label, table
+from bench.common import BenchLambdaContext, Check, Config, Latency, Section, fmt, items_label, table
 from nextpick.adapters.dynamodb_state import stream_record_outbox
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
@@ -218,19 +218,6 @@ def measure_in_memory(num_items: int, config: Config) -> InMemoryResult:
 # ------------------------------------------------------------------------------------------ moto
 
 
-class LambdaContext:
-    function_name = "nextpick-bench-ApiFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nextpick-bench-ApiFunction"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/nextpick-bench-ApiFunction"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
 class CallCounter:
     """Counts every AWS API call botocore makes (service.operation resource) and the time spent inside
     them, through the session's event hooks: what the code path really does."""
@@ -399,7 +386,7 @@ def measure_api_on_moto(num_items: int, events: int) -> MotoResult:
             log_shipper.event_log.cache_clear()
             session = boto3.DEFAULT_SESSION = boto3.Session()
             counter.register(session.events)
-            context = LambdaContext()
+            context = BenchLambdaContext()
             statuses: Counter[int] = Counter()
             samples: list[int] = []
             inside: list[int] = []

@@ -90,3 +90,16 @@ def atomic_moto_put_item(monkeypatch: pytest.MonkeyPatch) -> None:
             return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Table, "put_item", put_item)
+
+
+@pytest.fixture
+def serving(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The API function's environment exactly as template.yaml resolves it; models re-checked every call."""
+    from nextpick.handlers import wiring
+
+    for name, value in stack.env("ApiFunction").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "0")
+    wiring.reset()
+    yield stack
+    wiring.reset()

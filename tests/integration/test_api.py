@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import numpy as np
-import pytest
 
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.model_registry import MANIFEST_FORMAT
 from nextpick.domain.events import EventType
 from nextpick.domain.history import ItemHistory
-from nextpick.handlers import api, wiring
+from nextpick.handlers import api
 from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
 from tests.integration.serving import call, proxy_event, publish_model, sample_event
@@ -41,17 +39,6 @@ def history_input(model: LiteRTModel, events: list[dict[str, Any]]) -> tuple[np.
         ts = datetime.fromisoformat(e["timestamp"]).timestamp()
         history.observe(e["item_id"], EventType(e["event_type"]).code, 1.0, ts)
     return history.model_input(model.item_index, datetime.now(UTC).timestamp(), model.history_slots)
-
-
-@pytest.fixture
-def serving(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The API function's environment exactly as template.yaml resolves it; models re-checked every call."""
-    for name, value in stack.env("ApiFunction").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "0")
-    wiring.reset()
-    yield stack
-    wiring.reset()
 
 
 def stored_state(stack: Stack, user_id: str) -> dict[str, Any] | None:

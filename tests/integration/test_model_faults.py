@@ -8,7 +8,7 @@ would: `publish()` itself refuses every one of these artifacts (tested at the en
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -53,17 +53,6 @@ class Faulty:
                 },
                 model.name,
             )
-
-
-@pytest.fixture
-def serving(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The API function's environment as template.yaml resolves it; models re-checked on every call."""
-    for name, value in stack.env("ApiFunction").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MODEL_REFRESH_SECONDS", "0")
-    wiring.reset()
-    yield stack
-    wiring.reset()
 
 
 @dataclass
