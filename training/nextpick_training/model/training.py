@@ -1,14 +1,17 @@
-"""Training: next-basket prediction with a sampled softmax, so a step costs the same at 1k or 1M items.
+"""Training: next-basket prediction under the repeat-explore mixture, at the same cost per step for 1k
+or 1M items.
 
-For each cut point and each item of the next basket, the softmax runs over
-* that target,
-* the shopper's own history items that are not in the basket (hard negatives: "not again this time"),
-* `negatives` items shared by the whole step, drawn from item frequency ** `sampling_power`, with the
-  log-q correction (their logits minus log(S q_j)) so the sampled softmax estimates the full one;
-  shared items that are targets or in the history are masked (they already have their own logit).
+For each cut point (a shopper's history before one of their baskets) and each item of that basket:
+* an item the shopper had before: -log g - log softmax over their own (at most 64) history slots,
+  exact;
+* any other item: -log(1 - g) - log softmax over that target and `negatives` items shared by the
+  whole step, drawn from item frequency ** `sampling_power`, with the log-q correction (their logits
+  minus log(S q_j)) so the sampled softmax estimates the full one; shared items that are targets or
+  in the history are masked.
 
-Keras' AdamW (biases free of weight decay) with a linear warm-up + cosine `CosineDecay` schedule; an
-exponential moving average of the weights (`WeightAverage`) is what gets exported.
+Keras' AdamW (biases and the buy-again skip free of weight decay) with a linear warm-up + cosine
+`CosineDecay` schedule; an exponential moving average of the weights (`WeightAverage`) is what gets
+exported; `EarlyStopping` keeps the best validation epoch.
 """
 
 from __future__ import annotations
@@ -235,7 +238,7 @@ def _make_step(
                 noise = tf.random.uniform([n, lay.feature_dim])
                 mask = tf.cast(noise < keep, tf.float32) / keep
             q = query(variables, states, lay, mask)  # [B, D]
-            loss = sampled_softmax_loss(variables, rows, q, batch, negatives, log_q, hp.exclude_seen)
+            loss = repeat_explore_loss(variables, rows, q, batch, negatives, log_q)
         trainable = [variables[k] for k in names]
         optimizer.apply_gradients(zip(tape.gradient(loss, trainable), trainable, strict=True))
         if hp.weight_averaging > 0:
@@ -245,14 +248,13 @@ def _make_step(
     return step
 
 
-def sampled_softmax_loss(
+def repeat_explore_loss(
     variables: dict[str, Any],
     rows: Callable[[dict[str, Any], Any], dict[str, Any]],
     q: Any,
     batch: dict[str, Any],
     negatives: Any,
     log_q: Any,
-    exclude_seen: bool,
 ) -> Any:
     """Mean over (cut, target) pairs of -log P(target) under the repeat-explore mixture:
 
@@ -260,12 +262,11 @@ def sampled_softmax_loss(
     * any other target: -log(1 - g) - log softmax(explore | target, shared negatives), the negatives
       corrected by log(S q) and those in the history or the basket masked;
     * g, the gate, only exists when there is a history (without one every item is "new").
-    `exclude_seen` needs nothing here: such catalogs never repeat, so the gate learns g -> 0."""
+    Catalogs that never repeat (MovieLens) need nothing special: the gate learns g -> 0."""
     import tensorflow as tf
 
     from .graph import gate_logits, repeat_scores
 
-    del exclude_seen
     history, targets = batch["history_items"], batch["targets"]
     present = history > 0
     h_rows, t_rows, n_rows = rows(variables, history), rows(variables, targets), rows(variables, negatives)
