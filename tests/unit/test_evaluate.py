@@ -14,7 +14,6 @@ from nextpick.domain.state import Interaction, TimedInteraction
 from nextpick_training.evaluate import (
     BasketMetrics,
     Scorer,
-    ServedModelScorer,
     TimedScorer,
     bootstrap_ci,
     evaluate,
@@ -24,6 +23,7 @@ from nextpick_training.evaluate import (
     timed,
     validation_test_split,
 )
+from nextpick_training.scoring import ServedScorer
 
 
 def fixed(scores: Sequence[float]) -> Scorer:
@@ -112,6 +112,7 @@ def test_items_scored_at_or_below_minus_1e9_count_as_excluded() -> None:
 
 class RecordingModel:
     state_dim = 3
+    history_slots = 0  # a state-only (v1) model: no history input
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, int, int, float]] = []
@@ -120,15 +121,21 @@ class RecordingModel:
         self.calls.append((float(state.sum()), item, event_type, strength))
         return state + 1.0
 
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    def rank(
+        self,
+        state: np.ndarray,
+        exclude: np.ndarray,
+        history_items: np.ndarray | None = None,
+        history_features: np.ndarray | None = None,
+    ) -> np.ndarray:
         assert state.tolist() == [2.0, 2.0, 2.0]
         return np.where(exclude > 0.5, -1e10, 0.0)
 
 
 def test_served_model_scorer_folds_from_zeros_one_event_at_a_time() -> None:
     model = RecordingModel()
-    scorer = ServedModelScorer(model, state_dim=3)
-    scorer([(2, 0, 1.0), (3, 5, 0.8)], np.zeros(4, dtype=np.float32))
+    scorer = ServedScorer(model)
+    scorer([(2, 0, 1.0, 10.0), (3, 5, 0.8, 20.0)], 30.0, np.zeros(4, dtype=np.float32))
     assert model.calls == [(0.0, 2, 0, 1.0), (3.0, 3, 5, 0.8)]
 
 

@@ -9,9 +9,9 @@ is the contract's float mask (1.0 = must not be recommended; index 0 always):
   is shown, used by :func:`evaluate_baskets` (a whole target basket). :func:`timed` adapts a
   :class:`Scorer` (the v1 served model ignores time).
 
-For the served model the scorer folds the history through the exported ``update`` one event at a
-time from zeros and calls the exported ``rank`` (:class:`ServedModelScorer`), so there is no
-train/serve skew in what we measure.
+For the served model the scorer is `nextpick_training.scoring.ServedScorer`: the history folded
+through the exported ``update`` from zeros, the item history built as serving builds it, and the
+exported ``rank``, so there is no train/serve skew in what we measure.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nextpick.domain.state import Interaction, TimedInteraction, fold_interactions
+from nextpick.domain.state import Interaction, TimedInteraction
 
 EXCLUDED_THRESHOLD = -1e9
 
@@ -46,15 +46,6 @@ def timed(scorer: Scorer) -> TimedScorer:
         return scorer([(e[0], e[1], e[2]) for e in history], exclude)
 
     return call
-
-
-class ContractModel(Protocol):
-    @property
-    def state_dim(self) -> int: ...
-
-    def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...
-
-    def rank(self, state: np.ndarray, exclude: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -104,18 +95,6 @@ def validation_test_split(
     train_test, test = leave_last_out(sequences)
     train_valid, valid = leave_last_out(train_test)
     return train_valid, valid, train_test, test
-
-
-class ServedModelScorer:
-    """Scores exactly as serving does: fold from zeros through ``update``, then ``rank``."""
-
-    def __init__(self, model: ContractModel, state_dim: int) -> None:
-        self.model = model
-        self.state_dim = state_dim
-
-    def __call__(self, history: Sequence[Interaction], exclude: np.ndarray) -> np.ndarray:
-        state = np.zeros(self.state_dim, dtype=np.float32)
-        return self.model.rank(fold_interactions(self.model, history, state), exclude)
 
 
 def _expected_hit_ndcg_mrr(greater: int, ties: int, k: int) -> tuple[float, float, float]:
