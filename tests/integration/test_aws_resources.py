@@ -87,6 +87,24 @@ def test_queues_are_encrypted(stack: Stack) -> None:
         assert attributes["SqsManagedSseEnabled"] == "true"
 
 
+def test_every_log_group_is_encrypted_with_the_stacks_rotated_key(
+    stack: Stack, template: dict[str, Any]
+) -> None:
+    declared = {
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    }
+    groups = boto3.client("logs", region_name=REGION).describe_log_groups(
+        logGroupNamePrefix=f"/nextpick/{stack.name}/"
+    )
+    keys = {group["logGroupName"]: group.get("kmsKeyId") for group in groups["logGroups"]}
+    assert {stack.refs[logical_id] for logical_id in declared} == set(keys)
+    assert set(keys.values()) == {stack.arns["LogsKey"]}
+    kms = boto3.client("kms", region_name=REGION)
+    assert kms.get_key_rotation_status(KeyId=stack.arns["LogsKey"])["KeyRotationEnabled"]
+
+
 def test_bus_rule_has_the_declared_pattern(stack: Stack, template: dict[str, Any]) -> None:
     declared = _properties(template, "BusEventFunction")["Events"]["ShopBus"]["Properties"]["Pattern"]
     rule_name, bus_name = stack.rules["BusEventFunction.ShopBus"]
@@ -254,6 +272,8 @@ def _grown_template(tmp_path: Path) -> Path:
             "PackageType": "Image",
             "Timeout": 120,
             "ImageConfig": {"Command": ["nextpick_training.catalog_refresh.lambda_handler"]},
+            # Every function has its own written-out role (template.yaml, "execution roles").
+            "Role": {"Fn::GetAtt": ["CatalogRefreshFunctionRole", "Arn"]},
             "Events": {
                 "ItemsStream": {
                     "Type": "DynamoDB",

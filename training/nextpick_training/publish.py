@@ -103,13 +103,15 @@ def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
 
 
 def _record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
-    """Keep a copy of the pointer that just went live; a failure is logged (the switch happened)."""
+    """Keep a copy of the pointer that just went live; a failure is logged (the switch happened).
+    Create-only, like every other object under the prefix: the publishing roles may not overwrite."""
     try:
         s3.put_object(
             Bucket=bucket,
             Key=registry.history_key(prefix, str(pointer["version"]), datetime.now(UTC)),
             Body=json.dumps(pointer).encode(),
             ContentType="application/json",
+            IfNoneMatch="*",
         )
     except ClientError:
         logger.exception("pointer history not written", extra={"pointer": pointer})

@@ -168,6 +168,7 @@ def create_stack(
         return session.client(service, region_name=region, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
     moto_patches.cloudformation_refs()
+    moto_patches.log_group_keys()
     raw = load_template(template_path)
     values = parameter_values(raw, parameters or {})
     account_id = client("sts").get_caller_identity()["Account"]
