@@ -1,0 +1,198 @@
+"""What every IAM principal of template.yaml may do: the one list to edit when a function or a call is
+added (test_least_privilege.py holds the template to it, and it to the calls the code makes).
+
+One entry per function (by its logical id: the role it runs with is found through `Role`) and per role
+no function uses (by the role's logical id). A grant is one (action, resource[, condition]). Resources
+are named by logical id, as the template names them:
+
+    "StateTable"              !GetAtt StateTable.Arn
+    "ModelBucket/models/*"    !Sub "${ModelBucket.Arn}/models/*"   (a key prefix of the bucket)
+    "StateTable/stream/*"     !Sub "${StateTable.Arn}/stream/*"    (the table's streams)
+    "*"                       every resource (only where the service has no resource-level permission)
+
+A grant the code never exercises in the recorded flows says why it is there anyway (`unrecorded`):
+the service calls it on the function's behalf, or a path the flows do not reach needs it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nextpick_training.publish import EVENT_DETAIL_TYPE, EVENT_SOURCE
+
+
+@dataclass(frozen=True)
+class Grant:
+    action: str
+    resource: str
+    # Canonical JSON of the statement's Condition block (None: unconditional).
+    condition: str | None = None
+    # Why the grant stays although the recorded flows never make this call (None: they do).
+    unrecorded: str | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return self.action, self.resource, self.condition
+
+
+@dataclass(frozen=True)
+class Principal:
+    grants: tuple[Grant, ...]
+    # AWS managed policies attached to the role: ARN -> why (their statements live outside the template).
+    managed_policies: Mapping[str, str] = field(default_factory=dict)
+
+
+def condition(block: Mapping[str, Any]) -> str:
+    return json.dumps(block, sort_keys=True)
+
+
+def grants(
+    actions: Iterable[str],
+    resources: Iterable[str],
+    when: Mapping[str, Any] | None = None,
+    unrecorded: str | None = None,
+) -> tuple[Grant, ...]:
+    """Every action on every resource, under one condition."""
+    block = condition(when) if when is not None else None
+    return tuple(Grant(a, r, block, unrecorded) for a in actions for r in resources)
+
+
+# S3 refuses the PutObject unless it carries If-None-Match (creates, never overwrites) / If-Match (swaps).
+CREATE_ONLY = {"Null": {"s3:if-none-match": "false"}}
+COMPARE_AND_SWAP = {"Null": {"s3:if-match": "false"}}
+MODEL_PUBLISHED = {"StringEquals": {"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE}}
+
+LIST_FOR_404 = (
+    "S3 answers a GetObject of a missing key (no model published yet) with 403 instead of 404 without "
+    "it; the recorded flows only list on the serving fallback path (models/history/)"
+)
+
+
+def _runtime(log_group: str) -> tuple[Grant, ...]:
+    """What Lambda itself does with the function's role: its log lines and its trace segments."""
+    return (
+        *grants(
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [log_group],
+            unrecorded="Lambda writes the function's output to its own log group with the role",
+        ),
+        *grants(
+            ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+            ["*"],
+            unrecorded="Lambda's X-Ray daemon sends the traces; X-Ray has no resource-level permissions",
+        ),
+    )
+
+
+def _stream(table: str, queue: str) -> tuple[Grant, ...]:
+    """A DynamoDB stream event source mapping: it reads the stream and parks failed batches as the function."""
+    return (
+        *grants(
+            [
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            ],
+            [f"{table}/stream/*"],
+            unrecorded="Lambda's event source mapping reads the stream with the function's role",
+        ),
+        *grants(
+            ["sqs:SendMessage"], [queue], unrecorded="the mapping's on-failure destination, sent by Lambda"
+        ),
+    )
+
+
+_READ_MODELS = (
+    *grants(["s3:GetObject"], ["ModelBucket/models/*"]),
+    *grants(["s3:ListBucket"], ["ModelBucket"], unrecorded=LIST_FOR_404),
+)
+_PUBLISH = (
+    *grants(["s3:PutObject"], ["ModelBucket/models/*"], CREATE_ONLY),
+    *grants(["s3:PutObject"], ["ModelBucket/models/current.json"], COMPARE_AND_SWAP),
+    *grants(["events:PutEvents"], ["NextpickBus"], MODEL_PUBLISHED),
+)
+
+ALLOW_LIST: dict[str, Principal] = {
+    "ApiFunction": Principal(
+        (
+            *grants(["dynamodb:GetItem", "dynamodb:PutItem"], ["StateTable"]),
+            *grants(["dynamodb:Scan", "dynamodb:BatchWriteItem"], ["ItemsTable"]),
+            *_READ_MODELS,
+            *_runtime("ApiLogGroup"),
+        )
+    ),
+    "BusEventFunction": Principal(
+        (
+            *grants(["dynamodb:GetItem", "dynamodb:PutItem"], ["StateTable"]),
+            *grants(["dynamodb:BatchWriteItem"], ["ItemsTable"]),
+            *_READ_MODELS,
+            *grants(
+                ["sqs:SendMessage"],
+                ["BusDeadLetterQueue"],
+                unrecorded="the asynchronous invocation's on-failure destination, sent by Lambda",
+            ),
+            *_runtime("BusEventLogGroup"),
+        )
+    ),
+    "EventLogShipperFunction": Principal(
+        (
+            *grants(["firehose:PutRecordBatch"], ["EventLogStream"]),
+            *_stream("StateTable", "EventLogFailureQueue"),
+            *_runtime("EventLogShipperLogGroup"),
+        )
+    ),
+    "RetrainFunction": Principal(
+        (
+            *grants(["s3:ListBucket"], ["ModelBucket"]),
+            *grants(["s3:GetObject"], ["ModelBucket/events/*", "ModelBucket/models/*"]),
+            *grants(["s3:PutObject"], ["ModelBucket/models/*", "ModelBucket/runs/*"], CREATE_ONLY),
+            *grants(["s3:PutObject"], ["ModelBucket/models/current.json"], COMPARE_AND_SWAP),
+            *grants(["events:PutEvents"], ["NextpickBus"], MODEL_PUBLISHED),
+            *grants(["dynamodb:Scan"], ["ItemsTable"]),
+            *_runtime("RetrainLogGroup"),
+        )
+    ),
+    "CatalogRefreshFunction": Principal(
+        (
+            *grants(["s3:GetObject"], ["ModelBucket/models/*"]),
+            *grants(
+                ["s3:ListBucket"],
+                ["ModelBucket"],
+                unrecorded="a missing pointer must read as 404 (refresh skipped), not 403 (every batch "
+                "retried, then dead-lettered); the recorded refresh runs with a model live",
+            ),
+            *_PUBLISH,
+            *_stream("ItemsTable", "CatalogRefreshFailureQueue"),
+            *_runtime("CatalogRefreshLogGroup"),
+        )
+    ),
+    # Firehose's S3 destination (AWS documents these actions); Firehose, not nextpick's code, calls them.
+    "EventLogDeliveryRole": Principal(
+        (
+            *grants(
+                ["s3:AbortMultipartUpload", "s3:PutObject"],
+                ["ModelBucket/events/*", "ModelBucket/events-errors/*"],
+                unrecorded="Firehose delivers the event log with this role",
+            ),
+            *grants(
+                ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                ["ModelBucket"],
+                unrecorded="Firehose checks the bucket and its multipart uploads with this role",
+            ),
+        )
+    ),
+    # SAM's role for the gradual deployments of the functions with a DeploymentPreference.
+    "CodeDeployServiceRole": Principal(
+        (),
+        {
+            "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda": "CodeDeploy shifts the `live` "
+            "alias and reads the rollback alarms; SAM creates this role and attaches the AWS policy"
+        },
+    ),
+}
+
+# Functions whose calls test_least_privilege.py does not record yet: function -> why. Empty is the goal.
+NOT_RECORDED: dict[str, str] = {}
