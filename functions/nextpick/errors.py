@@ -75,17 +75,29 @@ class RequestProblem(StrEnum):
 class InvalidRequest(NextpickError):
     """A request body (API) or event detail (bus) that breaks the contract. `errors` names every field
     at fault as [{"field", "message"}]; `problem` says what kind of refusal it is. Nothing of such a
-    request is applied."""
+    request is applied.
+
+    `loggable_errors` are the same errors with every field name the caller chose (a context key, an
+    unknown field) redacted: what may be logged or traced (docs/operations.md, "Personal data in logs
+    and traces"). The caller's own answer names them in full."""
 
     status = 422
 
     def __init__(
-        self, errors: list[dict[str, str]], problem: RequestProblem = RequestProblem.INVALID
+        self,
+        errors: list[dict[str, str]],
+        problem: RequestProblem = RequestProblem.INVALID,
+        loggable_errors: list[dict[str, str]] | None = None,
     ) -> None:
         fields = ", ".join(dict.fromkeys(error["field"] for error in errors))
         super().__init__(f"invalid request: {fields}")
         self.errors = errors
         self.problem = problem
+        self.loggable_errors = errors if loggable_errors is None else loggable_errors
+
+    def redacted(self) -> InvalidRequest:
+        """The same refusal naming only `loggable_errors`: to raise where the message gets logged."""
+        return InvalidRequest(self.loggable_errors, self.problem)
 
     @classmethod
     def of(cls, field: str, message: str, problem: RequestProblem = RequestProblem.INVALID) -> InvalidRequest:

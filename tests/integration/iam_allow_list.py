@@ -87,7 +87,8 @@ def _runtime(log_group: str) -> tuple[Grant, ...]:
 
 
 def _stream(table: str, queue: str) -> tuple[Grant, ...]:
-    """A DynamoDB stream event source mapping: it reads the stream and parks failed batches as the function."""
+    """A DynamoDB stream's event source mapping: it reads the stream and parks failed batches as the
+    function."""
     return (
         *grants(
             [

@@ -132,3 +132,26 @@ def test_catalog_bodies() -> None:
     with pytest.raises(InvalidRequest) as raised:
         parse_catalog(json.dumps({"items": [{**item, "attributes": {"w": 1e308}}]}), LIMITS)
     assert raised.value.errors[0]["field"] == "items[0].attributes.w"
+
+
+def test_what_is_logged_of_a_refusal_names_no_key_the_caller_chose() -> None:
+    hostile_key = "<script>key-9f2e</script>"
+    body = event(
+        event_type="<b>teleport</b>", context={hostile_key: ["not", "a", "scalar"]}, **{hostile_key: 1}
+    )
+    refused = refusal(json.dumps({"events": [body]}))
+
+    # The caller's answer names every field in full; the loggable copy redacts the caller's keys.
+    assert {e["field"] for e in refused.errors} == {
+        "events[0].event_type",
+        f"events[0].context.{hostile_key}",
+        f"events[0].{hostile_key}",
+    }
+    assert {e["field"] for e in refused.loggable_errors} == {
+        "events[0].event_type",
+        "events[0].context.*",
+        "events[0].*",
+    }
+    for text in (json.dumps(refused.loggable_errors), str(refused.redacted())):
+        assert "key-9f2e" not in text and "teleport" not in text
+    assert refused.redacted().problem is refused.problem

@@ -53,6 +53,10 @@ class RefreshResult(BaseModel):
     new_items: list[str] = Field(default_factory=list)
     seconds: float = 0.0
 
+    def loggable(self) -> dict[str, Any]:
+        """What may be logged: the count of new items, never their ids (docs/operations.md)."""
+        return {**self.model_dump(mode="json", exclude={"new_items"}), "new_item_count": len(self.new_items)}
+
 
 def new_catalog_items(changed: Sequence[CatalogItem], known: Sequence[str | None]) -> list[CatalogItem]:
     """In-stock items the model does not know yet, first occurrence of each id kept (the last image)."""
@@ -148,5 +152,5 @@ def run_catalog_refresh(
         new_items=[item.item_id for item in new_items],
         seconds=round(time.perf_counter() - started, 3),
     )
-    logger.info("catalog refresh published", extra=result.model_dump(mode="json"))
+    logger.info("catalog refresh published", extra=result.loggable())
     return result

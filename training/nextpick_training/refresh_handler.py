@@ -50,5 +50,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         unit=MetricUnit.Count,
         value=len(result.new_items) if result.status is RefreshStatus.PUBLISHED else 0,
     )
-    logger.info(f"catalog refresh {result.status.value}", extra={"result": result.model_dump(mode="json")})
+    logger.info(f"catalog refresh {result.status.value}", extra={"result": result.loggable()})
     return result.model_dump(mode="json")

@@ -269,26 +269,39 @@ class Recommendation(BaseModel):
 
 # Locations pydantic (and Powertools' validation) prefix to a field path that mean nothing to a caller.
 _LOCATION_NOISE = {"body", "single", "batch", "detail", "query", "path"}
+# A location part outside the contract's field names is a key the caller chose (a `context` or
+# `attributes` key, an unknown field, pydantic's "[key]" marker): what errors are logged as names
+# it `*` instead, so nothing a caller wrote reaches a log or a trace (docs/operations.md, "Personal
+# data in logs and traces").
+CONTRACT_FIELD_NAMES = frozenset(
+    name
+    for model in (TrackedEvent, EventBatch, ItemFields, CatalogItem, CatalogBatch)
+    for name in model.model_fields
+)
+REDACTED_KEY = "*"
 
 
-def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """('body', 'batch', 'events', 2, 'event_type') -> 'events[2].event_type'."""
+def field_path(loc: tuple[Any, ...] | list[Any], known: frozenset[str] | None = None) -> str:
+    """('body', 'batch', 'events', 2, 'event_type') -> 'events[2].event_type'. With `known`, a name
+    outside it becomes `*` (positions stay: pydantic counts them, the caller does not write them)."""
     path = ""
     for part in loc:
         if isinstance(part, int):
             # A bare position (no field before it) is a character offset in an unparsable body.
             path += f"[{part}]" if path else ""
         elif part not in _LOCATION_NOISE or (path == "" and part in ("query", "path") and len(loc) == 1):
-            path += f".{part}" if path else str(part)
+            name = part if known is None or part in known else REDACTED_KEY
+            path += f".{name}" if path else str(name)
     return path or "body"
 
 
-def describe_errors(errors: list[Any]) -> list[dict[str, str]]:
-    """Pydantic errors as [{field, message}], one per field, without echoing the input back."""
+def describe_errors(errors: list[Any], known: frozenset[str] | None = None) -> list[dict[str, str]]:
+    """Pydantic errors as [{field, message}], one per field, without echoing the input back; with
+    `known`, field names outside it are redacted (`field_path`), for what is logged."""
     messages: dict[str, list[str]] = {}
     for error in errors:
         message = str(error.get("msg") or error.get("type"))
-        found = messages.setdefault(field_path(error.get("loc", ())), [])
+        found = messages.setdefault(field_path(error.get("loc", ()), known), [])
         if message not in found:
             found.append(message)
     return [{"field": field, "message": "; ".join(found)} for field, found in messages.items()]

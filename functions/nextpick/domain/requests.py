@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nextpick.domain.events import (
+    CONTRACT_FIELD_NAMES,
     CatalogBody,
     CatalogItem,
     EventsBody,
@@ -70,11 +71,18 @@ def parse_body(model: type[Model], body: bytes | str, limits: RequestLimits) -> 
     try:
         return model.model_validate_json(data)
     except ValidationError as error:
-        errors = describe_errors(error.errors(include_url=False, include_input=False))
-        not_json = any(e["type"] in ("json_invalid", "json_type") for e in error.errors(include_url=False))
-        raise InvalidRequest(
-            errors, RequestProblem.MALFORMED if not_json else RequestProblem.INVALID
-        ) from None
+        raise _invalid(error) from None
+
+
+def _invalid(error: ValidationError) -> InvalidRequest:
+    """The refusal for a pydantic error: never its input values (they carry the rejected text)."""
+    raw = error.errors(include_url=False, include_input=False)
+    not_json = any(e["type"] in ("json_invalid", "json_type") for e in raw)
+    return InvalidRequest(
+        describe_errors(raw),
+        RequestProblem.MALFORMED if not_json else RequestProblem.INVALID,
+        describe_errors(raw, known=CONTRACT_FIELD_NAMES),
+    )
 
 
 def detail_bytes(detail: Any) -> bytes:
@@ -122,7 +130,7 @@ def parse_item(item_id: str, body: bytes | str, limits: RequestLimits) -> Catalo
     try:
         return CatalogItem.model_validate({**fields.model_dump(), "item_id": item_id})
     except ValidationError as error:
-        raise InvalidRequest(describe_errors(error.errors(include_url=False, include_input=False))) from None
+        raise _invalid(error) from None
 
 
 def parse_identifier(field: str, value: str) -> str:

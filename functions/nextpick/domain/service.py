@@ -154,8 +154,10 @@ class Recommender:
                 return self.states.save(new_state), statuses
             except VersionConflict:
                 continue  # someone else wrote this user first: re-read and fold again
+        # No user id in the message: a raised error's message is logged and traced (the bus), and the
+        # caller knows whose events it sent.
         raise ConcurrentUpdate(
-            f"user {user_id}: state changed concurrently on every attempt ({attempts}); retry the call"
+            f"a shopper's state changed concurrently on every attempt ({attempts}); retry the call"
         )
 
     def _recommend(

@@ -265,10 +265,11 @@ def _no_route(error: NotFoundError) -> Response:
     return _error(HTTPStatus.NOT_FOUND, f"no route {app.current_event.http_method} {app.current_event.path}")
 
 
-# Tracing: one subsegment per invocation, without the response as metadata (serialising every answer
-# into the trace cost more than the rest of the tracer); routes add none of their own.
+# Tracing: one subsegment per invocation, without the response as metadata (answers carry user ids and
+# recommendations, and serialising them cost more than the rest of the tracer) or an error's details;
+# routes add none of their own. The correlation id is API Gateway's request id, as in the access log.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nextpick.domain.events import describe_errors
+from nextpick.domain.events import CONTRACT_FIELD_NAMES, describe_errors
 from nextpick.domain.requests import parse_detail_catalog, parse_detail_events
 from nextpick.errors import InvalidRequest
 from nextpick.handlers import wiring
@@ -31,16 +32,27 @@ SHOPPER_EVENT = "ShopperEvent"
 CATALOG_ITEM = "CatalogItem"
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
+# What an EventBridge envelope's validation errors may name besides the contract's fields.
+ENVELOPE_FIELDS = frozenset(
+    {name for name in EventBridgeModel.model_fields}
+    | {field.alias for field in EventBridgeModel.model_fields.values() if field.alias}
+)
+
+
+# The correlation id is the EventBridge event's id: the same id is in the dead-letter queue's copy.
+# Nothing of a rejected event's content is logged or traced, only its field names (docs/operations.md,
+# "Personal data in logs and traces").
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         envelope = parse(event=event, model=EventBridgeModel)
     except ValidationError as error:  # not an EventBridge event (its detail is not a JSON object...)
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
-        errors = describe_errors(error.errors(include_url=False, include_input=False))
-        logger.error("invalid bus event", extra={"id": event.get("id"), "errors": errors})
+        raw = error.errors(include_url=False, include_input=False)
+        errors = describe_errors(raw, known=CONTRACT_FIELD_NAMES | ENVELOPE_FIELDS)
+        logger.error("invalid bus event", extra={"errors": errors})
         raise InvalidRequest(errors) from None
     try:
         if envelope.detail_type == SHOPPER_EVENT:
@@ -57,6 +69,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             return {"stored": len(items)}
     except InvalidRequest as error:
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
-        logger.error("invalid bus event", extra={"id": envelope.id, "errors": error.errors})
-        raise
+        logger.error("invalid bus event", extra={"errors": error.loggable_errors})
+        # Lambda logs a raised error's message, and X-Ray keeps it: only the redacted field names.
+        raise error.redacted() from None
     raise ValueError(f"detail-type {envelope.detail_type!r} is not handled by this function")
