@@ -22,6 +22,7 @@ from nextpick.domain.erasure import (
     schedule_seconds,
     tombstone_of,
     tombstones_in,
+    user_lines,
 )
 from nextpick.domain.events import EventType, TrackedEvent
 from nextpick.domain.privacy import PrivacyRequests
@@ -140,6 +141,20 @@ def test_erase_lines_filters_inside_firehose_error_records() -> None:
     (kept,) = result.body.splitlines()
     assert base64.b64decode(json.loads(kept)["rawData"]) == body(line("e2", "u2", -1))
     assert json.loads(kept)["errorCode"] == "S3.AccessDenied"
+
+
+def test_an_access_request_finds_every_line_naming_the_shopper() -> None:
+    wrapped = json.dumps(
+        {"rawData": base64.b64encode(body(line("e4", "u1", 3), line("e5", "u2", 3))).decode()}
+    )
+    original = body(line("e1", "u1", 0), line("e2", "u2", 0), tombstone("u1", 1), wrapped, '{"user_id":"u1",')
+    assert user_lines(original, "u1") == [
+        line("e1", "u1", 0).encode(),
+        tombstone("u1", 1).encode(),
+        line("e4", "u1", 3).encode(),
+        b'{"user_id":"u1",',
+    ]
+    assert user_lines(gzip.compress(original), "u9") == []
 
 
 def test_tombstones_are_found_in_an_object() -> None:

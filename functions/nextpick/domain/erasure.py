@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import json
 import re
@@ -284,6 +285,27 @@ def _erase_in_error_record(raw: dict[str, Any], line: bytes, tombstones: Tombsto
 
 def _names_erased_user(line: bytes, tombstones: Tombstones) -> bool:
     return any(match.decode(errors="replace") in tombstones for match in _USER_FIELD.findall(line))
+
+
+def user_lines(body: bytes, user_id: str) -> list[bytes]:
+    """The lines of one log object that name `user_id` (events, tombstones, lines inside Firehose error
+    records, unreadable lines), for an access request: what the log holds about the shopper."""
+    found: list[bytes] = []
+    for line in log_text(body).splitlines():
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            if any(match.decode(errors="replace") == user_id for match in _USER_FIELD.findall(line)):
+                found.append(line)
+            continue
+        if not isinstance(raw, dict):
+            continue
+        if isinstance(raw.get("rawData"), str):
+            with contextlib.suppress(binascii.Error, ValueError):
+                found.extend(user_lines(base64.b64decode(raw["rawData"], validate=True), user_id))
+        elif raw.get("user_id") == user_id:
+            found.append(line)
+    return found
 
 
 # ------------------------------------------------------------------------------------- the bound
