@@ -40,7 +40,7 @@ SCHEDULE = "rate(6 hours)"  # the template's default LogCompactionSchedule
 
 def log_records(s3: Any, bucket: str) -> list[dict[str, Any]]:
     """Every record of every version of every log object."""
-    records = []
+    records: list[dict[str, Any]] = []
     for prefix in ("events/", "events-errors/"):
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
             for version in page.get("Versions", []):
