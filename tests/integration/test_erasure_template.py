@@ -11,7 +11,7 @@ import pytest
 from nextpick.adapters.s3_event_log import CHECKPOINT_KEY, LOG_PREFIXES
 from nextpick.domain import erasure
 from nextpick.settings import Settings
-from nextpick_local.standin.aws_resources import Stack, load_template
+from nextpick_local.standin.aws_resources import Stack, find_template, load_template
 from nextpick_local.standin.gateway import routes_of
 
 
@@ -81,3 +81,22 @@ def test_the_api_routes_erasure_and_export_to_the_api_function(stack: Stack) -> 
     routes = {(r.method, r.resource): r for r in routes_of(stack.resources)}
     for route in (("DELETE", "/users/{user_id}"), ("GET", "/users/{user_id}/data")):
         assert routes[route].function == "ApiFunction"
+
+
+def test_every_makefile_built_function_has_its_build_target(template: dict[str, Any]) -> None:
+    """`sam build` runs `make build-<LogicalId>` in the function's CodeUri; a missing target fails the
+    build only there (found adding EventLogCompactionFunction)."""
+    repo = find_template().parent
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Metadata", {}).get("BuildMethod") != "makefile":
+            continue
+        makefile = (
+            repo
+            / resource["Properties"].get("CodeUri", resource["Properties"].get("ContentUri"))
+            / "Makefile"
+        )
+        targets = {
+            t for line in makefile.read_text().splitlines() if ":" in line for t in line.split(":")[0].split()
+        }
+        expected = f"build-{logical_id}"
+        assert expected in targets, f"{makefile}: no {expected} target"
