@@ -155,16 +155,7 @@ class LogCompaction:
         objects = self.log.list_objects()
         result.objects_listed = len(objects)
         fresh = [o for o in objects if _modified_since(o, checkpoint.read_since)]
-        found = Tombstones()
-        kept: dict[str, bytes | None] = {}
-        kept_bytes = 0
-        for obj in fresh:
-            body = self._read(obj, result)
-            for erasure in tombstones_in(body or b""):
-                found.add(erasure)
-            if kept_bytes + len(body or b"") <= KEEP_READ_BYTES:
-                kept[obj.key] = body
-                kept_bytes += len(body or b"")
+        found, kept = self._tombstones_of(fresh, result)
         known = checkpoint.tombstones
         wanted = known.merged(checkpoint.pending or Tombstones()).merged(found)
         wanted = wanted.erased_since(started - self.retention - RETENTION_MARGIN)
@@ -184,6 +175,22 @@ class LogCompaction:
             done_key = obj.key
         self._save(Checkpoint(wanted, started), result, started_clock)
         return result
+
+    def _tombstones_of(
+        self, fresh: Sequence[LogObject], result: CompactionResult
+    ) -> tuple[Tombstones, dict[str, bytes | None]]:
+        """The tombstones in the new objects, and their bodies (up to KEEP_READ_BYTES) for the filter."""
+        found = Tombstones()
+        kept: dict[str, bytes | None] = {}
+        kept_bytes = 0
+        for obj in fresh:
+            body = self._read(obj, result)
+            for erasure in tombstones_in(body or b""):
+                found.add(erasure)
+            if kept_bytes + len(body or b"") <= KEEP_READ_BYTES:
+                kept[obj.key] = body
+                kept_bytes += len(body or b"")
+        return found, kept
 
     def _todo(
         self,
