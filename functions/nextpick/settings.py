@@ -50,6 +50,14 @@ class Settings(EnvSettings):
     max_batch_log_bytes: int = Field(default=192 * 1024, ge=16 * 1024, le=256 * 1024)
     # Events stamped further than this in the future are rejected (clock skew allowance).
     max_future_skew_seconds: int = Field(default=300, ge=0)
+    # Privacy (issue 9). The compaction's schedule, a rate(...) expression: an erasure's answer states
+    # by when the event log is rewritten without the shopper (domain/erasure.log_erasure_bound).
+    log_compaction_schedule: str = Field(
+        default="rate(6 hours)", pattern=r"^rate\(\d+ (minute|hour|day)s?\)$"
+    )
+    # How long the event log keeps objects (the bucket's lifecycle rule): compaction forgets older
+    # tombstones, which can match nothing left.
+    event_log_retention_days: int = Field(default=395, ge=1)
 
 
 @lru_cache(maxsize=1)

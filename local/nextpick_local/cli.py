@@ -8,6 +8,8 @@
     nextpick replay FILE.jsonl       send tracked events through POST /events
     nextpick status                  live model, versions, last retrain, table sizes
     nextpick walkthrough             the scripted tour of a running local stack
+    nextpick compact-log             run the event-log compaction once on the running local stack
+    nextpick export-user USER        what nextpick holds about a shopper: the API export + log lines
 
 Commands that touch storage find a running local stack through its state file; `--aws` targets real
 AWS instead (the usual boto3 credentials/region), with names from `--stack-name` (CloudFormation
@@ -222,9 +224,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _target_options(status)
 
+    _privacy_commands(commands)
+
     # Listed for `nextpick --help`; main() hands `walkthrough ...` over before parsing.
     commands.add_parser("walkthrough", help="scripted tour of a running local stack (its own --help)")
     return parser
+
+
+def _privacy_commands(commands: Any) -> None:
+    """Issue 9 (docs/privacy.md): erasure's log compaction and the access request's export."""
+    compact = commands.add_parser(
+        "compact-log",
+        help="run the event-log compaction once on the running local stack",
+        description="POST /_local/compact-log: EventLogCompactionFunction runs with a scheduled event.",
+    )
+    compact.add_argument("--state-file", type=Path, help="the local stack's state file")
+    export = commands.add_parser(
+        "export-user",
+        help="what nextpick holds about a shopper: the API export and their event-log lines",
+        description="GET /users/USER/data, plus every line naming USER in every version of the S3 event log.",
+    )
+    export.add_argument("user_id", metavar="USER")
+    export.add_argument("--api-url", type=_url, help="API base URL (default: the running local stack's)")
+    export.add_argument("--api-key", help="API key (default: the running local stack's)")
+    _target_options(export)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -307,13 +330,15 @@ def _walkthrough(argv: list[str]) -> int:
     return int(walkthrough.main(argv))
 
 
-def _operation(name: str) -> Callable[[argparse.Namespace], int]:
-    """An operations command (ops.commands), imported when it runs: `--help` stays fast."""
+def _operation(name: str, module: str = "commands") -> Callable[[argparse.Namespace], int]:
+    """An operations command (`ops.<module>`), imported when it runs: `--help` stays fast."""
 
     def run(args: argparse.Namespace) -> int:
-        from nextpick_local.ops import commands
+        import importlib
 
-        command: Callable[[argparse.Namespace], int] = getattr(commands, name)
+        command: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(f"nextpick_local.ops.{module}"), name
+        )
         return command(args)
 
     return run
@@ -327,6 +352,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rollback": _operation("rollback"),
     "replay": _replay,
     "status": _operation("status"),
+    "compact-log": _operation("compact_log", "privacy"),
+    "export-user": _operation("export_user", "privacy"),
 }
 
 

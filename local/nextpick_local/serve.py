@@ -29,14 +29,14 @@ from nextpick_local.ops.status import Names, status
 from nextpick_local.progress import Step
 from nextpick_local.standin.aws_resources import TemplateError, find_template
 from nextpick_local.standin.dispatch import ScheduleBusy, Scheduler
-from nextpick_local.standin.event_sources import event_sources
+from nextpick_local.standin.event_sources import RETRAIN_FUNCTION, event_sources
 from nextpick_local.standin.functions import FunctionError, Invoker, functions_of
 from nextpick_local.standin.gateway import ApiGateway, HttpResponse, json_response, routes_of, stage_of
 from nextpick_local.standin.http_server import LocalHttpServer
 from nextpick_local.standin.stack import LocalStack, describe, start_stack
 
-# The function /_local/retrain and the demo's first model fire (its schedule); any scheduled one else.
-RETRAIN_FUNCTION = "RetrainFunction"
+# The function /_local/compact-log fires (its schedule), as `nextpick compact-log` asks.
+COMPACTION_FUNCTION = "EventLogCompactionFunction"
 __all__ = ["DEMO_HYPERPARAMETERS", "ServeError", "ServeOptions", "serve"]
 
 
@@ -171,9 +171,11 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     cleanup.callback(sources.stop, invoker.stop)
     for line in sources.unsupported:
         print(f"  note: {line}", file=console, flush=True)
+    # The function /_local/retrain and the demo's first model fire (its schedule); any scheduled one else.
     scheduler = sources.schedulers.get(RETRAIN_FUNCTION) or next(iter(sources.schedulers.values()), None)
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
     control.update(_control_routes(stack, scheduler, names, page_config))
+    control[("POST", "/_local/compact-log")] = _fire_route(sources.schedulers.get(COMPACTION_FUNCTION))
 
     if options.demo:
         if scheduler is None:
@@ -209,16 +211,6 @@ def _control_routes(
         report = status(stack.client("s3"), stack.client("dynamodb"), names)
         return json_response(200, {**report, "stack": describe(stack)})
 
-    def retrain(_: bytes) -> HttpResponse:
-        if scheduler is None:
-            return json_response(404, {"message": "the template has no scheduled function"})
-        try:
-            return json_response(200, scheduler.fire())
-        except ScheduleBusy as busy:
-            return json_response(409, {"message": str(busy)})
-        except FunctionError as error:
-            return json_response(502, {"message": str(error)})
-
     def put_bus_events(body: bytes) -> HttpResponse:
         try:
             entries = _bus_entries(body, names.event_bus)
@@ -238,9 +230,25 @@ def _control_routes(
         ("GET", "/_local/catalog"): list_catalog,
         ("GET", "/_local/status"): get_status,
         ("GET", "/_local/config"): lambda _: json_response(200, page_config),
-        ("POST", "/_local/retrain"): retrain,
+        ("POST", "/_local/retrain"): _fire_route(scheduler),
         ("POST", "/_local/bus"): put_bus_events,
     }
+
+
+def _fire_route(scheduler: Scheduler | None) -> Any:
+    """A control route that runs a scheduled function now, as its schedule would, and answers its result."""
+
+    def fire(_: bytes) -> HttpResponse:
+        if scheduler is None:
+            return json_response(404, {"message": "the template has no such scheduled function"})
+        try:
+            return json_response(200, scheduler.fire())
+        except ScheduleBusy as busy:
+            return json_response(409, {"message": str(busy)})
+        except FunctionError as error:
+            return json_response(502, {"message": str(error)})
+
+    return fire
 
 
 def _bus_entries(body: bytes, event_bus: str) -> list[dict[str, Any]]:
@@ -284,6 +292,7 @@ def _banner(
         f"  API key      {api_key}   (header x-api-key)",
         f"  try          curl -H 'x-api-key: {api_key}' {api_url}{try_path}",
         f"  local only   GET {api_url}/_local/status   POST {api_url}/_local/retrain   POST {api_url}/_local/bus",
+        f"               POST {api_url}/_local/compact-log (nextpick compact-log)",
         f"  retrain      every {options.retrain_every:g}s"
         if options.retrain_every > 0
         else "  retrain      on demand only",

@@ -42,7 +42,9 @@ def proxy_event(method: str, path: str, body: Any = None, query: str = "") -> di
     segments = path.strip("/").split("/")
     resource, path_parameters = path, None
     if len(segments) >= 2 and segments[0] == "users":
-        resource, path_parameters = "/users/{user_id}/recommendations", {"user_id": segments[1]}
+        tail = "/".join(segments[2:3])  # /users/{user_id}, .../recommendations, .../data
+        resource = "/users/{user_id}" + (f"/{tail}" if tail else "")
+        path_parameters = {"user_id": segments[1]}
     elif len(segments) == 2 and segments[0] == "items":
         resource, path_parameters = "/items/{item_id}", {"item_id": segments[1]}
     event.update(

@@ -28,7 +28,7 @@ from nextpick.handlers import api, bus, log_shipper, wiring
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack, load_template
 from nextpick_local.standin.dispatch import AsyncInvokeConfig, BusDispatcher, StreamDispatcher
-from nextpick_training.data import LogStats, read_event_log
+from nextpick_training.event_log import LogStats, read_event_log
 from tests.integration.serving import FakeLambdaContext, proxy_event, sample_event
 from tests.integration.spy import Spy
 

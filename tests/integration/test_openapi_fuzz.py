@@ -42,6 +42,8 @@ PUBLISHED_OPERATIONS = {
     "PUT /items/{item_id}",
     "PUT /items",
     "GET /model",
+    "DELETE /users/{user_id}",
+    "GET /users/{user_id}/data",
 }
 CHECKS = [
     not_a_server_error,

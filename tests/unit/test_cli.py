@@ -10,7 +10,17 @@ import pytest
 
 from nextpick_local.cli import build_parser, main
 
-COMMANDS = ["serve", "train", "retrain", "publish", "rollback", "replay", "status"]
+COMMANDS = [
+    "serve",
+    "train",
+    "retrain",
+    "publish",
+    "rollback",
+    "replay",
+    "status",
+    "compact-log",
+    "export-user",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -92,11 +102,17 @@ def test_aws_without_names_is_a_usage_error(
     assert "MODEL_BUCKET_NAME" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["status"], ["compact-log"], ["export-user", "u-1"]])
 def test_commands_without_a_running_local_stack_say_how_to_start_one(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status", "--state-file", str(tmp_path / "local.json")]) == 1
+    assert main([*command, "--state-file", str(tmp_path / "local.json")]) == 1
     assert "nextpick serve --demo" in capsys.readouterr().err
+
+
+def test_export_user_on_aws_needs_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-user", "u-1", "--aws"]) == 2
+    assert "--api-url and --api-key" in capsys.readouterr().err
 
 
 def test_walkthrough_gets_every_argument_after_its_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,6 +40,8 @@ def test_the_routes_are_the_template_api_events_with_their_key_requirement() -> 
         ("PUT", "/items"),
         ("GET", "/model"),
         ("GET", "/swagger"),
+        ("DELETE", "/users/{user_id}"),
+        ("GET", "/users/{user_id}/data"),
     }
     assert all(r.function == "ApiFunction" for r in routes.values())
     # Every route needs the key but the API's own description (no data in it).

@@ -1,4 +1,4 @@
-"""The retrain job's reading of the event log (nextpick_training.data), without AWS."""
+"""The retrain job's reading of the event log (nextpick_training.event_log, .data), without AWS."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nextpick.domain.events import CatalogItem, EventType, TrackedEvent
-from nextpick_training import data
+from nextpick_training import data, event_log
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -35,16 +35,16 @@ def line(
     return json.dumps(event.log_record(T0 + timedelta(minutes=minutes, seconds=received_after)))
 
 
-def records(*lines: str) -> list[data.LogRecord]:
-    stats = data.LogStats()
-    parsed = data.parse_lines(lines, stats)
+def records(*lines: str) -> list[event_log.LogRecord]:
+    stats = event_log.LogStats()
+    parsed = event_log.parse_lines(lines, stats)
     assert stats.malformed == 0
     return parsed
 
 
 def test_parse_line_reads_the_exact_log_record_format() -> None:
-    record = data.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
-    assert record is not None
+    record = event_log.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
+    assert isinstance(record, event_log.LogRecord)
     assert record.event_id == "e1"
     assert record.event_type is EventType.RATE
     assert record.received_at == T0 + timedelta(seconds=1)
@@ -52,7 +52,7 @@ def test_parse_line_reads_the_exact_log_record_format() -> None:
 
 
 def test_malformed_lines_are_dropped_and_counted() -> None:
-    stats = data.LogStats()
+    stats = event_log.LogStats()
     lines = [
         line("e1", "u1", "i1"),
         "{not json",
@@ -64,7 +64,7 @@ def test_malformed_lines_are_dropped_and_counted() -> None:
         "   ",
         line("e5", "u1", "i2"),
     ]
-    parsed = data.parse_lines(lines, stats)
+    parsed = event_log.parse_lines(lines, stats)
     assert [r.event_id for r in parsed] == ["e1", "e5"]
     assert stats.malformed == 5
     assert stats.lines == 7  # blank lines are not records
@@ -72,15 +72,15 @@ def test_malformed_lines_are_dropped_and_counted() -> None:
 
 def test_object_lines_accepts_plain_and_gzip_bodies() -> None:
     body = (line("e1", "u1", "i1") + "\n" + line("e2", "u1", "i2") + "\n").encode()
-    assert len(data.object_lines(body)) == 2
-    assert data.object_lines(gzip.compress(body)) == data.object_lines(body)
+    assert len(event_log.object_lines(body)) == 2
+    assert event_log.object_lines(gzip.compress(body)) == event_log.object_lines(body)
 
 
 def test_duplicates_are_counted_once_keeping_the_earliest_arrival() -> None:
-    stats = data.LogStats()
+    stats = event_log.LogStats()
     late = line("e1", "u1", "i1", received_after=30)
     early = line("e1", "u1", "i1", received_after=2)
-    unique = data.deduplicate(records(late, early, line("e2", "u1", "i2"), early), stats)
+    unique = event_log.deduplicate(records(late, early, line("e2", "u1", "i2"), early), stats)
     assert sorted(r.event_id for r in unique) == ["e1", "e2"]
     assert stats.duplicates == 2
     (e1,) = [r for r in unique if r.event_id == "e1"]
@@ -89,7 +89,7 @@ def test_duplicates_are_counted_once_keeping_the_earliest_arrival() -> None:
 
 def test_window_keeps_events_by_their_timestamp() -> None:
     recs = records(line("old", "u1", "i1", minutes=-10), line("in", "u1", "i1"), line("new", "u1", "i1", 10))
-    kept = data.in_window(recs, T0 - timedelta(minutes=1), T0 + timedelta(minutes=1))
+    kept = event_log.in_window(recs, T0 - timedelta(minutes=1), T0 + timedelta(minutes=1))
     assert [r.event_id for r in kept] == ["in"]
 
 
@@ -159,11 +159,11 @@ def test_encode_maps_unknown_items_to_zero() -> None:
 
 def test_partition_day() -> None:
     assert (
-        data.partition_day("events/year=2026/month=11/day=28/nextpick-1-2026-11-28")
+        event_log.partition_day("events/year=2026/month=11/day=28/nextpick-1-2026-11-28")
         == datetime(2026, 11, 28).date()
     )
-    assert data.partition_day("events/loose-object.json") is None
-    assert data.partition_day("events/year=2026/month=13/day=40/x") is None
+    assert event_log.partition_day("events/loose-object.json") is None
+    assert event_log.partition_day("events/year=2026/month=13/day=40/x") is None
 
 
 class FakeS3:
@@ -208,9 +208,9 @@ def test_read_event_log_reads_every_page_dedupes_and_windows() -> None:
             "other/ignored": obj(line("e9", "u1", "i1")),
         }
     )
-    stats = data.LogStats()
+    stats = event_log.LogStats()
     start, end = T0 - timedelta(days=30), T0 + timedelta(days=2)
-    recs = data.read_event_log(s3, "bucket", "events/", start, end, stats)
+    recs = event_log.read_event_log(s3, "bucket", "events/", start, end, stats)
     assert sorted(r.event_id for r in recs) == ["e1", "e2", "e3", "e4"]
     assert stats.objects == 5
     assert stats.objects_skipped == 1

@@ -1,10 +1,5 @@
-"""The retrain job's view of the event log: S3 objects in, model-ready sequences out.
-
-The log is what the Firehose stream writes under `events/year=YYYY/month=MM/day=DD/...`: newline
-terminated JSON records, each exactly `TrackedEvent.log_record(received_at)`. Delivery is
-at-least-once, so the same `event_id` can appear in several objects; it is counted once.
-
-Everything here is pure except `read_event_log`, which takes an injected S3 client.
+"""The retrain job's data: the events read from the log (`nextpick_training.event_log`: erasures
+applied, de-duplicated, windowed) in, model-ready sequences out. Pure.
 
 The item vocabulary and the held-out split are built together (`build_dataset`): the last basket of
 every user with two or more baskets (`model.batches.basket_starts`: one order, or one event) is held
@@ -15,208 +10,23 @@ events. A held-out item neither mentions maps to index 0 (unknown), exactly as s
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
-import json
-import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
-from nextpick.domain.events import CatalogItem, EventType, TrackedEvent
+from nextpick.domain.events import CatalogItem
 from nextpick.domain.history import EVENT_INTENT
 from nextpick.domain.item_attributes import item_tokens
 from nextpick.domain.state import TimedInteraction
+from nextpick_training.event_log import LogRecord
 from nextpick_training.model.batches import basket_starts
 
 UNKNOWN_ITEM = 0
-
-_PARTITION = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
-
-
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One event-log line, validated as a `TrackedEvent`, reduced to what training needs.
-
-    (A full pydantic event per record would cost several times the memory; a 90-day window can hold
-    millions of events.)"""
-
-    event_id: str
-    user_id: str
-    item_id: str
-    event_type: EventType
-    strength: float
-    timestamp: datetime
-    received_at: datetime
-
-    @classmethod
-    def of(cls, event: TrackedEvent, received_at: datetime) -> LogRecord:
-        return cls(
-            event_id=event.event_id,
-            user_id=event.user_id,
-            item_id=event.item_id,
-            event_type=event.event_type,
-            strength=event.strength,
-            timestamp=event.timestamp,
-            received_at=received_at,
-        )
-
-    @property
-    def order_key(self) -> tuple[datetime, datetime, str]:
-        """Per-user order: event time, then arrival time, then id (total and deterministic)."""
-        return (self.timestamp, self.received_at, self.event_id)
-
-    @property
-    def interaction_fields(self) -> tuple[int, float]:
-        """(event type code, strength) exactly as serving feeds them to the model's `update`."""
-        return (self.event_type.code, self.strength)
-
-
-@dataclass
-class LogStats:
-    """What reading the log found (all counts are lines/records, not distinct events)."""
-
-    objects: int = 0
-    objects_skipped: int = 0
-    bytes: int = 0
-    lines: int = 0
-    malformed: int = 0
-    duplicates: int = 0
-    outside_window: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-def _parse_time(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("received_at must be an ISO-8601 string")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def parse_line(line: str | bytes) -> LogRecord | None:
-    """One log line -> record; None if it is blank. Raises ValueError if it is malformed."""
-    text = line.decode("utf-8") if isinstance(line, bytes) else line
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        raw = json.loads(text)
-        if not isinstance(raw, dict):
-            raise ValueError("a log record must be a JSON object")
-        fields = dict(raw)
-        received_at = _parse_time(fields.pop("received_at", None))
-        event = TrackedEvent.model_validate(fields)
-    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
-        raise ValueError(str(exc)) from exc
-    return LogRecord.of(event, received_at)
-
-
-def parse_lines(lines: Iterable[str | bytes], stats: LogStats | None = None) -> list[LogRecord]:
-    """Parse many lines, dropping (and counting in `stats.malformed`) the ones that are not records."""
-    stats = stats if stats is not None else LogStats()
-    records: list[LogRecord] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        stats.lines += 1
-        try:
-            record = parse_line(line)
-        except ValueError:
-            stats.malformed += 1
-            continue
-        if record is not None:
-            records.append(record)
-    return records
-
-
-def object_lines(body: bytes) -> list[bytes]:
-    """The lines of one log object (gzip-compressed objects are accepted too)."""
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    return body.splitlines()
-
-
-def deduplicate(records: Iterable[LogRecord], stats: LogStats | None = None) -> list[LogRecord]:
-    """One record per `event_id`: the earliest `received_at` wins (the first seen on a tie)."""
-    stats = stats if stats is not None else LogStats()
-    kept: dict[str, LogRecord] = {}
-    for record in records:
-        event_id = record.event_id
-        seen = kept.get(event_id)
-        if seen is None:
-            kept[event_id] = record
-            continue
-        stats.duplicates += 1
-        if record.received_at < seen.received_at:
-            kept[event_id] = record
-    return list(kept.values())
-
-
-def in_window(records: Iterable[LogRecord], start: datetime, end: datetime) -> list[LogRecord]:
-    """The records whose event `timestamp` lies in [start, end]."""
-    return [r for r in records if start <= r.timestamp <= end]
-
-
-def partition_day(key: str) -> date | None:
-    """The day of a Firehose partition key (`.../year=2026/month=11/day=28/...`), if it has one."""
-    match = _PARTITION.search(key)
-    if match is None:
-        return None
-    try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return None
-
-
-def list_log_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    """Every object key under the prefix (all pages), in S3's (lexicographic) order."""
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for entry in page.get("Contents", []):
-            key = entry["Key"]
-            if not key.endswith("/"):
-                yield key
-
-
-def read_event_log(
-    s3: Any,
-    bucket: str,
-    prefix: str,
-    start: datetime,
-    end: datetime,
-    stats: LogStats | None = None,
-) -> list[LogRecord]:
-    """Every distinct event of the log whose `timestamp` lies in [start, end].
-
-    Objects are read in key order. An object in a partition more than one day before `start` is
-    skipped without being downloaded: Firehose partitions by arrival time and an accepted event is
-    never stamped more than a few minutes after it arrived, so such an object cannot hold an event
-    of the window. Keys without a partition are always read.
-    """
-    stats = stats if stats is not None else LogStats()
-    oldest_day = (start - timedelta(days=1)).date()
-    records: list[LogRecord] = []
-    for key in list_log_keys(s3, bucket, prefix):
-        day = partition_day(key)
-        if day is not None and day < oldest_day:
-            stats.objects_skipped += 1
-            continue
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        stats.objects += 1
-        stats.bytes += len(body)
-        records.extend(parse_lines(object_lines(body), stats))
-    unique = deduplicate(records, stats)
-    windowed = in_window(unique, start, end)
-    stats.outside_window += len(unique) - len(windowed)
-    return windowed
 
 
 def user_timelines(records: Iterable[LogRecord]) -> dict[str, list[LogRecord]]:

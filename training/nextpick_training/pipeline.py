@@ -38,6 +38,7 @@ from nextpick.domain.state import TimedInteraction
 from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
+from nextpick_training import event_log
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
@@ -258,12 +259,12 @@ def _run(
 
 def _read_window(
     s3: Any, dynamodb: Any, settings: TrainingSettings, now: datetime, result: RetrainResult
-) -> tuple[list[data_lib.LogRecord], data_lib.Dataset]:
+) -> tuple[list[event_log.LogRecord], data_lib.Dataset]:
     """1. The log window and the catalog."""
     assert result.window_start is not None
     t = time.perf_counter()
-    stats = data_lib.LogStats()
-    records = data_lib.read_event_log(
+    stats = event_log.LogStats()
+    records = event_log.read_event_log(
         s3, settings.model_bucket_name, settings.event_log_prefix, result.window_start, now, stats
     )
     # The vocabulary is the catalog (plus whatever the events mention): every catalog item is published,
@@ -398,7 +399,7 @@ def _publish(
     settings: TrainingSettings,
     now: datetime,
     result: RetrainResult,
-    records: list[data_lib.LogRecord],
+    records: list[event_log.LogRecord],
     dataset: data_lib.Dataset,
     trained: model_lib.TrainedModel,
     tflite: bytes,

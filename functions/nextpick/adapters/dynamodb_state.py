@@ -24,6 +24,13 @@ layout is compact and built by hand with the low-level client (no TypeSerializer
 |                 |         | stream carries them to the event log (handlers/log_shipper.py)          |
 | `version`       | N       | optimistic lock: 1 after the first write, +1 on every write             |
 | `updated_at`    | S       | ISO-8601 UTC time of the write                                          |
+| `erased_at`     | S       | only on an erasure marker (issue 9): when the shopper was erased        |
+| `expires_at`    | N       | only on an erasure marker: unix seconds for DynamoDB's TTL              |
+
+An **erasure marker** (`DynamoDbStateRepository.erase`) replaces the whole item: `user_id`, `version`,
+`updated_at`, `erased_at`, `expires_at` and an outbox with the one tombstone record, nothing else. It
+loads as an empty state carrying its version, so a returning shopper starts from nothing and their
+first write (a whole-item PutItem) overwrites the marker, `expires_at` included.
 
 The outbox belongs to the write that produced it: a loaded state has an empty outbox, so saving a
 state that was only read can never ship the same log records twice."""
@@ -40,8 +47,9 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import LazyClient, raise_translated
+from nextpick.domain.erasure import Erasure, iso, parse_time
 from nextpick.domain.history import HistoryEntry, ItemHistory
-from nextpick.domain.state import EVENT_KEY_BYTES, RecentEvent, StateLimits, UserState
+from nextpick.domain.state import EVENT_KEY_BYTES, RecentEvent, StateLimits, StoredState, UserState
 
 # Explicit byte order: the bytes must mean the same thing on every machine that ever reads them.
 VECTOR_DTYPE = np.dtype("<f4")
@@ -160,21 +168,25 @@ class DynamoDbStateRepository:
 
     def save(self, state: UserState) -> UserState:
         stored = replace(self._within_limits(state), version=state.version + 1)
+        self._put_if_version(encode_state(stored), state.version)
+        return stored
+
+    def _put_if_version(self, item: dict[str, Any], expected_version: int) -> None:
+        """PutItem, conditional on the stored version still being `expected_version` (0: no item)."""
         condition: dict[str, Any]
-        if state.version == 0:
+        if expected_version == 0:
             condition = {"ConditionExpression": "attribute_not_exists(user_id)"}
         else:
             condition = {
                 "ConditionExpression": "#v = :expected",
                 # `version` is a DynamoDB reserved word.
                 "ExpressionAttributeNames": {"#v": "version"},
-                "ExpressionAttributeValues": {":expected": {"N": str(state.version)}},
+                "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
             }
         try:
-            self._client.get().put_item(TableName=self._table_name, Item=encode_state(stored), **condition)
+            self._client.get().put_item(TableName=self._table_name, Item=item, **condition)
         except (ClientError, BotoCoreError) as e:
             raise_translated(e, self._table_name)
-        return stored
 
     def _within_limits(self, state: UserState) -> UserState:
         # The domain already trims; this keeps the item bounded (DynamoDB's 400 KB) whatever the caller.
@@ -185,6 +197,41 @@ class DynamoDbStateRepository:
             purchased=state.purchased[-limits.purchased_items :],
             processed_keys=state.processed_keys[-limits.processed_ids :],
         )
+
+    # ------------------------------------------------------------------ privacy requests (issue 9)
+
+    def erase(self, erasure: Erasure, expected_version: int) -> None:
+        """The shopper's item replaced by an erasure marker in one conditional PutItem (see the module
+        docstring); raises VersionConflict if the item changed since `expected_version` was read."""
+        self._put_if_version(encode_erasure_marker(erasure, expected_version + 1), expected_version)
+
+    def read_stored(self, user_id: str) -> StoredState | None:
+        try:
+            response = self._client.get().get_item(
+                TableName=self._table_name, Key={"user_id": {"S": user_id}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise_translated(e, self._table_name)
+        item = response.get("Item")
+        if not item:
+            return None
+        return StoredState(
+            state=decode_state(item, self._limits.history_items),
+            updated_at=parse_time(item["updated_at"]["S"]) if "updated_at" in item else None,
+            erased_at=parse_time(item["erased_at"]["S"]) if "erased_at" in item else None,
+        )
+
+
+def encode_erasure_marker(erasure: Erasure, version: int) -> dict[str, Any]:
+    """The marker item that replaces an erased shopper's state: nothing of theirs but the id."""
+    return {
+        "user_id": {"S": erasure.user_id},
+        "version": {"N": str(version)},
+        "updated_at": {"S": erasure.erased_at.astimezone(UTC).isoformat()},
+        "erased_at": {"S": iso(erasure.erased_at)},
+        "expires_at": {"N": str(erasure.marker_expires_at)},
+        "outbox": {"L": [{"S": erasure.log_record()}]},
+    }
 
 
 def stream_record_outbox(record: dict[str, Any]) -> list[str]:

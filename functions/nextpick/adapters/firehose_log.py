@@ -5,7 +5,7 @@ Firehose concatenates records as they are, so each line is sent newline-terminat
 then JSON Lines. Lines are packed into Firehose records of up to 1,000 KiB: Firehose bills ingestion in
 5 KB steps per record, so one ~300-byte event per record would be billed some 17 times over. Delivery
 is at least once (a partly failed batch is re-sent record by record, a failed stream batch is retried
-by Lambda), so the reader de-duplicates by `event_id`."""
+by Lambda), so the reader de-duplicates by `(user_id, event_id)`."""
 
 from __future__ import annotations
 

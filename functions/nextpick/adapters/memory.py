@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.ports import ModelStatus, RankingModel
-from nextpick.domain.state import UserState
+from nextpick.domain.state import StoredState, UserState
 from nextpick.errors import VersionConflict
 
 
@@ -21,6 +23,10 @@ class InMemoryStateRepository:
         self._lock = threading.Lock()
         self.reads = 0
         self.writes = 0
+        self._updated_at: dict[str, datetime] = {}
+        self._erased_at: dict[str, datetime] = {}
+        # The tombstone records erasures wrote (the DynamoDB marker's outbox).
+        self.outbox: list[str] = []
 
     def load(self, user_id: str) -> UserState:
         with self._lock:
@@ -35,7 +41,27 @@ class InMemoryStateRepository:
                 raise VersionConflict(state.user_id)
             saved = replace(state, version=state.version + 1)
             self._states[state.user_id] = saved
+            self._erased_at.pop(state.user_id, None)
+            self._updated_at[state.user_id] = datetime.now(UTC)
             return saved
+
+    def erase(self, erasure: Erasure, expected_version: int) -> None:
+        """The DynamoDB marker's semantics: an empty state with the next version (issue 9)."""
+        with self._lock:
+            self.writes += 1
+            stored = self._states.get(erasure.user_id)
+            if (stored.version if stored else 0) != expected_version:
+                raise VersionConflict(erasure.user_id)
+            self._states[erasure.user_id] = UserState(erasure.user_id, version=expected_version + 1)
+            self._erased_at[erasure.user_id] = self._updated_at[erasure.user_id] = erasure.erased_at
+            self.outbox.append(erasure.log_record())
+
+    def read_stored(self, user_id: str) -> StoredState | None:
+        with self._lock:
+            state = self._states.get(user_id)
+            if state is None:
+                return None
+            return StoredState(state, self._updated_at.get(user_id), self._erased_at.get(user_id))
 
 
 class InMemoryCatalog:

@@ -9,8 +9,9 @@ from typing import Protocol
 import numpy as np
 
 from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
-from nextpick.domain.state import UserState
+from nextpick.domain.state import StoredState, UserState
 
 
 class RankingModel(Protocol):
@@ -84,3 +85,17 @@ class CatalogSource(Protocol):
 
 class CatalogWriter(Protocol):
     def put_items(self, items: Sequence[CatalogItem]) -> None: ...
+
+
+class ShopperDataStore(StateRepository, Protocol):
+    """The state store as the privacy requests need it (issue 9): erasure and the full stored item."""
+
+    def erase(self, erasure: Erasure, expected_version: int) -> None:
+        """Replace the shopper's item by an erasure marker (version `expected_version` + 1) whose
+        outbox carries the tombstone; conditional like `save`: raises VersionConflict if the stored
+        version is no longer `expected_version` (0: no item)."""
+        ...
+
+    def read_stored(self, user_id: str) -> StoredState | None:
+        """The shopper's item with its write time, or None if there is none (strongly consistent)."""
+        ...

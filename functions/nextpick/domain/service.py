@@ -147,7 +147,11 @@ class Recommender:
                 self.backoff(attempt)
             attempts += 1
             state = self.states.load(user_id)
-            new_state, statuses = apply_events(state, events, model, self.config.limits, now)
+            # The log records' `received_at` is read after the state: a write that lands after an
+            # erasure read the erasure's marker, so its events are stamped after `erased_at` and
+            # survive the tombstone rule (domain/erasure.py), as a returning shopper's new life.
+            received_at = max(now, self.clock())
+            new_state, statuses = apply_events(state, events, model, self.config.limits, received_at)
             if new_state is state:  # every event was a duplicate: nothing to write
                 return state, statuses
             try:

@@ -87,8 +87,10 @@ class UserState:
 
     @property
     def is_new(self) -> bool:
-        """No event of this shopper was ever accepted: nothing personal to rank from."""
-        return self.version == 0 and not self.recent
+        """No event of this shopper is held: never seen, or erased (an erasure marker loads as a state
+        with a version and nothing else). Nothing personal to rank from. Every accepted event is
+        kept in `recent`, so a stored state with events always has some."""
+        return not self.recent
 
     def is_current_for(self, model: RankingModel) -> bool:
         return (
@@ -187,3 +189,13 @@ def apply_events(
         outbox=tuple(outbox),
     )
     return new_state, statuses
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """A state item as stored, for the shopper's data export: the state, when it was last written, and
+    when the shopper was erased if the item is an erasure marker (then the state is empty)."""
+
+    state: UserState
+    updated_at: datetime | None = None
+    erased_at: datetime | None = None

@@ -36,11 +36,13 @@ from nextpick.handlers import wiring
 from nextpick.handlers.openapi import (
     BatchAnswer,
     ContractResolver,
+    ErasureAnswer,
     EventAnswer,
     ItemsStored,
     ItemStored,
     ModelAnswer,
     RecommendationsAnswer,
+    UserDataAnswer,
     answer,
     error_responses,
 )
@@ -191,6 +193,35 @@ def get_model():
     manifest = model.manifest
     keys = ("created_at", "num_items", "state_dim", "metrics", "training_window")
     return _json({"model_version": model.version, **{key: manifest.get(key) for key in keys}})
+
+
+# ------------------------------------------------------------------------------- privacy (issue 9)
+# Erasure and export (docs/privacy.md). API Gateway admits only the admin and shop-server scopes here.
+
+
+@app.delete(
+    "/users/<user_id>",
+    responses={
+        **answer("The shopper is erased from serving; the log follows by `log_erased_by`", ErasureAnswer),
+        **error_responses(404, 409, 422, 503),
+    },
+)
+def delete_user(user_id: PathId):
+    request_id = app.current_event.request_context.request_id
+    receipt = wiring.privacy_requests().erase(_path_id("user_id", user_id), request_id)
+    metrics.add_metric(name="UsersErased", unit=MetricUnit.Count, value=1)
+    return _json(receipt.as_json())
+
+
+@app.get(
+    "/users/<user_id>/data",
+    responses={
+        **answer("What nextpick holds about the shopper", UserDataAnswer),
+        **error_responses(404, 422, 503),
+    },
+)
+def get_user_data(user_id: PathId):
+    return _json(wiring.privacy_requests().export(_path_id("user_id", user_id)))
 
 
 def _path_id(name: str, raw: str) -> str:

@@ -4,7 +4,7 @@ Every state write carries, in its `outbox` attribute, the log records of the eve
 function ships them. The outboxes of the whole stream batch go out in one append (one PutRecordBatch
 for up to 4 MiB of events, packed into few Firehose records) rather than one call per stream record.
 If the append fails, every record with an outbox is reported as a batch item failure, so Lambda
-retries the batch: the log is at least once, and the retrain reader de-duplicates by `event_id`.
+retries the batch: the log is at least once, and the retrain reader de-duplicates by `(user_id, event_id)`.
 
 Not `process_partial_response`: Powertools' batch processor handles records one by one, which is
 exactly the one-call-per-record pattern this function avoids; the partial-failure response has the

@@ -81,6 +81,25 @@ class ModelAnswer(BaseModel):
     model_version: str | None
 
 
+class ErasureAnswer(BaseModel):
+    """`DELETE /users/{user_id}`: erased from serving at once; from the event log by `log_erased_by`."""
+
+    user_id: str
+    status: Literal["erased"]
+    erased_at: str
+    log_erased_by: str
+
+
+class UserDataAnswer(BaseModel):
+    """`GET /users/{user_id}/data`: the state item decoded (`state` null when none is held; `erasure`
+    set while an erasure marker stands) and where else data lives (`elsewhere`)."""
+
+    user_id: str
+    state: dict[str, Any] | None
+    erasure: dict[str, str] | None
+    elsewhere: dict[str, str]
+
+
 def answer(description: str, model: Any) -> dict[int, Any]:
     """The documented 200 answer of a route (documentation only: answers are not re-validated)."""
     return {200: {"description": description, "content": {"application/json": {"model": model}}}}

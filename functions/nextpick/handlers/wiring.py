@@ -7,7 +7,10 @@ from functools import cache
 
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
+from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
+from nextpick.domain.compaction import LogCompaction
+from nextpick.domain.privacy import PrivacyRequests
 from nextpick.domain.requests import RequestLimits
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import StateLimits
@@ -59,7 +62,42 @@ def request_limits() -> RequestLimits:
     )
 
 
+# ------------------------------------------------------------------------------- privacy (issue 9)
+
+
+@cache
+def privacy_requests() -> PrivacyRequests:
+    """Erasure and export on the state table (the same limits as the event path)."""
+    settings = get_settings()
+    limits = StateLimits(
+        recent_events=settings.recent_events_limit,
+        processed_ids=settings.processed_ids_limit,
+        purchased_items=settings.purchased_items_limit,
+    )
+    return PrivacyRequests(
+        states=DynamoDbStateRepository(settings.state_table_name, limits),
+        compaction_schedule=settings.log_compaction_schedule,
+        max_write_attempts=settings.max_write_attempts,
+    )
+
+
+@cache
+def log_compaction() -> LogCompaction:
+    settings = get_settings()
+    return LogCompaction(
+        S3EventLog(settings.model_bucket_name), retention=timedelta(days=settings.event_log_retention_days)
+    )
+
+
 def reset() -> None:
     """Forget every cached object (tests, and the local stack when it re-reads its settings)."""
-    for factory in (model_source, catalog, recommender, request_limits, get_settings):
+    for factory in (
+        model_source,
+        catalog,
+        recommender,
+        request_limits,
+        privacy_requests,
+        log_compaction,
+        get_settings,
+    ):
         factory.cache_clear()

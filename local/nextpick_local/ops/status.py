@@ -30,9 +30,11 @@ def _count(dynamodb: Any, table: str) -> int:
 
 
 def last_run(s3: Any, bucket: str, prefix: str) -> dict[str, Any] | None:
-    """The newest `runs/<timestamp>.json` (keys sort by time), without its traceback."""
+    """The newest `runs/<timestamp>.json` (keys sort by time), without its traceback. Only the prefix's
+    own keys: `runs/compaction/` holds the log compaction's checkpoint, not a retrain's record."""
     newest = None
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    for page in pages:
         for entry in page.get("Contents", []):
             if newest is None or entry["Key"] > newest:
                 newest = entry["Key"]

@@ -2,7 +2,8 @@
 
 * an AWS::Events::Rule with an event pattern -> BusDispatcher on the rule's local queue
   (stack._attach_rule_queues), retried as the target function's AWS::Lambda::EventInvokeConfig says;
-* an AWS::Events::Rule with a schedule -> Scheduler;
+* an AWS::Events::Rule with a schedule -> Scheduler: the retrain every `retrain_every` seconds (the
+  `--retrain-every` option), any other function at its `rate(...)` (a `cron(...)`: on demand only);
 * an AWS::Lambda::EventSourceMapping on a DynamoDB stream -> StreamDispatcher.
 
 Anything else (an SQS or Kinesis mapping, a rule targeting something other than a function) is not
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from nextpick.domain.erasure import schedule_seconds
 from nextpick_local.standin.dispatch import (
     AsyncInvokeConfig,
     BusDispatcher,
@@ -32,6 +34,8 @@ EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 EVENT_INVOKE_CONFIG = "AWS::Lambda::EventInvokeConfig"
 # Lambda's default for asynchronous invocations without an EventInvokeConfig.
 DEFAULT_ASYNC_RETRIES = 2
+# The scheduled function `retrain_every` (and /_local/retrain) applies to.
+RETRAIN_FUNCTION = "RetrainFunction"
 
 
 @dataclass
@@ -107,7 +111,12 @@ def event_sources(stack: LocalStack, invoke: Invoke, retrain_every: float) -> Ev
                 continue
             rule_arn = local.arns.get(logical_id, logical_id)
             make_event = partial(scheduled_event, rule_arn, local.account_id, local.region)
-            sources.schedulers[function] = Scheduler(function, make_event, invoke, retrain_every)
+            every = (
+                retrain_every
+                if function == RETRAIN_FUNCTION
+                else _rate_seconds(str(properties["ScheduleExpression"]))
+            )
+            sources.schedulers[function] = Scheduler(function, make_event, invoke, every)
             sources.workers.append(sources.schedulers[function])
         elif resource.get("Type") == EVENT_SOURCE_MAPPING:
             function = function_of(properties.get("FunctionName"), resources)
@@ -130,3 +139,11 @@ def event_sources(stack: LocalStack, invoke: Invoke, retrain_every: float) -> Ev
                 )
             )
     return sources
+
+
+def _rate_seconds(expression: str) -> float:
+    """A `rate(...)` schedule's interval; 0 (on demand only) for anything else."""
+    try:
+        return float(schedule_seconds(expression))
+    except ValueError:
+        return 0.0
