@@ -50,6 +50,12 @@ class Settings(EnvSettings):
     max_batch_log_bytes: int = Field(default=192 * 1024, ge=16 * 1024, le=256 * 1024)
     # Events stamped further than this in the future are rejected (clock skew allowance).
     max_future_skew_seconds: int = Field(default=300, ge=0)
+    # The Secrets Manager secret (name or ARN) every credential derives from (domain/credentials.py).
+    auth_secret_id: str = "nextpick-auth"
+    # How long the authorizer reuses the secret's values: a rotation reaches every container within it.
+    auth_secret_refresh_seconds: float = Field(default=300.0, ge=0)
+    # The longest lifetime (exp - iat) of a shopper token that is accepted.
+    shopper_token_max_seconds: int = Field(default=86400, ge=60)
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,8 @@ from functools import cache
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.s3_model_source import S3ModelSource
+from nextpick.adapters.secrets_manager import SecretsManagerMasterKeys
+from nextpick.domain.credentials import Authenticator
 from nextpick.domain.requests import RequestLimits
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import StateLimits
@@ -59,7 +61,14 @@ def request_limits() -> RequestLimits:
     )
 
 
+@cache
+def authenticator() -> Authenticator:
+    settings = get_settings()
+    masters = SecretsManagerMasterKeys(settings.auth_secret_id, settings.auth_secret_refresh_seconds)
+    return Authenticator(masters, settings.shopper_token_max_seconds)
+
+
 def reset() -> None:
     """Forget every cached object (tests, and the local stack when it re-reads its settings)."""
-    for factory in (model_source, catalog, recommender, request_limits, get_settings):
+    for factory in (model_source, catalog, recommender, request_limits, authenticator, get_settings):
         factory.cache_clear()
