@@ -18,8 +18,8 @@ import pytest
 from nextpick.domain.access import ROUTE_GRANTS, Scope
 from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick_local.ops.credentials import current_credentials, rotate
-from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.authorizers import AuthorizerRunner
+from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.functions import Invoker, functions_of
 from nextpick_local.standin.gateway import ApiGateway, HttpRequest, routes_of
 
@@ -129,7 +129,7 @@ def _forged_tokens(keys: ShopCredentials) -> dict[str, str]:
         "another key": mint_shopper_token("npt_someone-elses-signing-key-0123456789abcdef", ALICE),
         "expired": mint_shopper_token(keys.token_signing_key, ALICE, ttl_seconds=60, now=now - 3600),
         "lives too long": mint_shopper_token(keys.token_signing_key, ALICE, ttl_seconds=7 * 86400),
-        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "alg none": jwt.encode(claims, "", algorithm="none"),
         "server scope claim": jwt.encode(
             {**claims, "scope": "server"}, keys.token_signing_key, algorithm="HS256"
         ),

@@ -63,7 +63,8 @@ def rotate(secretsmanager: Any, secret: str, revoke_previous: bool = False) -> S
 
 
 def show(args: argparse.Namespace) -> int:
-    credentials = current_credentials(_client(), secret_id(args))
+    secret = secret_id(args)  # first: for a local stack it points boto3 at the stand-in
+    credentials = current_credentials(_client(), secret)
     keys = {
         "admin_key": credentials.admin_key,
         "server_key": credentials.server_key,
@@ -74,7 +75,8 @@ def show(args: argparse.Namespace) -> int:
 
 
 def rotate_command(args: argparse.Namespace) -> int:
-    credentials = rotate(_client(), secret_id(args), args.revoke_previous)
+    secret = secret_id(args)
+    credentials = rotate(_client(), secret, args.revoke_previous)
     still = (
         "no earlier credential is valid"
         if args.revoke_previous
@@ -85,6 +87,7 @@ def rotate_command(args: argparse.Namespace) -> int:
 
 
 def shopper_token(args: argparse.Namespace) -> int:
-    credentials = current_credentials(_client(), secret_id(args))
+    secret = secret_id(args)
+    credentials = current_credentials(_client(), secret)
     print(mint_shopper_token(credentials.token_signing_key, args.user_id, args.ttl))
     return 0
