@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters.dynamodb_catalog import decode_item
 from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
+from nextpick.domain.events import ID_MAX_LENGTH, ID_PATTERN
 from nextpick.errors import StorageUnavailable
 from nextpick_local import state_file as state_file_lib
 from nextpick_local.demo import STATIC_DIR, demo_shop
@@ -31,7 +33,7 @@ from nextpick_local.standin.aws_resources import TemplateError, find_template
 from nextpick_local.standin.dispatch import ScheduleBusy, Scheduler
 from nextpick_local.standin.event_sources import event_sources
 from nextpick_local.standin.functions import FunctionError, Invoker, functions_of
-from nextpick_local.standin.gateway import ApiGateway, HttpResponse, json_response, stage_of
+from nextpick_local.standin.gateway import ApiGateway, HttpRequest, HttpResponse, json_response, stage_of
 from nextpick_local.standin.http_server import LocalHttpServer
 from nextpick_local.standin.stack import LocalStack, describe, start_stack
 
@@ -177,6 +179,7 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     scheduler = sources.schedulers.get(RETRAIN_FUNCTION) or next(iter(sources.schedulers.values()), None)
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
     control.update(_control_routes(stack, scheduler, names, page_config, credentials))
+    control[("GET", "/_local/model")] = _model_route(gateway, credentials.server_key)
 
     if options.demo:
         if scheduler is None:
@@ -220,14 +223,28 @@ def _shopper_token_route(credentials: ShopCredentials) -> Any:
         # What a shop's backend does once its own login knows the shopper: mint a short-lived token bound
         # to them. The demo has no login, so any page may ask for any shopper's token here, locally.
         try:
-            user_id = str(json.loads(body or b"{}")["user_id"])
+            user_id = json.loads(body or b"{}")["user_id"]
         except (ValueError, KeyError, TypeError):
             return json_response(400, {"message": 'expected {"user_id": "..."}'})
+        # The authorizer refuses a token whose sub is no valid user id: refuse to mint one.
+        if not isinstance(user_id, str) or len(user_id) > ID_MAX_LENGTH or not re.match(ID_PATTERN, user_id):
+            error = {"field": "user_id", "message": f"must be 1-{ID_MAX_LENGTH} of {ID_PATTERN}"}
+            return json_response(400, {"message": "invalid request", "errors": [error]})
         ttl = SHOPPER_TOKEN_SECONDS
         token = mint_shopper_token(credentials.token_signing_key, user_id, ttl)
         return json_response(200, {"token": token, "user_id": user_id, "expires_in": ttl})
 
     return shopper_token
+
+
+def _model_route(gateway: ApiGateway, server_key: str) -> Any:
+    def model(_: bytes) -> HttpResponse:
+        # The storefront's model badge. `GET /model` is for the server and admin scopes and the page
+        # holds only a shopper token, so it asks its backend's stand-in, which calls with the server key.
+        authorization = [("Authorization", f"Bearer {server_key}")]
+        return gateway.handle(HttpRequest("GET", "/model", authorization, b"", "127.0.0.1"))
+
+    return model
 
 
 def _control_routes(
