@@ -445,12 +445,14 @@ def test_built_functions_handle_every_sample_event(
             ]
             if function in _authorizer_functions(template):
                 sent = [
-                    _with_stack_token(
-                        tmp_path,
-                        name,
-                        samples[name],
-                        session.client("secretsmanager", endpoint_url=endpoint),
-                        stack,
+                    str(
+                        _with_stack_token(
+                            tmp_path,
+                            name,
+                            samples[name],
+                            session.client("secretsmanager", endpoint_url=endpoint),
+                            stack,
+                        )
                     )
                     for name in _authorizer_samples(samples)
                 ]
