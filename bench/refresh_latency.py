@@ -60,14 +60,15 @@ def start(state_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     return process, json.loads(state_file.read_text())
 
 
-def measure(client: JsonClient) -> dict[str, Any]:
+def measure(client: JsonClient, admin_key: str) -> dict[str, Any]:
+    """`client` calls with the server key (reads); the catalog write needs the admin key."""
     path = f"/users/{SHOPPER}/recommendations?k={LIST_LENGTH}&category={CATEGORY}"
     _, model = client.request("GET", "/model")
     base_version = model.get("model_version") if isinstance(model, dict) else None
     _, before = client.request("GET", path)
     item = {"category": CATEGORY, "price": 29.0, "stock": 40, "title": "Single-origin beans, new arrival"}
     started = time.monotonic()
-    status, _ = client.request("PUT", f"/items/{NEW_ITEM}", item)
+    status, _ = client.request("PUT", f"/items/{NEW_ITEM}", item, credential=admin_key)
     assert status in (200, 201), status
     published = appeared = None
     position = None
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nextpick-refresh-") as tmp:
         process, state = start(Path(tmp))
         try:
-            result = measure(JsonClient(state["api_url"], state["api_key"], 60))
+            result = measure(JsonClient(state["api_url"], state["server_key"], 60), state["admin_key"])
         finally:
             os.kill(process.pid, signal.SIGINT)
             process.wait(timeout=60)

@@ -25,6 +25,23 @@ class InvalidInput(NextpickError):
         self.message = message
 
 
+class Unauthenticated(NextpickError):
+    """No credential, or one that is forged, expired or revoked (the authorizer answers 401)."""
+
+    status = 401
+
+
+class Forbidden(NextpickError):
+    """A valid credential used outside its scope, or a shopper token used for another user (403)."""
+
+    status = 403
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"forbidden: {field}")
+        self.field = field
+        self.message = message
+
+
 class NotFound(NextpickError):
     status = 404
 

@@ -58,6 +58,12 @@ class Settings(EnvSettings):
     # How long the event log keeps objects (the bucket's lifecycle rule): compaction forgets older
     # tombstones, which can match nothing left.
     event_log_retention_days: int = Field(default=395, ge=1)
+    # The Secrets Manager secret (name or ARN) every credential derives from (domain/credentials.py).
+    auth_secret_id: str = "nextpick-auth"
+    # How long the authorizer reuses the secret's values: a rotation reaches every container within it.
+    auth_secret_refresh_seconds: float = Field(default=300.0, ge=0)
+    # The longest lifetime (exp - iat) of a shopper token that is accepted.
+    shopper_token_max_seconds: int = Field(default=86400, ge=60)
 
 
 @lru_cache(maxsize=1)

@@ -113,6 +113,33 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stack-name", help="with --aws: read resource names from this stack's outputs")
 
 
+def _credential_parsers(commands: Any) -> None:
+    show = commands.add_parser(
+        "credentials",
+        help="print the admin key, server key and token signing key",
+        description=("Print the credentials derived from the stack's master secret (docs/security.md)."),
+    )
+    show.add_argument("--json", action="store_true", help="print JSON")
+    _target_options(show)
+    rotate = commands.add_parser(
+        "rotate-credentials",
+        help="replace the master secret (no redeploy)",
+        description="Write a new master secret; the previous credentials stay valid until the next rotation.",
+    )
+    rotate.add_argument(
+        "--revoke-previous", action="store_true", help="also invalidate the previous credentials"
+    )
+    _target_options(rotate)
+    token = commands.add_parser(
+        "shopper-token",
+        help="mint a shopper token, as a shop's backend does",
+        description=("Print an HS256 token bound to USER_ID, signed with the stack's token signing key."),
+    )
+    token.add_argument("user_id", metavar="USER_ID")
+    token.add_argument("--ttl", type=_positive_int, default=900, help="lifetime in seconds (default 900)")
+    _target_options(token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nextpick",
@@ -131,7 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000; 0 = any free port)")
-    serve.add_argument("--api-key", help="the API key to accept (default: a random one, printed)")
     serve.add_argument(
         "--retrain-every",
         type=_seconds,
@@ -212,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("file", type=_existing_file, metavar="FILE.jsonl")
     replay.add_argument("--api-url", type=_url, help="API base URL (default: the running local stack's)")
-    replay.add_argument("--api-key", help="API key (default: the running local stack's)")
+    replay.add_argument(
+        "--server-key", help="the server key (Authorization: Bearer; default: the running local stack's)"
+    )
     replay.add_argument(
         "--batch-size", type=_positive_int, default=25, help="events per request (default 25)"
     )
@@ -225,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(status)
 
     _privacy_commands(commands)
+    _credential_parsers(commands)
 
     # Listed for `nextpick --help`; main() hands `walkthrough ...` over before parsing.
     commands.add_parser("walkthrough", help="scripted tour of a running local stack (its own --help)")
@@ -265,7 +294,6 @@ def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         host=args.host,
         port=args.port,
-        api_key=args.api_key,
         demo=args.demo,
         retrain_every=args.retrain_every,
         stack_name=args.stack_name,
@@ -294,12 +322,12 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _request(
-    api_url: str, method: str, path: str, body: Any = None, api_key: str | None = None
+    api_url: str, method: str, path: str, body: Any = None, credential: str | None = None
 ) -> tuple[int, Any]:
     from nextpick_local.http_client import JsonClient, Unreachable
 
     try:
-        return JsonClient(api_url, api_key).request(method, path, body)
+        return JsonClient(api_url, credential).request(method, path, body)
     except Unreachable as error:
         raise CommandError(f"{error}; is the stack running (`nextpick serve --demo`)?") from error
 
@@ -308,12 +336,12 @@ def _replay(args: argparse.Namespace) -> int:
     from nextpick_local.demo.replay import replay
     from nextpick_local.ops.target import local_state
 
-    api_url, api_key = args.api_url, args.api_key
-    if api_url is None or api_key is None:
+    api_url, server_key = args.api_url, args.server_key
+    if api_url is None or server_key is None:
         state = local_state(args.state_file)
-        api_url, api_key = api_url or state["api_url"], api_key or state["api_key"]
+        api_url, server_key = api_url or state["api_url"], server_key or state["server_key"]
     summary = replay(
-        args.file, args.batch_size, post=lambda body: _request(api_url, "POST", "/events", body, api_key)
+        args.file, args.batch_size, post=lambda body: _request(api_url, "POST", "/events", body, server_key)
     )
     print(summary.describe())
     return 0 if summary.rejected == 0 and summary.errors == 0 else EXIT_FAILURE
@@ -354,6 +382,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _operation("status"),
     "compact-log": _operation("compact_log", "privacy"),
     "export-user": _operation("export_user", "privacy"),
+    "credentials": _operation("show", "credentials"),
+    "rotate-credentials": _operation("rotate_command", "credentials"),
+    "shopper-token": _operation("shopper_token", "credentials"),
 }
 
 

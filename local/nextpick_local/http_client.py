@@ -1,5 +1,6 @@
-"""The one HTTP client of nextpick_local (standard library only): JSON in, (status, JSON) out, the API
-key in `x-api-key`. The CLI (`retrain`, `replay`), the walkthrough and the end-to-end tests use it."""
+"""The one HTTP client of nextpick_local (standard library only): JSON in, (status, JSON) out, the
+credential (a server or admin key, or a shopper token) in `Authorization: Bearer`. The CLI (`retrain`,
+`replay`), the walkthrough and the end-to-end tests use it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Unreachable(Exception):
 @dataclass(frozen=True)
 class JsonClient:
     base_url: str
-    api_key: str | None = None
+    credential: str | None = None
     timeout: float = DEFAULT_TIMEOUT_SECONDS
 
     def request(
@@ -32,21 +33,21 @@ class JsonClient:
         body: Any = None,
         *,
         query: Mapping[str, str] | None = None,
-        api_key: str | None = None,
-        send_key: bool = True,
+        credential: str | None = None,
+        send_credential: bool = True,
         timeout: float | None = None,
     ) -> tuple[int, Any]:
         """(status, body) for any answer, 4xx/5xx included: the body parsed as JSON, or its text when it
-        is not JSON, or None when empty. `api_key` replaces the client's key; `send_key=False` sends none."""
+        is not JSON, or None when empty. `credential` replaces the client's; `send_credential=False` sends none."""
         url = self.base_url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        key = api_key if api_key is not None else self.api_key
-        if send_key and key:
-            request.add_header("x-api-key", key)
+        sent = credential if credential is not None else self.credential
+        if send_credential and sent:
+            request.add_header("Authorization", f"Bearer {sent}")
         try:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                 return int(response.status), _parse(response.read())

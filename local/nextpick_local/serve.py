@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
+import re
 import signal
 import sys
 import time
@@ -21,6 +21,8 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters.dynamodb_catalog import decode_item
+from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
+from nextpick.domain.events import ID_MAX_LENGTH, ID_PATTERN
 from nextpick.errors import StorageUnavailable
 from nextpick_local import state_file as state_file_lib
 from nextpick_local.demo import STATIC_DIR, demo_shop
@@ -31,12 +33,14 @@ from nextpick_local.standin.aws_resources import TemplateError, find_template
 from nextpick_local.standin.dispatch import ScheduleBusy, Scheduler
 from nextpick_local.standin.event_sources import RETRAIN_FUNCTION, event_sources
 from nextpick_local.standin.functions import FunctionError, Invoker, functions_of
-from nextpick_local.standin.gateway import ApiGateway, HttpResponse, json_response, routes_of, stage_of
+from nextpick_local.standin.gateway import ApiGateway, HttpRequest, HttpResponse, json_response, stage_of
 from nextpick_local.standin.http_server import LocalHttpServer
 from nextpick_local.standin.stack import LocalStack, describe, start_stack
 
 # The function /_local/compact-log fires (its schedule), as `nextpick compact-log` asks.
 COMPACTION_FUNCTION = "EventLogCompactionFunction"
+# The lifetime of the storefront's shopper tokens; the page asks for a new one when a call answers 401.
+SHOPPER_TOKEN_SECONDS = 900
 __all__ = ["DEMO_HYPERPARAMETERS", "ServeError", "ServeOptions", "serve"]
 
 
@@ -44,7 +48,6 @@ __all__ = ["DEMO_HYPERPARAMETERS", "ServeError", "ServeOptions", "serve"]
 class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: str | None = None
     demo: bool = False
     retrain_every: float = 600.0
     stack_name: str = "nextpick-local"
@@ -145,10 +148,10 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     with _step("reading the functions of template.yaml", HINT_TEMPLATE):
         functions = functions_of(resources.resources, repo)
     invoker = Invoker(functions, resources.refs, resources.region, resources.account_id, log)
-    api_key = options.api_key or f"np-local-{secrets.token_hex(12)}"
+    credentials = stack_credentials(stack)
     stage = stage_of(resources.resources)
-    gateway = ApiGateway(
-        routes_of(resources.resources), invoker.invoke, frozenset({api_key}), stage, resources.account_id
+    gateway = ApiGateway.of_template(
+        resources.resources, invoker.invoke, resources.account_id, resources.region
     )
     # Bound now, served last: a busy port fails in a second, not after the demo has loaded.
     control: dict[tuple[str, str], Any] = {}
@@ -163,7 +166,9 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
         ) from error
     api_url = f"http://{options.host}:{http.port}"
     demo_users = [p.user_id for p in demo_shop.PERSONAS] if options.demo else []
-    page_config.update(apiUrl=api_url, apiKey=api_key, stage=stage, demoUsers=demo_users, local=True)
+    # No key in the page: the storefront asks /_local/shopper-token, the demo's stand-in for a shop's
+    # backend, for a token bound to the shopper it shows (docs/security.md).
+    page_config.update(apiUrl=api_url, stage=stage, demoUsers=demo_users, local=True)
 
     with _step("starting the event sources", HINT_BUSY):
         sources = event_sources(stack, invoker.invoke, options.retrain_every)
@@ -176,6 +181,8 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
     control.update(_control_routes(stack, scheduler, names, page_config))
     control[("POST", "/_local/compact-log")] = _fire_route(sources.schedulers.get(COMPACTION_FUNCTION))
+    control.update(_control_routes(stack, scheduler, names, page_config, credentials))
+    control[("GET", "/_local/model")] = _model_route(gateway, credentials.server_key)
 
     if options.demo:
         if scheduler is None:
@@ -183,7 +190,7 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
                 "loading the demo", "the template has no scheduled retrain function", HINT_TEMPLATE
             )
         with _step("loading the demo shop", HINT_FUNCTIONS.format(log=options.function_log or "the console")):
-            load_demo(stack, gateway, api_key, scheduler, options.seed, console)
+            load_demo(stack, gateway, credentials.server_key, scheduler, options.seed, console)
 
     http.start()
     cleanup.callback(http.stop)
@@ -193,19 +200,62 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
         {
             "pid": os.getpid(),
             "api_url": api_url,
-            "api_key": api_key,
+            # This machine's throwaway stack only: a deployed stack's keys never leave Secrets Manager
+            # but through `nextpick credentials`.
+            "server_key": credentials.server_key,
+            "admin_key": credentials.admin_key,
+            "token_signing_key": credentials.token_signing_key,
             "storefront_url": f"{api_url}/",
             **describe(stack),
         },
     )
     cleanup.callback(state_file_lib.remove, state_path, os.getpid())
-    _banner(console, api_url, api_key, stage, options, state_path, time.monotonic() - started)
+    _banner(console, api_url, credentials, stage, options, state_path, time.monotonic() - started)
     while True:
         time.sleep(3600)
 
 
+def stack_credentials(stack: LocalStack) -> ShopCredentials:
+    """The keys derived from the stack's master secret (the template's AuthSecret)."""
+    secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.resources.auth_secret)
+    return ShopCredentials.derive(secret["SecretString"])
+
+
+def _shopper_token_route(credentials: ShopCredentials) -> Any:
+    def shopper_token(body: bytes) -> HttpResponse:
+        # What a shop's backend does once its own login knows the shopper: mint a short-lived token bound
+        # to them. The demo has no login, so any page may ask for any shopper's token here, locally.
+        try:
+            user_id = json.loads(body or b"{}")["user_id"]
+        except (ValueError, KeyError, TypeError):
+            return json_response(400, {"message": 'expected {"user_id": "..."}'})
+        # The authorizer refuses a token whose sub is no valid user id: refuse to mint one.
+        if not isinstance(user_id, str) or len(user_id) > ID_MAX_LENGTH or not re.match(ID_PATTERN, user_id):
+            error = {"field": "user_id", "message": f"must be 1-{ID_MAX_LENGTH} of {ID_PATTERN}"}
+            return json_response(400, {"message": "invalid request", "errors": [error]})
+        ttl = SHOPPER_TOKEN_SECONDS
+        token = mint_shopper_token(credentials.token_signing_key, user_id, ttl)
+        return json_response(200, {"token": token, "user_id": user_id, "expires_in": ttl})
+
+    return shopper_token
+
+
+def _model_route(gateway: ApiGateway, server_key: str) -> Any:
+    def model(_: bytes) -> HttpResponse:
+        # The storefront's model badge. `GET /model` is for the server and admin scopes and the page
+        # holds only a shopper token, so it asks its backend's stand-in, which calls with the server key.
+        authorization = [("Authorization", f"Bearer {server_key}")]
+        return gateway.handle(HttpRequest("GET", "/model", authorization, b"", "127.0.0.1"))
+
+    return model
+
+
 def _control_routes(
-    stack: LocalStack, scheduler: Scheduler | None, names: Names, page_config: Mapping[str, Any]
+    stack: LocalStack,
+    scheduler: Scheduler | None,
+    names: Names,
+    page_config: Mapping[str, Any],
+    credentials: ShopCredentials,
 ) -> dict[tuple[str, str], Any]:
     def get_status(_: bytes) -> HttpResponse:
         report = status(stack.client("s3"), stack.client("dynamodb"), names)
@@ -232,6 +282,7 @@ def _control_routes(
         ("GET", "/_local/config"): lambda _: json_response(200, page_config),
         ("POST", "/_local/retrain"): _fire_route(scheduler),
         ("POST", "/_local/bus"): put_bus_events,
+        ("POST", "/_local/shopper-token"): _shopper_token_route(credentials),
     }
 
 
@@ -276,7 +327,7 @@ def catalog_listing(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 def _banner(
     console: TextIO,
     api_url: str,
-    api_key: str,
+    credentials: ShopCredentials,
     stage: str,
     options: ServeOptions,
     state_path: Path,
@@ -289,10 +340,12 @@ def _banner(
         f"nextpick is running (ready in {seconds:.0f}s)",
         f"  storefront   {api_url}/",
         f"  API          {api_url}/   (also {api_url}/{stage}/, the deployed URL's shape)",
-        f"  API key      {api_key}   (header x-api-key)",
-        f"  try          curl -H 'x-api-key: {api_key}' {api_url}{try_path}",
+        f"  server key   {credentials.server_key}   (Authorization: Bearer <key>)",
+        f"  admin key    {credentials.admin_key}",
+        f"  try          curl -H 'Authorization: Bearer {credentials.server_key}' {api_url}{try_path}",
         f"  local only   GET {api_url}/_local/status   POST {api_url}/_local/retrain   POST {api_url}/_local/bus",
         f"               POST {api_url}/_local/compact-log (nextpick compact-log)",
+        f'               POST {api_url}/_local/shopper-token  {{"user_id": ...}}  (the demo\'s token minting)',
         f"  retrain      every {options.retrain_every:g}s"
         if options.retrain_every > 0
         else "  retrain      on demand only",

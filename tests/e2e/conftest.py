@@ -1,7 +1,7 @@
 """The local stack as the README starts it, in a subprocess, shared by every end-to-end test.
 
-`local_stack` yields an object with `.url` (the base URL: storefront at `/`, API routes below it) and
-`.api_key`; it runs `make local ARGS="--port <free> --state-file <tmp> ..."` (the README's command),
+`local_stack` yields an object with `.url` (the base URL: storefront at `/`, API routes below it), the
+stack's `.server_key` and `.admin_key` and `.shopper_token(user_id)`; it runs `make local ARGS="--port <free> --state-file <tmp> ..."` (the README's command),
 waits for the state file `serve` writes once it answers, and at the end of the session sends SIGINT to
 the `nextpick serve` process (its pid is in the state file; make then exits with its status)."""
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from nextpick.domain.credentials import mint_shopper_token
 from nextpick_local.http_client import JsonClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,20 +31,37 @@ STOP_TIMEOUT_SECONDS = 30
 @dataclass
 class LocalStack:
     url: str
-    api_key: str
     process: subprocess.Popen[bytes]
     state_file: Path
     log_dir: Path
     state: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def server_key(self) -> str:
+        return str(self.state["server_key"])
+
+    @property
+    def admin_key(self) -> str:
+        return str(self.state["admin_key"])
+
+    def shopper_token(self, user_id: str, ttl_seconds: int = 900) -> str:
+        """A token bound to `user_id`, minted as a shop's backend does with the stack's signing key."""
+        return mint_shopper_token(str(self.state["token_signing_key"]), user_id, ttl_seconds)
+
     def request(
-        self, method: str, path: str, body: Any = None, api_key: str | None = "default", timeout: float = 120
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        credential: str | None = None,
+        anonymous: bool = False,
+        timeout: float = 120,
     ) -> tuple[int, Any]:
-        """(status, parsed JSON body); `api_key=None` sends none, "default" sends the stack's."""
-        client = JsonClient(self.url, self.api_key, timeout)
-        if api_key == "default":
-            return client.request(method, path, body)
-        return client.request(method, path, body, api_key=api_key, send_key=api_key is not None)
+        """(status, parsed JSON body), sent with `credential` in Authorization: Bearer (default: the
+        server key); `anonymous=True` sends no Authorization header at all."""
+        client = JsonClient(self.url, self.server_key, timeout)
+        return client.request(method, path, body, credential=credential, send_credential=not anonymous)
 
 
 def free_port() -> int:
@@ -75,7 +93,7 @@ def start_local_stack(log_dir: Path, *extra: str) -> LocalStack:
             )
         time.sleep(0.5)
     state = json.loads(state_file.read_text())
-    return LocalStack(state["api_url"], state["api_key"], process, state_file, log_dir, state)
+    return LocalStack(state["api_url"], process, state_file, log_dir, state)
 
 
 def stop_local_stack(stack: LocalStack) -> int:

@@ -1,17 +1,22 @@
 """End to end: the local stack started as the README does, spoken to over real HTTP only (plus a look
-into the stand-in's S3 to see the event log)."""
+into the stand-in's S3 to see the event log). Calls carry the server key unless a test says otherwise;
+the scopes (docs/security.md) are checked here over real HTTP too."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from nextpick.domain.credentials import mint_shopper_token
 from nextpick_local.demo.demo_shop import PERSONAS, Persona
 from tests.e2e.conftest import LocalStack
 
@@ -32,7 +37,10 @@ def event(event_type: str = "view", item_id: str = "coffee-0003", **fields: Any)
 
 
 def test_posting_an_event_answers_with_fresh_recommendations(local_stack: LocalStack) -> None:
-    status, body = local_stack.request("POST", "/events?k=5", event())
+    # As a shop's page sends it: with the shopper's own token.
+    status, body = local_stack.request(
+        "POST", "/events?k=5", event(), credential=local_stack.shopper_token(USER)
+    )
 
     assert status == 200, body
     assert body["status"] == "accepted"
@@ -71,7 +79,10 @@ def test_an_item_put_out_of_stock_disappears(local_stack: LocalStack) -> None:
     category = top.rsplit("-", 1)[0]
 
     status, body = local_stack.request(
-        "PUT", f"/items/{top}", {"category": category, "price": 9.5, "stock": 0}
+        "PUT",
+        f"/items/{top}",
+        {"category": category, "price": 9.5, "stock": 0},
+        credential=local_stack.admin_key,
     )
     assert status == 200, body
 
@@ -96,11 +107,101 @@ def test_an_unknown_event_type_is_a_422_naming_the_field(local_stack: LocalStack
     assert "event_type" in [e["field"] for e in body["errors"]]
 
 
-@pytest.mark.parametrize("key", [None, "not-the-key"])
-def test_without_a_valid_api_key_api_gateway_answers_403(local_stack: LocalStack, key: str | None) -> None:
-    status, body = local_stack.request("GET", f"/users/{USER}/recommendations", api_key=key)
+def forged_credentials(local_stack: LocalStack) -> dict[str, str]:
+    return {
+        "a made-up server key": "nps_" + "A" * 43,
+        "a token signed with another key": mint_shopper_token(
+            "npt_not-this-stacks-signing-key-0123456789", USER
+        ),
+        "an expired token": local_stack.shopper_token(USER, ttl_seconds=-120),
+        "the token signing key": str(local_stack.state["token_signing_key"]),
+    }
 
-    assert (status, body) == (403, {"message": "Forbidden"})
+
+def test_without_a_credential_api_gateway_answers_401(local_stack: LocalStack) -> None:
+    status, body = local_stack.request("GET", f"/users/{USER}/recommendations", anonymous=True)
+
+    assert status == 401 and body["message"].startswith("unauthorized: send Authorization: Bearer"), body
+
+
+def test_a_forged_or_expired_credential_is_401(local_stack: LocalStack) -> None:
+    for name, credential in forged_credentials(local_stack).items():
+        status, body = local_stack.request("GET", f"/users/{USER}/recommendations", credential=credential)
+
+        assert status == 401 and body["message"].startswith("unauthorized"), (name, body)
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path"),
+    [
+        ("shopper", "GET", "/users/someone-else/recommendations"),
+        ("shopper", "GET", "/model"),
+        ("shopper", "PUT", "/items/coffee-0001"),
+        ("server", "PUT", "/items/coffee-0001"),
+        ("admin", "GET", f"/users/{USER}/recommendations"),
+    ],
+)
+def test_a_credential_outside_its_scope_is_403(
+    local_stack: LocalStack, who: str, method: str, path: str
+) -> None:
+    credential = {
+        "shopper": local_stack.shopper_token(USER),
+        "server": local_stack.server_key,
+        "admin": local_stack.admin_key,
+    }[who]
+    body = {"category": "coffee", "price": 1.0, "stock": 0} if method == "PUT" else None
+
+    status, answer = local_stack.request(method, path, body, credential=credential)
+
+    assert status == 403 and answer["message"].startswith("forbidden"), answer
+
+
+def test_a_shopper_token_cannot_send_another_shoppers_event(local_stack: LocalStack) -> None:
+    someone_else = dict(event(), user_id="someone-else")
+
+    status, body = local_stack.request(
+        "POST", "/events", someone_else, credential=local_stack.shopper_token(USER)
+    )
+
+    assert status == 403
+    assert body["errors"] == [{"field": "user_id", "message": "is not the user this token is for"}]
+
+
+def test_the_storefronts_token_route_mints_a_token_bound_to_the_user(local_stack: LocalStack) -> None:
+    status, minted = local_stack.request("POST", "/_local/shopper-token", {"user_id": USER}, anonymous=True)
+
+    assert status == 200 and minted["user_id"] == USER and minted["expires_in"] == 900, minted
+    token = minted["token"]
+    assert local_stack.request("GET", f"/users/{USER}/recommendations", credential=token)[0] == 200
+    assert local_stack.request("GET", "/users/alice/recommendations", credential=token)[0] == 403
+    status, refused = local_stack.request("POST", "/_local/shopper-token", {"user_id": "a/b"}, anonymous=True)
+    assert status == 400 and refused["errors"][0]["field"] == "user_id", refused
+
+
+def test_the_storefronts_model_route_answers_what_get_model_answers(local_stack: LocalStack) -> None:
+    status, local = local_stack.request("GET", "/_local/model", anonymous=True)
+    _, model = local_stack.request("GET", "/model", credential=local_stack.admin_key)
+
+    assert status == 200 and local["model_version"] == model["model_version"], local
+
+
+def test_the_credentials_command_prints_the_keys_of_the_state_file(local_stack: LocalStack) -> None:
+    nextpick = str(Path(sys.executable).parent / "nextpick")
+    state = ["--state-file", str(local_stack.state_file)]
+
+    shown = subprocess.run(
+        [nextpick, "credentials", "--json", *state], capture_output=True, text=True, timeout=60
+    )
+    token = subprocess.run(
+        [nextpick, "shopper-token", USER, *state], capture_output=True, text=True, timeout=60
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    keys = json.loads(shown.stdout)
+    assert keys["server_key"] == local_stack.server_key and keys["admin_key"] == local_stack.admin_key
+    assert token.returncode == 0, token.stderr
+    credential = token.stdout.strip()
+    assert local_stack.request("GET", f"/users/{USER}/recommendations", credential=credential)[0] == 200
 
 
 def test_an_unknown_path_is_a_missing_authentication_token(local_stack: LocalStack) -> None:

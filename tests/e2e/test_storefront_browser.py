@@ -1,4 +1,5 @@
-"""The demo storefront in a real headless Chromium: clicks send real events, the picks panel follows.
+"""The demo storefront in a real headless Chromium: clicks send real events with the shopper's token,
+the picks panel follows. And the page holds no key: only shopper tokens, one per shopper it shows.
 
 Needs Debian's `chromium` and `chromium-driver`; installed with apt-get when missing and running as
 root, skipped (with the reason) otherwise. Leaves a screenshot in test-output/storefront.png."""
@@ -13,7 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+
+from nextpick.domain.credentials import TOKEN_ALGORITHM, TOKEN_AUDIENCE, mint_shopper_token
+from nextpick_local.http_client import JsonClient
 
 pytestmark = pytest.mark.slow
 
@@ -108,16 +113,51 @@ def latest_status(driver: Any) -> str:
     return str(driver.execute_script('return document.querySelector("#activity-log .status").textContent'))
 
 
+def page_token(driver: Any, user_id: str) -> str:
+    """The shopper token the page holds for `user_id` (it keeps a promise per shopper)."""
+    script = "const done = arguments[arguments.length - 1]; state.tokens.get(arguments[0]).then(done);"
+    return str(driver.execute_async_script(script, user_id))
+
+
+def token_subject(local_stack: Any, token: str) -> str:
+    """The user a token is bound to, verified with the stack's signing key as the authorizer does."""
+    claims = jwt.decode(
+        token, local_stack.state["token_signing_key"], algorithms=[TOKEN_ALGORITHM], audience=TOKEN_AUDIENCE
+    )
+    assert claims["scope"] == "shopper"
+    return str(claims["sub"])
+
+
+def load(driver: Any, local_stack: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(local_stack.url)
+    wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the page")
+
+
+def test_the_page_and_its_config_hold_no_key(local_stack: Any) -> None:
+    keys = [local_stack.server_key, local_stack.admin_key, local_stack.state["token_signing_key"]]
+    client = JsonClient(local_stack.url)
+    for path in ("/", "/_local/config", "/static/app.js", "/static/style.css"):
+        status, text = client.request("GET", path, send_credential=False)
+        text = text if isinstance(text, str) else str(text)
+        assert status == 200, path
+        assert not any(key in text for key in keys), path
+        for prefix in ("nps_", "npa_", "npt_"):
+            assert prefix not in text, (path, prefix)
+
+
 def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    browser.get(local_stack.url)
-    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the page")
+    load(browser, local_stack)
     assert not browser.find_element(By.ID, "error-banner").is_displayed(), browser.find_element(
         By.ID, "error-banner"
     ).text
     assert browser.find_elements(By.CSS_SELECTOR, "#product-grid .card"), "no products on the page"
+    config = browser.execute_script("return JSON.stringify(window.NEXTPICK_CONFIG)")
+    assert "Key" not in config and "nps_" not in config and "npa_" not in config, config
 
     # A demo shopper other than the preselected one, and a category to shop in.
     shoppers = Select(browser.find_element(By.ID, "shopper-select"))
@@ -129,6 +169,10 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
     wait_for(browser, lambda d: panel(d)["updates"] > updates and shopper in panel(d)["for"], "the shopper")
     start = panel(browser)
     assert start["model_version"], "no model version in the panel"
+    # Switching shopper fetched that shopper's own token; the first one's is still theirs.
+    assert token_subject(local_stack, page_token(browser, shopper)) == shopper
+    first = shoppers.options[0].get_attribute("value")
+    assert first is not None and token_subject(local_stack, page_token(browser, first)) == first
     Select(browser.find_element(By.ID, "category-select")).select_by_index(1)
 
     in_stock = [
@@ -173,15 +217,38 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
     click_and_wait(browser, browser.find_element(By.ID, "new-shopper"))
     cold = panel(browser)
     assert "new-shopper" in cold["for"]
+    newcomer = str(browser.execute_script("return state.shopper"))
+    assert (
+        newcomer.startswith("new-shopper")
+        and token_subject(local_stack, page_token(browser, newcomer)) == newcomer
+    )
     assert cold["items"], "a brand-new shopper got no recommendations"
     assert cold["model_version"] == after["model_version"]
+
+
+def test_storefront_gets_a_new_token_once_when_its_token_is_refused(local_stack: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    load(browser, local_stack)
+    shopper = str(browser.execute_script("return state.shopper"))
+    # The token the page holds has expired (as it does after 900 s).
+    expired = mint_shopper_token(local_stack.state["token_signing_key"], shopper, ttl_seconds=-120)
+    browser.execute_script("state.tokens.set(arguments[0], Promise.resolve(arguments[1]))", shopper, expired)
+
+    view = browser.find_element(By.CSS_SELECTOR, "#product-grid .card [data-event=view]")
+    after = click_and_wait(browser, view)
+
+    assert latest_status(browser) == "accepted"
+    assert after["items"] and shopper in after["for"]
+    renewed = page_token(browser, shopper)
+    assert renewed != expired and token_subject(local_stack, renewed) == shopper
+    assert not browser.find_element(By.ID, "error-banner").is_displayed()
 
 
 def test_storefront_shows_api_errors_inline(local_stack: Any, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.get(local_stack.url)
-    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the page")
+    load(browser, local_stack)
     # No button sends an invalid event, so hand the page's own sender one: a `rate` without rating.
     browser.execute_script(
         "send({event_id: crypto.randomUUID(), user_id: 'error-check', item_id: 'x',"

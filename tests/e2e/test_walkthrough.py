@@ -21,10 +21,9 @@ def test_walkthrough_narrates_each_event_and_the_retrain(local_stack: Any) -> No
     command = [
         str(Path(sys.executable).parent / "nextpick"),
         "walkthrough",
-        "--api-url",
-        local_stack.url,
-        "--api-key",
-        local_stack.api_key,
+        # The API URL and the server key come from the stack's state file, as after `make local`.
+        "--state-file",
+        str(local_stack.state_file),
         "--events",
         str(EVENTS),
         "--seed",
@@ -33,6 +32,13 @@ def test_walkthrough_narrates_each_event_and_the_retrain(local_stack: Any) -> No
     run = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     output = run.stdout
     assert run.returncode == 0, f"exit {run.returncode}\n--- stdout\n{output}\n--- stderr\n{run.stderr}"
+
+    # Before the session, the scopes at work: the shopper's token reads only their own list.
+    scopes = output.split("=== Who may call what", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert len(scopes) == 5 and all(line.rstrip().endswith(" ok") for line in scopes), output
+    assert re.search(r"shopper token of \S+ +GET /users/another-shopper/recommendations +-> 403", output)
+    assert re.search(r"no credential +GET /users/\S+/recommendations +-> 401 \(unauthorized\)", output)
+    assert re.search(r"server key +GET /model +-> 200", output)
 
     # One block per event: the event and its answer, then how the top-10 changed.
     blocks = re.split(r"\n(?=\[\s*\d+/\d+\] )", output.split("=== Retrain ===")[0])[1:]

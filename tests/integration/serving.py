@@ -35,9 +35,17 @@ def sample_event(name: str) -> dict[str, Any]:
     return event
 
 
-def proxy_event(method: str, path: str, body: Any = None, query: str = "") -> dict[str, Any]:
-    """An API Gateway REST proxy event for `method path?query`, shaped like the samples in events/."""
+def proxy_event(
+    method: str, path: str, body: Any = None, query: str = "", authorizer: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event for `method path?query`, shaped like the samples in events/, as
+    API Gateway sends it after its authorizer allowed the call: `authorizer` is the context (default:
+    the server scope, or the admin scope for catalog writes, the scopes those routes are granted)."""
     event = copy.deepcopy(sample_event("api_get_recommendations.json"))
+    if authorizer is None:
+        scope = "admin" if path.startswith("/items") else "server"
+        authorizer = {"scope": scope, "principalId": scope}
+    event["requestContext"]["authorizer"] = authorizer
     params = {key: values for key, values in parse_qs(query, keep_blank_values=True).items()}
     segments = path.strip("/").split("/")
     resource, path_parameters = path, None

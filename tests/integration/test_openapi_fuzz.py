@@ -84,6 +84,8 @@ def proxy_event_of(environ: dict[str, Any]) -> dict[str, Any]:
         "multiValueQueryStringParameters": query or None,
         "pathParameters": None,
         "requestContext": {
+            # What API Gateway adds once its authorizer allowed the call (catalog writes are admin's).
+            "authorizer": {"scope": "admin" if path.startswith("/items") else "server"},
             "requestId": "fuzz",
             "stage": STAGE,
             "path": url_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -16,9 +17,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick.domain.events import CatalogBatch, CatalogItem, EventBatch, ItemFields, TrackedEvent
 from nextpick.settings import Settings
-from nextpick_local.standin.aws_resources import create_stack, find_template, load_template, plan_stack
+from nextpick_local.standin.aws_resources import Stack, create_stack, find_template, load_template, plan_stack
 from nextpick_training.settings import TrainingSettings
 
 TEMPLATE_PATH = find_template()
@@ -157,7 +159,7 @@ def test_env_json_matches_the_template() -> None:
 def _api_samples(samples: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
     routes: dict[tuple[str, str], list[str]] = {}
     for name, sample in samples.items():
-        if "httpMethod" in sample and "requestContext" in sample:
+        if "httpMethod" in sample and "requestContext" in sample and "methodArn" not in sample:
             routes.setdefault((sample["httpMethod"], sample["resource"]), []).append(name)
     return routes
 
@@ -193,8 +195,28 @@ def _samples_for(event: dict[str, Any], samples: dict[str, Any]) -> list[str]:
     raise AssertionError(f"no sample-matching rule for {kind} events: add one here and a sample in events/")
 
 
+def _authorizer_functions(template: dict[str, Any]) -> set[str]:
+    """The functions an API calls as its Lambda authorizer (`Auth.Authorizers.*.FunctionArn`)."""
+    found = set()
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Api":
+            for spec in resource["Properties"].get("Auth", {}).get("Authorizers", {}).values():
+                found.add(spec["FunctionArn"]["Fn::GetAtt"][0])
+    return found
+
+
+def _authorizer_samples(samples: dict[str, Any]) -> list[str]:
+    return [
+        name for name, sample in samples.items() if sample.get("type") == "REQUEST" and "methodArn" in sample
+    ]
+
+
 def test_every_trigger_has_a_sample_event(template: dict[str, Any], samples: dict[str, Any]) -> None:
+    authorizers = _authorizer_functions(template)
+    assert authorizers and _authorizer_samples(samples), "the API's authorizer has no events/ sample"
     for function, properties in _functions(template).items():
+        if function in authorizers:
+            continue
         assert properties.get("Events"), f"{function} has no trigger"
         for event_name, event in properties["Events"].items():
             assert _samples_for(event, samples), f"no events/ sample for {function}.{event_name}"
@@ -210,7 +232,7 @@ def test_every_bus_detail_type_has_a_sample(template: dict[str, Any], samples: d
 
 
 def test_every_sample_belongs_to_a_trigger(template: dict[str, Any], samples: dict[str, Any]) -> None:
-    used = {"env.json"}
+    used = {"env.json", *_authorizer_samples(samples)}
     for properties in _functions(template).values():
         for event in properties.get("Events", {}).values():
             used.update(_samples_for(event, samples))
@@ -220,7 +242,12 @@ def test_every_sample_belongs_to_a_trigger(template: dict[str, Any], samples: di
 def test_api_samples_are_complete_rest_proxy_events(samples: dict[str, Any]) -> None:
     for name in (name for names in _api_samples(samples).values() for name in names):
         sample = samples[name]
-        assert sample["headers"]["x-api-key"] == sample["requestContext"]["identity"]["apiKey"], name
+        # As API Gateway forwards a call its authorizer allowed (none for the public /swagger).
+        if sample["resource"] == "/swagger":
+            assert "authorizer" not in sample["requestContext"], name
+        else:
+            assert sample["headers"]["Authorization"].startswith("Bearer "), name
+            assert sample["requestContext"]["authorizer"]["scope"] in ("admin", "server"), name
         assert sample["multiValueHeaders"] == {key: [value] for key, value in sample["headers"].items()}, name
         assert sample["requestContext"]["resourcePath"] == sample["resource"], name
         assert sample["requestContext"]["httpMethod"] == sample["httpMethod"], name
@@ -366,7 +393,7 @@ def lambda_runtime(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[
 
 
 def _invoke(
-    python: str, code_paths: list[Path], handler: str, sample: str, environment: dict[str, str]
+    python: str, code_paths: list[Path], handler: str, sample: str | Path, environment: dict[str, str]
 ) -> Any:
     paths = ":".join(str(path) for path in code_paths)
     command = [python, "-S", "-c", INVOKE, paths, handler, str(EVENTS_DIR / sample)]
@@ -376,6 +403,19 @@ def _invoke(
     return json.loads(line.removeprefix("RESULT="))
 
 
+def _with_stack_token(folder: Path, name: str, sample: dict[str, Any], secrets: Any, stack: Stack) -> Path:
+    """The authorizer sample, its shopper token re-signed with the stack's own secret."""
+    master = secrets.get_secret_value(SecretId=stack.auth_secret)["SecretString"]
+    user = sample["pathParameters"]["user_id"]
+    token = mint_shopper_token(ShopCredentials.derive(master).token_signing_key, user)
+    event = copy.deepcopy(sample)
+    event["headers"]["Authorization"] = f"Bearer {token}"
+    event["multiValueHeaders"]["Authorization"] = [f"Bearer {token}"]
+    path = folder / name
+    path.write_text(json.dumps(event))
+    return path
+
+
 @pytest.mark.slow
 def test_built_functions_handle_every_sample_event(
     sam_build: Path,
@@ -383,10 +423,12 @@ def test_built_functions_handle_every_sample_event(
     template: dict[str, Any],
     samples: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """What `sam local invoke -e events/<sample>` does, without Docker: each zip function's built code,
     with only its layer and the runtime's boto3 importable (python -S: no site-packages), answers each
-    of its sample events against the template's resources in a moto server."""
+    of its sample events against the template's resources in a moto server. The authorizer's sample
+    gets a token signed with this stack's secret, which the built authorizer must accept."""
     python, runtime_paths = lambda_runtime
     for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(variable, raising=False)
@@ -404,18 +446,35 @@ def test_built_functions_handle_every_sample_event(
             if properties.get("PackageType") == "Image":
                 continue  # RetrainFunction: its image needs Docker to build
             code_paths = [sam_build / function, *runtime_paths]
-            for event in properties["Events"].values():
-                for sample in _samples_for(event, samples):
-                    environment = {
-                        "PATH": os.environ.get("PATH", ""),
-                        "AWS_ACCESS_KEY_ID": "local",
-                        "AWS_SECRET_ACCESS_KEY": "local",
-                        "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_ENDPOINT_URL": endpoint,
-                        "POWERTOOLS_TRACE_DISABLED": "true",
-                        **stack.env(function),
-                    }
-                    results[sample] = _invoke(python, code_paths, properties["Handler"], sample, environment)
+            sent = [
+                s for event in properties.get("Events", {}).values() for s in _samples_for(event, samples)
+            ]
+            if function in _authorizer_functions(template):
+                sent = [
+                    str(
+                        _with_stack_token(
+                            tmp_path,
+                            name,
+                            samples[name],
+                            session.client("secretsmanager", endpoint_url=endpoint),
+                            stack,
+                        )
+                    )
+                    for name in _authorizer_samples(samples)
+                ]
+            for sample in sent:
+                environment = {
+                    "PATH": os.environ.get("PATH", ""),
+                    "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": endpoint,
+                    "POWERTOOLS_TRACE_DISABLED": "true",
+                    **stack.env(function),
+                }
+                results[Path(sample).name] = _invoke(
+                    python, code_paths, properties["Handler"], sample, environment
+                )
 
         s3 = session.client("s3", endpoint_url=endpoint)
         log_keys = [
@@ -433,6 +492,10 @@ def test_built_functions_handle_every_sample_event(
         if name.startswith("api_"):
             assert result["statusCode"] == 200, f"{name}: {result}"
     assert results["bus_shopper_event.json"]["results"][0]["status"] == "accepted"
+    (authorizer_sample,) = _authorizer_samples(samples)
+    allowed = results[authorizer_sample]["policyDocument"]["Statement"][0]
+    assert allowed["Effect"] == "Allow"
+    assert samples[authorizer_sample]["methodArn"] in allowed["Resource"]
     assert results["dynamodb_stream_state.json"] == {"batchItemFailures": []}
     records = samples["dynamodb_stream_state.json"]["Records"]
     shipped = [

@@ -37,7 +37,9 @@ class LazyClient:
     """A boto3 client built on first use, then reused for the life of the container. The lock matters
     only off Lambda (threaded tests, the local server): boto3's default session is not thread-safe."""
 
-    def __init__(self, service: Literal["dynamodb", "firehose", "s3"], client: Any = None) -> None:
+    def __init__(
+        self, service: Literal["dynamodb", "firehose", "s3", "secretsmanager"], client: Any = None
+    ) -> None:
         self._service = service
         self._client = client
         self._lock = threading.Lock()

@@ -21,17 +21,20 @@ from urllib.parse import unquote
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nextpick.domain.access import ROUTE_GRANTS, Principal
 from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, ItemFields, describe_errors
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.requests import parse_catalog, parse_events, parse_identifier, parse_item
 from nextpick.domain.service import TrackResult, UserRecommendations
-from nextpick.errors import InvalidInput, InvalidRequest, NextpickError, RequestProblem
+from nextpick.errors import Forbidden, InvalidInput, InvalidRequest, NextpickError, RequestProblem
 from nextpick.handlers import wiring
 from nextpick.handlers.openapi import (
     BatchAnswer,
@@ -55,7 +58,19 @@ tracer = Tracer()
 metrics = Metrics(namespace="Nextpick")
 app = ContractResolver(enable_validation=True)
 # Swagger UI and the OpenAPI document (`/swagger?format=json`), generated from the routes below.
-app.enable_swagger(path="/swagger", title="nextpick", version="1")
+# Every route but /swagger takes `Authorization: Bearer <admin key | server key | shopper token>`.
+app.configure_openapi(
+    title="nextpick",
+    version="1",
+    security_schemes={
+        "bearer": HTTPBearer(
+            description="An admin or server key (npa_..., nps_...) or a shopper token (an HS256 JWT)",
+            bearerFormat="key or JWT",
+        )
+    },
+    security=[{"bearer": []}],
+)
+app.enable_swagger(path="/swagger")
 
 # Ids in a path are checked by the domain's id rule (events.ID_PATTERN) after URL-decoding; this only
 # bounds the work (an id of 128 characters is at most 384 when every character is %-encoded).
@@ -64,6 +79,34 @@ K = Annotated[int | None, Query(ge=1, le=1000)]
 ExcludePurchased = Annotated[bool | None, Query()]
 Category = Annotated[str | None, Query(min_length=1, max_length=128)]
 JSON_MEDIA_TYPE = "application/json"
+GRANTED_SCOPES = {(grant.method, grant.resource): grant.scopes for grant in ROUTE_GRANTS}
+# template.yaml's routes without an authorizer: the OpenAPI document holds the API's shape, no data.
+PUBLIC_ROUTES = frozenset({("GET", "/swagger")})
+
+
+def _principal() -> Principal:
+    """The caller the API's authorizer established (requestContext.authorizer)."""
+    return Principal.from_context(app.current_event.raw_event.get("requestContext", {}).get("authorizer"))
+
+
+def _authorize(app: ContractResolver, next_middleware: NextMiddleware) -> Response:
+    """API Gateway already refused what the caller's scope does not allow; this checks it again, in
+    one place, so that a function reached another way (a misconfigured stage, a direct invoke) fails
+    closed. A shopper's path user must be their own; their events' users are checked in post_events."""
+    event = app.current_event
+    if (event.http_method, event.resource) in PUBLIC_ROUTES:
+        return next_middleware(app)
+    principal = _principal()
+    scopes = GRANTED_SCOPES.get((event.http_method, event.resource))
+    if scopes is not None and principal.scope not in scopes:
+        raise Forbidden("Authorization", f"the {principal.scope} scope may not call this route")
+    user_id = (event.path_parameters or {}).get("user_id")
+    if user_id is not None:
+        principal.require_user("user_id", unquote(user_id))
+    return next_middleware(app)
+
+
+app.use(middlewares=[_authorize])
 
 
 def _options(k: int | None, exclude_purchased: bool | None, category: str | None) -> RecommendOptions:
@@ -127,13 +170,18 @@ def _track_body(result: TrackResult, single: bool, started: float) -> dict[str, 
     "/events",
     responses={
         **answer("Events applied", EventAnswer | BatchAnswer),
-        **error_responses(400, 409, 413, 415, 422, 503),
+        **error_responses(400, 401, 403, 409, 413, 415, 422, 503),
     },
 )
 def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None):
     started = time.perf_counter()
     options = _options(k, exclude_purchased, category)
     request = parse_events(_request_body(), wiring.request_limits())
+    principal = _principal()
+    for position, event in enumerate(request.events):
+        principal.require_user(
+            "user_id" if request.is_single else f"events[{position}].user_id", event.user_id
+        )
     result = wiring.recommender().track(
         request.events, options, app.lambda_context.get_remaining_time_in_millis
     )
@@ -148,7 +196,7 @@ def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, categor
     "/users/<user_id>/recommendations",
     responses={
         **answer("The user's recommendations", RecommendationsAnswer),
-        **error_responses(404, 422, 503),
+        **error_responses(401, 403, 404, 422, 503),
     },
 )
 def get_recommendations(
@@ -163,7 +211,10 @@ def get_recommendations(
 
 @app.put(
     "/items/<item_id>",
-    responses={**answer("Item stored", ItemStored), **error_responses(400, 404, 413, 415, 422, 503)},
+    responses={
+        **answer("Item stored", ItemStored),
+        **error_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    },
 )
 def put_item(item_id: PathId):
     item = parse_item(_path_id("item_id", item_id), _request_body(), wiring.request_limits())
@@ -172,7 +223,8 @@ def put_item(item_id: PathId):
 
 
 @app.put(
-    "/items", responses={**answer("Items stored", ItemsStored), **error_responses(400, 413, 415, 422, 503)}
+    "/items",
+    responses={**answer("Items stored", ItemsStored), **error_responses(400, 401, 403, 413, 415, 422, 503)},
 )
 def put_items():
     items = parse_catalog(_request_body(), wiring.request_limits())
@@ -185,7 +237,10 @@ app.request_body("PUT", "/items/{item_id}", ItemFields)
 app.request_body("PUT", "/items", CatalogBatch)
 
 
-@app.get("/model", responses=answer("The live model, or model_version null", ModelAnswer))
+@app.get(
+    "/model",
+    responses={**answer("The live model, or model_version null", ModelAnswer), **error_responses(401, 403)},
+)
 def get_model():
     model = wiring.model_source().current()
     if model is None:
@@ -272,6 +327,11 @@ def _invalid_input(error: InvalidInput) -> Response:
     return _error(
         error.status, f"invalid request: {error.field}", [{"field": error.field, "message": error.message}]
     )
+
+
+@app.exception_handler(Forbidden)
+def _forbidden(error: Forbidden) -> Response:
+    return _error(HTTPStatus.FORBIDDEN, str(error), [{"field": error.field, "message": error.message}])
 
 
 @app.exception_handler(NextpickError)

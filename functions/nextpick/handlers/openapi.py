@@ -109,6 +109,8 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     """The `responses` of a route for these error statuses, all in the one error format."""
     meaning = {
         400: "Body is not JSON (or flagged base64 and is not base64)",
+        401: "No credential, or a forged, expired or revoked one (answered by API Gateway)",
+        403: "The credential's scope may not call this route, or a shopper token acts for another user",
         404: "No such route (an id with '/' makes another path)",
         409: "The shopper's state changed concurrently too many times; retry the call",
         413: "Body, or what it would add to a shopper's state, is too large",

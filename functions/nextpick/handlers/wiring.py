@@ -9,7 +9,9 @@ from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
+from nextpick.adapters.secrets_manager import SecretsManagerMasterKeys
 from nextpick.domain.compaction import LogCompaction
+from nextpick.domain.credentials import Authenticator
 from nextpick.domain.privacy import PrivacyRequests
 from nextpick.domain.requests import RequestLimits
 from nextpick.domain.service import Recommender, ServiceConfig
@@ -89,6 +91,13 @@ def log_compaction() -> LogCompaction:
     )
 
 
+@cache
+def authenticator() -> Authenticator:
+    settings = get_settings()
+    masters = SecretsManagerMasterKeys(settings.auth_secret_id, settings.auth_secret_refresh_seconds)
+    return Authenticator(masters, settings.shopper_token_max_seconds)
+
+
 def reset() -> None:
     """Forget every cached object (tests, and the local stack when it re-reads its settings)."""
     for factory in (
@@ -98,6 +107,7 @@ def reset() -> None:
         request_limits,
         privacy_requests,
         log_compaction,
+        authenticator,
         get_settings,
     ):
         factory.cache_clear()

@@ -55,7 +55,7 @@ class Retrying:
 def load_demo(
     stack: LocalStack,
     gateway: ApiGateway,
-    api_key: str,
+    server_key: str,
     scheduler: Scheduler,
     shop_seed: int,
     console: TextIO,
@@ -87,5 +87,5 @@ def load_demo(
 
     # The handler's own per-request limit (MAX_BATCH_EVENTS), as the function environment sets it.
     batch_size = get_settings().max_batch_events
-    send = Retrying(lambda body: seed.post_events(gateway, api_key, body))
+    send = Retrying(lambda body: seed.post_events(gateway, server_key, body))
     seed.send_live_events(send, shop.live_events, batch_size, check)

@@ -60,13 +60,13 @@ def write_event_log(
     return objects
 
 
-def post_events(gateway: ApiGateway, api_key: str, body: bytes) -> tuple[int, bytes]:
+def post_events(gateway: ApiGateway, server_key: str, body: bytes) -> tuple[int, bytes]:
     """`POST /events` through the local API Gateway (status, body)."""
     response = gateway.handle(
         HttpRequest(
             "POST",
             "/events",
-            [("Content-Type", "application/json"), ("x-api-key", api_key)],
+            [("Content-Type", "application/json"), ("Authorization", f"Bearer {server_key}")],
             body,
             "127.0.0.1",
         )

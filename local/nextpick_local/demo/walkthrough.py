@@ -6,7 +6,11 @@ answered it. Then it fires a retrain (`POST /_local/retrain`), reports the model
 candidate was rejected) and checks that the shopper's picks survive it: the same user still gets a
 personalized list, with some overlap with what they had before.
 
-Everything goes through HTTP, as a shop would call the API; nothing is imported from the stack."""
+Everything goes through HTTP, as a shop would call the API; nothing is imported from the stack. The
+shopper's calls carry a shopper token bound to them (from `POST /_local/shopper-token`, the local
+stand-in for a shop's backend), as a shop's page would; only the operator's look at the live model uses
+the server key. Before the session it shows the scopes at work: another shopper's list or the model with
+the shopper's token is 403, a call without a credential 401 (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ import random
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,34 +28,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nextpick_local import state_file
-from nextpick_local.http_client import JsonClient, Unreachable
+from nextpick_local.demo.walkthrough_client import TOP_K, ApiError, Client, Product, scope_checks
+from nextpick_local.http_client import Unreachable
 
-TOP_K = 10
 # Each product the shopper looks at gets this little story; it cycles over the session.
 STEP_PATTERN = ("view", "view", "add_to_cart", "view", "purchase")
 # How many products the shopper looks at in each category.
 SHORTLIST_SIZE = 4
 # How much of the session stays in the first category before the shopper drifts.
 FIRST_CATEGORY_SHARE = 0.5
-# The local retrain trains a real model; give it time before declaring it stuck.
-RETRAIN_TIMEOUT_SECONDS = 900.0
 # Serving re-reads the model pointer on an interval; wait this long for it to pick up a new version.
 MODEL_SWITCH_TIMEOUT_SECONDS = 120.0
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Product:
-    item_id: str
-    title: str
-    category: str
-    price: float
-    stock: int
 
 
 @dataclass(frozen=True)
@@ -82,46 +68,23 @@ def top_change(before: Sequence[str], after: Sequence[str]) -> TopChange:
     )
 
 
-class Client:
-    """The public API (with the key) and the local stack's `/_local/*` routes, over plain HTTP."""
-
-    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.http = JsonClient(self.base_url, api_key, timeout)
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: dict[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        status, answer = self.http.request(method, path, body, query=query, timeout=timeout)
-        if status >= 400:
-            message = answer.get("message", answer) if isinstance(answer, dict) else answer
-            raise ApiError(status, str(message)[:200])
-        return answer
-
-    def recommendations(self, user_id: str, k: int = TOP_K, category: str | None = None) -> dict[str, Any]:
-        query = {"k": str(k), **({"category": category} if category else {})}
-        return self.call("GET", f"/users/{urllib.parse.quote(user_id, safe='')}/recommendations", query=query)
-
-    def track(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.call("POST", "/events", event, query={"k": str(TOP_K)})
-
-    def model_version(self) -> str | None:
-        return self.call("GET", "/model").get("model_version")
-
-    def catalog(self) -> list[Product]:
-        body = self.call("GET", "/_local/catalog")
-        return [
-            Product(p["item_id"], p.get("title") or p["item_id"], p["category"], p["price"], p["stock"])
-            for p in body["items"]
-        ]
-
-    def retrain(self) -> dict[str, Any]:
-        return self.call("POST", "/_local/retrain", timeout=RETRAIN_TIMEOUT_SECONDS)
+def scopes_section(client: Client, narrator: Narrator, user_id: str) -> bool:
+    """Show who may call what; False if any answer is not the one the scopes promise."""
+    narrator.say("=== Who may call what (docs/security.md) ===")
+    as_promised = True
+    for check in scope_checks(client, user_id):
+        status, answer = client.http.request(
+            check.method,
+            check.path,
+            credential=check.credential,
+            send_credential=check.credential is not None,
+        )
+        message = answer.get("message", "") if isinstance(answer, dict) else ""
+        reason = f" ({message.split(':')[0]})" if status >= 400 and message else ""
+        mark = "ok" if status == check.expected else f"UNEXPECTED, should be {check.expected}"
+        narrator.say(f"  {check.who:<40} {check.method} {check.path:<44} -> {status}{reason}  {mark}")
+        as_promised = as_promised and status == check.expected
+    return as_promised
 
 
 class WaitingBar:
@@ -389,7 +352,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Replay a shopper's session against a running stack and show how their picks change.",
     )
     parser.add_argument("--api-url", help="base URL of the API (default: from the local stack's state file)")
-    parser.add_argument("--api-key", help="the API key (default: from the local stack's state file)")
+    parser.add_argument(
+        "--server-key",
+        help="the server key, for the operator's look at the live model (default: from the state file)",
+    )
     parser.add_argument(
         "--state-file", type=Path, help="the local stack's state file (default: .nextpick/local.json)"
     )
@@ -400,14 +366,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.events < 2:
         parser.error("--events must be at least 2 (one per category)")
-    if not (args.api_url and args.api_key):
+    if not (args.api_url and args.server_key):
         path = args.state_file or state_file.default_path()
         state = state_file.read(path) or {}
         args.api_url = args.api_url or state.get("api_url")
-        args.api_key = args.api_key or state.get("api_key")
-        if not (args.api_url and args.api_key):
+        args.server_key = args.server_key or state.get("server_key")
+        if not (args.api_url and args.server_key):
             parser.error(
-                f"--api-url and --api-key are needed: no running local stack found ({path} is missing)"
+                f"--api-url and --server-key are needed: no running local stack found ({path} is missing)"
             )
     return args
 
@@ -415,7 +381,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     rng = random.Random(args.seed)
-    client = Client(args.api_url, args.api_key)
+    client = Client(args.api_url, args.server_key)
     user_id = args.user or f"walkthrough-{uuid.uuid4().hex[:8]}"
     try:
         products = client.catalog()
@@ -426,6 +392,9 @@ def main(argv: list[str]) -> int:
             f" then drifting to {phases[1].category}"
         )
         narrator.say(f"API {client.base_url}, model {client.model_version()}")
+        narrator.say()
+        if not scopes_section(client, narrator, user_id):
+            return 1
         narrator.say()
         final_top = replay(client, narrator, user_id, phases, products, rng)
         narrator.say()

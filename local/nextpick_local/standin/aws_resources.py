@@ -41,7 +41,12 @@ import boto3
 from botocore.exceptions import ClientError
 
 from nextpick_local.standin import moto_patches
-from nextpick_local.standin.completion import complete_bucket, complete_table, create_delivery_stream
+from nextpick_local.standin.completion import (
+    complete_bucket,
+    complete_table,
+    create_delivery_stream,
+    create_secret,
+)
 from nextpick_local.standin.moto_plan import (
     BUCKET,
     DELIVERY_STREAM,
@@ -51,6 +56,7 @@ from nextpick_local.standin.moto_plan import (
     QUEUE,
     ROLE,
     RULE,
+    SECRET,
     SERVERLESS_FUNCTION,
     TABLE,
     Plan,
@@ -125,6 +131,10 @@ class Stack:
     @property
     def event_log_failure_queue_url(self) -> str:
         return self.refs["EventLogFailureQueue"]
+
+    @property
+    def auth_secret(self) -> str:
+        return self.refs["AuthSecret"]
 
     def env(self, function: str = "ApiFunction") -> dict[str, str]:
         """The environment variables Lambda gives `function` (a logical id in template.yaml)."""
@@ -279,6 +289,10 @@ def _complete(
             create_delivery_stream(client("firehose"), name, properties)
             refs[logical_id] = name
             arns[logical_id] = f"arn:aws:firehose:{region}:{account_id}:deliverystream/{name}"
+        elif resource["Type"] == SECRET:
+            name = properties.get("Name") or physical_name(stack_name, logical_id, SECRET)
+            create_secret(client("secretsmanager"), name, properties)
+            refs[logical_id] = name
         elif resource["Type"] == TABLE and logical_id in refs:
             complete_table(client("dynamodb"), refs[logical_id], properties)
         elif resource["Type"] == BUCKET and logical_id in refs:

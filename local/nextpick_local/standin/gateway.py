@@ -3,11 +3,14 @@
 The routes are the translated template's REST API (the OpenAPI body the SAM translator makes of the
 functions' `Api` events: path + method -> function); a request becomes the proxy
 event API Gateway would send, the function named by the template answers it, and its result becomes
-the HTTP response. API keys are enforced as API Gateway enforces them: a route that requires a key
-answers `403 {"message": "Forbidden"}` without a valid `x-api-key`, an unknown path or method answers
+the HTTP response. API keys and Lambda REQUEST authorizers (authorizers.py) are enforced as API
+Gateway enforces them: a route that requires a key answers `403 {"message": "Forbidden"}` without a
+valid `x-api-key`; a route behind an authorizer answers the API's UNAUTHORIZED (401), ACCESS_DENIED
+(403) or AUTHORIZER_FAILURE gateway response, or reaches its function with the authorizer's context in
+`requestContext.authorizer`; an unknown path or method answers
 `403 {"message": "Missing Authentication Token"}`, and a function error answers `502`.
 
-Not emulated (see docs/local.md): usage-plan throttling and quotas, stage variables, authorizers.
+Not emulated (see docs/local.md): throttling and quotas, stage variables, TOKEN authorizers.
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from nextpick_local.standin.authorizers import (
+    AuthorizerRunner,
+    Grant,
+    RequestAuthorizer,
+    gateway_responses,
+    method_arn,
+    request_authorizers,
+)
 
 REST_API = "AWS::ApiGateway::RestApi"
 API_STAGE = "AWS::ApiGateway::Stage"
@@ -39,6 +51,8 @@ class Route:
     resource: str
     function: str
     api_key_required: bool
+    # The security scheme name of the route's Lambda REQUEST authorizer, if it has one.
+    authorizer: str | None = None
 
     def match(self, path: str) -> dict[str, str] | None:
         """The path parameters if `path` is this resource ({name} matches one non-empty segment)."""
@@ -59,8 +73,16 @@ def function_of(reference: Any, resources: Mapping[str, Any]) -> str | None:
         target = reference["Fn::GetAtt"]
         candidates = [str(target.split(".", 1)[0] if isinstance(target, str) else target[0])]
     elif isinstance(reference, dict) and "Fn::Sub" in reference:
-        text = reference["Fn::Sub"] if isinstance(reference["Fn::Sub"], str) else reference["Fn::Sub"][0]
-        candidates = [name.split(".", 1)[0] for name in re.findall(r"\$\{([^}!][^}]*)\}", text)]
+        argument = reference["Fn::Sub"]
+        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
+        names = [name.split(".", 1)[0] for name in re.findall(r"\$\{([^}!][^}]*)\}", text)]
+        # `!Sub [".../${__FunctionArn__}/...", {__FunctionArn__: !GetAtt F.Arn}]` (an authorizer's URI).
+        for name in names:
+            if name in variables:
+                found = function_of(variables[name], resources)
+                if found is not None:
+                    return found
+        candidates = [name for name in names if name not in variables]
     else:
         return None
     for logical_id in candidates:
@@ -76,21 +98,34 @@ def routes_of(resources: Mapping[str, Any]) -> list[Route]:
     """Every Lambda proxy route of every REST API of the translated template (the OpenAPI body SAM
     generates from the functions' `Api` events), and whether it needs an API key."""
     routes: list[Route] = []
-    for resource in resources.values():
-        if resource.get("Type") != REST_API:
-            continue
-        body = resource.get("Properties", {}).get("Body", {})
+    for body in _api_bodies(resources):
         schemes = body.get("securityDefinitions", {}) or body.get("components", {}).get("securitySchemes", {})
-        key_schemes = {name for name, scheme in schemes.items() if scheme.get("type") == "apiKey"}
+        # SAM declares an authorizer as an `apiKey` scheme too (header "Unused"): it is no API key.
+        key_schemes = {
+            name
+            for name, scheme in schemes.items()
+            if scheme.get("type") == "apiKey" and "x-amazon-apigateway-authorizer" not in scheme
+        }
+        authorizers = set(request_authorizers(body, lambda uri: function_of(uri, resources)))
         for path, operations in body.get("paths", {}).items():
             for method, operation in operations.items():
                 integration = operation.get("x-amazon-apigateway-integration", {})
                 function = function_of(integration.get("uri"), resources)
                 if integration.get("type") != "aws_proxy" or function is None:
                     continue
-                required = any(set(entry) & key_schemes for entry in operation.get("security", []))
-                routes.append(Route(method.upper(), path, function, required))
+                security = operation.get("security", [])
+                required = any(set(entry) & key_schemes for entry in security)
+                authorizer = next((name for entry in security for name in entry if name in authorizers), None)
+                routes.append(Route(method.upper(), path, function, required, authorizer))
     return routes
+
+
+def _api_bodies(resources: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        resource.get("Properties", {}).get("Body", {})
+        for resource in resources.values()
+        if resource.get("Type") == REST_API
+    ]
 
 
 def stage_of(resources: Mapping[str, Any], default: str = "prod") -> str:
@@ -228,6 +263,39 @@ class ApiGateway:
     stage: str
     account_id: str
     api_id: str = "local"
+    region: str = "us-east-1"
+    authorizers: Mapping[str, RequestAuthorizer] = field(default_factory=dict)
+    # Gateway response type -> (status, body, headers) (authorizers.gateway_responses).
+    responses: Mapping[str, tuple[int, Any, list[tuple[str, str]]]] = field(default_factory=dict)
+    runner: AuthorizerRunner | None = None
+
+    @classmethod
+    def of_template(
+        cls,
+        resources: Mapping[str, Any],
+        invoke: Callable[[str, dict[str, Any]], Any],
+        account_id: str,
+        region: str,
+        api_keys: frozenset[str] = frozenset(),
+    ) -> ApiGateway:
+        """The gateway the translated template declares: its routes, authorizers and gateway responses."""
+        bodies = _api_bodies(resources)
+        authorizers: dict[str, RequestAuthorizer] = {}
+        responses: dict[str, tuple[int, Any, list[tuple[str, str]]]] = {}
+        for body in bodies:
+            authorizers.update(request_authorizers(body, lambda uri: function_of(uri, resources)))
+            responses.update(gateway_responses(body))
+        return cls(
+            routes_of(resources),
+            invoke,
+            api_keys,
+            stage_of(resources),
+            account_id,
+            region=region,
+            authorizers=authorizers,
+            responses=responses or gateway_responses({}),
+            runner=AuthorizerRunner(invoke),
+        )
 
     def strip_stage(self, path: str) -> str:
         """Requests may use the deployed URL shape (`/<stage>/events`) or, like `sam local start-api`,
@@ -269,6 +337,11 @@ class ApiGateway:
             api_key=api_key if route.api_key_required else None,
             request_id=request_id,
         )
+        if route.authorizer is not None:
+            refused = self._authorize(route, path, event)
+            if refused is not None:
+                refused.headers.extend(extra)
+                return refused
         try:
             result = self.invoke(route.function, event)
         except Exception:
@@ -277,3 +350,15 @@ class ApiGateway:
         response = http_response(result)
         response.headers.extend(extra)
         return response
+
+    def _authorize(self, route: Route, path: str, event: dict[str, Any]) -> HttpResponse | None:
+        """Run the route's authorizer: None and the context in `event`, or API Gateway's refusal."""
+        authorizer = self.authorizers[str(route.authorizer)]
+        runner = self.runner or AuthorizerRunner(self.invoke)
+        arn = method_arn(self.region, self.account_id, self.api_id, self.stage, route.method, path)
+        outcome = runner.authorize(authorizer, arn, event.get("headers") or {}, event)
+        if isinstance(outcome, Grant):
+            event["requestContext"]["authorizer"] = outcome.context
+            return None
+        status, body, headers = (self.responses or gateway_responses({}))[outcome.response_type]
+        return json_response(status, body, [*headers, ("x-amzn-ErrorType", outcome.response_type)])

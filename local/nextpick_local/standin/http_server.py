@@ -1,9 +1,10 @@
 """The local HTTP front door: a static page (the demo's storefront), local-only control routes, and the
 API (gateway.py).
 
-GET /                 the page (<static_dir>/index.html), with the API URL and key injected
+GET /                 the page (<static_dir>/index.html), with its config injected (no key: the page
+                      gets shopper tokens from POST /_local/shopper-token)
 GET /static/...       the page's files
-/_local/...           control routes of the local stack only (see docs/local.md); no API key
+/_local/...           control routes of the local stack only (see docs/local.md); no credential
 anything else         API Gateway: the template's routes, at /<path> and at /<stage>/<path>
 """
 
@@ -25,7 +26,7 @@ ControlRoutes = Mapping[tuple[str, str], Callable[[bytes], HttpResponse]]
 
 
 def page_config_script(config: Mapping[str, Any]) -> bytes:
-    """What the storefront reads its API URL and key from: `window.NEXTPICK_CONFIG`."""
+    """What the storefront reads its API URL and demo shoppers from: `window.NEXTPICK_CONFIG`."""
     payload = json.dumps(dict(config)).replace("</", "<\\/")
     return f"<script>window.NEXTPICK_CONFIG = {payload};</script>\n".encode()
 

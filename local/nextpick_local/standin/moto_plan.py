@@ -25,6 +25,7 @@ EVENT_BUS = "AWS::Events::EventBus"
 RULE = "AWS::Events::Rule"
 QUEUE = "AWS::SQS::Queue"
 DELIVERY_STREAM = "AWS::KinesisFirehose::DeliveryStream"
+SECRET = "AWS::SecretsManager::Secret"
 ROLE = "AWS::IAM::Role"
 LAMBDA_FUNCTION = "AWS::Lambda::Function"
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
@@ -32,7 +33,7 @@ SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 # The stand-in runs these itself (functions, their triggers, API Gateway): never handed to moto.
 EMULATED_PREFIXES = ("AWS::Lambda::", "AWS::ApiGateway::", "AWS::Serverless::")
 # Created through the service APIs (moto's CloudFormation has no model for them).
-COMPLETED = frozenset({DELIVERY_STREAM})
+COMPLETED = frozenset({DELIVERY_STREAM, SECRET})
 # moto models these, but creating them locally would be wrong (see the module docstring).
 NOT_CREATED = {BUCKET_POLICY: "moto would enforce its TLS-only condition on plain-HTTP local traffic"}
 PSEUDO_PARAMETERS = frozenset(
@@ -55,6 +56,7 @@ NAME_PROPERTIES = {
     RULE: "Name",
     QUEUE: "QueueName",
     DELIVERY_STREAM: "DeliveryStreamName",
+    SECRET: "Name",
     ROLE: "RoleName",
     "AWS::Logs::LogGroup": "LogGroupName",
 }
@@ -209,6 +211,11 @@ def _completed_values(
             values[json.dumps({"Ref": logical_id}, sort_keys=True)] = name
             for form in ([logical_id, "Arn"], f"{logical_id}.Arn"):
                 values[json.dumps({"Fn::GetAtt": form}, sort_keys=True)] = arn
+        elif resource.get("Type") == SECRET:
+            # `!Ref` of a secret is its ARN, whose random suffix Secrets Manager picks at creation; its
+            # name is an equally valid SecretId, and it is known now.
+            name = resource.get("Properties", {}).get("Name") or physical_name(stack_name, logical_id, SECRET)
+            values[json.dumps({"Ref": logical_id}, sort_keys=True)] = name
     return values
 
 

@@ -1,14 +1,21 @@
 "use strict";
 // The demo storefront: every button sends a real event through the public API (POST /events, with the
-// API key) and the "Recommended for you" panel is redrawn from that same response. Nothing here is
-// faked on the client: titles come from the local catalog listing, everything else from the API.
+// shopper's token) and the "Recommended for you" panel is redrawn from that same response. Nothing
+// here is faked on the client: titles come from the local catalog listing, everything else from the API.
 //
-// What the page needs from the local server (local/nextpick_local, `nextpick serve`):
-//   window.NEXTPICK_CONFIG  injected into the page: {apiKey, demoUsers: ["alice", ...]}; without
+// The page holds no key: like a shop's page it only ever has a shopper token, bound to the shopper it
+// shows, which may send that shopper's events and read their recommendations and nothing else
+// (docs/security.md). What it needs from the local server (local/nextpick_local, `nextpick serve`):
+//   window.NEXTPICK_CONFIG  injected into the page: {demoUsers: ["alice", ...], ...}; without
 //                           demoUsers the page starts with a brand-new shopper only.
+//   POST /_local/shopper-token {user_id}
+//                           -> {token, user_id, expires_in}: a shopper token for that user. A shop's
+//                           backend mints it once its login knows the shopper; the demo has no login.
 //   GET /_local/catalog     -> {items: [{item_id, title, category, price, stock}, ...]}: the products
 //                           to show. The public API has no catalog listing, so the local stack
-//                           exposes one (no key needed, like the rest of /_local).
+//                           exposes one (no credential, like the rest of /_local).
+//   GET /_local/model       -> what GET /model answers the shop's backend (a shopper token may not
+//                           call GET /model): the model version for the header badge.
 // API calls use paths relative to the page: the page is always served by the API's own server, and a
 // configured absolute URL with another host spelling (localhost vs 127.0.0.1) would make them
 // cross-origin, which the API (like API Gateway without CORS) refuses.
@@ -21,7 +28,8 @@ const MODEL_POLL_MS = 10000;
 const EVENT_LABELS = { view: "View", add_to_cart: "Add to cart", purchase: "Buy" };
 
 const state = {
-  apiKey: "",
+  // user_id -> Promise of their shopper token (one mint at a time per shopper).
+  tokens: new Map(),
   products: [],
   productById: new Map(),
   shown: 0,
@@ -53,10 +61,11 @@ class ApiError extends Error {
   }
 }
 
-// One call to the API (or a local-only route); returns the parsed body and the measured round trip.
-async function call(method, path, body) {
+// One call to the API (with a shopper token) or to a local-only route (without); returns the parsed
+// body and the measured round trip.
+async function call(method, path, body, token) {
   const headers = { Accept: "application/json" };
-  if (state.apiKey) headers["x-api-key"] = state.apiKey;
+  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const started = performance.now();
   const response = await fetch(path, {
@@ -74,6 +83,29 @@ async function call(method, path, body) {
   }
   if (!response.ok) throw new ApiError(response.status, data);
   return { data, rttMs };
+}
+
+// The shopper token of `userId`: the one already minted, or (`renew`, or none yet) a new one.
+function shopperToken(userId, renew) {
+  if (renew || !state.tokens.has(userId)) {
+    const minted = call("POST", "/_local/shopper-token", { user_id: userId }).then(({ data }) => data.token);
+    // A failed mint is forgotten, so the next call asks again.
+    minted.catch(() => state.tokens.get(userId) === minted && state.tokens.delete(userId));
+    state.tokens.set(userId, minted);
+  }
+  return state.tokens.get(userId);
+}
+
+// An API call on behalf of `userId`, with their shopper token. A 401 means the token expired (900 s)
+// or the stack's keys were rotated: get a new token and send the call once more. Sending again is
+// safe: API Gateway refused the first one before any function saw it (and events carry an event_id).
+async function callAs(userId, method, path, body) {
+  try {
+    return await call(method, path, body, await shopperToken(userId, false));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) throw error;
+    return call(method, path, body, await shopperToken(userId, true));
+  }
 }
 
 function recommendQuery() {
@@ -276,7 +308,7 @@ function renderRecommendations(body, rttMs, reason) {
 async function loadRecommendations() {
   const path = `/users/${encodeURIComponent(state.shopper)}/recommendations?${recommendQuery()}`;
   try {
-    const { data, rttMs } = await call("GET", path);
+    const { data, rttMs } = await callAs(state.shopper, "GET", path);
     clearError();
     renderRecommendations(data, rttMs, "current picks");
   } catch (error) {
@@ -312,7 +344,7 @@ function logEntry(event, outcome) {
 
 async function send(event) {
   try {
-    const { data, rttMs } = await call("POST", `/events?${recommendQuery()}`, event);
+    const { data, rttMs } = await callAs(event.user_id, "POST", `/events?${recommendQuery()}`, event);
     clearError();
     logEntry(event, { status: data.status, tookMs: data.took_ms, rttMs });
     const reason = data.status === "duplicate" ? "unchanged (duplicate event)" : `after ${EVENT_LABELS[event.event_type]}`;
@@ -369,7 +401,7 @@ function newShopper() {
 
 async function refreshModelBadge() {
   try {
-    const { data } = await call("GET", "/model");
+    const { data } = await call("GET", "/_local/model");
     setModelVersion(data.model_version);
   } catch {
     $("model-badge").textContent = "model: unavailable";
@@ -380,7 +412,6 @@ async function start() {
   try {
     const config = window.NEXTPICK_CONFIG;
     if (!config) throw new Error("No NEXTPICK_CONFIG in the page: open it from `nextpick serve` (make local).");
-    state.apiKey = config.apiKey;
     for (const user of config.demoUsers || []) addShopperOption(user, user);
     const { data: catalog } = await call("GET", "/_local/catalog");
     state.products = interleaved(catalog.items);
