@@ -84,10 +84,8 @@ def run(calls: int) -> dict[str, Any]:
                 event = _event(sample, credential)
                 for _ in range(calls):
                     begun = time.perf_counter_ns()
-                    try:
+                    with contextlib.suppress(handler.Unauthorized):
                         handler.lambda_handler(event, context)
-                    except handler.Unauthorized:
-                        pass
                     times.append((time.perf_counter_ns() - begun) / 1e6)
                 figures[name] = times
     return figures

@@ -179,7 +179,6 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     # The function /_local/retrain and the demo's first model fire (its schedule); any scheduled one else.
     scheduler = sources.schedulers.get(RETRAIN_FUNCTION) or next(iter(sources.schedulers.values()), None)
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
-    control.update(_control_routes(stack, scheduler, names, page_config))
     control[("POST", "/_local/compact-log")] = _fire_route(sources.schedulers.get(COMPACTION_FUNCTION))
     control.update(_control_routes(stack, scheduler, names, page_config, credentials))
     control[("GET", "/_local/model")] = _model_route(gateway, credentials.server_key)

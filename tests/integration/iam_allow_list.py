@@ -170,6 +170,24 @@ ALLOW_LIST: dict[str, Principal] = {
             *_runtime("CatalogRefreshLogGroup"),
         )
     ),
+    "AuthorizerFunction": Principal(
+        (
+            *grants(["secretsmanager:GetSecretValue"], ["AuthSecret"]),
+            *_runtime("AuthorizerLogGroup"),
+        )
+    ),
+    # The only writer of events/ besides Firehose: it rewrites objects and deletes their old versions.
+    "EventLogCompactionFunction": Principal(
+        (
+            *grants(["s3:ListBucket", "s3:ListBucketVersions"], ["ModelBucket"]),
+            *grants(
+                ["s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObjectVersion"],
+                ["ModelBucket/events/*", "ModelBucket/events-errors/*"],
+            ),
+            *grants(["s3:GetObject", "s3:PutObject"], ["ModelBucket/runs/compaction/*"]),
+            *_runtime("EventLogCompactionLogGroup"),
+        )
+    ),
     # Firehose's S3 destination (AWS documents these actions); Firehose, not nextpick's code, calls them.
     "EventLogDeliveryRole": Principal(
         (

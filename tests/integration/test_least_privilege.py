@@ -23,8 +23,9 @@ from typing import Any, cast
 import boto3
 import pytest
 
+from nextpick.domain.credentials import ShopCredentials
 from nextpick.errors import InvalidRequest
-from nextpick.handlers import api, bus, log_shipper, wiring
+from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, wiring
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.template import translated_template
@@ -57,6 +58,8 @@ def resource_name(value: Any) -> str:
     """A statement's Resource in the allow list's notation ("ModelBucket/models/*"), else as JSON."""
     if value == "*":
         return "*"
+    if isinstance(value, dict) and list(value) == ["Ref"]:
+        return str(value["Ref"])  # a secret's Ref is its ARN
     if isinstance(value, dict) and list(value) == ["Fn::GetAtt"]:
         logical_id, attribute = value["Fn::GetAtt"]
         return str(logical_id) if attribute == "Arn" else f"{logical_id}.{attribute}"
@@ -195,7 +198,12 @@ def test_a_function_without_an_entry_fails() -> None:
 # ------------------------------------------------------------------------------ 2. the list vs the code
 
 # The IAM action an operation is authorised as, where it is not "<service>:<operation>".
-ACTION_OF = {"ListObjectsV2": "s3:ListBucket", "ListObjects": "s3:ListBucket", "HeadObject": "s3:GetObject"}
+ACTION_OF = {
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "HeadObject": "s3:GetObject",
+}
 Call = tuple[str, str, dict[str, str]]
 
 
@@ -225,7 +233,10 @@ class CallRecorder:
                 if p in params
             }
             where = f"{bucket}/{params['Key']}" if "Key" in params else bucket
-            return [(ACTION_OF.get(operation, f"s3:{operation}"), where, keys)]
+            action = ACTION_OF.get(operation, f"s3:{operation}")
+            if "VersionId" in params and operation in ("GetObject", "DeleteObject"):
+                action += "Version"  # a call on one version is authorised as s3:<Operation>Version
+            return [(action, where, keys)]
         if service == "dynamodb":
             tables = list(params["RequestItems"]) if "RequestItems" in params else [params["TableName"]]
             return [(f"dynamodb:{operation}", name(t, t), {}) for t in tables]
@@ -238,6 +249,8 @@ class CallRecorder:
                 )
                 for e in params["Entries"]
             ]
+        if service == "secretsmanager":
+            return [(f"secretsmanager:{operation}", name(params["SecretId"], "?"), {})]
         if service == "firehose":
             return [(f"firehose:{operation}", name(params["DeliveryStreamName"], "?"), {})]
         return [(f"{service}:{operation}", "?", {})]
@@ -276,7 +289,12 @@ def allows(grant: Grant, made: Call) -> bool:
 
 @pytest.fixture
 def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
-    env = {**stack.env("ApiFunction"), **stack.env("RetrainFunction")}
+    env = {
+        **stack.env("ApiFunction"),
+        **stack.env("RetrainFunction"),
+        **stack.env("AuthorizerFunction"),
+        **stack.env("EventLogCompactionFunction"),
+    }
     env.update(MODEL_REFRESH_SECONDS="0", CATALOG_REFRESH_SECONDS="0", MIN_EVENTS="100", MIN_USERS="10")
     env.update(HYPERPARAMETERS=json.dumps(TINY), GATE_TOLERANCE="1.0")  # every candidate published
     for name, value in env.items():
@@ -332,11 +350,27 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
         assert bus.lambda_handler(item, FakeLambdaContext()) == {"stored": 1}
         with pytest.raises(InvalidRequest):
             bus.lambda_handler(rejected, FakeLambdaContext())
+    with recorder.running("AuthorizerFunction"):
+        server_key = ShopCredentials.derive(
+            boto3.client("secretsmanager").get_secret_value(SecretId=stack.auth_secret)["SecretString"]
+        ).server_key
+        request = sample_event("authorizer_request.json")
+        request["headers"]["Authorization"] = f"Bearer {server_key}"
+        allowed = authorizer.lambda_handler(request, FakeLambdaContext())
+    assert allowed["context"] == {"scope": "server"}, allowed
+    with recorder.running("ApiFunction"):
+        assert call(api.lambda_handler, proxy_event("DELETE", "/users/u-1"))[0] == 200
+        assert call(api.lambda_handler, proxy_event("GET", "/users/u-1/data"))[0] == 200
     with recorder.running("EventLogShipperFunction"):
         shipped = log_shipper.lambda_handler(
             stream_event(dynamodb, streams, stack.state_table), FakeLambdaContext()
         )
     assert shipped == {"batchItemFailures": []}
+    with recorder.running("EventLogCompactionFunction"):
+        compacted = log_compactor.lambda_handler(
+            sample_event("schedule_log_compaction.json"), FakeLambdaContext()
+        )
+    assert compacted, compacted
 
 
 @pytest.mark.slow

@@ -29,8 +29,9 @@ from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import patch, xray_recorder
 from aws_xray_sdk.core.context import Context
 
+from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick.errors import InvalidRequest
-from nextpick.handlers import api, bus, log_shipper, wiring
+from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, wiring
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.template import load_template, translated_template
 from tests.conftest import TinyModel, tiny_catalog
@@ -78,7 +79,7 @@ class Captured:
             xray_recorder.end_segment()
 
 
-HANDLERS = (api, bus, log_shipper)
+HANDLERS = (api, bus, log_shipper, authorizer, log_compactor)
 
 
 @pytest.fixture
@@ -95,6 +96,9 @@ def traced(serving: Stack) -> Iterator[Captured]:
     with pytest.MonkeyPatch.context() as lambda_like:
         lambda_like.setenv("LAMBDA_TASK_ROOT", "/var/task")  # the Tracer turns itself off outside Lambda
         lambda_like.setenv("POWERTOOLS_TRACE_DISABLED", "false")
+        for function in ("AuthorizerFunction", "EventLogCompactionFunction"):
+            for name, value in serving.env(function).items():
+                lambda_like.setenv(name, value)
         lambda_like.delenv("AWS_XRAY_SDK_ENABLED", raising=False)
         Tracer._reset_config()
         # Patching is the one thing done here rather than by the Tracer: botocore (the handlers' only
@@ -182,9 +186,26 @@ def _day(captured: Captured, stack: Stack, model: TinyModel) -> None:
     with pytest.raises(InvalidRequest):
         captured.invoke(bus.lambda_handler, rejected)
 
+    # The authorizer: a shopper token names its user (its answer's context too), a forged one is refused.
+    master = boto3.client("secretsmanager").get_secret_value(SecretId=stack.auth_secret)["SecretString"]
+    signing_key = ShopCredentials.derive(master).token_signing_key
+    request = sample_event("authorizer_request.json")
+    request["headers"]["Authorization"] = f"Bearer {mint_shopper_token(signing_key, USER)}"
+    assert captured.invoke(authorizer.lambda_handler, request)["context"]["user_id"] == USER
+    request["headers"]["Authorization"] = (
+        f"Bearer {mint_shopper_token('npt_forged-key-0123456789abcdefghij', USER)}"
+    )
+    with pytest.raises(authorizer.Unauthorized):
+        captured.invoke(authorizer.lambda_handler, request)
+    # An access request and an erasure; the tombstone ships with the day's events, then compaction runs.
+    exported = captured.invoke(api.lambda_handler, proxy_event("GET", f"/users/{USER}/data"))
+    assert exported["statusCode"] == 200 and USER in exported["body"]
+    assert captured.invoke(api.lambda_handler, proxy_event("DELETE", f"/users/{USER}"))["statusCode"] == 200
+
     records = stream_event(boto3.client("dynamodb"), boto3.client("dynamodbstreams"), stack.state_table)
-    assert sum(len(r["dynamodb"]["NewImage"]["outbox"]["L"]) for r in records["Records"]) == 3
+    assert sum(len(r["dynamodb"]["NewImage"]["outbox"]["L"]) for r in records["Records"]) == 4
     assert captured.invoke(log_shipper.lambda_handler, records) == {"batchItemFailures": []}
+    assert captured.invoke(log_compactor.lambda_handler, sample_event("schedule_log_compaction.json"))
 
     boto3.client("dynamodb").delete_table(TableName=stack.state_table)  # storage fails: logged with its id
     failing = proxy_event("GET", f"/users/{USER}/recommendations")

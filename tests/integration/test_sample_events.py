@@ -10,8 +10,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
+from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick.handlers import wiring
 from nextpick_local.standin.aws_resources import create_stack, load_template
 from nextpick_training import handler as retrain_handler
@@ -20,6 +22,7 @@ from tests.integration.serving import EVENTS_DIR, FakeLambdaContext, sample_even
 # Which function each sample file is for, by the trigger its name says.
 FUNCTION_OF_PREFIX = {
     "api_": "ApiFunction",
+    "authorizer_": "AuthorizerFunction",
     "bus_": "BusEventFunction",
     "dynamodb_stream_items": "CatalogRefreshFunction",
     "dynamodb_": "EventLogShipperFunction",
@@ -61,7 +64,16 @@ def test_sample_event_runs_through_its_handler(
     module, _, name = handler_path.rpartition(".")
     handler: Any = getattr(importlib.import_module(module), name)
 
-    result = handler(sample_event(sample), FakeLambdaContext())
+    event = sample_event(sample)
+    if function == "AuthorizerFunction":
+        # The sample's token is signed with a made-up key: re-signed with this stack's own secret.
+        secret = boto3.client("secretsmanager").get_secret_value(
+            SecretId=sam_local_env[function]["AUTH_SECRET_ID"]
+        )
+        signing_key = ShopCredentials.derive(secret["SecretString"]).token_signing_key
+        token = mint_shopper_token(signing_key, event["pathParameters"]["user_id"])
+        event["headers"]["Authorization"] = f"Bearer {token}"
+    result = handler(event, FakeLambdaContext())
 
     if function == "ApiFunction":
         assert result["statusCode"] == 200, result
@@ -70,6 +82,9 @@ def test_sample_event_runs_through_its_handler(
         assert result.get("stored") == 1 or result["results"][0]["status"] == "accepted"
     elif function == "CatalogRefreshFunction":
         assert result["status"] == "skipped" and result["reason"] == "no model is live yet", result
+    elif function == "AuthorizerFunction":
+        (statement,) = result["policyDocument"]["Statement"]
+        assert statement["Effect"] == "Allow" and event["methodArn"] in statement["Resource"], result
     elif function == "EventLogCompactionFunction":
         assert result["status"] == "complete" and result["lines_erased"] == 0, result
     else:
