@@ -55,18 +55,10 @@ def test_compaction_reads_exactly_firehoses_prefixes(template: dict[str, Any]) -
     assert firehose["ErrorOutputPrefix"].startswith(LOG_PREFIXES[1])
 
 
-def test_the_compactor_gets_only_what_its_code_calls(template: dict[str, Any]) -> None:
+def test_the_compactor_runs_alone_and_checkpoints_where_its_role_may_write(template: dict[str, Any]) -> None:
+    """Its grants are held to tests/integration/iam_allow_list.py (test_least_privilege.py)."""
     properties = template["Resources"]["EventLogCompactionFunction"]["Properties"]
-    (policy,) = properties["Policies"]
-    grants = {s["Sid"]: (sorted(s["Action"]), s["Resource"]) for s in policy["Statement"]}
-    assert grants == {
-        "ListLog": (["s3:ListBucket", "s3:ListBucketVersions"], {"Fn::GetAtt": ["ModelBucket", "Arn"]}),
-        "RewriteLog": (
-            ["s3:DeleteObjectVersion", "s3:GetObjectVersion", "s3:PutObject"],
-            [{"Fn::Sub": f"${{ModelBucket.Arn}}/{prefix}*"} for prefix in LOG_PREFIXES],
-        ),
-        "Checkpoint": (["s3:GetObject", "s3:PutObject"], {"Fn::Sub": "${ModelBucket.Arn}/runs/compaction/*"}),
-    }
+    assert properties["Role"] == {"Fn::GetAtt": ["EventLogCompactionFunctionRole", "Arn"]}
     assert CHECKPOINT_KEY.startswith("runs/compaction/")
     assert properties["ReservedConcurrentExecutions"] == 1
     assert properties["LoggingConfig"]["LogGroup"] == {"Ref": "EventLogCompactionLogGroup"}
@@ -99,4 +91,4 @@ def test_every_makefile_built_function_has_its_build_target(template: dict[str, 
             t for line in makefile.read_text().splitlines() if ":" in line for t in line.split(":")[0].split()
         }
         expected = f"build-{logical_id}"
-        assert expected in targets, f"{makefile}: no {expected} target"
+        assert expected in targets or "build-%" in targets, f"{makefile}: no {expected} target"

@@ -97,7 +97,13 @@ def proxy_event_of(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 def api_gateway(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    response = api.lambda_handler(proxy_event_of(environ), FakeLambdaContext())
+    event = proxy_event_of(environ)
+    if "Authorization" not in event["headers"] and event["path"] != "/swagger":
+        # API Gateway's answer to a request without its authorizer's identity source; with one, this
+        # stand-in lets every credential through (tests/integration/test_access.py checks them).
+        start_response("401 Unauthorized", [("Content-Type", "application/json")])
+        return [b'{"message": "unauthorized"}']
+    response = api.lambda_handler(event, FakeLambdaContext())
     body = response.get("body") or ""
     data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
     headers = [

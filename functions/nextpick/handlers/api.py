@@ -258,7 +258,7 @@ def get_model():
     "/users/<user_id>",
     responses={
         **answer("The shopper is erased from serving; the log follows by `log_erased_by`", ErasureAnswer),
-        **error_responses(404, 409, 422, 503),
+        **error_responses(401, 403, 404, 409, 422, 503),
     },
 )
 def delete_user(user_id: PathId):
@@ -272,7 +272,7 @@ def delete_user(user_id: PathId):
     "/users/<user_id>/data",
     responses={
         **answer("What nextpick holds about the shopper", UserDataAnswer),
-        **error_responses(404, 422, 503),
+        **error_responses(401, 403, 404, 422, 503),
     },
 )
 def get_user_data(user_id: PathId):
