@@ -137,7 +137,9 @@ def tokenize(text: str) -> list[Token]:
 def _string_value(token: Token) -> str:
     def unescape(match: re.Match[str]) -> str:
         if match.group(1) not in "\\\"'":
-            raise _error(token.position + 1 + match.start(), "unknown escape (a string knows \\\\, \\\" and \\')")
+            raise _error(
+                token.position + 1 + match.start(), "unknown escape (a string knows \\\\, \\\" and \\')"
+            )
         return match.group(1)
 
     return _ESCAPE.sub(unescape, token.text[1:-1])

@@ -31,6 +31,10 @@ MAX_EXCLUDED_ITEMS = 500
 # Positions and slots beyond the largest k a deployment allows (MAX_K <= 1000) could never apply.
 MAX_POSITION = 1000
 
+# The organic places are filled in rounds over the best `max(4 x places left, 64)` candidates, not by
+# sorting the whole pool (docs/rules.md, "Cost").
+ROUND_FACTOR, ROUND_MINIMUM = 4, 64
+
 # Names of stored rule sets and of promotions: the id character set (docs/design.md, "Ids").
 RuleSetName = Identifier
 
@@ -289,7 +293,9 @@ def _take_from_pool(
         remaining = int(np.count_nonzero(pool))
         if remaining == 0:
             break
-        candidates = best_of(scores, pool, min(remaining, max(4 * (need - len(picks)), 64)))
+        candidates = best_of(
+            scores, pool, min(remaining, max(ROUND_FACTOR * (need - len(picks)), ROUND_MINIMUM))
+        )
         picks += _take(scores, candidates, need - len(picks), quota, taken, "organic")
         pool[candidates] = False
     return picks
