@@ -139,6 +139,11 @@ def top_k(
     scores = model.rank(vector, exclude, *history) if history is not None else model.rank(vector, exclude)
     if plan is not None:
         return _recommendations(model, apply_rules(scores, exclude, plan, k))
+    return plain_top_k(model, scores, exclude, k)
+
+
+def plain_top_k(model: RankingModel, scores: np.ndarray, exclude: np.ndarray, k: int) -> list[Recommendation]:
+    """The best `k` of `scores` that `exclude` allows: the answer without business rules."""
     allowed = int(len(exclude) - np.count_nonzero(exclude))
     k = min(k, allowed)
     if k <= 0:
