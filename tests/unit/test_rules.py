@@ -14,8 +14,9 @@ from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, S
 from nextpick.domain.catalog import snapshot_of
 from nextpick.domain.events import CatalogItem, TrackedEvent
 from nextpick.domain.ranking import CandidateMasks, MaskCache, RecommendOptions, top_k, trending_top_k
-from nextpick.domain.rules import Pin, Promotion, RuleSet
+from nextpick.domain.rules import Pin, Promotion, RuleSet, rules_from
 from nextpick.domain.service import Recommender
+from nextpick.errors import InvalidRequest
 from tests.unit.numpy_model import NumpyModel
 from tests.unit.rules_reference import FixedScores
 
@@ -241,6 +242,12 @@ def test_rule_sets_are_json_with_bounded_lists_and_forbid_unknown_fields() -> No
     assert RuleSet.model_validate_json(stored.model_dump_json()) == stored
     with_cart = stored.with_excluded(("i9", "i9", "i8"))
     assert with_cart.exclude_items == ("i9", "i8") and with_cart.filter == stored.filter
+    with pytest.raises(InvalidRequest) as raised:
+        with_cart.with_excluded(tuple(f"c{n}" for n in range(499)))
+    assert [error["field"] for error in raised.value.errors] == ["exclude_items"]
+    with pytest.raises(InvalidRequest) as raised:
+        rules_from({"pinned": [{"item_id": "a", "position": 1}, {"item_id": "a", "position": 2}]})
+    assert raised.value.errors == [{"field": "pinned", "message": "Value error, an item is pinned twice"}]
     refused = [
         ({"filters": "price < 1"}, "filters"),
         ({"max_per_category": 0}, "max_per_category"),

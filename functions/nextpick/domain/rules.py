@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NamedTuple
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from nextpick.domain.catalog_columns import CatalogColumns
@@ -91,20 +99,27 @@ class RuleSet(BaseModel):
     # normally leaves it empty and a request adds its own cart (`with_excluded`).
     exclude_items: tuple[Identifier, ...] = Field(default=(), max_length=MAX_EXCLUDED_ITEMS)
 
-    @model_validator(mode="after")
-    def _distinct(self) -> RuleSet:
-        if len({pin.item_id for pin in self.pinned}) < len(self.pinned):
-            raise ValueError("pinned: an item is pinned twice")
-        if len({pin.position for pin in self.pinned}) < len(self.pinned):
-            raise ValueError("pinned: two items are pinned at the same position")
-        if len({promotion.name for promotion in self.promotions}) < len(self.promotions):
-            raise ValueError("promotions: two promotions have the same name")
-        return self
+    @field_validator("pinned")
+    @classmethod
+    def _pins_distinct(cls, pinned: tuple[Pin, ...]) -> tuple[Pin, ...]:
+        if len({pin.item_id for pin in pinned}) < len(pinned):
+            raise ValueError("an item is pinned twice")
+        if len({pin.position for pin in pinned}) < len(pinned):
+            raise ValueError("two items are pinned at the same position")
+        return pinned
+
+    @field_validator("promotions")
+    @classmethod
+    def _promotions_distinct(cls, promotions: tuple[Promotion, ...]) -> tuple[Promotion, ...]:
+        if len({promotion.name for promotion in promotions}) < len(promotions):
+            raise ValueError("two promotions have the same name")
+        return promotions
 
     def with_excluded(self, item_ids: tuple[str, ...]) -> RuleSet:
-        """This rule set plus a request's cart (a stored set and a request's items combined)."""
+        """This rule set plus a request's cart (a stored set and a request's items combined); more than
+        MAX_EXCLUDED_ITEMS in all is an `InvalidRequest` on `exclude_items`."""
         merged = tuple(dict.fromkeys((*self.exclude_items, *item_ids)))
-        return RuleSet.model_validate({**self.model_dump(), "exclude_items": merged})
+        return rules_from({**self.model_dump(), "exclude_items": merged})
 
 
 def rules_from(data: Mapping[str, Any]) -> RuleSet:
