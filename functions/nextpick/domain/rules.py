@@ -157,10 +157,6 @@ class RulePlan:
     # Each item's category code (-1: none), for the diversity cap.
     category_codes: np.ndarray
 
-    @classmethod
-    def none(cls, size: int) -> RulePlan:
-        return cls(None, np.zeros(0, np.int64), (), (), None, np.full(size, -1, np.int32))
-
 
 def plan_rules(rules: RuleSet, columns: CatalogColumns) -> RulePlan:
     promotions = []
