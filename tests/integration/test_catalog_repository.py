@@ -56,10 +56,22 @@ def test_empty_table_gives_an_empty_snapshot(catalog: DynamoDbCatalog) -> None:
     assert snapshot.out_of_stock == frozenset() and snapshot.category_of == {}
 
 
-def test_snapshot_reads_stock_and_category_with_a_projected_paginated_scan(
+def test_snapshot_reads_what_ranking_and_rules_need_with_a_projected_paginated_scan(
     catalog: DynamoDbCatalog, spy: Spy
 ) -> None:
-    catalog.put_items([item(f"item-{i}", "shoes" if i % 2 else "hats", stock=i % 3) for i in range(30)])
+    catalog.put_items(
+        [
+            item(
+                f"item-{i}",
+                "shoes" if i % 2 else "hats",
+                stock=i % 3,
+                price=i + 0.5,
+                title="not read",
+                attributes={"brand": f"b{i % 4}", "size": i, "organic": i % 5 == 0} if i % 6 else {},
+            )
+            for i in range(30)
+        ]
+    )
     # Force small pages so that pagination really happens.
     spy.rewrite["scan"] = lambda client, **kwargs: client.scan(**kwargs, Limit=7)
 
@@ -67,10 +79,25 @@ def test_snapshot_reads_stock_and_category_with_a_projected_paginated_scan(
 
     assert snapshot.out_of_stock == frozenset(f"item-{i}" for i in range(30) if i % 3 == 0)
     assert snapshot.category_of == {f"item-{i}": "shoes" if i % 2 else "hats" for i in range(30)}
+    # Price and attributes for the business rules' filters (docs/rules.md), as the items carry them.
+    assert snapshot.price_of == {f"item-{i}": i + 0.5 for i in range(30)}
+    with_attributes = [i for i in range(30) if i % 6]
+    assert snapshot.attributes == {
+        "brand": {f"item-{i}": f"b{i % 4}" for i in with_attributes},
+        "size": {f"item-{i}": i for i in with_attributes},
+        "organic": {f"item-{i}": i % 5 == 0 for i in with_attributes},
+    }
+    assert all(type(v) is bool for v in snapshot.attributes["organic"].values())
     scans = [kwargs for name, kwargs in spy.calls if name == "scan"]
     assert len(scans) == 5  # 30 items in pages of 7
-    assert all(scan["ProjectionExpression"] == "#i, #c, #s" for scan in scans)
-    assert scans[0]["ExpressionAttributeNames"] == {"#i": "item_id", "#c": "category", "#s": "stock"}
+    assert all(scan["ProjectionExpression"] == "#i, #c, #s, #p, #a" for scan in scans)
+    assert scans[0]["ExpressionAttributeNames"] == {
+        "#i": "item_id",
+        "#c": "category",
+        "#s": "stock",
+        "#p": "price",
+        "#a": "attributes",
+    }
     assert "ExclusiveStartKey" not in scans[0] and all("ExclusiveStartKey" in s for s in scans[1:])
 
 
@@ -118,6 +145,13 @@ def test_own_writes_invalidate_the_cache_immediately(catalog: DynamoDbCatalog, s
 
     catalog.put_items([item("a", stock=0)])  # same content rewritten: re-read, but the id stays
     assert catalog.snapshot().snapshot_id == second.snapshot_id
+    # A new price or attribute is new content for the rules' filters: a new id.
+    catalog.put_items([item("a", stock=0, price=5.0)])
+    third = catalog.snapshot()
+    assert (third.snapshot_id, third.price_of) == (second.snapshot_id + 1, {"a": 5.0})
+    catalog.put_items([item("a", stock=0, price=5.0, attributes={"brand": "acme"})])
+    fourth = catalog.snapshot()
+    assert (fourth.snapshot_id, fourth.attributes) == (third.snapshot_id + 1, {"brand": {"a": "acme"}})
 
 
 def test_a_failed_refresh_keeps_serving_the_last_snapshot(

@@ -3,8 +3,10 @@
 Item layout: `item_id` S, `category` S, `price` N, `stock` N, `title` S (absent when None),
 `attributes` M (S / N / BOOL values), `updated_at` S (ISO-8601 UTC).
 
-Ranking needs only stock and category, so a container keeps a snapshot of those (a projected `Scan`)
-for `refresh_seconds`. The snapshot's id changes only when its content does, so the exclusion masks
+Ranking needs stock and category (exclusion masks), price and attributes (business-rule filters,
+docs/rules.md), so a container keeps a snapshot of those (a `Scan` projected without `title` and
+`updated_at`) for `refresh_seconds`. A Scan is billed by the size of the items it reads whatever
+the projection, so reading price and attributes too costs no extra capacity, only bytes on the wire. The snapshot's id changes only when its content does, so the exclusion masks
 derived from it stay cached across refreshes that found nothing new."""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,7 +24,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import LazyClient, raise_translated
-from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.catalog import CatalogSnapshot, SnapshotBuilder
 from nextpick.domain.events import CatalogItem
 from nextpick.errors import InvalidInput, StorageUnavailable
 
@@ -36,9 +39,15 @@ BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
 
 _SCAN_PROJECTION = {
-    "ProjectionExpression": "#i, #c, #s",
+    "ProjectionExpression": "#i, #c, #s, #p, #a",
     # Names, not literals, so no attribute ever collides with DynamoDB's reserved words.
-    "ExpressionAttributeNames": {"#i": "item_id", "#c": "category", "#s": "stock"},
+    "ExpressionAttributeNames": {
+        "#i": "item_id",
+        "#c": "category",
+        "#s": "stock",
+        "#p": "price",
+        "#a": "attributes",
+    },
 }
 
 
@@ -70,7 +79,7 @@ class DynamoDbCatalog:
         if self._snapshot is not None and fresh:
             return self._snapshot
         try:
-            out_of_stock, category_of = self._scan()
+            scanned = self._scan()
         except StorageUnavailable:
             if self._snapshot is None:
                 raise
@@ -79,16 +88,16 @@ class DynamoDbCatalog:
             self._loaded_at = now
             return self._snapshot
         previous = self._snapshot
-        if previous is None or previous.out_of_stock != out_of_stock or previous.category_of != category_of:
+        if previous is None or not previous.same_content(scanned):
             snapshot_id = previous.snapshot_id + 1 if previous is not None else 1
-            self._snapshot = CatalogSnapshot(snapshot_id, out_of_stock, category_of)
+            self._snapshot = replace(scanned, snapshot_id=snapshot_id)
         self._loaded_at = now
         assert self._snapshot is not None
         return self._snapshot
 
-    def _scan(self) -> tuple[frozenset[str], dict[str, str]]:
-        out_of_stock: set[str] = set()
-        category_of: dict[str, str] = {}
+    def _scan(self) -> CatalogSnapshot:
+        """The table's content, as a snapshot with id 0 (`snapshot()` numbers it if it changed)."""
+        builder = SnapshotBuilder()
         kwargs: dict[str, Any] = {"TableName": self._table_name, **_SCAN_PROJECTION}
         while True:
             try:
@@ -96,13 +105,15 @@ class DynamoDbCatalog:
             except (ClientError, BotoCoreError) as e:
                 raise_translated(e, self._table_name)
             for item in page.get("Items", ()):
-                item_id = item["item_id"]["S"]
-                if "category" in item:
-                    category_of[item_id] = item["category"]["S"]
-                if "stock" in item and Decimal(item["stock"]["N"]) <= 0:
-                    out_of_stock.add(item_id)
+                builder.add(
+                    item["item_id"]["S"],
+                    item["category"]["S"] if "category" in item else None,
+                    float(item["price"]["N"]) if "price" in item else None,
+                    float(item["stock"]["N"]) if "stock" in item else None,
+                    {name: _plain(value) for name, value in item.get("attributes", {}).get("M", {}).items()},
+                )
             if "LastEvaluatedKey" not in page:
-                return frozenset(out_of_stock), category_of
+                return builder.build(0)
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- CatalogWriter ---------------------------------------------------------------------------------

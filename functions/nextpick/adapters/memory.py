@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.catalog import CatalogSnapshot, snapshot_of
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.ports import ModelStatus, RankingModel
@@ -74,11 +74,7 @@ class InMemoryCatalog:
         if not items:
             return
         self._items.update({item.item_id: item for item in items})
-        self._snapshot = CatalogSnapshot(
-            snapshot_id=self._snapshot.snapshot_id + 1,
-            out_of_stock=frozenset(i.item_id for i in self._items.values() if not i.in_stock),
-            category_of={i.item_id: i.category for i in self._items.values()},
-        )
+        self._snapshot = snapshot_of(self._snapshot.snapshot_id + 1, self._items.values())
 
     def snapshot(self) -> CatalogSnapshot:
         return self._snapshot

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.catalog_columns import CatalogColumns
 from nextpick.domain.events import Recommendation
 from nextpick.domain.ports import RankingModel
+from nextpick.domain.rules import Pick, RuleSet, apply_rules, plan_rules
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,8 @@ class RecommendOptions:
     # None: use the deployment's default (EXCLUDE_PURCHASED_DEFAULT).
     exclude_purchased: bool | None = None
     category: str | None = None
+    # Business rules (docs/rules.md); None: ranking exactly as without rules.
+    rules: RuleSet | None = None
 
 
 @dataclass
@@ -32,7 +36,10 @@ class CandidateMasks:
     base: np.ndarray
     _snapshot: CatalogSnapshot
     _items: tuple[str | None, ...]
+    # Price, category and attribute columns and compiled filters, for the business rules (lazy).
+    columns: CatalogColumns
     _by_category: dict[str, np.ndarray] = field(default_factory=dict)
+    _trending: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(cls, model: RankingModel, snapshot: CatalogSnapshot) -> CandidateMasks:
@@ -42,7 +49,8 @@ class CandidateMasks:
         for index, item_id in enumerate(items):
             if item_id is not None and item_id in snapshot.out_of_stock:
                 base[index] = 1.0
-        return cls(model.version, snapshot.snapshot_id, base, snapshot, items)
+        columns = CatalogColumns(items, snapshot, model.item_index)
+        return cls(model.version, snapshot.snapshot_id, base, snapshot, items, columns)
 
     def outside_category(self, category: str) -> np.ndarray:
         mask = self._by_category.get(category)
@@ -59,6 +67,19 @@ class CandidateMasks:
             self._by_category[category] = mask
         return mask
 
+    def trending_scores(self, model: RankingModel) -> tuple[np.ndarray, np.ndarray]:
+        """The model's trending list as a score vector (0 off the list) and a mask of the listed items,
+        for a new shopper's rules: a trending score is a decayed event count, so 0 is what an item off
+        the list has, near enough (the list holds the top 500)."""
+        if self._trending is None:
+            scores = np.zeros(len(self._items), dtype=np.float32)
+            listed = np.zeros(len(self._items), dtype=bool)
+            for index, score in model.trending:
+                if 0 < index < len(scores):
+                    scores[index], listed[index] = score, True
+            self._trending = scores, listed
+        return self._trending
+
 
 class MaskCache:
     """Keeps the masks of the live (model, snapshot) pair; rebuilt only when either changes."""
@@ -74,12 +95,16 @@ class MaskCache:
 
 
 def trending_top_k(
-    model: RankingModel, masks: CandidateMasks, k: int, category: str | None
+    model: RankingModel, masks: CandidateMasks, k: int, category: str | None, rules: RuleSet | None = None
 ) -> list[Recommendation]:
     """A shopper with no events yet: what is trending (the model's `trending` list: time-decayed
     popularity when it was published), in stock and in the category, best first."""
     exclude = masks.base if category is None else np.maximum(masks.base, masks.outside_category(category))
     items = model.items
+    if rules is not None:
+        plan = plan_rules(rules, masks.columns)
+        scores, listed = masks.trending_scores(model)
+        return _recommendations(model, apply_rules(scores, exclude, plan, k, organic=listed))
     picks = []
     for index, score in model.trending:
         if 0 < index < len(exclude) and exclude[index] == 0.0:
@@ -98,8 +123,13 @@ def top_k(
     exclude_purchased: bool,
     category: str | None,
     history: tuple[np.ndarray, np.ndarray] | None = None,
+    rules: RuleSet | None = None,
 ) -> list[Recommendation]:
-    """The top `k` allowed items; `history` is the v2 model's (history_items, history_features)."""
+    """The top `k` allowed items; `history` is the v2 model's (history_items, history_features).
+
+    `rules` are applied to the scores `rank` returns, outside the model (docs/rules.md); the model sees
+    the same `exclude` with or without them."""
+    plan = plan_rules(rules, masks.columns) if rules is not None else None
     exclude = masks.base.copy()
     if category is not None:
         np.maximum(exclude, masks.outside_category(category), out=exclude)
@@ -107,6 +137,13 @@ def top_k(
         indices = [model.item_index(item_id) for item_id in purchased]
         exclude[[index for index in indices if index > 0]] = 1.0
     scores = model.rank(vector, exclude, *history) if history is not None else model.rank(vector, exclude)
+    if plan is not None:
+        return _recommendations(model, apply_rules(scores, exclude, plan, k))
+    return plain_top_k(model, scores, exclude, k)
+
+
+def plain_top_k(model: RankingModel, scores: np.ndarray, exclude: np.ndarray, k: int) -> list[Recommendation]:
+    """The best `k` of `scores` that `exclude` allows: the answer without business rules."""
     allowed = int(len(exclude) - np.count_nonzero(exclude))
     k = min(k, allowed)
     if k <= 0:
@@ -121,3 +158,8 @@ def top_k(
         for index in ordered
         if exclude[index] == 0.0
     ]
+
+
+def _recommendations(model: RankingModel, picks: list[Pick]) -> list[Recommendation]:
+    items = model.items
+    return [Recommendation(item_id=str(items[pick.item_index]), score=pick.score) for pick in picks]

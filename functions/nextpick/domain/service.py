@@ -182,7 +182,7 @@ class Recommender:
         )
         started = time.perf_counter()
         if state.is_new and model.trending:
-            picks = trending_top_k(model, masks, options.k, options.category)
+            picks = trending_top_k(model, masks, options.k, options.category, options.rules)
             return UserRecommendations(
                 state.user_id, model.version, picks, status, (time.perf_counter() - started) * 1000
             )
@@ -192,7 +192,15 @@ class Recommender:
             else None
         )
         picks = top_k(
-            model, vector, masks, state.purchased, options.k, exclude_purchased, options.category, history
+            model,
+            vector,
+            masks,
+            state.purchased,
+            options.k,
+            exclude_purchased,
+            options.category,
+            history,
+            options.rules,
         )
         rank_ms = (time.perf_counter() - started) * 1000
         return UserRecommendations(state.user_id, model.version, picks, status, rank_ms)
