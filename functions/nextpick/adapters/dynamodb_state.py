@@ -155,6 +155,10 @@ class DynamoDbStateRepository:
         self._client = LazyClient("dynamodb", client)
 
     def load(self, user_id: str) -> UserState:
+        item = self._get(user_id)
+        return decode_state(item, self._limits.history_items) if item else UserState.new(user_id)
+
+    def _get(self, user_id: str) -> dict[str, Any] | None:
         try:
             # Strongly consistent: the version read here is the one the conditional save compares with,
             # so a stale read would only buy a guaranteed VersionConflict.
@@ -163,8 +167,8 @@ class DynamoDbStateRepository:
             )
         except (ClientError, BotoCoreError) as e:
             raise_translated(e, self._table_name)
-        item = response.get("Item")
-        return decode_state(item, self._limits.history_items) if item else UserState.new(user_id)
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     def save(self, state: UserState) -> UserState:
         stored = replace(self._within_limits(state), version=state.version + 1)
@@ -206,13 +210,7 @@ class DynamoDbStateRepository:
         self._put_if_version(encode_erasure_marker(erasure, expected_version + 1), expected_version)
 
     def read_stored(self, user_id: str) -> StoredState | None:
-        try:
-            response = self._client.get().get_item(
-                TableName=self._table_name, Key={"user_id": {"S": user_id}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as e:
-            raise_translated(e, self._table_name)
-        item = response.get("Item")
+        item = self._get(user_id)
         if not item:
             return None
         return StoredState(

@@ -31,14 +31,20 @@ def catalog() -> DynamoDbCatalog:
     return DynamoDbCatalog(settings.items_table_name, settings.catalog_refresh_seconds)
 
 
-@cache
-def recommender() -> Recommender:
+def _state_limits() -> StateLimits:
+    """The bounds of a shopper's state item, the same for every writer of the state table."""
     settings = get_settings()
-    limits = StateLimits(
+    return StateLimits(
         recent_events=settings.recent_events_limit,
         processed_ids=settings.processed_ids_limit,
         purchased_items=settings.purchased_items_limit,
     )
+
+
+@cache
+def recommender() -> Recommender:
+    settings = get_settings()
+    limits = _state_limits()
     config = ServiceConfig(
         limits=limits,
         max_write_attempts=settings.max_write_attempts,
@@ -71,13 +77,8 @@ def request_limits() -> RequestLimits:
 def privacy_requests() -> PrivacyRequests:
     """Erasure and export on the state table (the same limits as the event path)."""
     settings = get_settings()
-    limits = StateLimits(
-        recent_events=settings.recent_events_limit,
-        processed_ids=settings.processed_ids_limit,
-        purchased_items=settings.purchased_items_limit,
-    )
     return PrivacyRequests(
-        states=DynamoDbStateRepository(settings.state_table_name, limits),
+        states=DynamoDbStateRepository(settings.state_table_name, _state_limits()),
         compaction_schedule=settings.log_compaction_schedule,
         max_write_attempts=settings.max_write_attempts,
     )
