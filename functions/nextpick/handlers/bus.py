@@ -57,7 +57,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         if envelope.detail_type == SHOPPER_EVENT:
             events = parse_detail_events(envelope.detail, wiring.request_limits()).events
-            results = wiring.recommender().ingest(events)
+            # Bounded like the API: no optimistic-lock retry starts without time left to finish it.
+            results = wiring.recommender().ingest(events, context.get_remaining_time_in_millis)
             accepted = sum(1 for r in results if r.status == "accepted")
             metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
             metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(events) - accepted)
