@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
-            client = JsonClient(state["api_url"], state["api_key"], 300)
+            client = JsonClient(state["api_url"], state["server_key"], 300)
             result = measure(client, s3, state["resources"]["ModelBucket"], args.shoppers)
         finally:
             os.kill(process.pid, signal.SIGINT)

@@ -275,7 +275,10 @@ def _privacy_commands(commands: Any) -> None:
     )
     export.add_argument("user_id", metavar="USER")
     export.add_argument("--api-url", type=_url, help="API base URL (default: the running local stack's)")
-    export.add_argument("--api-key", help="API key (default: the running local stack's)")
+    export.add_argument(
+        "--server-key",
+        help="the server or admin key (Authorization: Bearer; default: the running local stack's)",
+    )
     _target_options(export)
 
 

@@ -27,9 +27,9 @@ from nextpick_local.ops.target import names as target
 EXIT_FAILURE = 1
 
 
-def _call(api_url: str, api_key: str | None, method: str, path: str) -> tuple[int, Any]:
+def _call(api_url: str, credential: str | None, method: str, path: str) -> tuple[int, Any]:
     try:
-        return JsonClient(api_url, api_key).request(method, path)
+        return JsonClient(api_url, credential).request(method, path)
     except Unreachable as error:
         raise CommandError(f"{error}; is the stack running (`nextpick serve --demo`)?") from error
 
@@ -60,13 +60,13 @@ def log_lines_of(s3: Any, bucket: str, user_id: str) -> list[dict[str, Any]]:
 
 
 def export_user(args: argparse.Namespace) -> int:
-    if args.aws and not (args.api_url and args.api_key):
-        raise UsageError("--aws needs --api-url and --api-key for the API's export")
-    api_url, api_key = args.api_url, args.api_key
+    if args.aws and not (args.api_url and args.server_key):
+        raise UsageError("--aws needs --api-url and --server-key (or the admin key) for the API's export")
+    api_url, key = args.api_url, args.server_key
     if not args.aws:
         state = local_state(args.state_file)
-        api_url, api_key = api_url or state["api_url"], api_key or state["api_key"]
-    code, exported = _call(api_url, api_key, "GET", f"/users/{args.user_id}/data")
+        api_url, key = api_url or state["api_url"], key or state["server_key"]
+    code, exported = _call(api_url, key, "GET", f"/users/{args.user_id}/data")
     if code != 200:
         raise CommandError(f"GET /users/{args.user_id}/data answered {code}: {exported}")
     names = target(args)  # for the local stack, also points this process's boto3 at its stand-in
