@@ -112,7 +112,7 @@ def test_commands_without_a_running_local_stack_say_how_to_start_one(
 
 def test_export_user_on_aws_needs_the_api(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export-user", "u-1", "--aws"]) == 2
-    assert "--api-url and --api-key" in capsys.readouterr().err
+    assert "--api-url and --server-key" in capsys.readouterr().err
 
 
 def test_walkthrough_gets_every_argument_after_its_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,14 @@ from nextpick_local.standin.template import translated_template
 
 MASTER = "unit-test-master-secret"
 KEYS = ShopCredentials.derive(MASTER)
-ALICE_TOKEN = mint_shopper_token(KEYS.token_signing_key, "alice")
+# Stands for a token minted when the test runs: one minted at import would expire in a long test run.
+ALICE_TOKEN = "<alice's token>"
+
+
+def credential_of(credential: str) -> str:
+    return mint_shopper_token(KEYS.token_signing_key, "alice") if credential == ALICE_TOKEN else credential
+
+
 AUTHORIZER_FUNCTION = "AuthorizerFunction"
 SCHEME = "NextpickAuthorizer"
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -154,7 +161,7 @@ def test_any_other_authorizer_error_or_a_malformed_answer_is_the_templates_autho
 def test_a_policy_that_allows_no_statement_for_the_route_is_403(
     gateway: ApiGateway, functions: Functions, credential: str, method: str, path: str
 ) -> None:
-    response = call(gateway, method, path, credential)
+    response = call(gateway, method, path, credential_of(credential))
 
     status, message = answer(response)
     assert status == 403 and message.startswith("forbidden: this credential may not call this route")
@@ -226,7 +233,8 @@ def test_a_ttl_of_zero_asks_the_authorizer_every_call(gateway: ApiGateway, funct
 def test_the_authorizer_gets_a_request_event_and_the_function_its_context(
     gateway: ApiGateway, functions: Functions
 ) -> None:
-    response = call(gateway, "GET", "/prod/users/alice/recommendations?k=3", ALICE_TOKEN)
+    token = credential_of(ALICE_TOKEN)
+    response = call(gateway, "GET", "/prod/users/alice/recommendations?k=3", token)
 
     assert response.status == 200
     (request,) = functions.authorizer_events
@@ -234,7 +242,7 @@ def test_the_authorizer_gets_a_request_event_and_the_function_its_context(
     assert request["methodArn"] == method_arn(
         REGION, ACCOUNT, "local", "prod", "GET", "/users/alice/recommendations"
     )
-    assert request["headers"]["Authorization"] == f"Bearer {ALICE_TOKEN}"
+    assert request["headers"]["Authorization"] == f"Bearer {token}"
     assert request["pathParameters"] == {"user_id": "alice"}
     assert request["queryStringParameters"] == {"k": "3"}
     (event,) = functions.api_events
