@@ -293,8 +293,9 @@ def test_request_options_merge_over_the_stored_set(
     assert ids(body) == expected(tiny_model, shop, merged)
     assert all(shop[i].price <= 80 and shop[i].attributes["brand"] != "brand-0" for i in ids(body))
     # A request filter that makes the pair too long is refused on `filter`.
-    status, body = recommend("rules=house&filter=" + quote("price > 1 " + "or price > 1 " * 80))
+    status, body = recommend("rules=house&filter=" + quote("price > 1" + " or price > 1" * 75))
     assert status == 422 and body["errors"][0]["field"] == "filter", body
+    assert "stored rule set" in body["errors"][0]["message"], body
 
 
 def test_missing_set_on_post_events_is_a_404_and_nothing_is_tracked(shop: dict[str, CatalogItem]) -> None:
