@@ -92,7 +92,9 @@ Category = Annotated[str | None, Query(min_length=1, max_length=128)]
 Filter = Annotated[str | None, Query(description="A filter expression (docs/rules.md's grammar)")]
 MaxPerCategory = Annotated[int | None, Query(ge=1, le=MAX_POSITION)]
 ExcludeItems = Annotated[str | None, Query(description="Comma-separated item ids never to recommend")]
-RuleSetParam = Annotated[str | None, Query(description="The name of a stored rule set", max_length=384)]
+RuleSetParam = Annotated[
+    str | None, Query(description="The name of a stored rule set", max_length=3 * ID_MAX_LENGTH)
+]
 JSON_MEDIA_TYPE = "application/json"
 GRANTED_SCOPES = {(grant.method, grant.resource): grant.scopes for grant in ROUTE_GRANTS}
 # template.yaml's routes without an authorizer: the OpenAPI document holds the API's shape, no data.
