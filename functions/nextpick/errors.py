@@ -46,6 +46,15 @@ class NotFound(NextpickError):
     status = 404
 
 
+class MissingReference(NotFound):
+    """A name the request gives (a path segment, a query parameter) that names nothing stored."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"not found: {field}")
+        self.field = field
+        self.message = message
+
+
 class ConcurrentUpdate(NextpickError):
     """Optimistic locking lost more times than the retry budget allows; safe to retry the call."""
 

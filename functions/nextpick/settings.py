@@ -36,6 +36,9 @@ class Settings(EnvSettings):
     model_refresh_seconds: float = Field(default=60.0, ge=0)
     # How long the cached catalog (stock, category) may be reused before it is re-read.
     catalog_refresh_seconds: float = Field(default=30.0, ge=0)
+    # How long a container serves a named rule set (or its absence) before it re-reads it from S3: an
+    # admin's change reaches every container within it (docs/rules.md, "Where named sets live").
+    rule_sets_refresh_seconds: float = Field(default=30.0, ge=0)
     recent_events_limit: int = Field(default=50, ge=1, le=500)
     processed_ids_limit: int = Field(default=200, ge=1, le=2000)
     purchased_items_limit: int = Field(default=200, ge=1, le=2000)

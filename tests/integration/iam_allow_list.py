@@ -122,6 +122,7 @@ ALLOW_LIST: dict[str, Principal] = {
             *grants(["dynamodb:GetItem", "dynamodb:PutItem"], ["StateTable"]),
             *grants(["dynamodb:Scan", "dynamodb:BatchWriteItem"], ["ItemsTable"]),
             *_READ_MODELS,
+            *grants(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], ["ModelBucket/rules/*"]),
             *_runtime("ApiLogGroup"),
         )
     ),

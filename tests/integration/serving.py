@@ -43,7 +43,7 @@ def proxy_event(
     the server scope, or the admin scope for catalog writes, the scopes those routes are granted)."""
     event = copy.deepcopy(sample_event("api_get_recommendations.json"))
     if authorizer is None:
-        scope = "admin" if path.startswith("/items") else "server"
+        scope = "admin" if path.startswith(("/items", "/rule-sets")) else "server"
         authorizer = {"scope": scope, "principalId": scope}
     event["requestContext"]["authorizer"] = authorizer
     params = {key: values for key, values in parse_qs(query, keep_blank_values=True).items()}
@@ -55,6 +55,8 @@ def proxy_event(
         path_parameters = {"user_id": segments[1]}
     elif len(segments) == 2 and segments[0] == "items":
         resource, path_parameters = "/items/{item_id}", {"item_id": segments[1]}
+    elif len(segments) == 2 and segments[0] == "rule-sets":
+        resource, path_parameters = "/rule-sets/{name}", {"name": segments[1]}
     event.update(
         httpMethod=method,
         path=path,

@@ -43,6 +43,9 @@ REQUESTS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/items/{item_id}"): ("/items/i1", {"category": "books", "stock": 3}),
     ("PUT", "/items"): ("/items", {"items": [{"item_id": "i2", "category": "books"}]}),
     ("GET", "/model"): ("/model", None),
+    ("PUT", "/rule-sets/{name}"): ("/rule-sets/spring", {"filter": "price < 50"}),
+    ("GET", "/rule-sets/{name}"): ("/rule-sets/spring", None),
+    ("DELETE", "/rule-sets/{name}"): ("/rule-sets/spring", None),
 }
 
 

@@ -341,6 +341,12 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
     with recorder.running("ApiFunction"):
         status, body = call(api.lambda_handler, proxy_event("GET", "/users/u-1/recommendations"))
         assert status == 200 and body["recommendations"], body
+        spring = {"filter": "price < 10", "promotions": [{"name": "spring", "slots": 1, "items": ["item-5"]}]}
+        assert call(api.lambda_handler, proxy_event("PUT", "/rule-sets/spring", spring))[0] == 200
+        assert call(api.lambda_handler, proxy_event("GET", "/rule-sets/spring"))[0] == 200
+        ruled = proxy_event("GET", "/users/u-1/recommendations", query="rules=spring&exclude_items=item-1")
+        assert call(api.lambda_handler, ruled)[0] == 200
+        assert call(api.lambda_handler, proxy_event("DELETE", "/rule-sets/spring"))[0] == 200
         new_item = {"category": "c1", "price": 3.0, "stock": 9}
         assert call(api.lambda_handler, proxy_event("PUT", "/items/item-new", new_item))[0] == 200
     with recorder.running("CatalogRefreshFunction"):

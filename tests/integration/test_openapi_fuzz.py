@@ -44,6 +44,9 @@ PUBLISHED_OPERATIONS = {
     "GET /model",
     "DELETE /users/{user_id}",
     "GET /users/{user_id}/data",
+    "PUT /rule-sets/{name}",
+    "GET /rule-sets/{name}",
+    "DELETE /rule-sets/{name}",
 }
 CHECKS = [
     not_a_server_error,
@@ -85,7 +88,7 @@ def proxy_event_of(environ: dict[str, Any]) -> dict[str, Any]:
         "pathParameters": None,
         "requestContext": {
             # What API Gateway adds once its authorizer allowed the call (catalog writes are admin's).
-            "authorizer": {"scope": "admin" if path.startswith("/items") else "server"},
+            "authorizer": {"scope": "admin" if path.startswith(("/items", "/rule-sets")) else "server"},
             "requestId": "fuzz",
             "stage": STAGE,
             "path": url_path,

@@ -73,6 +73,9 @@ def test_sample_event_runs_through_its_handler(
         signing_key = ShopCredentials.derive(secret["SecretString"]).token_signing_key
         token = mint_shopper_token(signing_key, event["pathParameters"]["user_id"])
         event["headers"]["Authorization"] = f"Bearer {token}"
+    if sample in ("api_get_rule_set.json", "api_delete_rule_set.json"):
+        # Reading or deleting a rule set needs one stored: the PUT sample's, as an operator would.
+        assert handler(sample_event("api_put_rule_set.json"), FakeLambdaContext())["statusCode"] == 200
     result = handler(event, FakeLambdaContext())
 
     if function == "ApiFunction":

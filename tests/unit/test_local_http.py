@@ -51,6 +51,9 @@ def test_the_routes_are_the_template_api_events_behind_its_authorizer() -> None:
         ("GET", "/swagger"),
         ("DELETE", "/users/{user_id}"),
         ("GET", "/users/{user_id}/data"),
+        ("PUT", "/rule-sets/{name}"),
+        ("GET", "/rule-sets/{name}"),
+        ("DELETE", "/rule-sets/{name}"),
     }
     assert all(r.function == "ApiFunction" for r in routes.values())
     # Every route is behind the REQUEST authorizer but the API's own description (no data in it);

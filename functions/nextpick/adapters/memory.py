@@ -11,6 +11,7 @@ from nextpick.domain.catalog import CatalogSnapshot, snapshot_of
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.ports import ModelStatus, RankingModel
+from nextpick.domain.rules import RuleSet
 from nextpick.domain.state import StoredState, UserState
 from nextpick.errors import VersionConflict
 
@@ -90,3 +91,22 @@ class StaticModelSource:
     @property
     def status(self) -> ModelStatus:
         return ModelStatus.NONE if self.model is None else ModelStatus.LIVE
+
+
+class InMemoryRuleSetStore:
+    """Named rule sets in a dict: always current (no cache to age)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, RuleSet] = {}
+
+    def cached(self, name: str) -> RuleSet | None:
+        return self.sets.get(name)
+
+    def read(self, name: str) -> RuleSet | None:
+        return self.sets.get(name)
+
+    def put(self, name: str, rule_set: RuleSet) -> None:
+        self.sets[name] = rule_set
+
+    def delete(self, name: str) -> bool:
+        return self.sets.pop(name, None) is not None

@@ -49,6 +49,10 @@ ROUTE_GRANTS: tuple[RouteGrant, ...] = (
     _grant("PUT", "/items/{item_id}", Scope.ADMIN),
     _grant("PUT", "/items", Scope.ADMIN),
     _grant("GET", "/model", Scope.ADMIN, Scope.SERVER),
+    # Named rule sets (docs/rules.md): the admin writes them, the shop's server may read what it names.
+    _grant("PUT", "/rule-sets/{name}", Scope.ADMIN),
+    _grant("GET", "/rule-sets/{name}", Scope.ADMIN, Scope.SERVER),
+    _grant("DELETE", "/rule-sets/{name}", Scope.ADMIN),
 )
 
 # The keys of the authorizer's context (API Gateway passes them to the function as

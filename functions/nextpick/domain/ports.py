@@ -11,6 +11,7 @@ import numpy as np
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
+from nextpick.domain.rules import RuleSet
 from nextpick.domain.state import StoredState, UserState
 
 
@@ -98,4 +99,22 @@ class ShopperDataStore(StateRepository, Protocol):
 
     def read_stored(self, user_id: str) -> StoredState | None:
         """The shopper's item with its write time, or None if there is none (strongly consistent)."""
+        ...
+
+
+class RuleSetStore(Protocol):
+    """Named rule sets (docs/rules.md, "Named rule sets")."""
+
+    def cached(self, name: str) -> RuleSet | None:
+        """The set for serving: may be up to the store's refresh interval old; None: no such set."""
+        ...
+
+    def read(self, name: str) -> RuleSet | None:
+        """The set as stored now (the admin's reads)."""
+        ...
+
+    def put(self, name: str, rule_set: RuleSet) -> None: ...
+
+    def delete(self, name: str) -> bool:
+        """Remove the set; False: there was none."""
         ...

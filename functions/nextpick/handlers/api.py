@@ -32,9 +32,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nextpick.domain.access import ROUTE_GRANTS, Principal
 from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, ItemFields, describe_errors
 from nextpick.domain.ranking import RecommendOptions
-from nextpick.domain.requests import parse_catalog, parse_events, parse_identifier, parse_item
+from nextpick.domain.requests import parse_body, parse_catalog, parse_events, parse_identifier, parse_item
+from nextpick.domain.rule_sets import RuleQuery
+from nextpick.domain.rules import MAX_POSITION, RuleSet
 from nextpick.domain.service import TrackResult, UserRecommendations
-from nextpick.errors import Forbidden, InvalidInput, InvalidRequest, NextpickError, RequestProblem
+from nextpick.errors import (
+    Forbidden,
+    InvalidInput,
+    InvalidRequest,
+    MissingReference,
+    NextpickError,
+    RequestProblem,
+)
 from nextpick.handlers import wiring
 from nextpick.handlers.openapi import (
     BatchAnswer,
@@ -45,6 +54,7 @@ from nextpick.handlers.openapi import (
     ItemStored,
     ModelAnswer,
     RecommendationsAnswer,
+    RuleSetStored,
     UserDataAnswer,
     answer,
     error_responses,
@@ -78,6 +88,13 @@ PathId = Annotated[str, Path(min_length=1, max_length=3 * ID_MAX_LENGTH)]
 K = Annotated[int | None, Query(ge=1, le=1000)]
 ExcludePurchased = Annotated[bool | None, Query()]
 Category = Annotated[str | None, Query(min_length=1, max_length=128)]
+# Business rules (docs/rules.md, "On the API"): validated by the domain, which names the parameter.
+Filter = Annotated[str | None, Query(description="A filter expression (docs/rules.md's grammar)")]
+MaxPerCategory = Annotated[int | None, Query(ge=1, le=MAX_POSITION)]
+ExcludeItems = Annotated[str | None, Query(description="Comma-separated item ids never to recommend")]
+RuleSetParam = Annotated[
+    str | None, Query(description="The name of a stored rule set", max_length=3 * ID_MAX_LENGTH)
+]
 JSON_MEDIA_TYPE = "application/json"
 GRANTED_SCOPES = {(grant.method, grant.resource): grant.scopes for grant in ROUTE_GRANTS}
 # template.yaml's routes without an authorizer: the OpenAPI document holds the API's shape, no data.
@@ -109,11 +126,15 @@ def _authorize(app: ContractResolver, next_middleware: NextMiddleware) -> Respon
 app.use(middlewares=[_authorize])
 
 
-def _options(k: int | None, exclude_purchased: bool | None, category: str | None) -> RecommendOptions:
+def _options(
+    k: int | None, exclude_purchased: bool | None, category: str | None, rules: RuleQuery
+) -> RecommendOptions:
+    """The ranking options of a request, rules resolved: all checked before anything is applied."""
     settings = get_settings()
     if k is not None and k > settings.max_k:
         raise InvalidInput("k", f"must be at most {settings.max_k}")
-    return RecommendOptions(k or settings.default_k, exclude_purchased, category)
+    rule_set = wiring.rule_sets().for_request(rules)
+    return RecommendOptions(k or settings.default_k, exclude_purchased, category, rule_set)
 
 
 def _json(body: Any, status: int = HTTPStatus.OK) -> Response:
@@ -170,12 +191,22 @@ def _track_body(result: TrackResult, single: bool, started: float) -> dict[str, 
     "/events",
     responses={
         **answer("Events applied", EventAnswer | BatchAnswer),
-        **error_responses(400, 401, 403, 409, 413, 415, 422, 503),
+        **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
     },
 )
-def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None):
+def post_events(
+    k: K = None,
+    exclude_purchased: ExcludePurchased = None,
+    category: Category = None,
+    filter: Filter = None,
+    max_per_category: MaxPerCategory = None,
+    exclude_items: ExcludeItems = None,
+    rules: RuleSetParam = None,
+):
     started = time.perf_counter()
-    options = _options(k, exclude_purchased, category)
+    options = _options(
+        k, exclude_purchased, category, RuleQuery(filter, max_per_category, exclude_items, rules)
+    )
     request = parse_events(_request_body(), wiring.request_limits())
     principal = _principal()
     for position, event in enumerate(request.events):
@@ -200,11 +231,20 @@ def post_events(k: K = None, exclude_purchased: ExcludePurchased = None, categor
     },
 )
 def get_recommendations(
-    user_id: PathId, k: K = None, exclude_purchased: ExcludePurchased = None, category: Category = None
+    user_id: PathId,
+    k: K = None,
+    exclude_purchased: ExcludePurchased = None,
+    category: Category = None,
+    filter: Filter = None,
+    max_per_category: MaxPerCategory = None,
+    exclude_items: ExcludeItems = None,
+    rules: RuleSetParam = None,
 ):
     started = time.perf_counter()
     user_id = _path_id("user_id", user_id)
-    user = wiring.recommender().recommendations(user_id, _options(k, exclude_purchased, category))
+    rule_query = RuleQuery(filter, max_per_category, exclude_items, rules)
+    options = _options(k, exclude_purchased, category, rule_query)
+    user = wiring.recommender().recommendations(user_id, options)
     _observe([user])
     return _json({**user.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)})
 
@@ -232,7 +272,44 @@ def put_items():
     return _json({"stored": len(items)})
 
 
+# ------------------------------------------------------------------- named rule sets (issue 12)
+# The admin stores them; the shop's server reads them back (docs/rules.md, "Named rule sets").
+
+
+@app.put(
+    "/rule-sets/<name>",
+    responses={
+        **answer("Rule set stored", RuleSetStored),
+        **error_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    },
+)
+def put_rule_set(name: PathId):
+    name = _path_id("name", name)
+    rule_set = parse_body(RuleSet, _request_body(), wiring.request_limits())
+    wiring.rule_sets().put(name, rule_set)
+    return _json({"name": name, "status": "stored"})
+
+
+@app.get(
+    "/rule-sets/<name>",
+    responses={**answer("The stored rule set", RuleSet), **error_responses(401, 403, 404, 422, 503)},
+)
+def get_rule_set(name: PathId):
+    return _json(wiring.rule_sets().get(_path_id("name", name)).model_dump(mode="json"))
+
+
+@app.delete(
+    "/rule-sets/<name>",
+    responses={**answer("Rule set deleted", RuleSetStored), **error_responses(401, 403, 404, 422, 503)},
+)
+def delete_rule_set(name: PathId):
+    name = _path_id("name", name)
+    wiring.rule_sets().delete(name)
+    return _json({"name": name, "status": "deleted"})
+
+
 app.request_body("POST", "/events", EventsBody)
+app.request_body("PUT", "/rule-sets/{name}", RuleSet)
 app.request_body("PUT", "/items/{item_id}", ItemFields)
 app.request_body("PUT", "/items", CatalogBatch)
 
@@ -327,6 +404,11 @@ def _invalid_input(error: InvalidInput) -> Response:
     return _error(
         error.status, f"invalid request: {error.field}", [{"field": error.field, "message": error.message}]
     )
+
+
+@app.exception_handler(MissingReference)
+def _missing_reference(error: MissingReference) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, str(error), [{"field": error.field, "message": error.message}])
 
 
 @app.exception_handler(Forbidden)

@@ -73,6 +73,13 @@ class ItemsStored(BaseModel):
     stored: int
 
 
+class RuleSetStored(BaseModel):
+    """`PUT` and `DELETE /rule-sets/{name}`."""
+
+    name: str
+    status: Literal["stored", "deleted"]
+
+
 class ModelAnswer(BaseModel):
     """The live model's version and manifest facts; only `model_version` (null) before any model."""
 
@@ -111,7 +118,7 @@ def error_responses(*statuses: int) -> dict[int, Any]:
         400: "Body is not JSON (or flagged base64 and is not base64)",
         401: "No credential, or a forged, expired or revoked one (answered by API Gateway)",
         403: "The credential's scope may not call this route, or a shopper token acts for another user",
-        404: "No such route (an id with '/' makes another path)",
+        404: "No such route (an id with '/' makes another path), or a named rule set is not stored",
         409: "The shopper's state changed concurrently too many times; retry the call",
         413: "Body, or what it would add to a shopper's state, is too large",
         415: "Body is not application/json",

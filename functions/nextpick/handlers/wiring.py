@@ -9,11 +9,13 @@ from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
+from nextpick.adapters.s3_rule_sets import S3RuleSetStore
 from nextpick.adapters.secrets_manager import SecretsManagerMasterKeys
 from nextpick.domain.compaction import LogCompaction
 from nextpick.domain.credentials import Authenticator
 from nextpick.domain.privacy import PrivacyRequests
 from nextpick.domain.requests import RequestLimits
+from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import StateLimits
 from nextpick.settings import get_settings
@@ -57,6 +59,13 @@ def recommender() -> Recommender:
         catalog=catalog(),
         config=config,
     )
+
+
+@cache
+def rule_sets() -> RuleSets:
+    """Named rule sets in the model bucket, cached per container (docs/rules.md)."""
+    settings = get_settings()
+    return RuleSets(S3RuleSetStore(settings.model_bucket_name, settings.rule_sets_refresh_seconds))
 
 
 @cache
@@ -105,6 +114,7 @@ def reset() -> None:
         model_source,
         catalog,
         recommender,
+        rule_sets,
         request_limits,
         privacy_requests,
         log_compaction,
