@@ -2,8 +2,8 @@
 
 Powertools does the routing, the path and query validation, the OpenAPI document, logging, EMF
 metrics and tracing. Bodies are validated once, by the domain's request validation (the bus uses the
-same), straight from the bytes. Answers are serialised here, once, and not re-validated. The HTTP
-shape of every error is decided in this module only."""
+same), straight from the bytes. Answers are serialised once (api_errors.json_response) and not
+re-validated. The HTTP shape of every error is decided in api_errors.py only."""
 
 # No `from __future__ import annotations` here: Powertools reads the route signatures at run time,
 # so the annotations must be real objects, not strings. Routes have no return annotation: Powertools
@@ -11,18 +11,14 @@ shape of every error is decided in this module only."""
 
 import base64
 import binascii
-import json
 import time
 from dataclasses import asdict
-from http import HTTPStatus
 from typing import Annotated, Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -30,7 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nextpick.domain.access import ROUTE_GRANTS, Principal
-from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, ItemFields, describe_errors
+from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, ItemFields
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.requests import parse_body, parse_catalog, parse_events, parse_identifier, parse_item
 from nextpick.domain.rule_sets import RuleQuery
@@ -40,11 +36,11 @@ from nextpick.errors import (
     Forbidden,
     InvalidInput,
     InvalidRequest,
-    MissingReference,
-    NextpickError,
     RequestProblem,
 )
 from nextpick.handlers import wiring
+from nextpick.handlers.api_errors import install_error_handlers
+from nextpick.handlers.api_errors import json_response as _json
 from nextpick.handlers.openapi import (
     BatchAnswer,
     ContractResolver,
@@ -135,15 +131,6 @@ def _options(
         raise InvalidInput("k", f"must be at most {settings.max_k}")
     rule_set = wiring.rule_sets().for_request(rules)
     return RecommendOptions(k or settings.default_k, exclude_purchased, category, rule_set)
-
-
-def _json(body: Any, status: int = HTTPStatus.OK) -> Response:
-    """The answer serialised once, here: the resolver passes a str body through untouched."""
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, allow_nan=False),
-    )
 
 
 def _request_body() -> bytes:
@@ -362,80 +349,8 @@ def _path_id(name: str, raw: str) -> str:
     return parse_identifier(name, unquote(raw))
 
 
-# ------------------------------------------------------------------------------------------ errors
-
-
-def _error(status: int, message: str, errors: list[dict[str, str]] | None = None) -> Response:
-    if status < 500:
-        metrics.add_metric(
-            name="EventsRejected" if app.current_event.path == "/events" else "RequestsRejected",
-            unit=MetricUnit.Count,
-            value=1,
-        )
-    body: dict[str, Any] = {"message": message}
-    if errors:
-        body["errors"] = errors
-    return _json(body, status)
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_parameters(error: RequestValidationError) -> Response:
-    errors = describe_errors(list(error.errors()))
-    fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
-    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, f"invalid request: {fields}", errors)
-
-
-# The one place a refused request's kind becomes an HTTP status.
-STATUS_OF_PROBLEM = {
-    RequestProblem.MALFORMED: HTTPStatus.BAD_REQUEST,
-    RequestProblem.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-    RequestProblem.UNSUPPORTED_MEDIA_TYPE: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-    RequestProblem.INVALID: HTTPStatus.UNPROCESSABLE_ENTITY,
-}
-
-
-@app.exception_handler(InvalidRequest)
-def _invalid_request(error: InvalidRequest) -> Response:
-    return _error(STATUS_OF_PROBLEM[error.problem], str(error), error.errors)
-
-
-@app.exception_handler(InvalidInput)
-def _invalid_input(error: InvalidInput) -> Response:
-    return _error(
-        error.status, f"invalid request: {error.field}", [{"field": error.field, "message": error.message}]
-    )
-
-
-@app.exception_handler(MissingReference)
-def _missing_reference(error: MissingReference) -> Response:
-    return _error(HTTPStatus.NOT_FOUND, str(error), [{"field": error.field, "message": error.message}])
-
-
-@app.exception_handler(Forbidden)
-def _forbidden(error: Forbidden) -> Response:
-    return _error(HTTPStatus.FORBIDDEN, str(error), [{"field": error.field, "message": error.message}])
-
-
-@app.exception_handler(NextpickError)
-def _domain_error(error: NextpickError) -> Response:
-    if error.status >= 500:
-        logger.exception("request failed")
-    response = _error(error.status, str(error))
-    if error.retry_after_seconds is not None:
-        response.headers["Retry-After"] = str(error.retry_after_seconds)
-    return response
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    # A bug, not the caller's fault: logged with its traceback, answered in the documented format.
-    logger.exception("unexpected error")
-    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-
-
-@app.not_found
-def _no_route(error: NotFoundError) -> Response:
-    return _error(HTTPStatus.NOT_FOUND, f"no route {app.current_event.http_method} {app.current_event.path}")
+# Every refusal and failure becomes its status and the documented error body in api_errors, once.
+install_error_handlers(app, metrics, logger)
 
 
 # Tracing: one subsegment per invocation, without the response as metadata (answers carry user ids and
