@@ -17,15 +17,17 @@ from nextpick.adapters.dynamodb_trending import DynamoDbTrending
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.state import StateLimits, UserState, apply_events
 from nextpick.domain.trending import bucket_key
-from nextpick.handlers import api, wiring
+from nextpick.handlers import api, log_shipper, wiring
 from nextpick_local.standin.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext, call, proxy_event
-from tests.integration.test_log_shipper import (  # noqa: F401 - `shipper` is a fixture
+from tests.integration.test_log_shipper import (
     NOW,
     logged_lines,
-    shipper,
     stream_event,
     tracked,
+)
+from tests.integration.test_log_shipper import (
+    shipper as shipper_environment,  # noqa: F401 - the shipper's Lambda environment, as a fixture
 )
 
 
@@ -52,8 +54,9 @@ def emitted_metrics(out: str) -> dict[str, list[float]]:
     return found
 
 
+@pytest.mark.usefixtures("shipper_environment")
 def test_the_shipper_adds_each_logged_batch_to_its_hour_bucket(
-    stack: Stack, shipper: Any, dynamodb: Any, dynamodbstreams: Any
+    stack: Stack, dynamodb: Any, dynamodbstreams: Any
 ) -> None:
     repo = DynamoDbStateRepository(stack.state_table, client=dynamodb)
     state, _ = apply_events(
@@ -66,7 +69,7 @@ def test_the_shipper_adds_each_logged_batch_to_its_hour_bucket(
     repo.save(state)
     event = stream_event(dynamodb, dynamodbstreams, stack.state_table)
 
-    assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert log_shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     bucket = bucket_key("_all", NOW)
     counts, expires_at = stored_counts(dynamodb, stack, bucket)
     # view 0.5 + click 0.75 on item-1; purchase 2.0 on item-2 (history.EVENT_INTENT).
@@ -74,13 +77,13 @@ def test_the_shipper_adds_each_logged_batch_to_its_hour_bucket(
     assert expires_at == int((NOW + timedelta(hours=48)).timestamp())
 
     # A later batch adds to the same bucket (the UpdateItem path, the bucket existing).
-    assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert log_shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     assert stored_counts(dynamodb, stack, bucket)[0] == {"item-1": 2.5, "item-2": 4.0}
 
 
+@pytest.mark.usefixtures("shipper_environment")
 def test_a_broken_trending_table_does_not_fail_shipping(
     stack: Stack,
-    shipper: Any,
     dynamodb: Any,
     dynamodbstreams: Any,
     s3: Any,
@@ -93,7 +96,7 @@ def test_a_broken_trending_table_does_not_fail_shipping(
     dynamodb.delete_table(TableName=trending_table(stack))
     capsys.readouterr()
 
-    assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert log_shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
 
     assert [json.loads(line)["event_id"] for line in logged_lines(s3, stack)] == ["e1"]
     metrics = emitted_metrics(capsys.readouterr().out)
