@@ -20,6 +20,7 @@ from nextpick.domain.trending import bucket_key
 from nextpick.handlers import api, log_shipper, wiring
 from nextpick_local.standin.aws_resources import Stack
 from tests.integration.serving import FakeLambdaContext, call, proxy_event
+from tests.integration.spy import Spy
 from tests.integration.test_log_shipper import (
     NOW,
     logged_lines,
@@ -56,8 +57,11 @@ def emitted_metrics(out: str) -> dict[str, list[float]]:
 
 @pytest.mark.usefixtures("shipper_environment")
 def test_the_shipper_adds_each_logged_batch_to_its_hour_bucket(
-    stack: Stack, dynamodb: Any, dynamodbstreams: Any
+    stack: Stack, dynamodb: Any, dynamodbstreams: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    spy = Spy(dynamodb)
+    trending = DynamoDbTrending(trending_table(stack), max_items=2000, client=spy)
+    monkeypatch.setattr(log_shipper, "trending", lambda: trending)
     repo = DynamoDbStateRepository(stack.state_table, client=dynamodb)
     state, _ = apply_events(
         UserState.new("user-1"),
@@ -75,10 +79,13 @@ def test_the_shipper_adds_each_logged_batch_to_its_hour_bucket(
     # view 0.5 + click 0.75 on item-1; purchase 2.0 on item-2 (history.EVENT_INTENT).
     assert counts == {"item-1": 1.25, "item-2": 2.0}
     assert expires_at == int((NOW + timedelta(hours=48)).timestamp())
+    # The hour's first write: the update finds no bucket, the conditional put creates it. Nothing read.
+    assert [name for name, _ in spy.calls] == ["update_item", "put_item"]
 
     # A later batch adds to the same bucket (the UpdateItem path, the bucket existing).
     assert log_shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     assert stored_counts(dynamodb, stack, bucket)[0] == {"item-1": 2.5, "item-2": 4.0}
+    assert [name for name, _ in spy.calls[2:]] == ["update_item"]  # one call per bucket and batch
 
 
 @pytest.mark.usefixtures("shipper_environment")
