@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -109,21 +110,38 @@ def decayed_top_k(
     return [TrendingItem(item_id, score) for item_id, score in best]
 
 
-@dataclass(frozen=True)
+@dataclass
 class LiveTrending:
-    """`GET /trending`: the window's buckets read at once, decayed, filtered by the catalog snapshot."""
+    """`GET /trending`: the window's buckets read at once, decayed, filtered by the catalog snapshot.
+
+    The counts read are kept for `refresh_seconds` within the same hour: a read of 24 full buckets is
+    ~1.4 MB and 48,000 values to parse (docs/trending.md, "Speed"), and the answer moves on an hour's
+    scale; a new hour always reads afresh, since every bucket's age changes."""
 
     counts: TrendingCounts
     catalog: CatalogSource
     window: TrendingWindow
+    refresh_seconds: float = 60.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    monotonic: Callable[[], float] = time.monotonic
+    # (the current hour, when read, counts by age in hours)
+    _read: tuple[datetime, float, dict[int, dict[str, float]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def top(self, k: int, category: str | None) -> list[TrendingItem]:
+        return decayed_top_k(self._counts_by_age(), self.window, self.catalog.snapshot(), k, category)
+
+    def _counts_by_age(self) -> dict[int, dict[str, float]]:
         hours = self.window.hours(self.clock())
+        read = self._read
+        if read is not None and read[0] == hours[0] and self.monotonic() - read[1] < self.refresh_seconds:
+            return read[2]
         keys = [bucket_key(ALL_CATEGORIES, hour) for hour in hours]
         found = self.counts.read(keys)
         by_age = {age: found[key] for age, key in enumerate(keys) if key in found}
-        return decayed_top_k(by_age, self.window, self.catalog.snapshot(), k, category)
+        self._read = (hours[0], self.monotonic(), by_age)
+        return by_age
 
     def as_json(self, items: list[TrendingItem], category: str | None) -> dict[str, object]:
         return {

@@ -71,6 +71,7 @@ def live_trending() -> LiveTrending:
         counts=DynamoDbTrending(settings.trending_table_name, settings.trending_max_items_per_bucket),
         catalog=catalog(),
         window=TrendingWindow(settings.trending_window_hours, settings.trending_half_life_hours),
+        refresh_seconds=settings.trending_refresh_seconds,
     )
 
 

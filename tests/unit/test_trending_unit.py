@@ -120,3 +120,27 @@ def test_decay_factor(half_life: float) -> None:
     window = TrendingWindow(24, half_life)
     assert window.decay(0) == 1.0
     assert window.decay(int(half_life)) == pytest.approx(0.5)
+
+
+def test_live_trending_reuses_a_read_within_the_refresh_and_the_hour() -> None:
+    counts = Buckets({"_all#2026-11-30T06": {"a": 1.0}})
+    now, elapsed = [NOW], [0.0]
+    live = LiveTrending(
+        counts,
+        Catalog(),
+        TrendingWindow(2, 6.0),
+        refresh_seconds=60.0,
+        clock=lambda: now[0],
+        monotonic=lambda: elapsed[0],
+    )
+    assert live.top(5, None) == [TrendingItem("a", 1.0)]
+    counts.stored["_all#2026-11-30T06"] = {"a": 1.0, "b": 7.0}
+    elapsed[0] = 59.0
+    assert live.top(5, None) == [TrendingItem("a", 1.0)] and len(counts.asked) == 1  # reused
+    elapsed[0] = 60.0
+    assert live.top(5, None) == [TrendingItem("b", 7.0), TrendingItem("a", 1.0)]  # refreshed
+    now[0] = datetime(2026, 11, 30, 7, 0, 1, tzinfo=UTC)
+    elapsed[0] = 61.0
+    # A new hour reads afresh at once: the 06 bucket is an hour old now (decay 0.5 ** (1/6)).
+    assert [i.item_id for i in live.top(5, None)] == ["b", "a"] and len(counts.asked) == 3
+    assert counts.asked[-1] == ["_all#2026-11-30T07", "_all#2026-11-30T06"]
