@@ -32,6 +32,16 @@ class Settings(EnvSettings):
     model_prefix: str = "models/"
     event_bus_name: str = "nextpick"
     event_log_stream_name: str = "nextpick-event-log"
+    # Live trending (docs/trending.md): hour buckets of weighted event counts.
+    trending_table_name: str = "nextpick-trending"
+    # GET /trending reads this many hour buckets (the current one included) in one BatchGetItem (<= 100 keys).
+    trending_window_hours: int = Field(default=24, ge=1, le=48)
+    # An hour's counts weigh half as much this many hours later.
+    trending_half_life_hours: float = Field(default=6.0, gt=0, le=168)
+    # How long a container reuses the buckets it read (within the same hour; docs/trending.md, "Speed").
+    trending_refresh_seconds: float = Field(default=60.0, ge=0)
+    # Distinct items one hour bucket holds (400 KB item limit: 2,000 x (128-character id + number) < 300 KB).
+    trending_max_items_per_bucket: int = Field(default=2000, ge=1, le=2500)
     # How often a warm container asks S3 whether a new model version was published.
     model_refresh_seconds: float = Field(default=60.0, ge=0)
     # How long the cached catalog (stock, category) may be reused before it is re-read.

@@ -123,6 +123,7 @@ ALLOW_LIST: dict[str, Principal] = {
             *grants(["dynamodb:Scan", "dynamodb:BatchWriteItem"], ["ItemsTable"]),
             *_READ_MODELS,
             *grants(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], ["ModelBucket/rules/*"]),
+            *grants(["dynamodb:BatchGetItem"], ["TrendingTable"]),
             *_runtime("ApiLogGroup"),
         )
     ),
@@ -143,6 +144,12 @@ ALLOW_LIST: dict[str, Principal] = {
         (
             *grants(["firehose:PutRecordBatch"], ["EventLogStream"]),
             *_stream("StateTable", "EventLogFailureQueue"),
+            *grants(["dynamodb:UpdateItem", "dynamodb:PutItem"], ["TrendingTable"]),
+            *grants(
+                ["dynamodb:GetItem"],
+                ["TrendingTable"],
+                unrecorded="asked only of a full hour bucket (docs/trending.md, the per-bucket cap)",
+            ),
             *_runtime("EventLogShipperLogGroup"),
         )
     ),

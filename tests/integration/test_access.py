@@ -46,6 +46,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/rule-sets/{name}"): ("/rule-sets/spring", {"filter": "price < 50"}),
     ("GET", "/rule-sets/{name}"): ("/rule-sets/spring", None),
     ("DELETE", "/rule-sets/{name}"): ("/rule-sets/spring", None),
+    ("GET", "/trending"): ("/trending?k=5", None),
 }
 
 

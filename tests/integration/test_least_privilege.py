@@ -302,7 +302,12 @@ def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallReco
     recorder = CallRecorder(stack)
     session = boto3._get_default_session()
     session.events.register("provide-client-params", recorder.hook)
-    caches = (wiring.reset, get_settings.cache_clear, log_shipper.event_log.cache_clear)
+    caches = (
+        wiring.reset,
+        get_settings.cache_clear,
+        log_shipper.event_log.cache_clear,
+        log_shipper.trending.cache_clear,
+    )
     for forget in (*caches, get_training_settings.cache_clear, retrain_handler.reset_clients):
         forget()  # clients are built after the hook: a client copies its session's hooks when made
     yield recorder
@@ -347,6 +352,7 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
         ruled = proxy_event("GET", "/users/u-1/recommendations", query="rules=spring&exclude_items=item-1")
         assert call(api.lambda_handler, ruled)[0] == 200
         assert call(api.lambda_handler, proxy_event("DELETE", "/rule-sets/spring"))[0] == 200
+        assert call(api.lambda_handler, proxy_event("GET", "/trending"))[0] == 200
         new_item = {"category": "c1", "price": 3.0, "stock": 9}
         assert call(api.lambda_handler, proxy_event("PUT", "/items/item-new", new_item))[0] == 200
     with recorder.running("CatalogRefreshFunction"):

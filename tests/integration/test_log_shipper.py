@@ -37,11 +37,14 @@ def shipper(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Metrics resolved its namespace when the module was first imported, maybe before this environment.
     monkeypatch.setattr(log_shipper.metrics, "namespace", env["POWERTOOLS_METRICS_NAMESPACE"])
     forget_event_log = log_shipper.event_log.cache_clear  # captured: a test may replace event_log
+    forget_trending = log_shipper.trending.cache_clear
     get_settings.cache_clear()
     forget_event_log()
+    forget_trending()
     yield log_shipper
     get_settings.cache_clear()
     forget_event_log()
+    forget_trending()
 
 
 def logged_lines(s3: Any, stack: Stack) -> list[str]:

@@ -47,6 +47,7 @@ PUBLISHED_OPERATIONS = {
     "PUT /rule-sets/{name}",
     "GET /rule-sets/{name}",
     "DELETE /rule-sets/{name}",
+    "GET /trending",
 }
 CHECKS = [
     not_a_server_error,

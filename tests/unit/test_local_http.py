@@ -54,6 +54,7 @@ def test_the_routes_are_the_template_api_events_behind_its_authorizer() -> None:
         ("PUT", "/rule-sets/{name}"),
         ("GET", "/rule-sets/{name}"),
         ("DELETE", "/rule-sets/{name}"),
+        ("GET", "/trending"),
     }
     assert all(r.function == "ApiFunction" for r in routes.values())
     # Every route is behind the REQUEST authorizer but the API's own description (no data in it);

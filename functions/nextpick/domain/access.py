@@ -53,6 +53,8 @@ ROUTE_GRANTS: tuple[RouteGrant, ...] = (
     _grant("PUT", "/rule-sets/{name}", Scope.ADMIN),
     _grant("GET", "/rule-sets/{name}", Scope.ADMIN, Scope.SERVER),
     _grant("DELETE", "/rule-sets/{name}", Scope.ADMIN),
+    # Live trending (docs/trending.md): counts over every shopper, no personal data.
+    _grant("GET", "/trending", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
 )
 
 # The keys of the authorizer's context (API Gateway passes them to the function as

@@ -84,6 +84,14 @@ class CatalogSource(Protocol):
         ...
 
 
+class TrendingCounts(Protocol):
+    """Live trending's hour buckets (docs/trending.md)."""
+
+    def read(self, buckets: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Bucket key -> item id -> weighted count, for the buckets that exist."""
+        ...
+
+
 class CatalogWriter(Protocol):
     def put_items(self, items: Sequence[CatalogItem]) -> None: ...
 

@@ -51,6 +51,7 @@ from nextpick.handlers.openapi import (
     ModelAnswer,
     RecommendationsAnswer,
     RuleSetStored,
+    TrendingAnswer,
     UserDataAnswer,
     answer,
     error_responses,
@@ -312,6 +313,22 @@ def get_model():
     manifest = model.manifest
     keys = ("created_at", "num_items", "state_dim", "metrics", "training_window")
     return _json({"model_version": model.version, **{key: manifest.get(key) for key in keys}})
+
+
+@app.get(
+    "/trending",
+    responses={
+        **answer("What is trending now, best first (docs/trending.md)", TrendingAnswer),
+        **error_responses(401, 403, 422, 503),
+    },
+)
+def get_trending(k: K = None, category: Category = None):
+    settings = get_settings()
+    if k is not None and k > settings.max_k:
+        raise InvalidInput("k", f"must be at most {settings.max_k}")
+    live = wiring.live_trending()
+    items = live.top(k or settings.default_k, category)
+    return _json(live.as_json(items, category))
 
 
 # ------------------------------------------------------------------------------- privacy (issue 9)

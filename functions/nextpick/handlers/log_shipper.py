@@ -8,7 +8,12 @@ retries the batch: the log is at least once, and the retrain reader de-duplicate
 
 Not `process_partial_response`: Powertools' batch processor handles records one by one, which is
 exactly the one-call-per-record pattern this function avoids; the partial-failure response has the
-same shape (`batchItemFailures`, with `ReportBatchItemFailures` on the event source mapping)."""
+same shape (`batchItemFailures`, with `ReportBatchItemFailures` on the event source mapping).
+
+Once the batch is logged, its events are added to the live trending buckets (docs/trending.md): one
+UpdateItem per hour bucket touched (per 50 distinct items). Trending is best-effort and the log is not:
+a trending failure is logged and counted (`TrendingUpdateFailed`), never reported as a batch failure,
+because a retried batch would be logged again for the sake of a counter."""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nextpick.adapters.dynamodb_state import stream_record_outbox
+from nextpick.adapters.dynamodb_trending import EXPIRY_AFTER_HOUR, DynamoDbTrending
 from nextpick.adapters.firehose_log import FirehoseEventLog
+from nextpick.domain.trending import aggregate, bucket_hour
 from nextpick.errors import StorageUnavailable
 from nextpick.settings import get_settings
 
@@ -32,6 +39,27 @@ metrics = Metrics(namespace="Nextpick")
 @cache
 def event_log() -> FirehoseEventLog:
     return FirehoseEventLog(get_settings().event_log_stream_name)
+
+
+@cache
+def trending() -> DynamoDbTrending:
+    settings = get_settings()
+    return DynamoDbTrending(settings.trending_table_name, settings.trending_max_items_per_bucket)
+
+
+def update_trending(lines: list[str]) -> None:
+    """Add the batch's events to their hour buckets; any failure is reported, not raised."""
+    dropped = 0
+    try:
+        for bucket, counts in aggregate(lines).items():
+            expires_at = int((bucket_hour(bucket) + EXPIRY_AFTER_HOUR).timestamp())
+            dropped += trending().add(bucket, expires_at, counts)
+    except Exception:
+        # Any failure (throttling, a missing table, a malformed record): the log already has the events.
+        logger.exception("trending update failed; the batch stays shipped")
+        metrics.add_metric(name="TrendingUpdateFailed", unit=MetricUnit.Count, value=1)
+    if dropped:
+        metrics.add_metric(name="TrendingItemsDropped", unit=MetricUnit.Count, value=dropped)
 
 
 # Neither the answer (stream positions) nor an error is traced: the records carry user and item ids.
@@ -52,4 +80,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="EventLogAppendFailed", unit=MetricUnit.Count, value=1)
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq, outbox in outboxes if outbox]}
     metrics.add_metric(name="EventsLogged", unit=MetricUnit.Count, value=len(lines))
+    update_trending(lines)
     return {"batchItemFailures": []}

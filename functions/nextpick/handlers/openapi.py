@@ -88,6 +88,20 @@ class ModelAnswer(BaseModel):
     model_version: str | None
 
 
+class TrendingItemAnswer(BaseModel):
+    item_id: str
+    score: float
+
+
+class TrendingAnswer(BaseModel):
+    """`GET /trending`: the last `window_hours` of events, decayed with `half_life_hours`, in stock."""
+
+    items: list[TrendingItemAnswer]
+    category: str | None
+    window_hours: int
+    half_life_hours: float
+
+
 class ErasureAnswer(BaseModel):
     """`DELETE /users/{user_id}`: erased from serving at once; from the event log by `log_erased_by`."""
 

@@ -7,6 +7,7 @@ from functools import cache
 
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
+from nextpick.adapters.dynamodb_trending import DynamoDbTrending
 from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.adapters.s3_rule_sets import S3RuleSetStore
@@ -18,6 +19,7 @@ from nextpick.domain.requests import RequestLimits
 from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import StateLimits
+from nextpick.domain.trending import LiveTrending, TrendingWindow
 from nextpick.settings import get_settings
 
 
@@ -58,6 +60,18 @@ def recommender() -> Recommender:
         models=model_source(),
         catalog=catalog(),
         config=config,
+    )
+
+
+@cache
+def live_trending() -> LiveTrending:
+    """GET /trending (docs/trending.md): the hour buckets, masked with the same catalog snapshot."""
+    settings = get_settings()
+    return LiveTrending(
+        counts=DynamoDbTrending(settings.trending_table_name, settings.trending_max_items_per_bucket),
+        catalog=catalog(),
+        window=TrendingWindow(settings.trending_window_hours, settings.trending_half_life_hours),
+        refresh_seconds=settings.trending_refresh_seconds,
     )
 
 
@@ -114,6 +128,7 @@ def reset() -> None:
         model_source,
         catalog,
         recommender,
+        live_trending,
         rule_sets,
         request_limits,
         privacy_requests,

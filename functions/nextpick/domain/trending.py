@@ -1,0 +1,152 @@
+"""Live trending (issue 12): time-decayed event counts per hour bucket, kept by the log shipper and read
+by `GET /trending`. Pure: the shipper's aggregation of a batch and the API's decay and merge of the last
+hours' buckets; the DynamoDB reading and writing is adapters/dynamodb_trending.py. docs/trending.md."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from nextpick.domain.catalog import CatalogSnapshot
+from nextpick.domain.erasure import is_tombstone_shaped
+from nextpick.domain.events import EventType
+from nextpick.domain.history import EVENT_INTENT
+from nextpick.domain.ports import CatalogSource, TrendingCounts
+
+# The bucket every event counts in; the catalog category is applied when reading (the log record carries
+# no category, and the shipper does not read the catalog).
+ALL_CATEGORIES = "_all"
+HOUR = timedelta(hours=1)
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The start of the UTC hour `moment` falls in."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def bucket_key(category: str, hour: datetime) -> str:
+    """`<category>#<yyyy-mm-ddThh>`: the trending table's partition key."""
+    return f"{category}#{hour_of(hour):%Y-%m-%dT%H}"
+
+
+def bucket_hour(key: str) -> datetime:
+    """The hour a bucket key names (the inverse of `bucket_key`)."""
+    return datetime.strptime(key.rsplit("#", 1)[1], "%Y-%m-%dT%H").replace(tzinfo=UTC)
+
+
+def event_weight(event_type: EventType) -> float:
+    """The model's intent weight of an event type (history.EVENT_INTENT), floored at 0: removing from
+    a cart says "not now" to one shopper, not "less popular" to everyone."""
+    return max(EVENT_INTENT[event_type], 0.0)
+
+
+def aggregate(log_lines: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Bucket key -> item id -> summed weight of a batch's log records (domain/events.py log_record),
+    by the hour they were received (not the shopper's timestamp: what is trending now, and a replayed
+    old event cannot land in a bucket long since read). Tombstones (erasure records) count for nothing."""
+    buckets: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for line in log_lines:
+        record = json.loads(line)
+        if is_tombstone_shaped(record):
+            continue
+        weight = event_weight(EventType(record["event_type"]))
+        if weight <= 0:
+            continue
+        received = datetime.fromisoformat(record["received_at"].replace("Z", "+00:00"))
+        buckets[bucket_key(ALL_CATEGORIES, received)][record["item_id"]] += weight
+    return {key: dict(counts) for key, counts in buckets.items()}
+
+
+@dataclass(frozen=True)
+class TrendingWindow:
+    """Which buckets an answer reads and how an hour's counts fade."""
+
+    window_hours: int
+    half_life_hours: float
+
+    def hours(self, now: datetime) -> list[datetime]:
+        """The current hour and the `window_hours - 1` before it, newest first."""
+        current = hour_of(now)
+        return [current - age * HOUR for age in range(self.window_hours)]
+
+    def decay(self, age_hours: int) -> float:
+        return float(0.5 ** (age_hours / self.half_life_hours))
+
+
+@dataclass(frozen=True)
+class TrendingItem:
+    item_id: str
+    score: float
+
+
+def decayed_top_k(
+    counts_by_age: Mapping[int, Mapping[str, float]],
+    window: TrendingWindow,
+    catalog: CatalogSnapshot,
+    k: int,
+    category: str | None,
+) -> list[TrendingItem]:
+    """Sum each item's hour counts decayed by the hour's age (0 = the current hour), drop items out of
+    stock or (when `category` is given) of another category or unknown to the catalog, best `k` first;
+    ties by item id, so the answer is the same list every time."""
+    scores: dict[str, float] = defaultdict(float)
+    for age, counts in counts_by_age.items():
+        factor = window.decay(age)
+        for item_id, count in counts.items():
+            scores[item_id] += count * factor
+    eligible = (
+        (item_id, score)
+        for item_id, score in scores.items()
+        if score > 0
+        and item_id not in catalog.out_of_stock
+        and (category is None or catalog.category_of.get(item_id) == category)
+    )
+    best = heapq.nsmallest(k, eligible, key=lambda pair: (-pair[1], pair[0]))
+    return [TrendingItem(item_id, score) for item_id, score in best]
+
+
+@dataclass
+class LiveTrending:
+    """`GET /trending`: the window's buckets read at once, decayed, filtered by the catalog snapshot.
+
+    The counts read are kept for `refresh_seconds` within the same hour: a read of 24 full buckets is
+    ~1.4 MB and 48,000 values to parse (docs/trending.md, "Speed"), and the answer moves on an hour's
+    scale; a new hour always reads afresh, since every bucket's age changes."""
+
+    counts: TrendingCounts
+    catalog: CatalogSource
+    window: TrendingWindow
+    refresh_seconds: float = 60.0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    monotonic: Callable[[], float] = time.monotonic
+    # (the current hour, when read, counts by age in hours)
+    _read: tuple[datetime, float, dict[int, dict[str, float]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def top(self, k: int, category: str | None) -> list[TrendingItem]:
+        return decayed_top_k(self._counts_by_age(), self.window, self.catalog.snapshot(), k, category)
+
+    def _counts_by_age(self) -> dict[int, dict[str, float]]:
+        hours = self.window.hours(self.clock())
+        read = self._read
+        if read is not None and read[0] == hours[0] and self.monotonic() - read[1] < self.refresh_seconds:
+            return read[2]
+        keys = [bucket_key(ALL_CATEGORIES, hour) for hour in hours]
+        found = self.counts.read(keys)
+        by_age = {age: found[key] for age, key in enumerate(keys) if key in found}
+        self._read = (hours[0], self.monotonic(), by_age)
+        return by_age
+
+    def as_json(self, items: list[TrendingItem], category: str | None) -> dict[str, object]:
+        return {
+            "items": [{"item_id": item.item_id, "score": round(item.score, 6)} for item in items],
+            "category": category,
+            "window_hours": self.window.window_hours,
+            "half_life_hours": self.window.half_life_hours,
+        }
