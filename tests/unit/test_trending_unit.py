@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -86,7 +87,7 @@ class Buckets:
         self.stored = stored
         self.asked: list[list[str]] = []
 
-    def read(self, buckets: list[str]) -> dict[str, dict[str, float]]:
+    def read(self, buckets: Sequence[str]) -> dict[str, dict[str, float]]:
         self.asked.append(list(buckets))
         return {key: self.stored[key] for key in buckets if key in self.stored}
 
