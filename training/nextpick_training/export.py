@@ -34,7 +34,9 @@ def inverse_norms(tables: dict[str, np.ndarray]) -> np.ndarray:
     copy of the [num_items, D] table: `similar` reads the very vectors `rank` scores with, and the model
     grows by 4 bytes an item instead of 4 x D (10k items: 40 KB, not 2.6 MB).
 
-    The vectors alone, without the bias: chosen on MovieLens-100K (docs/similar.md)."""
+    The vectors alone, without the item bias appended: on MovieLens-100K the two are tied (co-rating lift
+    2.92 vs 2.92, genre overlap 0.42 vs 0.42, docs/similar.md), and the vectors alone need no second
+    table and keep the popularity term out of "similar"."""
     norms = np.linalg.norm(np.asarray(tables["vectors"], dtype=np.float64), axis=1)
     return np.where(norms > _MIN_NORM, 1.0 / np.maximum(norms, _MIN_NORM), 0.0).astype(np.float32)
 
@@ -108,7 +110,9 @@ def _build_module(model: TrainedModel) -> Any:
             known = tf.logical_and(item > 0, item < num_items)
             query_row = tf.where(known, item, 0)
             dots = tf.linalg.matvec(tables["vectors"], tf.gather(tables["vectors"], query_row))
-            scores = dots * inverse_norm * tf.gather(inverse_norm, query_row)
+            # One factor that depends on the input: a constant factor would be folded by the converter into
+            # a scaled copy of the whole vector table (2.56 MB more at 10k items, measured).
+            scores = dots * (inverse_norm * tf.gather(inverse_norm, query_row))
             index = tf.range(num_items)
             # Never the item itself, the unknown item, or an excluded item; nothing for an unknown query.
             dropped = (exclude > 0.5) | (index == query_row) | (index == 0) | tf.logical_not(known)
