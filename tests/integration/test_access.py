@@ -47,6 +47,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/rule-sets/{name}"): ("/rule-sets/spring", None),
     ("DELETE", "/rule-sets/{name}"): ("/rule-sets/spring", None),
     ("GET", "/trending"): ("/trending?k=5", None),
+    ("GET", "/items/{item_id}/similar"): ("/items/i1/similar?k=5", None),
 }
 
 

@@ -123,6 +123,11 @@ def test_a_new_item_is_published_and_recommended_without_a_retrain(
     # this shopper never touched.
     others = [item for item, category in tiny_catalog().items() if category != CATEGORIES[2]]
     assert picks.index("item-new-rake") < min(picks.index(item) for item in others), picks
+    # The refreshed model carries the `similar` signature: the new product's neighbours come from the
+    # model (placed by its attribute tokens alone), and they are garden products.
+    status, body = call(api.lambda_handler, proxy_event("GET", "/items/item-new-rake/similar", query="k=3"))
+    assert status == 200 and body["source"] == "model" and body["model_version"] == pointer["version"]
+    assert [tiny_catalog()[item["item_id"]] for item in body["items"]] == [CATEGORIES[2]] * 3, body
     # A second delivery of the same stream batch finds nothing new: no second version.
     again = refresh_handler.lambda_handler(
         stream_event(dynamodb, dynamodbstreams, env.items_table), FakeLambdaContext()

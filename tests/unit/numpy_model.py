@@ -21,6 +21,7 @@ class NumpyModel:
         seed: int = 0,
         history_slots: int = 0,
         trending: Sequence[tuple[int, float]] = (),
+        has_similar: bool = True,
     ) -> None:
         self._items: tuple[str | None, ...] = (None, *items)
         rng = np.random.default_rng(seed)
@@ -35,6 +36,9 @@ class NumpyModel:
         self._history_slots = history_slots
         self._trending = tuple(trending)
         self.last_history: tuple[np.ndarray, np.ndarray] | None = None
+        # False: a model published before the optional `similar` signature existed.
+        self._has_similar = has_similar
+        self.similar_calls = 0
 
     @property
     def trending(self) -> tuple[tuple[int, float], ...]:
@@ -78,3 +82,14 @@ class NumpyModel:
             self.last_history = (history_items, history_features)
             np.add.at(scores, history_items, 10.0 * history_features[:, 0] * history_features[:, -1])
         return scores - exclude * np.float32(1e9)
+
+    def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
+        """Cosine of the embeddings, as the exported `similar` signature computes it."""
+        if not self._has_similar:
+            return None
+        self.similar_calls += 1
+        norms = np.maximum(np.linalg.norm(self.embeddings, axis=1), 1e-12)
+        scores = (self.embeddings @ self.embeddings[item]) / (norms * norms[item])
+        dropped = (exclude > 0.5) | (np.arange(len(scores)) == item)
+        dropped[0] = True
+        return np.where(dropped, np.float32(-1e10), scores).astype(np.float32)

@@ -47,7 +47,9 @@ def test_signatures_are_exactly_contract_v2(trained: tuple[TrainedModel, Exporte
 
     model, lite, blob = trained
     signatures = Interpreter(model_content=blob).get_signature_list()
-    assert set(signatures) == {"update", "rank"}
+    assert set(signatures) == {"update", "rank", "similar"}
+    assert sorted(signatures["similar"]["inputs"]) == ["exclude", "item"]
+    assert signatures["similar"]["outputs"] == ["scores"]
     assert sorted(signatures["update"]["inputs"]) == ["event_type", "item", "state", "strength"]
     assert sorted(signatures["rank"]["inputs"]) == ["exclude", "history_features", "history_items", "state"]
     assert signatures["rank"]["outputs"] == ["scores"]

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from nextpick.adapters.model_registry import check_manifest
+from nextpick.adapters.model_registry import REQUIRED_SIGNATURES, SIMILAR_SIGNATURE, check_manifest
 from nextpick.errors import ModelIntegrityError, ModelUnavailable
 
 
 class ContractRunner:
-    """The two signatures of docs/model-contract.md behind one LiteRT interpreter (no manifest).
+    """The signatures of docs/model-contract.md behind one LiteRT interpreter (no manifest): `update` and
+    `rank`, and `similar` when the model has it (`similar()` answers None otherwise).
 
     Serving wraps it with the manifest (`LiteRTModel`); training scores exported bytes with it, so
     evaluation runs exactly the code serving runs."""
@@ -25,7 +26,7 @@ class ContractRunner:
         except (ValueError, RuntimeError) as exc:  # LiteRT's words for "not a model it can build"
             raise ModelIntegrityError(f"model bytes do not load in LiteRT: {exc}") from exc
         signatures = self._interpreter.get_signature_list()
-        if not {"update", "rank"} <= set(signatures):
+        if not set(REQUIRED_SIGNATURES) <= set(signatures):
             raise ModelUnavailable(f"model lacks the update/rank signatures: {sorted(signatures)}")
         try:
             self._update = self._interpreter.get_signature_runner("update")
@@ -40,6 +41,15 @@ class ContractRunner:
                 self.history_features = int(rank_inputs["history_features"]["shape"][1])
             else:
                 self.history_slots, self.history_features = 0, 0
+            # Built once per model, like the other two runners: a request only fills its inputs.
+            self._similar = None
+            if SIMILAR_SIGNATURE in signatures:
+                self._similar = self._interpreter.get_signature_runner(SIMILAR_SIGNATURE)
+                similar_inputs = self._similar.get_input_details()
+                if list(similar_inputs["exclude"]["shape"]) != [self.num_items] or len(
+                    similar_inputs["item"]["shape"]
+                ):
+                    raise ValueError("similar takes item [] and exclude [num_items]")
         except (KeyError, IndexError, ValueError) as exc:  # a signature with other inputs than the contract's
             raise ModelIntegrityError(f"model signatures do not match the contract: {exc!r}") from exc
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
@@ -77,22 +87,34 @@ class ContractRunner:
             out = self._rank(**inputs)
         return np.array(out["scores"], dtype=np.float32)
 
+    def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
+        """Cosine similarity of every item to `item` (excluded items, index 0 and the item itself
+        <= -1e9); None when the model has no `similar` signature (published before it existed)."""
+        if self._similar is None:
+            return None
+        with self._lock:
+            out = self._similar(item=np.int32(item), exclude=np.asarray(exclude, dtype=np.float32))
+        return np.array(out["scores"], dtype=np.float32)
+
     def check_runs(self) -> None:
-        """Run both signatures once (a cold-start state and one event, ~1 ms) and check their outputs'
+        """Run every signature once (a cold-start state and one event, ~1 ms) and check their outputs'
         shapes; raise ModelIntegrityError otherwise. Publishing and serving both call it before a
         model goes live, so a model that builds but cannot run never reaches a request."""
+        first = min(1, self.num_items - 1)
         try:
-            state = self.update(np.zeros(self.state_dim, np.float32), min(1, self.num_items - 1), 0, 1.0)
+            state = self.update(np.zeros(self.state_dim, np.float32), first, 0, 1.0)
             scores = self.rank(state, np.zeros(self.num_items, np.float32))
+            similar = self.similar(first, np.zeros(self.num_items, np.float32))
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ModelIntegrityError(f"model signatures do not run: {exc!r}") from exc
-        if state.shape != (self.state_dim,) or scores.shape != (self.num_items,):
+        outputs = [scores] if similar is None else [scores, similar]
+        if state.shape != (self.state_dim,) or any(out.shape != (self.num_items,) for out in outputs):
             raise ModelIntegrityError(
-                f"model outputs have shapes {state.shape} and {scores.shape}, "
+                f"model outputs have shapes {state.shape} and {[out.shape for out in outputs]}, "
                 f"not ({self.state_dim},) and ({self.num_items},)"
             )
-        if np.isnan(state).any() or np.isnan(scores).any():
-            raise ModelIntegrityError("model outputs NaN for a cold-start user")
+        if any(np.isnan(out).any() for out in (state, *outputs)):
+            raise ModelIntegrityError("model outputs NaN for a cold-start user or an item's neighbours")
 
 
 class LiteRTModel(ContractRunner):

@@ -40,6 +40,12 @@ MANIFEST_NAME = "manifest.json"
 # The trained weights (.npz) beside a v2 model: what a catalog refresh derives new items' rows from.
 WEIGHTS_NAME = "weights.npz"
 
+# The signatures of a model (docs/model-contract.md): `update` and `rank` always; `similar` (item-to-item
+# cosine over the item vectors) is optional: a model without it is still valid, and serving answers
+# GET /items/{item_id}/similar from live trending instead (docs/similar.md).
+REQUIRED_SIGNATURES: tuple[str, ...] = ("update", "rank")
+SIMILAR_SIGNATURE = "similar"
+
 # models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
 # rollback), so a container that cannot load the live version can fall back to the last good one.
 HISTORY_DIR = "history/"

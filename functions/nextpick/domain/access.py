@@ -55,6 +55,8 @@ ROUTE_GRANTS: tuple[RouteGrant, ...] = (
     _grant("DELETE", "/rule-sets/{name}", Scope.ADMIN),
     # Live trending (docs/trending.md): counts over every shopper, no personal data.
     _grant("GET", "/trending", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
+    # Similar items (docs/similar.md): the model's item space and live trending, no personal data.
+    _grant("GET", "/items/{item_id}/similar", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
 )
 
 # The keys of the authorizer's context (API Gateway passes them to the function as

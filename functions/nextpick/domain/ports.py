@@ -44,6 +44,10 @@ class RankingModel(Protocol):
         history_items: np.ndarray | None = None,
         history_features: np.ndarray | None = None,
     ) -> np.ndarray: ...
+    def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
+        """Cosine similarity of every item to vocabulary index `item` (excluded items, index 0 and
+        `item` itself score <= -1e9); None: the model has no `similar` signature (docs/similar.md)."""
+        ...
 
 
 class ModelStatus(StrEnum):

@@ -20,17 +20,17 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nextpick.domain.access import ROUTE_GRANTS, Principal
-from nextpick.domain.events import ID_MAX_LENGTH, CatalogBatch, EventsBody, ItemFields
+from nextpick.domain.events import CatalogBatch, EventsBody, ItemFields
 from nextpick.domain.ranking import RecommendOptions
-from nextpick.domain.requests import parse_body, parse_catalog, parse_events, parse_identifier, parse_item
+from nextpick.domain.requests import parse_body, parse_catalog, parse_events, parse_item
 from nextpick.domain.rule_sets import RuleQuery
-from nextpick.domain.rules import MAX_POSITION, RuleSet
+from nextpick.domain.rules import RuleSet
 from nextpick.domain.service import TrackResult, UserRecommendations
 from nextpick.errors import (
     Forbidden,
@@ -41,6 +41,17 @@ from nextpick.errors import (
 from nextpick.handlers import wiring
 from nextpick.handlers.api_errors import install_error_handlers
 from nextpick.handlers.api_errors import json_response as _json
+from nextpick.handlers.api_items import router as items_router
+from nextpick.handlers.api_params import (
+    ExcludeItems,
+    Filter,
+    K,
+    MaxPerCategory,
+    PathId,
+    RuleSetParam,
+    list_size,
+)
+from nextpick.handlers.api_params import path_id as _path_id
 from nextpick.handlers.openapi import (
     BatchAnswer,
     ContractResolver,
@@ -79,19 +90,8 @@ app.configure_openapi(
 )
 app.enable_swagger(path="/swagger")
 
-# Ids in a path are checked by the domain's id rule (events.ID_PATTERN) after URL-decoding; this only
-# bounds the work (an id of 128 characters is at most 384 when every character is %-encoded).
-PathId = Annotated[str, Path(min_length=1, max_length=3 * ID_MAX_LENGTH)]
-K = Annotated[int | None, Query(ge=1, le=1000)]
 ExcludePurchased = Annotated[bool | None, Query()]
 Category = Annotated[str | None, Query(min_length=1, max_length=128)]
-# Business rules (docs/rules.md, "On the API"): validated by the domain, which names the parameter.
-Filter = Annotated[str | None, Query(description="A filter expression (docs/rules.md's grammar)")]
-MaxPerCategory = Annotated[int | None, Query(ge=1, le=MAX_POSITION)]
-ExcludeItems = Annotated[str | None, Query(description="Comma-separated item ids never to recommend")]
-RuleSetParam = Annotated[
-    str | None, Query(description="The name of a stored rule set", max_length=3 * ID_MAX_LENGTH)
-]
 JSON_MEDIA_TYPE = "application/json"
 GRANTED_SCOPES = {(grant.method, grant.resource): grant.scopes for grant in ROUTE_GRANTS}
 # template.yaml's routes without an authorizer: the OpenAPI document holds the API's shape, no data.
@@ -121,17 +121,17 @@ def _authorize(app: ContractResolver, next_middleware: NextMiddleware) -> Respon
 
 
 app.use(middlewares=[_authorize])
+# The item routes (similar items, issue 12) live in api_items.py; the middleware and error handlers
+# above and below apply to them as to every route here.
+app.include_router(items_router)
 
 
 def _options(
     k: int | None, exclude_purchased: bool | None, category: str | None, rules: RuleQuery
 ) -> RecommendOptions:
     """The ranking options of a request, rules resolved: all checked before anything is applied."""
-    settings = get_settings()
-    if k is not None and k > settings.max_k:
-        raise InvalidInput("k", f"must be at most {settings.max_k}")
-    rule_set = wiring.rule_sets().for_request(rules)
-    return RecommendOptions(k or settings.default_k, exclude_purchased, category, rule_set)
+    size = list_size(k)
+    return RecommendOptions(size, exclude_purchased, category, wiring.rule_sets().for_request(rules))
 
 
 def _request_body() -> bytes:
@@ -358,12 +358,6 @@ def delete_user(user_id: PathId):
 )
 def get_user_data(user_id: PathId):
     return _json(wiring.privacy_requests().export(_path_id("user_id", user_id)))
-
-
-def _path_id(name: str, raw: str) -> str:
-    """A path id URL-decoded (ids never contain '%', so decoding an already decoded id changes nothing)
-    and held to the same id rule as ids in bodies."""
-    return parse_identifier(name, unquote(raw))
 
 
 # Every refusal and failure becomes its status and the documented error body in api_errors, once.

@@ -102,6 +102,17 @@ class TrendingAnswer(BaseModel):
     half_life_hours: float
 
 
+class SimilarAnswer(BaseModel):
+    """`GET /items/{item_id}/similar`: `source` "model" (cosine of the live model's item vectors) or
+    "fallback" (live trending in the item's category: the model has no `similar`, or not this item)."""
+
+    item_id: str
+    model_version: str | None
+    source: Literal["model", "fallback"]
+    items: list[Recommendation]
+    took_ms: float
+
+
 class ErasureAnswer(BaseModel):
     """`DELETE /users/{user_id}`: erased from serving at once; from the event log by `log_erased_by`."""
 

@@ -18,6 +18,7 @@ from nextpick.domain.privacy import PrivacyRequests
 from nextpick.domain.requests import RequestLimits
 from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
+from nextpick.domain.similar_items import SimilarItems
 from nextpick.domain.state import StateLimits
 from nextpick.domain.trending import LiveTrending, TrendingWindow
 from nextpick.settings import get_settings
@@ -76,6 +77,12 @@ def live_trending() -> LiveTrending:
 
 
 @cache
+def similar_items() -> SimilarItems:
+    """GET /items/{item_id}/similar (docs/similar.md): the live model, the catalog, live trending."""
+    return SimilarItems(models=model_source(), catalog=catalog(), trending=live_trending())
+
+
+@cache
 def rule_sets() -> RuleSets:
     """Named rule sets in the model bucket, cached per container (docs/rules.md)."""
     settings = get_settings()
@@ -129,6 +136,7 @@ def reset() -> None:
         catalog,
         recommender,
         live_trending,
+        similar_items,
         rule_sets,
         request_limits,
         privacy_requests,
