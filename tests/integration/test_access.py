@@ -47,6 +47,8 @@ REQUESTS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/rule-sets/{name}"): ("/rule-sets/spring", None),
     ("DELETE", "/rule-sets/{name}"): ("/rule-sets/spring", None),
     ("GET", "/trending"): ("/trending?k=5", None),
+    ("GET", "/items/{item_id}/bought-together"): ("/items/i1/bought-together?k=5", None),
+    ("POST", "/recommendations/cart"): ("/recommendations/cart", {"items": ["i1"], "user_id": ALICE}),
 }
 
 

@@ -35,6 +35,8 @@ class NumpyModel:
         self._history_slots = history_slots
         self._trending = tuple(trending)
         self.last_history: tuple[np.ndarray, np.ndarray] | None = None
+        # The version's bought-together partners (a nextpick.domain.together.PartnerTable), if any.
+        self.partner_table = None
 
     @property
     def trending(self) -> tuple[tuple[int, float], ...]:

@@ -55,6 +55,10 @@ ROUTE_GRANTS: tuple[RouteGrant, ...] = (
     _grant("DELETE", "/rule-sets/{name}", Scope.ADMIN),
     # Live trending (docs/trending.md): counts over every shopper, no personal data.
     _grant("GET", "/trending", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
+    # Bought together (docs/bought-together.md): co-purchase counts over every shopper, no personal data.
+    _grant("GET", "/items/{item_id}/bought-together", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
+    # Cart completion: a shopper may only name their own user_id in the body (checked by the function).
+    _grant("POST", "/recommendations/cart", Scope.SERVER, Scope.SHOPPER),
 )
 
 # The keys of the authorizer's context (API Gateway passes them to the function as

@@ -19,6 +19,7 @@ from nextpick.domain.requests import RequestLimits
 from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.state import StateLimits
+from nextpick.domain.together_service import TogetherService
 from nextpick.domain.trending import LiveTrending, TrendingWindow
 from nextpick.settings import get_settings
 
@@ -76,6 +77,23 @@ def live_trending() -> LiveTrending:
 
 
 @cache
+def together() -> TogetherService:
+    """Bought together and cart completion (docs/bought-together.md): the same state table, model,
+    catalog and live trending as the rest of serving."""
+    settings = get_settings()
+    config = ServiceConfig(
+        limits=_state_limits(), exclude_purchased_default=settings.exclude_purchased_default
+    )
+    return TogetherService(
+        states=DynamoDbStateRepository(settings.state_table_name, _state_limits()),
+        models=model_source(),
+        catalog=catalog(),
+        trending=live_trending(),
+        config=config,
+    )
+
+
+@cache
 def rule_sets() -> RuleSets:
     """Named rule sets in the model bucket, cached per container (docs/rules.md)."""
     settings = get_settings()
@@ -129,6 +147,7 @@ def reset() -> None:
         catalog,
         recommender,
         live_trending,
+        together,
         rule_sets,
         request_limits,
         privacy_requests,
