@@ -55,6 +55,8 @@ def proxy_event(
         path_parameters = {"user_id": segments[1]}
     elif len(segments) == 2 and segments[0] == "items":
         resource, path_parameters = "/items/{item_id}", {"item_id": segments[1]}
+    elif len(segments) == 3 and segments[0] == "items":  # /items/{item_id}/bought-together, ...
+        resource, path_parameters = f"/items/{{item_id}}/{segments[2]}", {"item_id": segments[1]}
     elif len(segments) == 2 and segments[0] == "rule-sets":
         resource, path_parameters = "/rule-sets/{name}", {"name": segments[1]}
     event.update(

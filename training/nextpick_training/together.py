@@ -105,8 +105,16 @@ def order_counts(orders: Sequence[Sequence[int]], num_items: int) -> np.ndarray:
 
 def partner_table(orders: Sequence[Sequence[int]], num_items: int, scoring: PartnerScoring) -> PartnerTable:
     """Each item's `scoring.top_n` best partners (module docstring), ties by vocabulary index."""
-    first, second, together = co_purchases(orders, num_items)
-    n = order_counts(orders, num_items)
+    return rank_partners(co_purchases(orders, num_items), order_counts(orders, num_items), scoring)
+
+
+def rank_partners(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray], n: np.ndarray, scoring: PartnerScoring
+) -> PartnerTable:
+    """`partner_table` from counted pairs (`co_purchases`) and order counts (`order_counts`): the
+    benchmark scores many `scoring`s on one count."""
+    num_items = len(n)
+    first, second, together = pairs
     keep = together >= scoring.min_support
     first, second, together = first[keep], second[keep], together[keep]
     scores = together / (n[second] + scoring.shrink) ** scoring.beta
