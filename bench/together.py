@@ -16,7 +16,8 @@ for the table are the training events' purchases grouped by the serving order ru
    folded as add_to_cart events at the basket's time after the shopper's history; the other products
    are the target. Scores: the served model alone (the exported TFLite through LiteRT, trained as in
    docs/quality.md: 7 epochs), bought together alone (`PartnerTable.distribution`), and
-   `together.blend` with weights 0.1 .. 0.9, chosen on validation; cart items are excluded, nothing
+   `together.blend` with weights 0 .. 0.9, chosen on validation, for shoppers with their history and
+   for anonymous carts (the cart alone) separately; cart items are excluded, nothing
    else (repeats allowed, as docs/quality.md's Instacart protocol). The trained models are cached in
    ~/.cache/nextpick/bench.
 """
@@ -54,12 +55,13 @@ from nextpick_training.together import (
 K = 10
 PURCHASE, ADD_TO_CART = EventType.PURCHASE.code, EventType.ADD_TO_CART.code
 GRID = [
-    PartnerScoring(beta=beta, shrink=shrink, min_support=support)
-    for beta in (0.0, 0.25, 0.5, 0.75, 1.0)
-    for shrink in (0.0, 5.0, 20.0, 100.0)
-    for support in (1, 2, 3)
+    PartnerScoring(beta=beta, shrink=shrink, min_support=support, prior=prior)
+    for beta in (0.0, 0.25, 0.5, 1.0)
+    for shrink in (0.0, 20.0)
+    for support in (1, 2)
+    for prior in (0.0, 1.0, 10.0, 100.0)
 ]
-WEIGHTS = [round(0.1 * w, 1) for w in range(10)]
+WEIGHTS = [0.0, 0.02, 0.05, *(round(0.1 * w, 1) for w in range(1, 10))]
 # The model of docs/quality.md's Instacart table (7 epochs chosen there on validation).
 MODEL = {"exclude_seen": False, "epochs": 7}
 QUICK_MODEL = {"exclude_seen": False, "epochs": 1, "embedding_dim": 32, "hidden_dim": 64, "negatives": 256}
@@ -135,7 +137,9 @@ class CartCase:
     target: list[int]
 
 
-def cart_cases(data: BasketData, baskets: Sequence[tuple[int, list[int]]], position: int) -> list[CartCase]:
+def cart_cases(
+    data: BasketData, baskets: Sequence[tuple[int, list[int]]], position: int, anonymous: bool = False
+) -> list[CartCase]:
     cases = []
     for user, basket in baskets:
         if len(basket) < 2:
@@ -143,7 +147,8 @@ def cart_cases(data: BasketData, baskets: Sequence[tuple[int, list[int]]], posit
         half = math.ceil(len(basket) / 2)
         start = data.basket_ends[user][position - 1]
         now = float(data.baskets(user)[position][0][3])
-        cases.append(CartCase(list(data.events[user][:start]), now, basket[:half], basket[half:]))
+        history = [] if anonymous else list(data.events[user][:start])
+        cases.append(CartCase(history, now, basket[:half], basket[half:]))
     return cases
 
 
@@ -199,6 +204,25 @@ def ranked_metrics(
     return {"hr": np.array(hits), "recall": np.array(recalls), "ndcg": np.array(ndcgs)}
 
 
+def cart_report(valid: tuple[list[CartCase], Any], test: tuple[list[CartCase], Any]) -> dict[str, Any]:
+    by_weight = {w: float(ranked_metrics(*valid, _blended(w))["ndcg"].mean()) for w in WEIGHTS}
+    weight = max(by_weight, key=lambda w: (by_weight[w], -w))
+    blended = f"blend w={weight}"
+    rows = {
+        "model alone": ranked_metrics(*test, _model_alone),
+        "bought together alone": ranked_metrics(*test, _together_alone),
+        blended: ranked_metrics(*test, _blended(weight)),
+    }
+    return {
+        "valid_ndcg_by_weight": {str(w): round(v, 4) for w, v in by_weight.items()},
+        "chosen_weight": weight,
+        "test_cases": len(test[0]),
+        "test": {name: {m: with_ci(v) for m, v in metrics.items()} for name, metrics in rows.items()},
+        "blend_minus_model_ndcg": with_ci(rows[blended]["ndcg"] - rows["model alone"]["ndcg"]),
+        "blend_minus_together_ndcg": with_ci(rows[blended]["ndcg"] - rows["bought together alone"]["ndcg"]),
+    }
+
+
 def _model_alone(scores: np.ndarray, exclude: np.ndarray, partners: np.ndarray) -> np.ndarray:
     return scores
 
@@ -242,35 +266,21 @@ def run(quick: bool) -> dict[str, Any]:
         },
         "chosen_minus_counts_recall": with_ci(paired),
     }
-    # 2. cart completion: the blend weight on validation, then test
+    # 2. cart completion: the blend weight on validation, then test; for shoppers with their history
+    # and for anonymous carts (the cart alone), each its own weight
     valid_model = fit_model(split.train_valid, data.num_items, quick, "valid")
+    test_model = fit_model(split.train_test, data.num_items, quick, "test")
     valid_table = rank_partners(
         co_purchases(valid_orders, data.num_items), order_counts(valid_orders, data.num_items), best
     )
-    valid_cases = cart_cases(data, valid, -2)
-    valid_scored = cart_scores(valid_model, valid_table, valid_cases)
-    by_weight = {
-        w: float(ranked_metrics(valid_cases, valid_scored, _blended(w))["ndcg"].mean()) for w in WEIGHTS
-    }
-    weight = max(by_weight, key=lambda w: (by_weight[w], -w))
-    test_model = fit_model(split.train_test, data.num_items, quick, "test")
-    test_cases = cart_cases(data, test, -1)
-    test_scored = cart_scores(test_model, tables["chosen"], test_cases)
-    rows = {
-        "model alone": ranked_metrics(test_cases, test_scored, _model_alone),
-        "bought together alone": ranked_metrics(test_cases, test_scored, _together_alone),
-        f"blend w={weight}": ranked_metrics(test_cases, test_scored, _blended(weight)),
-    }
-    report["cart"] = {
-        "valid_ndcg_by_weight": {str(w): round(v, 4) for w, v in by_weight.items()},
-        "chosen_weight": weight,
-        "test_cases": len(test_cases),
-        "test": {name: {m: with_ci(v) for m, v in metrics.items()} for name, metrics in rows.items()},
-        "blend_minus_model_ndcg": with_ci(rows[f"blend w={weight}"]["ndcg"] - rows["model alone"]["ndcg"]),
-        "blend_minus_together_ndcg": with_ci(
-            rows[f"blend w={weight}"]["ndcg"] - rows["bought together alone"]["ndcg"]
-        ),
-    }
+    report["cart"] = {}
+    for kind in ("shopper", "anonymous"):
+        valid_cases = cart_cases(data, valid, -2, anonymous=kind == "anonymous")
+        test_cases = cart_cases(data, test, -1, anonymous=kind == "anonymous")
+        report["cart"][kind] = cart_report(
+            (valid_cases, cart_scores(valid_model, valid_table, valid_cases)),
+            (test_cases, cart_scores(test_model, tables["chosen"], test_cases)),
+        )
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 

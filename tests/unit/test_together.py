@@ -271,11 +271,22 @@ def test_the_cart_never_recommends_its_items_and_writes_nothing() -> None:
 
 def test_the_cart_blend_moves_partners_up() -> None:
     service, _, _ = _service(CATALOG)
-    service.blend_weight = 0.0
+    service.blend_weight_new, service.blend_weight = 0.0, 0.9  # an anonymous cart takes the first
     alone = {r.item_id: r.score for r in service.cart(("a",), None, RecommendOptions(k=10)).recommendations}
-    service.blend_weight = 0.9
+    service.blend_weight_new, service.blend_weight = 0.9, 0.0
     blended = {r.item_id: r.score for r in service.cart(("a",), None, RecommendOptions(k=10)).recommendations}
     assert set(alone) == set(blended) == {"c", "d", "e"}
     # c and d are a's partners: with the blend both gain on e, which is not a partner
     assert blended["c"] - blended["e"] > alone["c"] - alone["e"]
     assert blended["d"] - blended["e"] > alone["d"] - alone["e"]
+
+
+def test_prior_breaks_ties_by_popularity_and_fills_short_rows() -> None:
+    # n(1)=3, n(2)=3, n(3)=4, n(4)=2, N = 12 slots; prior 1 adds n(j)/12 to every count.
+    table = partner_table(ORDERS, 5, PartnerScoring(beta=0.0, shrink=0.0, min_support=1, prior=1.0, top_n=3))
+    rows = _rows(table)
+    # 3's partners 1 and 2 tie on c = 1 and on n: the index decides; 4 (c=2) first
+    assert [p for p, _ in rows[3]] == [4, 1, 2]
+    assert rows[3][0][1] == pytest.approx(2 + 2 / 12, abs=1e-4)
+    # 4 was bought with 3 only: its row is filled with the most bought items (c = 0, score n/12)
+    assert rows[4] == [(3, round(2 + 4 / 12, 4)), (1, 0.25), (2, 0.25)]

@@ -25,7 +25,7 @@ from nextpick.domain.ranking import MaskCache, RecommendOptions, choose, exclusi
 from nextpick.domain.rules import RuleSet, apply_rules, plan_rules
 from nextpick.domain.service import ServiceConfig, UserRecommendations
 from nextpick.domain.state import UserState, apply_events
-from nextpick.domain.together import CART_BLEND_WEIGHT, blend
+from nextpick.domain.together import CART_BLEND_WEIGHT, CART_BLEND_WEIGHT_NEW, blend
 from nextpick.domain.trending import LiveTrending
 from nextpick.errors import MissingReference
 
@@ -112,6 +112,7 @@ class TogetherService:
     config: ServiceConfig = field(default_factory=ServiceConfig)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     blend_weight: float = CART_BLEND_WEIGHT
+    blend_weight_new: float = CART_BLEND_WEIGHT_NEW
     _masks: MaskCache = field(default_factory=MaskCache)
 
     def bought_together(self, item_id: str, options: RecommendOptions) -> ItemPicks:
@@ -194,7 +195,8 @@ class TogetherService:
         table = model.partner_table
         if table is not None:
             partners = table.distribution((model.item_index(i) for i in items), len(scores))
-            scores = blend(scores, exclude, partners, self.blend_weight)
+            weight = self.blend_weight_new if state.is_new else self.blend_weight
+            scores = blend(scores, exclude, partners, weight)
         picks = choose(model, masks, scores, exclude, options.k, options.rules)
         status = self.models.status
         return UserRecommendations(user_id or "", model.version, picks, status)
