@@ -52,7 +52,7 @@ class PartnerScoring:
 
 
 # Plain co-occurrence counts: the baseline the chosen scoring is measured against.
-COUNTS = PartnerScoring(beta=0.0, shrink=0.0, min_support=1)
+COUNTS = PartnerScoring(beta=0.0, shrink=0.0, min_support=1, prior=0.0)
 
 
 def split_orders(purchases: Iterable[tuple[float, int]]) -> list[list[int]]:
