@@ -76,7 +76,7 @@ def test_plain_counts_by_hand() -> None:
 
 
 def test_lift_divides_by_the_partners_orders() -> None:
-    table = partner_table(ORDERS, 5, PartnerScoring(beta=1.0, shrink=0.0, min_support=1))
+    table = partner_table(ORDERS, 5, PartnerScoring(beta=1.0, shrink=0.0, min_support=1, prior=0.0))
     assert _rows(table) == {
         1: [(2, round(2 / 3, 4)), (3, 0.25)],
         2: [(1, round(2 / 3, 4)), (3, 0.25)],
@@ -86,7 +86,7 @@ def test_lift_divides_by_the_partners_orders() -> None:
 
 
 def test_min_support_and_top_n() -> None:
-    table = partner_table(ORDERS, 5, PartnerScoring(beta=0.5, shrink=10.0, min_support=2, top_n=1))
+    table = partner_table(ORDERS, 5, PartnerScoring(beta=0.5, shrink=10.0, min_support=2, prior=0.0, top_n=1))
     assert table.partners.shape == (5, 1)
     assert {i: [p for p, _ in row] for i, row in _rows(table).items()} == {1: [2], 2: [1], 3: [4], 4: [3]}
     assert table.scores[1, 0] == pytest.approx(2 / np.sqrt(3 + 10))
