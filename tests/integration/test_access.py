@@ -48,6 +48,8 @@ REQUESTS: dict[tuple[str, str], tuple[str, Any]] = {
     ("DELETE", "/rule-sets/{name}"): ("/rule-sets/spring", None),
     ("GET", "/trending"): ("/trending?k=5", None),
     ("GET", "/items/{item_id}/similar"): ("/items/i1/similar?k=5", None),
+    ("GET", "/items/{item_id}/bought-together"): ("/items/i1/bought-together?k=5", None),
+    ("POST", "/recommendations/cart"): ("/recommendations/cart", {"items": ["i1"], "user_id": ALICE}),
 }
 
 

@@ -76,6 +76,53 @@ def publish_trained(stack: Stack, s3: Any, trained: Any) -> str:
     return outcome.version
 
 
+def test_a_refresh_carries_bought_together_and_new_items_have_no_partners(
+    env: Stack, s3: Any, dynamodb: Any, dynamodbstreams: Any, trained_tiny: Any
+) -> None:
+    from nextpick_training.together import COUNTS, partner_table
+
+    model, items = trained_tiny
+    catalog = DynamoDbCatalog(env.items_table, 0, client=dynamodb)
+    catalog.put_items(catalog_items())
+    table = partner_table([[1, 2], [1, 2, 3], [4, 5]], len(items), COUNTS)
+    base = publish(
+        s3,
+        None,
+        env.model_bucket,
+        "models/",
+        None,
+        export_tflite(model),
+        state_dim=model.state_dim,
+        items=items,
+        training_window={},
+        hyperparameters=model.hparams.as_dict(),
+        metrics={},
+        created_at=NOW - timedelta(hours=1),
+        weights=weights_bytes(model),
+        bought_together=registry.encode_partner_table(table),
+        bought_together_parameters=COUNTS.as_dict(),
+    ).version
+    new = CatalogItem(item_id="item-new-hose", category=CATEGORIES[2], price=12.0, stock=3)
+    catalog.put_items([new])
+    result = refresh_handler.lambda_handler(
+        stream_event(dynamodb, dynamodbstreams, env.items_table), FakeLambdaContext()
+    )
+    assert result["status"] == "published", result
+    pointer = registry.current_pointer(s3, env.model_bucket)
+    assert pointer is not None
+    refreshed, _ = registry.load_live(s3, env.model_bucket, pointer)
+    base_manifest = registry.read_manifest(s3, env.model_bucket, "models/", base)
+    assert refreshed["bought_together"] == base_manifest["bought_together"]
+    carried = registry.load_partner_table(s3, env.model_bucket, "models/", refreshed)
+    assert carried is not None and np.array_equal(carried.partners, table.partners)
+    # The API serves the refreshed version's partners; the new item answers from trending.
+    status, body = call(api.lambda_handler, proxy_event("GET", f"/items/{items[1]}/bought-together"))
+    assert status == 200 and body["model_version"] == pointer["version"] and body["source"] == "model"
+    assert [i["item_id"] for i in body["items"]] == [items[2], items[3]]
+    status, body = call(api.lambda_handler, proxy_event("GET", "/items/item-new-hose/bought-together"))
+    assert status == 200 and body["source"] == "fallback"
+
+
 def view(n: int, item: str, user: str = "fan") -> dict[str, Any]:
     ts = (NOW - timedelta(minutes=30) + timedelta(seconds=n)).isoformat()
     return {

@@ -48,6 +48,8 @@ PUBLISHED_OPERATIONS = {
     "GET /rule-sets/{name}",
     "DELETE /rule-sets/{name}",
     "GET /trending",
+    "GET /items/{item_id}/bought-together",
+    "POST /recommendations/cart",
 }
 CHECKS = [
     not_a_server_error,

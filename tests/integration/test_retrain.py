@@ -239,6 +239,14 @@ def test_first_run_publishes_a_model_serving_can_load(
     served = S3ModelSource(stack.model_bucket, client=s3).current()
     assert served is not None and served.version == version
     assert served.state_dim == manifest["state_dim"]
+    # Bought together is published beside it, computed from the log's orders, and loaded with it.
+    entry = manifest["bought_together"]
+    assert (
+        entry["shape"] == [ITEMS + 1, 20] and entry["parameters"]["orders"] == result["counts"]["orders"] > 0
+    )
+    stored = s3.get_object(Bucket=stack.model_bucket, Key=registry.bought_together_key("models/", version))
+    assert hashlib.sha256(stored["Body"].read()).hexdigest() == entry["sha256"]
+    assert served.partner_table is not None and served.partner_table.partners.any()
 
     (event,) = model_published()
     assert event["source"] == "nextpick" and event["detail-type"] == "ModelPublished"

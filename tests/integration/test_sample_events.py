@@ -76,8 +76,9 @@ def test_sample_event_runs_through_its_handler(
     if sample in ("api_get_rule_set.json", "api_delete_rule_set.json"):
         # Reading or deleting a rule set needs one stored: the PUT sample's, as an operator would.
         assert handler(sample_event("api_put_rule_set.json"), FakeLambdaContext())["statusCode"] == 200
-    if sample == "api_get_similar_items.json":
-        # An item's neighbours need the item in the catalog (404 otherwise): the PUT sample's item.
+    if sample in ("api_get_similar_items.json", "api_get_bought_together.json", "api_post_cart.json"):
+        # Each names the PUT item sample's item: an unknown item is a 404 (docs/similar.md,
+        # docs/bought-together.md).
         assert handler(sample_event("api_put_item.json"), FakeLambdaContext())["statusCode"] == 200
     result = handler(event, FakeLambdaContext())
 

@@ -39,6 +39,8 @@ class NumpyModel:
         # False: a model published before the optional `similar` signature existed.
         self._has_similar = has_similar
         self.similar_calls = 0
+        # The version's bought-together partners (a nextpick.domain.together.PartnerTable), if any.
+        self.partner_table = None
 
     @property
     def trending(self) -> tuple[tuple[int, float], ...]:

@@ -42,6 +42,7 @@ from nextpick_training import event_log
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
+from nextpick_training import together as together_lib
 from nextpick_training.scoring import ServedScorer
 from nextpick_training.settings import TrainingSettings
 
@@ -407,6 +408,13 @@ def _publish(
     """6. Publish (the pointer switch is the commit point)."""
     assert result.window_start is not None and result.candidate_metrics is not None
     t = time.perf_counter()
+    # Bought together from every purchase of the window (no gate: it is not what the gate scores).
+    scoring = together_lib.PartnerScoring()
+    orders = together_lib.purchase_orders(records, data_lib.vocabulary_index(dataset.items))
+    partners = together_lib.partner_table(orders, len(dataset.items), scoring)
+    result.counts["orders"] = len(orders)
+    _timed(result, "bought_together", t)
+    t = time.perf_counter()
     outcome = publish_lib.publish(
         s3,
         events,
@@ -430,6 +438,8 @@ def _publish(
         created_at=now,
         weights=export_lib.weights_bytes(trained),
         trending=data_lib.trending_items(records, now),
+        bought_together=registry.encode_partner_table(partners),
+        bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
     )
     _timed(result, "publish", t)
     result.published_version = outcome.version

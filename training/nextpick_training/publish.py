@@ -6,7 +6,7 @@ and is switched with a single conditional PutObject, so serving sees either the 
 version, never a mix. A `ModelPublished` event on the bus announces every switch (publish and
 rollback); serving does not depend on it (it polls the pointer), it is for humans and integrations.
 
-Order of a publish: check -> model -> manifest -> read back and check -> pointer -> history -> event.
+Order of a publish: check -> model (+ weights, bought together) -> manifest -> read back and check -> pointer -> history -> event.
 The artifact is built in LiteRT (serving's own `LiteRTModel`) against its manifest and both signatures
 are run once before anything is written, and the written objects are read back through the registry's
 verified reader and checked again before the pointer moves: a model serving cannot load never goes
@@ -100,6 +100,12 @@ def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
     except ModelUnavailable as exc:
         raise ArtifactRefused(f"model {version!r} does not read back intact: {exc}") from exc
     check_artifact(stored, manifest)
+    try:
+        registry.load_partner_table(s3, bucket, prefix, manifest)
+    except ModelUnavailable as exc:
+        raise ArtifactRefused(
+            f"model {version!r}'s bought_together does not read back intact: {exc}"
+        ) from exc
 
 
 def _record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
@@ -193,10 +199,14 @@ def publish(
     lineage: dict[str, Any] | None = None,
     trending: list[list[Any]] | None = None,
     expected_version: str | None = None,
+    bought_together: bytes | None = None,
+    bought_together_parameters: dict[str, Any] | None = None,
 ) -> PublishOutcome:
     """Write a new immutable version, switch the pointer to it, announce it. Returns the outcome.
 
-    `weights` (the trained `.npz`) is written beside the model for catalog refreshes. With
+    `weights` (the trained `.npz`) is written beside the model for catalog refreshes, and
+    `bought_together` (`bought_together.npz`, computed with `bought_together_parameters`) for the item
+    pages and carts. With
     `expected_version`, the publish happens only while that version is live (a catalog refresh built
     on it must not replace a newer retrain).
 
@@ -221,11 +231,19 @@ def publish(
         weights_sha256=registry.sha256_hex(weights) if weights is not None else None,
         lineage=lineage,
         trending=trending,
+        bought_together=(
+            registry.bought_together_entry(bought_together, bought_together_parameters or {})
+            if bought_together is not None
+            else None
+        ),
     )
     check_artifact(tflite_bytes, manifest)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")
     if weights is not None:
         _put_new(s3, bucket, registry.weights_key(prefix, version), weights, "application/octet-stream")
+    if bought_together is not None:
+        key = registry.bought_together_key(prefix, version)
+        _put_new(s3, bucket, key, bought_together, "application/octet-stream")
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )

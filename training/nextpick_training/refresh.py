@@ -8,7 +8,8 @@ invocation at a time: that batching window is the minimum interval between refre
 3. appends them to the vocabulary with the trained weights unchanged: each new item's vector, bias
    and repeat propensity come from its attribute tokens (`nextpick.domain.item_attributes`) plus the
    id part of the median trained item's bias (`cold_id_bias`) and a zero id vector;
-4. exports and publishes that as a new immutable version (`lineage.kind = "catalog_refresh"`) only
+4. carries the base's bought-together table over unchanged (new items have no partners yet);
+5. exports and publishes that as a new immutable version (`lineage.kind = "catalog_refresh"`) only
    while the base version is still live (`expected_version`), so a refresh never replaces a newer
    retrain. Serving picks it up at its next pointer check and replays each shopper's recent events
    through it, as after any publish; nobody loses their state.
@@ -123,6 +124,9 @@ def run_catalog_refresh(
     tokens = ItemTokens(stored.pop("token_buckets"), stored.pop("token_weights"))
     weights, tokens = extend_weights(stored, tokens, new_items)
     items = [*manifest["items"], *(item.item_id for item in new_items)]
+    # Bought together is carried as it is: its rows are the base's vocabulary, which the refresh only
+    # extends, so the new items simply have no partners until the next retrain.
+    partners = registry.read_partner_bytes(s3, bucket, prefix, manifest)
     hparams = hyperparameters_from(manifest.get("hyperparameters", {}))
     model = TrainedModel(hparams, len(items), weights, tokens)
     tflite = export_lib.export_tflite(model)
@@ -143,6 +147,8 @@ def run_catalog_refresh(
         lineage={"kind": "catalog_refresh", "base_version": base, "new_items": len(new_items)},
         trending=manifest.get("trending", []),
         expected_version=base,
+        bought_together=partners,
+        bought_together_parameters=(manifest.get("bought_together") or {}).get("parameters"),
     )
     result = RefreshResult(
         status=RefreshStatus.PUBLISHED,

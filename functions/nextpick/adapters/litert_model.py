@@ -10,6 +10,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from nextpick.adapters.model_registry import REQUIRED_SIGNATURES, SIMILAR_SIGNATURE, check_manifest
+from nextpick.domain.together import PartnerTable
 from nextpick.errors import ModelIntegrityError, ModelUnavailable
 
 
@@ -133,6 +134,8 @@ class LiteRTModel(ContractRunner):
         ):
             raise ModelUnavailable(f"model {self._version} does not match its manifest's dimensions")
         self.manifest = manifest
+        # Set by the model source once the version's bought_together.npz is verified; None: it has none.
+        self.partner_table: PartnerTable | None = None
         self._trending = tuple(
             (index, float(score))
             for item_id, score in manifest.get("trending", ())

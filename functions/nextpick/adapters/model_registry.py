@@ -13,18 +13,22 @@ fails its sha256 is a `ModelIntegrityError` (never served, never gated against);
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import error_code
 from nextpick.domain.events import EVENT_TYPE_ORDER
 from nextpick.domain.history import HISTORY_FEATURES, HISTORY_SLOTS
 from nextpick.domain.item_attributes import ATTRIBUTE_BUCKETS
+from nextpick.domain.together import PartnerTable
 from nextpick.errors import ModelIntegrityError, NotFound, StorageUnavailable
 
 # The manifest format this code writes, and every format serving can still read: v1 models (state
@@ -39,6 +43,9 @@ MODEL_NAME = "model.tflite"
 MANIFEST_NAME = "manifest.json"
 # The trained weights (.npz) beside a v2 model: what a catalog refresh derives new items' rows from.
 WEIGHTS_NAME = "weights.npz"
+# Each item's bought-together partners (docs/model-contract.md, "Bought together"): optional; a model
+# without it is served as before and its item pages fall back to live trending.
+BOUGHT_TOGETHER_NAME = "bought_together.npz"
 
 # The signatures of a model (docs/model-contract.md): `update` and `rank` always; `similar` (item-to-item
 # cosine over the item vectors) is optional: a model without it is still valid, and serving answers
@@ -90,6 +97,10 @@ def weights_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{WEIGHTS_NAME}"
 
 
+def bought_together_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{BOUGHT_TOGETHER_NAME}"
+
+
 def history_key(prefix: str, version: str, published_at: datetime) -> str:
     """Where a copy of the pointer that made `version` live at `published_at` is kept. Keys sort by
     switch time, to the microsecond: a rollback right after a publish still sorts after it."""
@@ -114,6 +125,7 @@ def build_manifest(
     weights_sha256: str | None = None,
     lineage: dict[str, Any] | None = None,
     trending: list[list[Any]] | None = None,
+    bought_together: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The (v2) manifest of docs/model-contract.md."""
     if not items or items[0] is not None:
@@ -141,6 +153,8 @@ def build_manifest(
         # What a shopper with no events sees: [[item_id, score], ...], best first (time-decayed
         # popularity of the training window as of its end).
         "trending": trending or [],
+        # `bought_together_entry` of the version's `bought_together.npz`, or None: no such artifact.
+        "bought_together": bought_together,
     }
 
 
@@ -285,6 +299,69 @@ def load_artifact(s3: Any, bucket: str, key: str, sha256: str) -> bytes:
     if sha256_hex(body) != sha256:
         raise ModelIntegrityError(f"s3://{bucket}/{key} fails its sha256 check")
     return body
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bought together: `bought_together.npz`, two arrays (`partners` int32, `scores` float32) of one shape
+# [rows, partners per item], rows = the vocabulary the table was computed for (a prefix of the
+# manifest's items: a catalog refresh only appends). No pickles: np.load(allow_pickle=False).
+
+
+def encode_partner_table(table: PartnerTable) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, partners=table.partners, scores=table.scores)
+    return buffer.getvalue()
+
+
+def decode_partner_table(body: bytes, what: str = "bought_together.npz") -> PartnerTable:
+    """The table in `body`; anything else (not an npz, missing arrays, bad dtypes or indices) is an
+    integrity error."""
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
+            return PartnerTable(np.asarray(arrays["partners"]), np.asarray(arrays["scores"]))
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelIntegrityError(f"{what} is not a valid partner table: {exc}") from exc
+
+
+def bought_together_entry(body: bytes, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's `bought_together` field for the artifact `body`: its checksum, size and shape, and
+    the parameters it was computed with (how partners are scored, how many orders it saw)."""
+    table = decode_partner_table(body)
+    return {
+        "sha256": sha256_hex(body),
+        "size_bytes": len(body),
+        "shape": [int(table.partners.shape[0]), int(table.partners.shape[1])],
+        "parameters": dict(parameters),
+    }
+
+
+def read_partner_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
+    """A version's `bought_together.npz` bytes, checked against the manifest's sha256 and size, or None
+    when the version has none (older models)."""
+    entry = manifest.get("bought_together")
+    if entry is None:
+        return None
+    version = str(manifest.get("version"))
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ModelIntegrityError(f"model {version!r}'s manifest has a malformed bought_together entry")
+    body = load_artifact(s3, bucket, bought_together_key(prefix, version), entry["sha256"])
+    if len(body) != entry.get("size_bytes"):
+        raise ModelIntegrityError(f"model {version!r}'s bought_together.npz has the wrong size")
+    return body
+
+
+def load_partner_table(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> PartnerTable | None:
+    """A version's partner table, verified (sha256, size, shape, rows within the vocabulary), or None
+    when the version has none. A missing artifact the manifest names is `NotFound`."""
+    body = read_partner_bytes(s3, bucket, prefix, manifest)
+    if body is None:
+        return None
+    version = str(manifest.get("version"))
+    table = decode_partner_table(body, f"model {version!r}'s bought_together.npz")
+    shape = [int(n) for n in table.partners.shape]
+    if shape != manifest["bought_together"].get("shape") or shape[0] > len(manifest["items"]):
+        raise ModelIntegrityError(f"model {version!r}'s bought_together.npz does not match its manifest")
+    return table
 
 
 def pointer_history(s3: Any, bucket: str, prefix: str = DEFAULT_PREFIX) -> Iterator[dict[str, Any]]:

@@ -144,13 +144,18 @@ class S3ModelSource:
         self._status = ModelStatus.UNAVAILABLE
 
     def load_version(self, pointer: dict[str, Any]) -> LiteRTModel:
-        """The pointer's model, verified (checksums), built in LiteRT and run once on a cold-start state."""
+        """The pointer's model, verified (checksums), built in LiteRT and run once on a cold-start state,
+        with its bought-together table if it has one."""
         manifest, model_bytes = registry.load_live(self._client.get(), self._bucket, pointer)
         try:
             model = LiteRTModel(model_bytes, manifest)
         except (TypeError, KeyError, ValueError) as exc:  # a manifest field of the wrong type
             raise ModelIntegrityError(f"model {pointer.get('version')!r} does not load: {exc!r}") from exc
         model.check_runs()
+        # Bought together is part of the version: loaded (and verified) once per version per container,
+        # here; a corrupt table refuses the whole version, so the previous one stays live.
+        table = registry.load_partner_table(self._client.get(), self._bucket, self._prefix, manifest)
+        model.partner_table = table
         return model
 
     def _emit_metrics(self) -> None:

@@ -57,6 +57,10 @@ ROUTE_GRANTS: tuple[RouteGrant, ...] = (
     _grant("GET", "/trending", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
     # Similar items (docs/similar.md): the model's item space and live trending, no personal data.
     _grant("GET", "/items/{item_id}/similar", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
+    # Bought together (docs/bought-together.md): co-purchase counts over every shopper, no personal data.
+    _grant("GET", "/items/{item_id}/bought-together", Scope.ADMIN, Scope.SERVER, Scope.SHOPPER),
+    # Cart completion: a shopper may only name their own user_id in the body (checked by the function).
+    _grant("POST", "/recommendations/cart", Scope.SERVER, Scope.SHOPPER),
 )
 
 # The keys of the authorizer's context (API Gateway passes them to the function as

@@ -23,6 +23,8 @@ class CatalogSnapshot:
     # columns are built from (catalog_columns.py), and fewer dicts than one per item (100k items with
     # 10 attributes: 10 dicts, not 100k).
     attributes: dict[str, dict[str, AttributeValue]] = field(default_factory=dict)
+    # Every item id of the catalog (in stock or not): what the item routes' 404 is decided on.
+    item_ids: frozenset[str] = frozenset()
 
     @classmethod
     def empty(cls) -> CatalogSnapshot:
@@ -35,6 +37,7 @@ class CatalogSnapshot:
             and self.category_of == other.category_of
             and self.price_of == other.price_of
             and self.attributes == other.attributes
+            and self.item_ids == other.item_ids
         )
 
 
@@ -49,6 +52,7 @@ class SnapshotBuilder:
         self._category_of: dict[str, str] = {}
         self._price_of: dict[str, float] = {}
         self._attributes: dict[str, dict[str, AttributeValue]] = {}
+        self._item_ids: set[str] = set()
 
     def add(
         self,
@@ -58,6 +62,7 @@ class SnapshotBuilder:
         stock: float | None,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
+        self._item_ids.add(item_id)
         if category is not None:
             self._category_of[item_id] = sys.intern(category)
         if price is not None:
@@ -75,7 +80,12 @@ class SnapshotBuilder:
 
     def build(self, snapshot_id: int) -> CatalogSnapshot:
         return CatalogSnapshot(
-            snapshot_id, frozenset(self._out_of_stock), self._category_of, self._price_of, self._attributes
+            snapshot_id,
+            frozenset(self._out_of_stock),
+            self._category_of,
+            self._price_of,
+            self._attributes,
+            frozenset(self._item_ids),
         )
 
 

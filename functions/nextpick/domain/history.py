@@ -74,6 +74,13 @@ Key = TypeVar("Key", bound=Hashable)
 ORDER_GAP_SECONDS = 600.0
 
 
+def starts_new_order(orders: int, last_order: float, timestamp: float) -> bool:
+    """The one order rule: a purchase starts a new order when there is none yet or it is more than
+    ORDER_GAP_SECONDS from the last one. The history's order count and the retrain's bought-together
+    baskets (nextpick_training.together) both split a shopper's purchases with it."""
+    return not orders or abs(timestamp - last_order) > ORDER_GAP_SECONDS
+
+
 @dataclass(slots=True)
 class HistoryEntry:
     purchases: int = 0
@@ -146,7 +153,7 @@ class ItemHistory(Generic[Key]):
             decayed = entry.bought_at(when)
             entry.bought = (decayed[0] + 1.0, decayed[1] + 1.0, decayed[2] + 1.0)
             entry.last_purchase = when
-            if not self.orders or abs(timestamp - self.last_order) > ORDER_GAP_SECONDS:
+            if starts_new_order(self.orders, self.last_order, timestamp):
                 self.orders += 1
             self.last_order = max(self.last_order, timestamp)
         else:

@@ -13,6 +13,7 @@ from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.rules import RuleSet
 from nextpick.domain.state import StoredState, UserState
+from nextpick.domain.together import PartnerTable
 
 
 class RankingModel(Protocol):
@@ -34,6 +35,11 @@ class RankingModel(Protocol):
     @property
     def history_slots(self) -> int:
         """Size of the v2 history input; 0 for a v1 model (state only)."""
+        ...
+
+    @property
+    def partner_table(self) -> PartnerTable | None:
+        """The version's bought-together partners (docs/model-contract.md); None: it has none."""
         ...
 
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...

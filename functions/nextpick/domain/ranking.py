@@ -129,16 +129,36 @@ def top_k(
 
     `rules` are applied to the scores `rank` returns, outside the model (docs/rules.md); the model sees
     the same `exclude` with or without them."""
-    plan = plan_rules(rules, masks.columns) if rules is not None else None
+    exclude = exclusion(model, masks, purchased if exclude_purchased else (), category)
+    scores = model.rank(vector, exclude, *history) if history is not None else model.rank(vector, exclude)
+    return choose(model, masks, scores, exclude, k, rules)
+
+
+def exclusion(
+    model: RankingModel, masks: CandidateMasks, excluded: tuple[str, ...], category: str | None
+) -> np.ndarray:
+    """The `exclude` input of `rank`: the unknown item and out-of-stock items, items outside `category`,
+    and the `excluded` ids (a shopper's purchases, a cart)."""
     exclude = masks.base.copy()
     if category is not None:
         np.maximum(exclude, masks.outside_category(category), out=exclude)
-    if exclude_purchased and purchased:
-        indices = [model.item_index(item_id) for item_id in purchased]
+    if excluded:
+        indices = [model.item_index(item_id) for item_id in excluded]
         exclude[[index for index in indices if index > 0]] = 1.0
-    scores = model.rank(vector, exclude, *history) if history is not None else model.rank(vector, exclude)
-    if plan is not None:
-        return _recommendations(model, apply_rules(scores, exclude, plan, k))
+    return exclude
+
+
+def choose(
+    model: RankingModel,
+    masks: CandidateMasks,
+    scores: np.ndarray,
+    exclude: np.ndarray,
+    k: int,
+    rules: RuleSet | None,
+) -> list[Recommendation]:
+    """The top `k` of `scores` that `exclude` and the rules allow."""
+    if rules is not None:
+        return _recommendations(model, apply_rules(scores, exclude, plan_rules(rules, masks.columns), k))
     return plain_top_k(model, scores, exclude, k)
 
 

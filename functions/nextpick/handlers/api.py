@@ -74,7 +74,7 @@ tracer = Tracer()
 # The namespace is fixed in code so that a handler imported before its environment is set (tests, the
 # local stack) still emits valid EMF; the template sets the same value.
 metrics = Metrics(namespace="Nextpick")
-app = ContractResolver(enable_validation=True)
+app: ContractResolver = ContractResolver(enable_validation=True)
 # Swagger UI and the OpenAPI document (`/swagger?format=json`), generated from the routes below.
 # Every route but /swagger takes `Authorization: Bearer <admin key | server key | shopper token>`.
 app.configure_openapi(
@@ -359,6 +359,11 @@ def delete_user(user_id: PathId):
 def get_user_data(user_id: PathId):
     return _json(wiring.privacy_requests().export(_path_id("user_id", user_id)))
 
+
+# Bought together and cart completion (issue 12): their own Router, built on the parameters above.
+from nextpick.handlers.api_together import router as together_router  # noqa: E402
+
+app.include_router(together_router)
 
 # Every refusal and failure becomes its status and the documented error body in api_errors, once.
 install_error_handlers(app, metrics, logger)

@@ -132,6 +132,27 @@ class UserDataAnswer(BaseModel):
     elsewhere: dict[str, str]
 
 
+class BoughtTogetherAnswer(BaseModel):
+    """`GET /items/{item_id}/bought-together`: the item's co-purchase partners (`source` "model"), or
+    live trending in its category when the model has none for it (`source` "fallback")."""
+
+    item_id: str
+    model_version: str | None
+    source: Literal["model", "fallback"]
+    items: list[Recommendation]
+    took_ms: float
+
+
+class CartAnswer(BaseModel):
+    """`POST /recommendations/cart`: what completes the cart (`user_id` null for an anonymous cart)."""
+
+    user_id: str | None
+    model_version: str | None
+    model_status: str
+    recommendations: list[Recommendation]
+    took_ms: float
+
+
 def answer(description: str, model: Any) -> dict[int, Any]:
     """The documented 200 answer of a route (documentation only: answers are not re-validated)."""
     return {200: {"description": description, "content": {"application/json": {"model": model}}}}

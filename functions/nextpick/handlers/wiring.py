@@ -20,6 +20,7 @@ from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
 from nextpick.domain.similar_items import SimilarItems
 from nextpick.domain.state import StateLimits
+from nextpick.domain.together_service import TogetherService
 from nextpick.domain.trending import LiveTrending, TrendingWindow
 from nextpick.settings import get_settings
 
@@ -83,6 +84,23 @@ def similar_items() -> SimilarItems:
 
 
 @cache
+def together() -> TogetherService:
+    """Bought together and cart completion (docs/bought-together.md): the same state table, model,
+    catalog and live trending as the rest of serving."""
+    settings = get_settings()
+    config = ServiceConfig(
+        limits=_state_limits(), exclude_purchased_default=settings.exclude_purchased_default
+    )
+    return TogetherService(
+        states=DynamoDbStateRepository(settings.state_table_name, _state_limits()),
+        models=model_source(),
+        catalog=catalog(),
+        trending=live_trending(),
+        config=config,
+    )
+
+
+@cache
 def rule_sets() -> RuleSets:
     """Named rule sets in the model bucket, cached per container (docs/rules.md)."""
     settings = get_settings()
@@ -137,6 +155,7 @@ def reset() -> None:
         recommender,
         live_trending,
         similar_items,
+        together,
         rule_sets,
         request_limits,
         privacy_requests,
