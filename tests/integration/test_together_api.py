@@ -186,3 +186,12 @@ def test_a_model_without_the_artifact_answers_from_trending(serving: Stack, tiny
     assert status == 200 and body["source"] == "fallback" and body["model_version"] == version
     status, body = cart({"items": ["item-1"]})
     assert status == 200 and len(body["recommendations"]) == 10
+
+
+def test_the_table_is_read_once_per_version_not_per_call(shop: str, serving: Stack, s3: Any) -> None:
+    assert bought_together("item-1")[1]["source"] == "model"  # loads the version and its table
+    # Gone from the bucket now: a container that read it per call would fall back or fail.
+    s3.delete_object(Bucket=serving.model_bucket, Key=registry.bought_together_key("models/", shop))
+    for _ in range(3):
+        status, body = bought_together("item-1")
+        assert status == 200 and body["source"] == "model" and body["model_version"] == shop
