@@ -43,8 +43,9 @@ def records(*lines: str) -> list[event_log.LogRecord]:
 
 
 def test_parse_line_reads_the_exact_log_record_format() -> None:
-    record = event_log.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
-    assert isinstance(record, event_log.LogRecord)
+    parsed = event_log.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
+    assert isinstance(parsed, tuple)
+    (record,) = parsed
     assert record.event_id == "e1"
     assert record.event_type is EventType.RATE
     assert record.received_at == T0 + timedelta(seconds=1)

@@ -23,6 +23,8 @@ class CatalogSnapshot:
     # columns are built from (catalog_columns.py), and fewer dicts than one per item (100k items with
     # 10 attributes: 10 dicts, not 100k).
     attributes: dict[str, dict[str, AttributeValue]] = field(default_factory=dict)
+    # Titles, for resolving search queries (domain/search.py); items without one are absent.
+    title_of: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> CatalogSnapshot:
@@ -35,6 +37,7 @@ class CatalogSnapshot:
             and self.category_of == other.category_of
             and self.price_of == other.price_of
             and self.attributes == other.attributes
+            and self.title_of == other.title_of
         )
 
 
@@ -49,6 +52,7 @@ class SnapshotBuilder:
         self._category_of: dict[str, str] = {}
         self._price_of: dict[str, float] = {}
         self._attributes: dict[str, dict[str, AttributeValue]] = {}
+        self._title_of: dict[str, str] = {}
 
     def add(
         self,
@@ -57,11 +61,14 @@ class SnapshotBuilder:
         price: float | None,
         stock: float | None,
         attributes: Mapping[str, AttributeValue] | None = None,
+        title: str | None = None,
     ) -> None:
         if category is not None:
             self._category_of[item_id] = sys.intern(category)
         if price is not None:
             self._price_of[item_id] = float(price)
+        if title:
+            self._title_of[item_id] = title
         if stock is not None and stock <= 0:
             self._out_of_stock.add(item_id)
         for name, value in (attributes or {}).items():
@@ -71,11 +78,16 @@ class SnapshotBuilder:
             column[item_id] = sys.intern(value) if isinstance(value, str) else value
 
     def add_item(self, item: CatalogItem) -> None:
-        self.add(item.item_id, item.category, item.price, item.stock, item.attributes)
+        self.add(item.item_id, item.category, item.price, item.stock, item.attributes, item.title)
 
     def build(self, snapshot_id: int) -> CatalogSnapshot:
         return CatalogSnapshot(
-            snapshot_id, frozenset(self._out_of_stock), self._category_of, self._price_of, self._attributes
+            snapshot_id,
+            frozenset(self._out_of_stock),
+            self._category_of,
+            self._price_of,
+            self._attributes,
+            self._title_of,
         )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.events import AnyEvent, EventType, Step
 from nextpick.domain.history import HISTORY_CAPACITY, ItemHistory
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ class EventStatus(StrEnum):
 
 @dataclass(frozen=True)
 class RecentEvent:
-    """What is kept of an event to rebuild the state through a newer model."""
+    """What is kept of an event to rebuild the state through a newer model: one fold step
+    (`nextpick.domain.events.Step`); a search keeps one per matched and clicked item."""
 
     item_id: str
     event_type: EventType
@@ -145,12 +146,14 @@ def vector_for(state: UserState, model: RankingModel) -> np.ndarray:
 
 def apply_events(
     state: UserState,
-    events: list[TrackedEvent],
+    events: list[AnyEvent],
     model: RankingModel | None,
     limits: StateLimits,
     received_at: datetime,
 ) -> tuple[UserState, list[EventStatus]]:
-    """Fold this user's new events into their state, in order. Duplicates change nothing."""
+    """Fold this user's new events into their state, in order, each as its steps (`steps()`: a search
+    must be resolved first, domain/search.py). Duplicates change nothing. An accepted event with no
+    steps (a search that matched nothing, without clicks) is remembered and logged, and moves nothing."""
     seen = set(state.processed_keys)
     vector = vector_for(state, model) if model is not None else None
     recent, purchased, processed = list(state.recent), list(state.purchased), list(state.processed_keys)
@@ -165,15 +168,10 @@ def apply_events(
             continue
         seen.add(key)
         statuses.append(EventStatus.ACCEPTED)
-        compact = RecentEvent(event.item_id, event.event_type, event.strength)
-        if model is not None and vector is not None:
-            vector = fold(model, vector, (compact,))
-        recent.append(compact)
-        history.observe(event.item_id, event.event_type.code, event.strength, event.timestamp.timestamp())
-        if event.event_type is EventType.PURCHASE:
-            if event.item_id in purchased:
-                purchased.remove(event.item_id)
-            purchased.append(event.item_id)
+        for step in event.steps():
+            _apply_step(step, event.timestamp, recent, history, purchased)
+            if model is not None and vector is not None:
+                vector = fold(model, vector, recent[-1:])
         processed.append(key)
         outbox.append(json.dumps(event.log_record(received_at), separators=(",", ":")))
     if not outbox:
@@ -189,6 +187,21 @@ def apply_events(
         outbox=tuple(outbox),
     )
     return new_state, statuses
+
+
+def _apply_step(
+    step: Step,
+    timestamp: datetime,
+    recent: list[RecentEvent],
+    history: ItemHistory[str],
+    purchased: list[str],
+) -> None:
+    recent.append(RecentEvent(step.item_id, step.event_type, step.strength))
+    history.observe(step.item_id, step.event_type.code, step.strength, timestamp.timestamp())
+    if step.event_type is EventType.PURCHASE:
+        if step.item_id in purchased:
+            purchased.remove(step.item_id)
+        purchased.append(step.item_id)
 
 
 @dataclass(frozen=True)
