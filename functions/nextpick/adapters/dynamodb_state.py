@@ -217,6 +217,7 @@ class DynamoDbStateRepository:
             state=decode_state(item, self._limits.history_items),
             updated_at=parse_time(item["updated_at"]["S"]) if "updated_at" in item else None,
             erased_at=parse_time(item["erased_at"]["S"]) if "erased_at" in item else None,
+            last_write_records=tuple(value["S"] for value in item.get("outbox", {}).get("L", ())),
         )
 
 

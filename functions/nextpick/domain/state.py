@@ -212,3 +212,6 @@ class StoredState:
     state: UserState
     updated_at: datetime | None = None
     erased_at: datetime | None = None
+    # The log records of the last write, kept on the item until the next write replaces them (they
+    # carry what the state proper does not: a search's query, a review's text, an event's context).
+    last_write_records: tuple[str, ...] = ()
