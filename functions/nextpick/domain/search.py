@@ -14,8 +14,9 @@ here is ever evaluated twice for one event."""
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -74,11 +75,10 @@ class SearchIndex:
 
     def resolve(self, query: str, limit: int = MAX_MATCHED_ITEMS) -> tuple[str, ...]:
         """The at most `limit` item ids the query names best (score, then id); () if none."""
-        scores: dict[str, int] = defaultdict(int)
+        scores: Counter[str] = Counter()
         for word in words(query):
-            for item_id in self.postings.get(word, ()):
-                scores[item_id] += 1
-        best = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
+            scores.update(self.postings.get(word, ()))  # counted in C: a common word names every item
+        best = heapq.nsmallest(limit, scores.items(), key=lambda pair: (-pair[1], pair[0]))
         return tuple(item_id for item_id, _ in best)
 
 
