@@ -303,3 +303,34 @@ def test_a_searchs_fold_equals_folding_its_documented_views_and_clicks(
         as_clicks, _ = apply_events(start, documented, model, StateLimits(), NOW)
         assert np.allclose(with_search.vector, as_clicks.vector)
         assert with_search.history.entries.keys() == as_clicks.history.entries.keys()
+
+
+def test_erasure_and_the_log_export_cover_a_query_and_a_review_text() -> None:
+    from datetime import timedelta
+
+    from nextpick.domain.erasure import Erasure, Tombstones, erase_lines, user_lines
+
+    query_line = json.dumps(search(query="private query").resolved(("s1",)).log_record(NOW))
+    review = ReviewEvent.model_validate(
+        {
+            **BASE,
+            "event_id": "e2",
+            "event_type": "review",
+            "item_id": "s1",
+            "rating": 1,
+            "text": "private text",
+        }
+    )
+    other = ReviewEvent.model_validate(
+        {**BASE, "event_id": "e3", "user_id": "u2", "event_type": "review", "item_id": "s1", "rating": 5}
+    )
+    body = "\n".join(
+        [query_line, json.dumps(review.log_record(NOW)), json.dumps(other.log_record(NOW))]
+    ).encode()
+    exported = b"\n".join(user_lines(body, "u1"))
+    assert b"private query" in exported and b"private text" in exported and b"u2" not in exported
+    tombstones = Tombstones()
+    tombstones.add(Erasure("u1", NOW + timedelta(minutes=1)))
+    result = erase_lines(body, tombstones)
+    assert result.erased == 2 and result.body is not None
+    assert b"private" not in result.body and b'"u2"' in result.body

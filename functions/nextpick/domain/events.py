@@ -221,6 +221,9 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+# The same rule for JSON Schema readers (the OpenAPI document): no C0/C1 control character but "\n".
+TEXT_PATTERN = "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*$"
+_TEXT_SCHEMA = {"pattern": TEXT_PATTERN}
 REVIEW_TEXT_MAX_LENGTH = 2000
 SEARCH_QUERY_MAX_LENGTH = 200
 SEARCH_MAX_CLICKS = 20
@@ -240,7 +243,7 @@ class ReviewEvent(_EventFields):
             AfterValidator(_no_control_characters),
         ]
         | None
-    ) = None
+    ) = Field(default=None, json_schema_extra=_TEXT_SCHEMA)
 
     @property
     def strength(self) -> float:
@@ -266,9 +269,9 @@ class SearchEvent(_EventFields):
         str,
         StringConstraints(min_length=1, max_length=SEARCH_QUERY_MAX_LENGTH),
         AfterValidator(_no_control_characters),
-    ]
+    ] = Field(json_schema_extra=_TEXT_SCHEMA)
     clicked_items: Annotated[list[Identifier], AfterValidator(_distinct)] = Field(
-        default_factory=list, max_length=SEARCH_MAX_CLICKS
+        default_factory=list, max_length=SEARCH_MAX_CLICKS, json_schema_extra={"uniqueItems": True}
     )
     # The query's resolution, set by nextpick (never sent): None until resolved.
     _matched_items: tuple[str, ...] | None = PrivateAttr(default=None)
