@@ -89,8 +89,9 @@ class UserState:
     @property
     def is_new(self) -> bool:
         """No event of this shopper is held: never seen, or erased (an erasure marker loads as a state
-        with a version and nothing else). Nothing personal to rank from. Every accepted event is
-        kept in `recent`, so a stored state with events always has some."""
+        with a version and nothing else). Nothing personal to rank from. Every accepted event's fold
+        steps are kept in `recent`, so a stored state with events that moved it always has some (a
+        search that matched nothing and had no clicks moves nothing, so leaves a shopper new)."""
         return not self.recent
 
     def is_current_for(self, model: RankingModel) -> bool:
