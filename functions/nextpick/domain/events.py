@@ -29,6 +29,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import JsonDict
 
 # Ids are opaque to nextpick but end up in URL paths, DynamoDB keys, S3 log lines and logs. The
 # character set is what every route can read back: one URL path segment as sent, no escaping needed
@@ -223,7 +224,7 @@ def _no_control_characters(value: str) -> str:
 
 # The same rule for JSON Schema readers (the OpenAPI document): no C0/C1 control character but "\n".
 TEXT_PATTERN = "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*$"
-_TEXT_SCHEMA = {"pattern": TEXT_PATTERN}
+_TEXT_SCHEMA: JsonDict = {"pattern": TEXT_PATTERN}
 REVIEW_TEXT_MAX_LENGTH = 2000
 SEARCH_QUERY_MAX_LENGTH = 200
 SEARCH_MAX_CLICKS = 20
