@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay",
         help="send tracked events from a JSON-lines file through POST /events",
-        description="Send every event of FILE.jsonl (one TrackedEvent per line) in batches, then summarize.",
+        description="Send every event of FILE.jsonl (one shopper event per line: any event_type, search and review included) in batches, then summarize.",
     )
     replay.add_argument("file", type=_existing_file, metavar="FILE.jsonl")
     replay.add_argument("--api-url", type=_url, help="API base URL (default: the running local stack's)")

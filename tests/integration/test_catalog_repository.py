@@ -66,7 +66,7 @@ def test_snapshot_reads_what_ranking_and_rules_need_with_a_projected_paginated_s
                 "shoes" if i % 2 else "hats",
                 stock=i % 3,
                 price=i + 0.5,
-                title="not read",
+                title=f"Title {i}" if i % 2 else None,
                 attributes={"brand": f"b{i % 4}", "size": i, "organic": i % 5 == 0} if i % 6 else {},
             )
             for i in range(30)
@@ -90,13 +90,16 @@ def test_snapshot_reads_what_ranking_and_rules_need_with_a_projected_paginated_s
     assert all(type(v) is bool for v in snapshot.attributes["organic"].values())
     scans = [kwargs for name, kwargs in spy.calls if name == "scan"]
     assert len(scans) == 5  # 30 items in pages of 7
-    assert all(scan["ProjectionExpression"] == "#i, #c, #s, #p, #a" for scan in scans)
+    # Titles too: a search event's query is resolved against them (domain/search.py).
+    assert snapshot.title_of == {f"item-{i}": f"Title {i}" for i in range(30) if i % 2}
+    assert all(scan["ProjectionExpression"] == "#i, #c, #s, #p, #a, #t" for scan in scans)
     assert scans[0]["ExpressionAttributeNames"] == {
         "#i": "item_id",
         "#c": "category",
         "#s": "stock",
         "#p": "price",
         "#a": "attributes",
+        "#t": "title",
     }
     assert "ExclusiveStartKey" not in scans[0] and all("ExclusiveStartKey" in s for s in scans[1:])
 

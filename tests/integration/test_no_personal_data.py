@@ -44,6 +44,8 @@ HOSTILE = "<script>alert('pwned-5e1f')</script>"
 HOSTILE_KEY = "key-pwned-77aa"
 SECRET_ITEM = "sku-private-9d31"
 SESSION = "sess-c0ffee"
+QUERY = "shoes for my knee-brace-query-6c0d"  # a search's query is personal data (issue 12)
+REVIEW_TEXT = "My diagnosis-review-91fe made these\nhard to wear"
 API_CORRELATION_ID = "req-3f9a-503"
 BUS_CORRELATION_ID = "evt-bus-rejected-41b2"
 
@@ -167,6 +169,16 @@ def _day(captured: Captured, stack: Stack, model: TinyModel) -> None:
         proxy_event("GET", f"/users/{USER}/recommendations"),
     )
     assert status == 200 and body["user_id"] == USER and body["recommendations"], body
+    search = {**_event(10, USER, "-"), "event_type": "search", "query": QUERY, "clicked_items": ["item-1"]}
+    del search["item_id"]
+    status, body = call(
+        lambda e, _: captured.invoke(api.lambda_handler, e), proxy_event("POST", "/events", search)
+    )
+    assert status == 200 and body["status"] == "accepted", body
+    bad_search = {**search, "event_id": "ev-11", "query": f"{QUERY}\x1b{HOSTILE}"}
+    assert (
+        captured.invoke(api.lambda_handler, proxy_event("POST", "/events", bad_search))["statusCode"] == 422
+    )
     hostile = _event(3, USER, "item-4", HOSTILE, context={HOSTILE_KEY: [HOSTILE]})
     assert captured.invoke(api.lambda_handler, proxy_event("POST", "/events", hostile))["statusCode"] == 422
     assert (
@@ -178,6 +190,13 @@ def _day(captured: Captured, stack: Stack, model: TinyModel) -> None:
     shopper["detail"] = _event(4, BUS_USER, "item-5", "add_to_cart")
     assert captured.invoke(bus.lambda_handler, shopper)["results"][0]["status"] == "accepted"
     assert captured.invoke(bus.lambda_handler, item) == {"stored": 1}
+    review = copy.deepcopy(shopper)
+    review["detail"] = _event(12, BUS_USER, "item-6", "review", rating=2, text=REVIEW_TEXT)
+    assert captured.invoke(bus.lambda_handler, review)["results"][0]["status"] == "accepted"
+    too_long = copy.deepcopy(review)
+    too_long["detail"] = {**review["detail"], "event_id": "ev-13", "text": REVIEW_TEXT * 100}
+    with pytest.raises(InvalidRequest):
+        captured.invoke(bus.lambda_handler, too_long)
     rejected = copy.deepcopy(shopper)
     rejected["id"] = BUS_CORRELATION_ID
     rejected["detail"] = _event(
@@ -200,10 +219,11 @@ def _day(captured: Captured, stack: Stack, model: TinyModel) -> None:
     # An access request and an erasure; the tombstone ships with the day's events, then compaction runs.
     exported = captured.invoke(api.lambda_handler, proxy_event("GET", f"/users/{USER}/data"))
     assert exported["statusCode"] == 200 and USER in exported["body"]
+    assert json.loads(exported["body"])["state"]["last_write_events"][0]["query"] == QUERY
     assert captured.invoke(api.lambda_handler, proxy_event("DELETE", f"/users/{USER}"))["statusCode"] == 200
 
     records = stream_event(boto3.client("dynamodb"), boto3.client("dynamodbstreams"), stack.state_table)
-    assert sum(len(r["dynamodb"]["NewImage"]["outbox"]["L"]) for r in records["Records"]) == 4
+    assert sum(len(r["dynamodb"]["NewImage"]["outbox"]["L"]) for r in records["Records"]) == 6
     assert captured.invoke(log_shipper.lambda_handler, records) == {"batchItemFailures": []}
     assert captured.invoke(log_compactor.lambda_handler, sample_event("schedule_log_compaction.json"))
 
@@ -228,6 +248,7 @@ def test_no_user_id_item_id_or_rejected_text_reaches_a_log_or_a_trace(
     traces = traced.traces.documents
 
     secrets = [USER, BUS_USER, "pwned-5e1f", HOSTILE_KEY, SECRET_ITEM, SESSION, *tiny_catalog()]
+    secrets += ["knee-brace-query-6c0d", "diagnosis-review-91fe"]
     leaks = {s: [line for line in [*logs.splitlines(), *traces] if s in line] for s in secrets}
     assert {s: lines[:2] for s, lines in leaks.items() if lines} == {}
     # The scan saw real output: JSON log lines with both correlation ids, and traces of every handler

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 import nextpick_training.handler as handler_module
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.s3_model_source import S3ModelSource
-from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.events import EventType, ReviewEvent, SearchEvent, TrackedEvent
 from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_training import model as model_lib
@@ -258,6 +258,48 @@ def test_first_run_publishes_a_model_serving_can_load(
     assert record["status"] == "published"
     assert record["candidate_metrics"] == result["candidate_metrics"]
     assert record["live_version"] is None
+
+
+def test_searches_and_reviews_in_the_log_train_as_their_stored_steps(
+    stack: Stack, s3: Any, invoke: Callable[..., dict[str, Any]]
+) -> None:
+    """The retrain reads search and review records (issue 12): a search folds the items it was
+    resolved to at ingest (views) and its clicks, a review is a rating; their text is not read."""
+    now = datetime.now(UTC)
+    lines = shop_log(now)
+    for u in range(USERS):
+        moment = now - timedelta(days=6, minutes=u)
+        group = u % 4
+        search = SearchEvent.model_validate(
+            {
+                "event_id": f"search-{u}",
+                "user_id": f"user-{u}",
+                "event_type": "search",
+                "query": f"group {group} things",
+                "clicked_items": [f"item-{group * 10}"],
+                "timestamp": moment,
+            }
+        ).resolved([f"item-{group * 10 + 1}", f"item-{group * 10 + 2}"])
+        review = ReviewEvent.model_validate(
+            {
+                "event_id": f"review-{u}",
+                "user_id": f"user-{u}",
+                "event_type": "review",
+                "item_id": f"item-{group * 10 + 3}",
+                "rating": 1 + u % 5,
+                "text": "Fine.\nThanks",
+                "timestamp": moment + timedelta(minutes=1),
+            }
+        )
+        lines += [json.dumps(e.log_record(moment + timedelta(seconds=2))) for e in (search, review)]
+    write_log(s3, stack.model_bucket, lines, now)
+
+    result = invoke()
+
+    assert result["status"] == "published", result["reason"]
+    # Every shop event, plus per user the search's 2 matched views and 1 click and the review's rating.
+    assert result["counts"]["events"] == USERS * PER_USER + USERS * 4
+    assert result["counts"]["malformed"] == 0
 
 
 def test_a_worse_candidate_is_rejected_and_the_live_model_stays(

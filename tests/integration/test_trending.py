@@ -14,7 +14,7 @@ import pytest
 
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.dynamodb_trending import DynamoDbTrending
-from nextpick.domain.events import CatalogItem
+from nextpick.domain.events import CatalogItem, ReviewEvent, SearchEvent
 from nextpick.domain.state import StateLimits, UserState, apply_events
 from nextpick.domain.trending import bucket_key
 from nextpick.handlers import api, log_shipper, wiring
@@ -86,6 +86,45 @@ def test_the_shipper_adds_each_logged_batch_to_its_hour_bucket(
     assert log_shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     assert stored_counts(dynamodb, stack, bucket)[0] == {"item-1": 2.5, "item-2": 4.0}
     assert [name for name, _ in spy.calls[2:]] == ["update_item"]  # one call per bucket and batch
+
+
+@pytest.mark.usefixtures("shipper_environment")
+def test_a_search_counts_its_clicks_and_a_review_its_rating_not_the_querys_matches(
+    stack: Stack, dynamodb: Any, dynamodbstreams: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trending = DynamoDbTrending(trending_table(stack), max_items=2000, client=dynamodb)
+    monkeypatch.setattr(log_shipper, "trending", lambda: trending)
+    search = SearchEvent.model_validate(
+        {
+            "event_id": "s1",
+            "user_id": "user-1",
+            "event_type": "search",
+            "query": "garden",
+            "clicked_items": ["item-3"],
+            "timestamp": NOW,
+        }
+    ).resolved(["item-1", "item-2"])
+    review = ReviewEvent.model_validate(
+        {
+            "event_id": "r1",
+            "user_id": "user-1",
+            "event_type": "review",
+            "item_id": "item-4",
+            "rating": 2,
+            "text": "Meh.",
+            "timestamp": NOW,
+        }
+    )
+    state, _ = apply_events(UserState.new("user-1"), [search, review], None, StateLimits(), NOW)
+    DynamoDbStateRepository(stack.state_table, client=dynamodb).save(state)
+    event = stream_event(dynamodb, dynamodbstreams, stack.state_table)
+
+    assert log_shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    # click 0.75 on the clicked item, rate 1.0 on the reviewed one; the query's matches count nothing.
+    assert stored_counts(dynamodb, stack, bucket_key("_all", NOW))[0] == {"item-3": 0.75, "item-4": 1.0}
+    # The log keeps both whole: the resolution and the text, for training.
+    logged = {json.loads(line)["event_id"]: json.loads(line) for line in logged_lines(s3, stack)}
+    assert logged["s1"]["matched_items"] == ["item-1", "item-2"] and logged["r1"]["text"] == "Meh."
 
 
 @pytest.mark.usefixtures("shipper_environment")

@@ -43,8 +43,9 @@ def records(*lines: str) -> list[event_log.LogRecord]:
 
 
 def test_parse_line_reads_the_exact_log_record_format() -> None:
-    record = event_log.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
-    assert isinstance(record, event_log.LogRecord)
+    parsed = event_log.parse_line(line("e1", "u1", "i1", event_type="rate", rating=4))
+    assert isinstance(parsed, tuple)
+    (record,) = parsed
     assert record.event_id == "e1"
     assert record.event_type is EventType.RATE
     assert record.received_at == T0 + timedelta(seconds=1)
@@ -269,3 +270,56 @@ def test_paired_difference_is_the_mean_and_standard_error_of_per_user_gaps() -> 
     assert abs(se - (1 / 6) ** 0.5 / 2) < 1e-12
     single_mean, single_se = paired_difference([0.3], [0.1])
     assert abs(single_mean - 0.2) < 1e-12 and single_se == 0.0  # one user: no spread to estimate
+
+
+def test_search_and_review_records_fold_their_stored_steps_in_training() -> None:
+    from nextpick.domain.events import ReviewEvent, SearchEvent
+
+    search = SearchEvent.model_validate(
+        {
+            "event_id": "s",
+            "user_id": "u1",
+            "event_type": "search",
+            "query": "shoes",
+            "clicked_items": ["i3"],
+            "timestamp": T0,
+        }
+    ).resolved(["i1", "i2"])
+    review = ReviewEvent.model_validate(
+        {
+            "event_id": "r",
+            "user_id": "u1",
+            "event_type": "review",
+            "item_id": "i2",
+            "rating": 2,
+            "text": "Too small.\nReturned.",
+            "timestamp": T0 + timedelta(minutes=1),
+        }
+    )
+    nothing = SearchEvent.model_validate(
+        {"event_id": "n", "user_id": "u1", "event_type": "search", "query": "zzz", "timestamp": T0}
+    ).resolved([])
+    lines = [json.dumps(e.log_record(T0 + timedelta(minutes=2))) for e in (search, review, nothing, search)]
+    stats = event_log.LogStats()
+    unique = event_log.deduplicate(records(*lines), stats)
+    assert stats.duplicates == 3  # the redelivered search's three steps
+    (timeline,) = data.user_timelines(unique).values()
+    assert [(r.event_id, r.item_id, r.event_type.value, r.strength, r.observed) for r in timeline] == [
+        ("s", "i1", "view", 0.5, False),
+        ("s", "i2", "view", 0.5, False),
+        ("s", "i3", "click", 1.0, True),
+        ("r", "i2", "rate", 0.4, True),
+    ]
+    # Training folds exactly what serving folded: the same steps, through the one helper.
+    assert [s[:3] for s in search.steps()] + [s[:3] for s in review.steps()] == [
+        (r.item_id, r.event_type, r.strength) for r in timeline
+    ]
+    index = {"i1": 1, "i2": 2, "i3": 3}
+    assert [t[:3] for t in data.encode(timeline, index)] == [
+        (1, 0, 0.5),
+        (2, 0, 0.5),
+        (3, 1, 1.0),
+        (2, 5, 0.4),
+    ]
+    # The manifest's trending counts the click and the rating, not the query's matches.
+    assert [item for item, _ in data.trending_items(timeline, T0)] == ["i2", "i3"]

@@ -50,7 +50,8 @@ def trending_items(
     scores: dict[str, float] = defaultdict(float)
     for record in records:
         intent = EVENT_INTENT[record.event_type]
-        if intent <= 0:
+        # A search's matched items are not counted (domain/trending.py: `observed_steps`, the same rule).
+        if intent <= 0 or not record.observed:
             continue
         age_days = max(0.0, (now - record.timestamp).total_seconds()) / 86_400
         scores[record.item_id] += intent * 0.5 ** (age_days / half_life_days)

@@ -1,14 +1,15 @@
 """The retrain job's reading of the event log: S3 objects in, the distinct events a retrain may use out.
 
 The log is what the Firehose stream writes under `events/year=YYYY/month=MM/day=DD/...`: newline
-terminated JSON lines, each either an event record, exactly `TrackedEvent.log_record(received_at)`,
+terminated JSON lines, each either an event record, exactly the event's `log_record(received_at)` (a
+search with the `matched_items` it was resolved to at ingest),
 or a tombstone, `Erasure.log_record()` (`{"type": "erasure", "user_id", "erased_at"}`: issue 9).
 Reading applies, in this order:
 
 1. **erasure**: every event of an erased shopper received at or before their (latest) erasure is
    dropped, by the one rule `nextpick.domain.erasure.Tombstones.erases`; their events received after
    it are a returning shopper's new life and stay;
-2. **de-duplication** by `(user_id, event_id)`, as serving keys its duplicates per shopper: delivery
+2. **de-duplication** by `(user_id, event_id)` (per fold step), as serving keys its duplicates per shopper: delivery
    is at-least-once, so the same event can appear in several objects and is counted once, while two
    shoppers whose events share an id are two events;
 3. the **window**, by the events' own `timestamp`.
@@ -29,14 +30,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from nextpick.domain.erasure import Erasure, Tombstones, is_tombstone_shaped, parse_time, tombstone_of
-from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.events import AnyEvent, EventType, stored_event
 
 _PARTITION = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
 
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
-    """One event-log line, validated as a `TrackedEvent`, reduced to what training needs.
+    """One fold step of an event-log line, validated as a shopper event, reduced to what training needs.
+
+    Most events are one step; a search is one per matched and clicked item, as its record's stored
+    resolution says (`nextpick.domain.events.SearchEvent.steps`, the helper serving folds with), and
+    none if it matched nothing and has no clicks. `step` numbers an event's steps from 0.
 
     (A full pydantic event per record would cost several times the memory; a 90-day window can hold
     millions of events.)"""
@@ -48,23 +53,31 @@ class LogRecord:
     strength: float
     timestamp: datetime
     received_at: datetime
+    step: int = 0
+    # False for a search's matched items (the query's reading, not an action on the item).
+    observed: bool = True
 
     @classmethod
-    def of(cls, event: TrackedEvent, received_at: datetime) -> LogRecord:
-        return cls(
-            event_id=event.event_id,
-            user_id=event.user_id,
-            item_id=event.item_id,
-            event_type=event.event_type,
-            strength=event.strength,
-            timestamp=event.timestamp,
-            received_at=received_at,
+    def of(cls, event: AnyEvent, received_at: datetime) -> tuple[LogRecord, ...]:
+        return tuple(
+            cls(
+                event_id=event.event_id,
+                user_id=event.user_id,
+                item_id=step.item_id,
+                event_type=step.event_type,
+                strength=step.strength,
+                timestamp=event.timestamp,
+                received_at=received_at,
+                step=position,
+                observed=step.observed,
+            )
+            for position, step in enumerate(event.steps())
         )
 
     @property
-    def order_key(self) -> tuple[datetime, datetime, str]:
-        """Per-user order: event time, then arrival time, then id (total and deterministic)."""
-        return (self.timestamp, self.received_at, self.event_id)
+    def order_key(self) -> tuple[datetime, datetime, str, int]:
+        """Per-user order: event time, then arrival time, then id, then step (total and deterministic)."""
+        return (self.timestamp, self.received_at, self.event_id, self.step)
 
     @property
     def interaction_fields(self) -> tuple[int, float]:
@@ -91,9 +104,9 @@ class LogStats:
         return dict(self.__dict__)
 
 
-def parse_line(line: str | bytes) -> LogRecord | Erasure | None:
-    """One log line -> an event record or a tombstone; None if it is blank. Raises ValueError if it
-    is malformed (not JSON, not an object, neither a valid event nor a valid tombstone)."""
+def parse_line(line: str | bytes) -> tuple[LogRecord, ...] | Erasure | None:
+    """One log line -> its event's fold steps or a tombstone; None if it is blank. Raises ValueError
+    if it is malformed (not JSON, not an object, neither a valid event nor a valid tombstone)."""
     text = line.decode("utf-8") if isinstance(line, bytes) else line
     text = text.strip()
     if not text:
@@ -106,7 +119,7 @@ def parse_line(line: str | bytes) -> LogRecord | Erasure | None:
             return tombstone_of(raw)
         fields = dict(raw)
         received_at = parse_time(fields.pop("received_at", None))
-        event = TrackedEvent.model_validate(fields)
+        event = stored_event(fields)
     except (ValidationError, json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise ValueError(str(exc)) from exc
     return LogRecord.of(event, received_at)
@@ -133,7 +146,7 @@ def parse_lines(
             if tombstones is not None:
                 tombstones.add(parsed)
         elif parsed is not None:
-            records.append(parsed)
+            records.extend(parsed)
     return records
 
 
@@ -156,11 +169,12 @@ def without_erased(
 
 
 def deduplicate(records: Iterable[LogRecord], stats: LogStats | None = None) -> list[LogRecord]:
-    """One record per `(user_id, event_id)`: the earliest `received_at` wins (the first seen on a tie)."""
+    """One record per `(user_id, event_id, step)`: the earliest `received_at` wins (the first seen on a
+    tie). Every copy of an event carries the same steps (a search its stored resolution)."""
     stats = stats if stats is not None else LogStats()
-    kept: dict[tuple[str, str], LogRecord] = {}
+    kept: dict[tuple[str, str, int], LogRecord] = {}
     for record in records:
-        key = (record.user_id, record.event_id)
+        key = (record.user_id, record.event_id, record.step)
         seen = kept.get(key)
         if seen is None:
             kept[key] = record

@@ -4,8 +4,9 @@ Item layout: `item_id` S, `category` S, `price` N, `stock` N, `title` S (absent 
 `attributes` M (S / N / BOOL values), `updated_at` S (ISO-8601 UTC).
 
 Ranking needs stock and category (exclusion masks), price and attributes (business-rule filters,
-docs/rules.md), so a container keeps a snapshot of those (a `Scan` projected without `title` and
-`updated_at`) for `refresh_seconds`. A Scan is billed by the size of the items it reads whatever
+docs/rules.md), and search events need titles (their query is resolved against them, domain/search.py),
+so a container keeps a snapshot of those (a `Scan` projected without `updated_at`) for
+`refresh_seconds`. A Scan is billed by the size of the items it reads whatever
 the projection, so reading price and attributes too costs no extra capacity, only bytes on the wire. The snapshot's id changes only when its content does, so the exclusion masks
 derived from it stay cached across refreshes that found nothing new."""
 
@@ -39,7 +40,7 @@ BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
 
 _SCAN_PROJECTION = {
-    "ProjectionExpression": "#i, #c, #s, #p, #a",
+    "ProjectionExpression": "#i, #c, #s, #p, #a, #t",
     # Names, not literals, so no attribute ever collides with DynamoDB's reserved words.
     "ExpressionAttributeNames": {
         "#i": "item_id",
@@ -47,6 +48,7 @@ _SCAN_PROJECTION = {
         "#s": "stock",
         "#p": "price",
         "#a": "attributes",
+        "#t": "title",
     },
 }
 
@@ -111,6 +113,7 @@ class DynamoDbCatalog:
                     float(item["price"]["N"]) if "price" in item else None,
                     float(item["stock"]["N"]) if "stock" in item else None,
                     {name: _plain(value) for name, value in item.get("attributes", {}).get("M", {}).items()},
+                    item["title"]["S"] if "title" in item else None,
                 )
             if "LastEvaluatedKey" not in page:
                 return builder.build(0)

@@ -11,6 +11,7 @@ layout is compact and built by hand with the low-level client (no TypeSerializer
 | `model_version` | S       | version of the model that computed `vector`; absent when it is None     |
 | `recent`        | S       | compact JSON list of `RecentEvent.to_compact()` (`[item_id, type,       |
 |                 |         | strength]`), oldest first: what a newer model re-folds after a retrain  |
+|                 |         | (one per fold step: a search's matched and clicked items, a review's rate)|
 | `purchased`     | L of S  | purchased item ids, most recent last, no repeats                        |
 | `processed`     | B       | `event_key`s (8 bytes each, concatenated) of the events already applied, |
 |                 |         | oldest first: a redelivered event changes nothing; absent when none     |
@@ -217,6 +218,7 @@ class DynamoDbStateRepository:
             state=decode_state(item, self._limits.history_items),
             updated_at=parse_time(item["updated_at"]["S"]) if "updated_at" in item else None,
             erased_at=parse_time(item["erased_at"]["S"]) if "erased_at" in item else None,
+            last_write_records=tuple(value["S"] for value in item.get("outbox", {}).get("L", ())),
         )
 
 

@@ -62,7 +62,10 @@ class InMemoryStateRepository:
             state = self._states.get(user_id)
             if state is None:
                 return None
-            return StoredState(state, self._updated_at.get(user_id), self._erased_at.get(user_id))
+            # Like the DynamoDB item, the state keeps its last write's outbox until the next write.
+            return StoredState(
+                state, self._updated_at.get(user_id), self._erased_at.get(user_id), state.outbox
+            )
 
 
 class InMemoryCatalog:

@@ -25,6 +25,8 @@ class CatalogSnapshot:
     attributes: dict[str, dict[str, AttributeValue]] = field(default_factory=dict)
     # Every item id of the catalog (in stock or not): what the item routes' 404 is decided on.
     item_ids: frozenset[str] = frozenset()
+    # Titles, for resolving search queries (domain/search.py); items without one are absent.
+    title_of: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> CatalogSnapshot:
@@ -38,6 +40,7 @@ class CatalogSnapshot:
             and self.price_of == other.price_of
             and self.attributes == other.attributes
             and self.item_ids == other.item_ids
+            and self.title_of == other.title_of
         )
 
 
@@ -53,6 +56,7 @@ class SnapshotBuilder:
         self._price_of: dict[str, float] = {}
         self._attributes: dict[str, dict[str, AttributeValue]] = {}
         self._item_ids: set[str] = set()
+        self._title_of: dict[str, str] = {}
 
     def add(
         self,
@@ -61,12 +65,15 @@ class SnapshotBuilder:
         price: float | None,
         stock: float | None,
         attributes: Mapping[str, AttributeValue] | None = None,
+        title: str | None = None,
     ) -> None:
         self._item_ids.add(item_id)
         if category is not None:
             self._category_of[item_id] = sys.intern(category)
         if price is not None:
             self._price_of[item_id] = float(price)
+        if title:
+            self._title_of[item_id] = title
         if stock is not None and stock <= 0:
             self._out_of_stock.add(item_id)
         for name, value in (attributes or {}).items():
@@ -76,7 +83,7 @@ class SnapshotBuilder:
             column[item_id] = sys.intern(value) if isinstance(value, str) else value
 
     def add_item(self, item: CatalogItem) -> None:
-        self.add(item.item_id, item.category, item.price, item.stock, item.attributes)
+        self.add(item.item_id, item.category, item.price, item.stock, item.attributes, item.title)
 
     def build(self, snapshot_id: int) -> CatalogSnapshot:
         return CatalogSnapshot(
@@ -86,6 +93,7 @@ class SnapshotBuilder:
             self._price_of,
             self._attributes,
             frozenset(self._item_ids),
+            self._title_of,
         )
 
 

@@ -65,7 +65,6 @@ EVENT_INTENT: dict[EventType, float] = {
 }
 _INTENT_BY_CODE = tuple(EVENT_INTENT[event_type] for event_type in EventType)
 _PURCHASE = EventType.PURCHASE.code
-_RATE = EventType.RATE.code
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -107,9 +106,12 @@ class HistoryEntry:
 
 
 def event_intent(event_type: int, strength: float) -> float:
+    """The type's intent times the event's strength. Strength is 1 except a rating's rating / 5 (a
+    1-star rating is weak evidence of liking; a review is folded as a rating, so the same) and a
+    search's matched items' 1 / M' (M' items matched: one search is worth one view in all, spread
+    over what it named; its clicks are clicks, 0.75 each). docs/model-contract.md."""
     intent = _INTENT_BY_CODE[min(max(int(event_type), 0), len(_INTENT_BY_CODE) - 1)]
-    # A rating's strength is rating / 5: a 1-star rating is weak evidence of liking.
-    return intent * float(strength) if event_type == _RATE else intent
+    return intent * float(strength)
 
 
 class ItemHistory(Generic[Key]):

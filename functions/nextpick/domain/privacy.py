@@ -8,6 +8,7 @@ lists every place a shopper's data lives and its bound.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,5 +135,8 @@ def export_state(stored: StoredState) -> dict[str, Any]:
             "items": [_history_entry(item_id, entry) for item_id, entry in history.entries.items()],
         },
         "processed_event_ids": len(state.processed_keys),
+        # The event-log records of the last write, as the item holds them until the next one: the
+        # state's only copy of a search's query, a review's text and an event's context.
+        "last_write_events": [json.loads(record) for record in stored.last_write_records],
         "state_vector": None if state.vector is None else [round(float(v), 7) for v in state.vector],
     }

@@ -17,14 +17,17 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nextpick.domain.events import (
     CONTRACT_FIELD_NAMES,
+    ID_MAX_LENGTH,
+    AnyEvent,
     CatalogBody,
     CatalogItem,
     EventsBody,
     Identifier,
     ItemFields,
-    TrackedEvent,
+    SearchEvent,
     describe_errors,
 )
+from nextpick.domain.search import MAX_MATCHED_ITEMS
 from nextpick.errors import InvalidRequest, RequestProblem
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -39,6 +42,7 @@ _RECEIVED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+_LONGEST_ID = "x" * ID_MAX_LENGTH
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,11 @@ def detail_bytes(detail: Any) -> bytes:
         ) from None
 
 
-def _log_record_bytes(event: TrackedEvent) -> int:
-    # Exactly the line the state write puts in its outbox (json.dumps, ASCII: 1 byte per character).
+def _log_record_bytes(event: AnyEvent) -> int:
+    # Exactly the line the state write puts in its outbox (json.dumps, ASCII: 1 byte per character);
+    # a search counted with the longest resolution it can get at ingest (MAX_MATCHED_ITEMS longest ids).
+    if isinstance(event, SearchEvent):
+        event = event.resolved([_LONGEST_ID] * MAX_MATCHED_ITEMS)
     return len(json.dumps(event.log_record(_RECEIVED_AT), separators=(",", ":")))
 
 

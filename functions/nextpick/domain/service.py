@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from nextpick.domain.events import Recommendation, TrackedEvent, check_not_in_future
+from nextpick.domain.events import AnyEvent, Recommendation, check_not_in_future
 from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
 from nextpick.domain.ranking import MaskCache, RecommendOptions, top_k, trending_top_k
+from nextpick.domain.search import SearchIndexCache, resolve_searches
 from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
 from nextpick.errors import ConcurrentUpdate, VersionConflict
 
@@ -76,10 +77,11 @@ class Recommender:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     backoff: Callable[[int], None] = jittered_backoff
     _masks: MaskCache = field(default_factory=MaskCache)
+    _search: SearchIndexCache = field(default_factory=SearchIndexCache)
 
     def track(
         self,
-        events: list[TrackedEvent],
+        events: list[AnyEvent],
         options: RecommendOptions,
         time_left_ms: Callable[[], int] | None = None,
     ) -> TrackResult:
@@ -94,21 +96,24 @@ class Recommender:
         return TrackResult(results=results, users=users)
 
     def ingest(
-        self, events: list[TrackedEvent], time_left_ms: Callable[[], int] | None = None
+        self, events: list[AnyEvent], time_left_ms: Callable[[], int] | None = None
     ) -> list[EventResult]:
         """`track` for callers that need no answer (the bus): the same writes, no ranking."""
         return self._apply(events, self.models.current(), time_left_ms)[0]
 
     def _apply(
         self,
-        events: list[TrackedEvent],
+        events: list[AnyEvent],
         model: RankingModel | None,
         time_left_ms: Callable[[], int] | None = None,
     ) -> tuple[list[EventResult], list[UserState]]:
         """Each user's events applied; the results in request order and each user's new state."""
         now = self.clock()
         check_not_in_future(events, now, self.config.max_future_skew)
-        by_user: dict[str, list[TrackedEvent]] = {}
+        # Once per request, before any write: every attempt (and every later replay) folds the same
+        # resolution, whatever the catalog does meanwhile.
+        events = resolve_searches(events, lambda: self._search.get(self.catalog.snapshot()))
+        by_user: dict[str, list[AnyEvent]] = {}
         for event in events:
             by_user.setdefault(event.user_id, []).append(event)
         status_of: dict[tuple[str, int], EventStatus] = {}
@@ -134,7 +139,7 @@ class Recommender:
     def _apply_with_retry(
         self,
         user_id: str,
-        events: list[TrackedEvent],
+        events: list[AnyEvent],
         model: RankingModel | None,
         now: datetime,
         time_left_ms: Callable[[], int] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.events import AnyEvent, EventType, Step
 from nextpick.domain.history import HISTORY_CAPACITY, ItemHistory
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ class EventStatus(StrEnum):
 
 @dataclass(frozen=True)
 class RecentEvent:
-    """What is kept of an event to rebuild the state through a newer model."""
+    """What is kept of an event to rebuild the state through a newer model: one fold step
+    (`nextpick.domain.events.Step`); a search keeps one per matched and clicked item."""
 
     item_id: str
     event_type: EventType
@@ -88,8 +89,9 @@ class UserState:
     @property
     def is_new(self) -> bool:
         """No event of this shopper is held: never seen, or erased (an erasure marker loads as a state
-        with a version and nothing else). Nothing personal to rank from. Every accepted event is
-        kept in `recent`, so a stored state with events always has some."""
+        with a version and nothing else). Nothing personal to rank from. Every accepted event's fold
+        steps are kept in `recent`, so a stored state with events that moved it always has some (a
+        search that matched nothing and had no clicks moves nothing, so leaves a shopper new)."""
         return not self.recent
 
     def is_current_for(self, model: RankingModel) -> bool:
@@ -145,12 +147,14 @@ def vector_for(state: UserState, model: RankingModel) -> np.ndarray:
 
 def apply_events(
     state: UserState,
-    events: list[TrackedEvent],
+    events: Sequence[AnyEvent],
     model: RankingModel | None,
     limits: StateLimits,
     received_at: datetime,
 ) -> tuple[UserState, list[EventStatus]]:
-    """Fold this user's new events into their state, in order. Duplicates change nothing."""
+    """Fold this user's new events into their state, in order, each as its steps (`steps()`: a search
+    must be resolved first, domain/search.py). Duplicates change nothing. An accepted event with no
+    steps (a search that matched nothing, without clicks) is remembered and logged, and moves nothing."""
     seen = set(state.processed_keys)
     vector = vector_for(state, model) if model is not None else None
     recent, purchased, processed = list(state.recent), list(state.purchased), list(state.processed_keys)
@@ -165,15 +169,10 @@ def apply_events(
             continue
         seen.add(key)
         statuses.append(EventStatus.ACCEPTED)
-        compact = RecentEvent(event.item_id, event.event_type, event.strength)
-        if model is not None and vector is not None:
-            vector = fold(model, vector, (compact,))
-        recent.append(compact)
-        history.observe(event.item_id, event.event_type.code, event.strength, event.timestamp.timestamp())
-        if event.event_type is EventType.PURCHASE:
-            if event.item_id in purchased:
-                purchased.remove(event.item_id)
-            purchased.append(event.item_id)
+        for step in event.steps():
+            _apply_step(step, event.timestamp, recent, history, purchased)
+            if model is not None and vector is not None:
+                vector = fold(model, vector, recent[-1:])
         processed.append(key)
         outbox.append(json.dumps(event.log_record(received_at), separators=(",", ":")))
     if not outbox:
@@ -191,6 +190,21 @@ def apply_events(
     return new_state, statuses
 
 
+def _apply_step(
+    step: Step,
+    timestamp: datetime,
+    recent: list[RecentEvent],
+    history: ItemHistory[str],
+    purchased: list[str],
+) -> None:
+    recent.append(RecentEvent(step.item_id, step.event_type, step.strength))
+    history.observe(step.item_id, step.event_type.code, step.strength, timestamp.timestamp())
+    if step.event_type is EventType.PURCHASE:
+        if step.item_id in purchased:
+            purchased.remove(step.item_id)
+        purchased.append(step.item_id)
+
+
 @dataclass(frozen=True)
 class StoredState:
     """A state item as stored, for the shopper's data export: the state, when it was last written, and
@@ -199,3 +213,6 @@ class StoredState:
     state: UserState
     updated_at: datetime | None = None
     erased_at: datetime | None = None
+    # The log records of the last write, kept on the item until the next write replaces them (they
+    # carry what the state proper does not: a search's query, a review's text, an event's context).
+    last_write_records: tuple[str, ...] = ()

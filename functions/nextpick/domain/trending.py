@@ -11,10 +11,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.erasure import is_tombstone_shaped
-from nextpick.domain.events import EventType
+from nextpick.domain.events import REVIEW, SEARCH, EventType
 from nextpick.domain.history import EVENT_INTENT
 from nextpick.domain.ports import CatalogSource, TrendingCounts
 
@@ -45,6 +46,18 @@ def event_weight(event_type: EventType) -> float:
     return max(EVENT_INTENT[event_type], 0.0)
 
 
+def observed_steps(record: Mapping[str, Any]) -> list[tuple[str, EventType]]:
+    """(item id, type) of what the shopper did to items, from a log record: a search's clicks (its
+    matched items are nextpick's reading of the query, not interest the shop's other shoppers showed:
+    counting them would let one popular word push its matches up trending), a review as a rating."""
+    kind = record["event_type"]
+    if kind == SEARCH:
+        return [(item_id, EventType.CLICK) for item_id in record.get("clicked_items", ())]
+    if kind == REVIEW:
+        return [(record["item_id"], EventType.RATE)]
+    return [(record["item_id"], EventType(kind))]
+
+
 def aggregate(log_lines: Iterable[str]) -> dict[str, dict[str, float]]:
     """Bucket key -> item id -> summed weight of a batch's log records (domain/events.py log_record),
     by the hour they were received (not the shopper's timestamp: what is trending now, and a replayed
@@ -54,11 +67,12 @@ def aggregate(log_lines: Iterable[str]) -> dict[str, dict[str, float]]:
         record = json.loads(line)
         if is_tombstone_shaped(record):
             continue
-        weight = event_weight(EventType(record["event_type"]))
-        if weight <= 0:
-            continue
         received = datetime.fromisoformat(record["received_at"].replace("Z", "+00:00"))
-        buckets[bucket_key(ALL_CATEGORIES, received)][record["item_id"]] += weight
+        counts = buckets[bucket_key(ALL_CATEGORIES, received)]
+        for item_id, event_type in observed_steps(record):
+            weight = event_weight(event_type)
+            if weight > 0:
+                counts[item_id] += weight
     return {key: dict(counts) for key, counts in buckets.items()}
 
 
