@@ -48,6 +48,7 @@ PUBLISHED_OPERATIONS = {
     "GET /rule-sets/{name}",
     "DELETE /rule-sets/{name}",
     "GET /trending",
+    "GET /items/{item_id}/similar",
 }
 CHECKS = [
     not_a_server_error,
