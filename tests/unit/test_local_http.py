@@ -55,6 +55,7 @@ def test_the_routes_are_the_template_api_events_behind_its_authorizer() -> None:
         ("GET", "/rule-sets/{name}"),
         ("DELETE", "/rule-sets/{name}"),
         ("GET", "/trending"),
+        ("GET", "/items/{item_id}/similar"),
     }
     assert all(r.function == "ApiFunction" for r in routes.values())
     # Every route is behind the REQUEST authorizer but the API's own description (no data in it);
