@@ -34,8 +34,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -237,6 +238,20 @@ def _quantiles(samples: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(ordered), 2), "p90": round(ordered[int(len(ordered) * 0.9)], 2)}
 
 
+SAMPLE = Path(__file__).resolve().parents[1] / "events" / "api_get_similar_items.json"
+
+
+def sample_event(item_id: str, query: str) -> dict[str, Any]:
+    """events/api_get_similar_items.json (the server scope) for another item and query string."""
+    event: dict[str, Any] = json.loads(SAMPLE.read_text())
+    params = parse_qs(query)
+    event["path"] = f"/items/{item_id}/similar"
+    event["pathParameters"] = {"item_id": item_id}
+    event["queryStringParameters"] = {name: values[-1] for name, values in params.items()}
+    event["multiValueQueryStringParameters"] = params
+    return event
+
+
 def latency() -> dict[str, Any]:
     """The whole API handler for GET /items/{item_id}/similar at 10,000 items, the template's stack in
     moto (in process): the benchmark model of that size (bench.models: the served architecture, random
@@ -247,6 +262,7 @@ def latency() -> dict[str, Any]:
         AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench"
     )
     from bench import models
+    from bench.common import BenchLambdaContext
 
     models.ensure_models((LATENCY_ITEMS,))
     model_bytes, _ = models.load(LATENCY_ITEMS)
@@ -262,7 +278,6 @@ def latency() -> dict[str, Any]:
         from nextpick.handlers import api, wiring
         from nextpick_local.standin.aws_resources import create_stack
         from nextpick_training.publish import publish
-        from tests.integration.serving import FakeLambdaContext, proxy_event
 
         stack = create_stack("bench-similar")
         os.environ.update(stack.env("ApiFunction"))
@@ -288,10 +303,10 @@ def latency() -> dict[str, Any]:
             counts = {i: rng.randint(1, 40) / 2 for i in rng.sample(ids, BUCKET_ITEMS)}
             trending.add(bucket_key("_all", now - timedelta(hours=age)), 0, counts)
         wiring.reset()
-        context = FakeLambdaContext()
+        context = BenchLambdaContext()
 
-        def timed(path: str, query: str, source: str) -> dict[str, float]:
-            event = proxy_event("GET", path, query=query, authorizer={"scope": "server", "principalId": "s"})
+        def timed(item_id: str, query: str, source: str) -> dict[str, float]:
+            event = sample_event(item_id, query)
             samples = []
             for call in range(LATENCY_CALLS + 1):
                 started = time.perf_counter()
@@ -314,11 +329,9 @@ def latency() -> dict[str, Any]:
         return {
             "catalog_items": LATENCY_ITEMS,
             "model_bytes": len(model_bytes),
-            "model_k10_ms": timed("/items/item-17/similar", "k=10", "model"),
-            "model_k10_rules_ms": timed(
-                "/items/item-17/similar", "k=10&max_per_category=2&filter=" + quote(CALM_FILTER), "model"
-            ),
-            "fallback_k10_ms": timed("/items/item-new/similar", "k=10", "fallback"),
+            "model_k10_ms": timed("item-17", "k=10", "model"),
+            "model_k10_rules_ms": timed("item-17", f"k=10&max_per_category=2&filter={CALM_FILTER}", "model"),
+            "fallback_k10_ms": timed("item-new", "k=10", "fallback"),
             "similar_signature_alone_ms": _quantiles(signature),
         }
 

@@ -353,6 +353,8 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
         assert call(api.lambda_handler, ruled)[0] == 200
         assert call(api.lambda_handler, proxy_event("DELETE", "/rule-sets/spring"))[0] == 200
         assert call(api.lambda_handler, proxy_event("GET", "/trending"))[0] == 200
+        # Similar items: the model's signature; the catalog and live trending (fallback) as above.
+        assert call(api.lambda_handler, proxy_event("GET", "/items/item-3/similar"))[0] == 200
         new_item = {"category": "c1", "price": 3.0, "stock": 9}
         assert call(api.lambda_handler, proxy_event("PUT", "/items/item-new", new_item))[0] == 200
     with recorder.running("CatalogRefreshFunction"):
