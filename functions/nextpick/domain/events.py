@@ -432,6 +432,9 @@ class CatalogBody(RootModel[CatalogRequest]):
 class Recommendation(BaseModel):
     item_id: str
     score: float
+    # The name of the promotion (docs/rules.md) that gave the item its place; left out of the answer
+    # (`exclude_none`) for every other pick, so a page can badge promoted items and nothing else changes.
+    promotion: str | None = None
 
 
 # Locations pydantic (and Powertools' validation) prefix to a field path that mean nothing to a caller:

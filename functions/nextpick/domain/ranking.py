@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
@@ -10,7 +12,22 @@ from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.catalog_columns import CatalogColumns
 from nextpick.domain.events import Recommendation
 from nextpick.domain.ports import RankingModel
-from nextpick.domain.rules import Pick, RuleSet, apply_rules, plan_rules
+from nextpick.domain.rules import PROMOTION_SOURCE, Pick, RuleSet, apply_rules, plan_rules
+
+# The plan of "no business rules", for the paths that always go through `apply_rules`.
+NO_RULES = RuleSet()
+
+
+class ColdStart(StrEnum):
+    """Where a shopper-without-events' list came from: the answer's `cold_start` (docs/trending.md, "A new
+    shopper's answer"); null in the answer when the model ranked the shopper's own state."""
+
+    # Live trending (GET /trending's scores) first; places it cannot fill go to the model's list.
+    LIVE_TRENDING = "live_trending"
+    # Live trending had nothing to show here (no counts yet, all out of stock or filtered out).
+    MODEL_TRENDING = "model_trending"
+    # The trending table could not be read: the model's list, and the answer says so.
+    LIVE_UNAVAILABLE = "model_trending_live_unavailable"
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,8 @@ class CandidateMasks:
     columns: CatalogColumns
     _by_category: dict[str, np.ndarray] = field(default_factory=dict)
     _trending: tuple[np.ndarray, np.ndarray] | None = None
+    # (the live scores dict they were built from, scores, listed): one entry, rebuilt when the read is.
+    _live: tuple[Mapping[str, float], np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(cls, model: RankingModel, snapshot: CatalogSnapshot) -> CandidateMasks:
@@ -80,6 +99,22 @@ class CandidateMasks:
             self._trending = scores, listed
         return self._trending
 
+    def live_trending_scores(self, live: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Live trending's scores (item id -> decayed count) in the model's vocabulary, and a mask of the
+        items it lists; items the model does not know cannot be ranked or ruled on, so they are left out
+        until the next retrain. Rebuilt only when `live` is another read (LiveTrending.scores)."""
+        cached = self._live
+        if cached is None or cached[0] is not live:
+            scores = np.zeros(len(self._items), dtype=np.float64)
+            listed = np.zeros(len(self._items), dtype=bool)
+            index_of = self.columns.index_of
+            for item_id, score in live.items():
+                index = index_of(item_id)
+                if index > 0:
+                    scores[index], listed[index] = score, True
+            cached = self._live = (live, scores, listed)
+        return cached[1], cached[2]
+
 
 class MaskCache:
     """Keeps the masks of the live (model, snapshot) pair; rebuilt only when either changes."""
@@ -94,12 +129,16 @@ class MaskCache:
         return masks
 
 
+def _cold_start_exclude(masks: CandidateMasks, category: str | None) -> np.ndarray:
+    return masks.base if category is None else np.maximum(masks.base, masks.outside_category(category))
+
+
 def trending_top_k(
     model: RankingModel, masks: CandidateMasks, k: int, category: str | None, rules: RuleSet | None = None
 ) -> list[Recommendation]:
     """A shopper with no events yet: what is trending (the model's `trending` list: time-decayed
     popularity when it was published), in stock and in the category, best first."""
-    exclude = masks.base if category is None else np.maximum(masks.base, masks.outside_category(category))
+    exclude = _cold_start_exclude(masks, category)
     items = model.items
     if rules is not None:
         plan = plan_rules(rules, masks.columns)
@@ -112,6 +151,40 @@ def trending_top_k(
             if len(picks) == k:
                 break
     return picks
+
+
+def cold_start_top_k(
+    model: RankingModel,
+    masks: CandidateMasks,
+    k: int,
+    category: str | None,
+    rules: RuleSet | None,
+    live: Mapping[str, float] | None,
+) -> tuple[list[Recommendation], ColdStart] | None:
+    """A shopper with no events yet: live trending (`live`, LiveTrending.scores; None when it could not
+    be read) first, then the model's trending list for the places left, in stock, in the category,
+    under the rules. None when neither list has anything to offer: the model ranks the empty state.
+
+    The two lists' scores are decayed counts over different windows, so they are not compared: every
+    live item ranks above every model-list item (a rank key of live score + the model list's best + 1),
+    and each pick carries its own list's score."""
+    model_scores, model_listed = masks.trending_scores(model)
+    exclude = _cold_start_exclude(masks, category)
+    fallback = ColdStart.MODEL_TRENDING if live is not None else ColdStart.LIVE_UNAVAILABLE
+    if live:
+        live_scores, live_listed = masks.live_trending_scores(live)
+        if np.any(live_listed & (exclude == 0.0)):
+            offset = float(model_scores.max(initial=0.0)) + 1.0
+            rank_key = np.where(live_listed, live_scores + offset, model_scores)
+            plan = plan_rules(rules if rules is not None else NO_RULES, masks.columns)
+            picks = apply_rules(rank_key, exclude, plan, k, organic=live_listed | model_listed)
+            own_score = np.where(live_listed, live_scores, model_scores)
+            answer = [pick._replace(score=float(own_score[pick.item_index])) for pick in picks]
+            from_live = any(live_listed[pick.item_index] for pick in picks)
+            return _recommendations(model, answer), ColdStart.LIVE_TRENDING if from_live else fallback
+    if not model.trending:
+        return None
+    return trending_top_k(model, masks, k, category, rules), fallback
 
 
 def top_k(
@@ -182,4 +255,13 @@ def plain_top_k(model: RankingModel, scores: np.ndarray, exclude: np.ndarray, k:
 
 def _recommendations(model: RankingModel, picks: list[Pick]) -> list[Recommendation]:
     items = model.items
-    return [Recommendation(item_id=str(items[pick.item_index]), score=pick.score) for pick in picks]
+    return [
+        Recommendation(
+            item_id=str(items[pick.item_index]),
+            score=pick.score,
+            promotion=pick.source.removeprefix(PROMOTION_SOURCE)
+            if pick.source.startswith(PROMOTION_SOURCE)
+            else None,
+        )
+        for pick in picks
+    ]

@@ -184,6 +184,10 @@ def plan_rules(rules: RuleSet, columns: CatalogColumns) -> RulePlan:
 # --- apply: the pure function ------------------------------------------------------------------------
 
 
+# A promoted pick's `source`: this, then the promotion's name.
+PROMOTION_SOURCE = "promotion:"
+
+
 class Pick(NamedTuple):
     item_index: int
     score: float
@@ -264,7 +268,7 @@ def apply_rules(
         candidates = promotion.indices[eligible[promotion.indices] & ~taken[promotion.indices]]
         limit = min(promotion.slots, free - len(chosen))
         chosen += _take(
-            scores, in_score_order(scores, candidates), limit, quota, taken, f"promotion:{promotion.name}"
+            scores, in_score_order(scores, candidates), limit, quota, taken, PROMOTION_SOURCE + promotion.name
         )
     pool = eligible & ~taken
     if organic is not None:

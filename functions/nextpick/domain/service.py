@@ -13,9 +13,10 @@ import numpy as np
 
 from nextpick.domain.events import AnyEvent, Recommendation, check_not_in_future
 from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
-from nextpick.domain.ranking import MaskCache, RecommendOptions, top_k, trending_top_k
+from nextpick.domain.ranking import ColdStart, MaskCache, RecommendOptions, cold_start_top_k, top_k
 from nextpick.domain.search import SearchIndexCache, resolve_searches
 from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
+from nextpick.domain.trending import LiveTrending
 from nextpick.errors import ConcurrentUpdate, VersionConflict
 
 
@@ -35,13 +36,16 @@ class UserRecommendations:
     model_status: ModelStatus = ModelStatus.LIVE
     # Time spent building the mask, scoring the catalog and picking the top K (for metrics).
     rank_ms: float = 0.0
+    # A shopper without events: which trending list answered (docs/trending.md); None: the model ranked.
+    cold_start: ColdStart | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
             "user_id": self.user_id,
             "model_version": self.model_version,
             "model_status": self.model_status.value,
-            "recommendations": [r.model_dump() for r in self.recommendations],
+            "cold_start": self.cold_start.value if self.cold_start is not None else None,
+            "recommendations": [r.model_dump(exclude_none=True) for r in self.recommendations],
         }
 
 
@@ -76,6 +80,8 @@ class Recommender:
     config: ServiceConfig = field(default_factory=ServiceConfig)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     backoff: Callable[[int], None] = jittered_backoff
+    # Live trending (GET /trending's source): a new shopper's first list; None: the model's list only.
+    trending: LiveTrending | None = None
     _masks: MaskCache = field(default_factory=MaskCache)
     _search: SearchIndexCache = field(default_factory=SearchIndexCache)
 
@@ -186,11 +192,14 @@ class Recommender:
             else options.exclude_purchased
         )
         started = time.perf_counter()
-        if state.is_new and model.trending:
-            picks = trending_top_k(model, masks, options.k, options.category, options.rules)
-            return UserRecommendations(
-                state.user_id, model.version, picks, status, (time.perf_counter() - started) * 1000
-            )
+        if state.is_new:
+            # A trending table that cannot be read costs the answer nothing but its live part.
+            live = self.trending.scores_or_none() if self.trending is not None else {}
+            cold = cold_start_top_k(model, masks, options.k, options.category, options.rules, live)
+            if cold is not None:
+                picks, source = cold
+                rank_ms = (time.perf_counter() - started) * 1000
+                return UserRecommendations(state.user_id, model.version, picks, status, rank_ms, source)
         history = (
             state.history.model_input(model.item_index, self.clock().timestamp(), model.history_slots)
             if model.history_slots

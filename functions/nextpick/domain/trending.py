@@ -18,6 +18,7 @@ from nextpick.domain.erasure import is_tombstone_shaped
 from nextpick.domain.events import REVIEW, SEARCH, EventType
 from nextpick.domain.history import EVENT_INTENT
 from nextpick.domain.ports import CatalogSource, TrendingCounts
+from nextpick.errors import StorageUnavailable
 
 # The bucket every event counts in; the catalog category is applied when reading (the log record carries
 # no category, and the shipper does not read the catalog).
@@ -98,6 +99,34 @@ class TrendingItem:
     score: float
 
 
+def decayed_scores(
+    counts_by_age: Mapping[int, Mapping[str, float]], window: TrendingWindow
+) -> dict[str, float]:
+    """Each item's hour counts summed, each decayed by the hour's age (0 = the current hour); only
+    items with a positive score."""
+    scores: dict[str, float] = defaultdict(float)
+    for age, counts in counts_by_age.items():
+        factor = window.decay(age)
+        for item_id, count in counts.items():
+            scores[item_id] += count * factor
+    return {item_id: score for item_id, score in scores.items() if score > 0}
+
+
+def best_in_stock(
+    scores: Mapping[str, float], catalog: CatalogSnapshot, k: int, category: str | None
+) -> list[TrendingItem]:
+    """The best `k` of `scores`, dropping items out of stock or (when `category` is given) of another
+    category or unknown to the catalog; ties by item id, so the answer is the same list every time."""
+    eligible = (
+        (item_id, score)
+        for item_id, score in scores.items()
+        if item_id not in catalog.out_of_stock
+        and (category is None or catalog.category_of.get(item_id) == category)
+    )
+    best = heapq.nsmallest(k, eligible, key=lambda pair: (-pair[1], pair[0]))
+    return [TrendingItem(item_id, score) for item_id, score in best]
+
+
 def decayed_top_k(
     counts_by_age: Mapping[int, Mapping[str, float]],
     window: TrendingWindow,
@@ -105,57 +134,67 @@ def decayed_top_k(
     k: int,
     category: str | None,
 ) -> list[TrendingItem]:
-    """Sum each item's hour counts decayed by the hour's age (0 = the current hour), drop items out of
-    stock or (when `category` is given) of another category or unknown to the catalog, best `k` first;
-    ties by item id, so the answer is the same list every time."""
-    scores: dict[str, float] = defaultdict(float)
-    for age, counts in counts_by_age.items():
-        factor = window.decay(age)
-        for item_id, count in counts.items():
-            scores[item_id] += count * factor
-    eligible = (
-        (item_id, score)
-        for item_id, score in scores.items()
-        if score > 0
-        and item_id not in catalog.out_of_stock
-        and (category is None or catalog.category_of.get(item_id) == category)
-    )
-    best = heapq.nsmallest(k, eligible, key=lambda pair: (-pair[1], pair[0]))
-    return [TrendingItem(item_id, score) for item_id, score in best]
+    """`decayed_scores` then `best_in_stock`: the answer of `GET /trending` from one read."""
+    return best_in_stock(decayed_scores(counts_by_age, window), catalog, k, category)
 
 
 @dataclass
 class LiveTrending:
-    """`GET /trending`: the window's buckets read at once, decayed, filtered by the catalog snapshot.
+    """`GET /trending`, and a new shopper's recommendations: the window's buckets read at once, decayed,
+    filtered by the catalog snapshot.
 
-    The counts read are kept for `refresh_seconds` within the same hour: a read of 24 full buckets is
-    ~1.4 MB and 48,000 values to parse (docs/trending.md, "Speed"), and the answer moves on an hour's
-    scale; a new hour always reads afresh, since every bucket's age changes."""
+    The counts read, and the scores decayed from them, are kept for `refresh_seconds` within the same
+    hour: a read of 24 full buckets is ~1.4 MB and 48,000 values to parse and their merge ~9 ms
+    (docs/trending.md, "Speed"), and the answer moves on an hour's scale; a new hour always reads
+    afresh, since every bucket's age changes. One read and one score dict per container: bounded."""
 
     counts: TrendingCounts
     catalog: CatalogSource
     window: TrendingWindow
     refresh_seconds: float = 60.0
+    # After a failed read the recommendation path asks again only this much later: a broken table costs
+    # one failed read per container per 30 s, not one per new shopper (GET /trending still asks each time).
+    retry_after_failure_seconds: float = 30.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     monotonic: Callable[[], float] = time.monotonic
-    # (the current hour, when read, counts by age in hours)
-    _read: tuple[datetime, float, dict[int, dict[str, float]]] | None = field(
+    # (the current hour, when read, the decayed scores of the read)
+    _read: tuple[datetime, float, dict[str, float]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _failed_at: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def top(self, k: int, category: str | None) -> list[TrendingItem]:
-        return decayed_top_k(self._counts_by_age(), self.window, self.catalog.snapshot(), k, category)
+        return best_in_stock(self.scores(), self.catalog.snapshot(), k, category)
 
-    def _counts_by_age(self) -> dict[int, dict[str, float]]:
+    def scores(self) -> dict[str, float]:
+        """Item id -> decayed score, positive only, stock not applied. The same dict object while a read
+        is reused, so a caller may key its own derived caches on it (`id()`); `StorageUnavailable` when
+        the table cannot be read."""
         hours = self.window.hours(self.clock())
         read = self._read
         if read is not None and read[0] == hours[0] and self.monotonic() - read[1] < self.refresh_seconds:
             return read[2]
         keys = [bucket_key(ALL_CATEGORIES, hour) for hour in hours]
         found = self.counts.read(keys)
-        by_age = {age: found[key] for age, key in enumerate(keys) if key in found}
-        self._read = (hours[0], self.monotonic(), by_age)
-        return by_age
+        scores = decayed_scores(
+            {age: found[key] for age, key in enumerate(keys) if key in found}, self.window
+        )
+        self._read = (hours[0], self.monotonic(), scores)
+        return scores
+
+    def scores_or_none(self) -> dict[str, float] | None:
+        """`scores()`, or None when the table cannot be read now (or failed less than
+        `retry_after_failure_seconds` ago): for callers with an answer of their own to fall back on."""
+        failed_at = self._failed_at
+        if failed_at is not None and self.monotonic() - failed_at < self.retry_after_failure_seconds:
+            return None
+        try:
+            scores = self.scores()
+        except StorageUnavailable:
+            self._failed_at = self.monotonic()
+            return None
+        self._failed_at = None
+        return scores
 
     def as_json(self, items: list[TrendingItem], category: str | None) -> dict[str, object]:
         return {

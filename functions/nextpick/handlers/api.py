@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nextpick.domain.access import ROUTE_GRANTS, Principal
 from nextpick.domain.events import CatalogBatch, EventsBody, ItemFields
-from nextpick.domain.ranking import RecommendOptions
+from nextpick.domain.ranking import ColdStart, RecommendOptions
 from nextpick.domain.requests import parse_body, parse_catalog, parse_events, parse_item
 from nextpick.domain.rule_sets import RuleQuery
 from nextpick.domain.rules import RuleSet
@@ -158,6 +158,10 @@ def _request_body() -> bytes:
 
 def _observe(users: list[UserRecommendations]) -> None:
     for user in users:
+        if user.cold_start is ColdStart.LIVE_UNAVAILABLE:
+            # The answer fell back to the model's trending list (docs/trending.md); no user id logged.
+            logger.warning("live trending unavailable: a new shopper was served the model's trending list")
+            metrics.add_metric(name="LiveTrendingUnavailable", unit=MetricUnit.Count, value=1)
         if user.model_version is not None:
             metrics.add_metric(name="RankingLatency", unit=MetricUnit.Milliseconds, value=user.rank_ms)
             metrics.add_metadata(key="model_version", value=user.model_version)

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, RequestB
 from pydantic import BaseModel, ConfigDict
 
 from nextpick.domain.events import Recommendation
+from nextpick.domain.ranking import ColdStart
 from nextpick.domain.state import EventStatus
 
 
@@ -35,6 +36,9 @@ class UserAnswer(BaseModel):
 
     user_id: str
     model_version: str | None
+    # A shopper without events: which trending list answered (docs/trending.md, "A new shopper's
+    # answer"); null when the model ranked the shopper's own state.
+    cold_start: ColdStart | None = None
     recommendations: list[Recommendation]
 
 

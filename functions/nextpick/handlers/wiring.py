@@ -62,6 +62,7 @@ def recommender() -> Recommender:
         models=model_source(),
         catalog=catalog(),
         config=config,
+        trending=live_trending(),
     )
 
 
