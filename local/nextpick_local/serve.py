@@ -168,7 +168,9 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     demo_users = [p.user_id for p in demo_shop.PERSONAS] if options.demo else []
     # No key in the page: the storefront asks /_local/shopper-token, the demo's stand-in for a shop's
     # backend, for a token bound to the shopper it shows (docs/security.md).
-    page_config.update(apiUrl=api_url, stage=stage, demoUsers=demo_users, local=True)
+    # The demo stores a rule set (docs/storefront.md, "The promotion"); the page names it on its calls.
+    rule_set = demo_shop.STOREFRONT_RULE_SET if options.demo else None
+    page_config.update(apiUrl=api_url, stage=stage, demoUsers=demo_users, ruleSet=rule_set, local=True)
 
     with _step("starting the event sources", HINT_BUSY):
         sources = event_sources(stack, invoker.invoke, options.retrain_every)
@@ -189,7 +191,8 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
                 "loading the demo", "the template has no scheduled retrain function", HINT_TEMPLATE
             )
         with _step("loading the demo shop", HINT_FUNCTIONS.format(log=options.function_log or "the console")):
-            load_demo(stack, gateway, credentials.server_key, scheduler, options.seed, console)
+            keys = (credentials.server_key, credentials.admin_key)
+            load_demo(stack, gateway, keys, scheduler, options.seed, console)
 
     http.start()
     cleanup.callback(http.stop)

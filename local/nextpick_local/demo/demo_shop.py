@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from nextpick.domain.events import CatalogItem, EventType, TrackedEvent
+from nextpick.domain.rules import Promotion, RuleSet
 
 # (category, typical price, consumable: bought again and again)
 CATEGORIES: tuple[tuple[str, float, bool], ...] = (
@@ -68,6 +69,27 @@ PERSONAS: tuple[Persona, ...] = (
     Persona("chen", ("books", "office"), "budget", "reads a lot, buys cheap"),
     Persona("dana", ("pet-food", "toys"), "mid", "two dogs: pet food every week, toys now and then"),
 )
+
+
+# The demo's named rule set (docs/storefront.md, "The promotion"): stored by `nextpick serve --demo` with
+# PUT /rule-sets/storefront, named by the storefront's recommendation calls (`rules=storefront`).
+STOREFRONT_RULE_SET = "storefront"
+# Two of the page's ten picks go to the featured products.
+FEATURED_SLOTS = 2
+
+
+def storefront_rules(items: Sequence[CatalogItem]) -> RuleSet:
+    """One promotion, `featured`: the mid-priced in-stock product of each category (the middle of its
+    aisle), so every category, and a category-only list, has a featured product to promote."""
+    aisles: dict[str, list[CatalogItem]] = {}
+    for item in items:
+        if item.in_stock:
+            aisles.setdefault(item.category, []).append(item)
+    featured = tuple(
+        sorted(aisle, key=lambda i: (i.price, i.item_id))[len(aisle) // 2].item_id
+        for _, aisle in sorted(aisles.items())
+    )
+    return RuleSet(promotions=(Promotion(name="featured", slots=FEATURED_SLOTS, items=featured),))
 
 
 @dataclass(frozen=True)

@@ -55,11 +55,13 @@ class Retrying:
 def load_demo(
     stack: LocalStack,
     gateway: ApiGateway,
-    server_key: str,
+    keys: tuple[str, str],
     scheduler: Scheduler,
     shop_seed: int,
     console: TextIO,
 ) -> None:
+    """`keys`: (server key, admin key): the events go with the first, the rule set with the second."""
+    server_key, admin_key = keys
     resources = stack.resources
     shop = demo_shop.generate(
         demo_shop.DemoConfig(seed=shop_seed, items=DEMO_SHOP.items, shoppers=DEMO_SHOP.shoppers)
@@ -89,3 +91,10 @@ def load_demo(
     batch_size = get_settings().max_batch_events
     send = Retrying(lambda body: seed.post_events(gateway, server_key, body))
     seed.send_live_events(send, shop.live_events, batch_size, check)
+
+    name = demo_shop.STOREFRONT_RULE_SET
+    status, body = seed.put_rule_set(gateway, admin_key, name, demo_shop.storefront_rules(shop.items))
+    if status != 200:
+        raise DemoLoadError(
+            "storing the storefront's rule set", f"PUT /rule-sets/{name} answered {status} {body[:200]!r}"
+        )

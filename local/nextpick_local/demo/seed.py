@@ -6,7 +6,8 @@
   the arrival time (one object per day of arrivals: fewer, larger deliveries than a 300 s buffer makes,
   which only changes how many objects the retrain job lists);
 * the named shoppers' timelines through `POST /events` (API Gateway -> ApiFunction), so their state,
-  the table's stream, the log shipper and Firehose all run as they do for a live shopper.
+  the table's stream, the log shipper and Firehose all run as they do for a live shopper;
+* the storefront's rule set through `PUT /rule-sets/{name}` with the admin key, as a merchandiser would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.domain.events import CatalogItem, TrackedEvent
+from nextpick.domain.rules import RuleSet
 from nextpick_local.progress import Progress
 from nextpick_local.standin.firehose import firehose_object_key
 from nextpick_local.standin.gateway import ApiGateway, HttpRequest
@@ -68,6 +70,20 @@ def post_events(gateway: ApiGateway, server_key: str, body: bytes) -> tuple[int,
             "/events",
             [("Content-Type", "application/json"), ("Authorization", f"Bearer {server_key}")],
             body,
+            "127.0.0.1",
+        )
+    )
+    return response.status, response.body
+
+
+def put_rule_set(gateway: ApiGateway, admin_key: str, name: str, rule_set: RuleSet) -> tuple[int, bytes]:
+    """`PUT /rule-sets/{name}` through the local API Gateway with the admin key (status, body)."""
+    response = gateway.handle(
+        HttpRequest(
+            "PUT",
+            f"/rule-sets/{name}",
+            [("Content-Type", "application/json"), ("Authorization", f"Bearer {admin_key}")],
+            rule_set.model_dump_json(exclude_defaults=True).encode(),
             "127.0.0.1",
         )
     )
