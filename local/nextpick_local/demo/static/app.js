@@ -16,6 +16,9 @@
 //                           exposes one (no credential, like the rest of /_local).
 //   GET /_local/model       -> what GET /model answers the shop's backend (a shopper token may not
 //                           call GET /model): the model version for the header badge.
+// With `ruleSet` in the config (the demo's "storefront", docs/storefront.md) the picks are asked for
+// with `rules=<it>`, and a pick its promotion placed carries `promotion`: shown as a badge.
+// Trending, the product view's similar / bought-together lists and the cart are in surfaces.js.
 // API calls use paths relative to the page: the page is always served by the API's own server, and a
 // configured absolute URL with another host spelling (localhost vs 127.0.0.1) would make them
 // cross-origin, which the API (like API Gateway without CORS) refuses.
@@ -25,7 +28,7 @@ const RECS_K = 10;
 const LOG_LENGTH = 15;
 const MODEL_POLL_MS = 10000;
 
-const EVENT_LABELS = { view: "View", add_to_cart: "Add to cart", purchase: "Buy" };
+const EVENT_LABELS = { view: "View", add_to_cart: "Add to cart", purchase: "Buy", remove_from_cart: "Remove from cart" };
 
 const state = {
   // user_id -> Promise of their shopper token (one mint at a time per shopper).
@@ -38,6 +41,8 @@ const state = {
   recs: [],
   updates: 0,
   lastEvent: null,
+  // user_id -> the item ids in their cart, in the order added (surfaces.js).
+  carts: new Map(),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -108,11 +113,16 @@ async function callAs(userId, method, path, body) {
   }
 }
 
-function recommendQuery() {
+// `cart`: the shopper's cart as it will be once the call is applied; its items are never recommended
+// (`exclude_items`, docs/rules.md): "Complete your cart" is where they lead.
+function recommendQuery(cart = cartOf(state.shopper)) {
   const params = new URLSearchParams({ k: String(RECS_K) });
   params.set("exclude_purchased", $("exclude-purchased").checked ? "true" : "false");
   const category = $("category-select").value;
   if ($("picks-in-category").checked && category) params.set("category", category);
+  const ruleSet = window.NEXTPICK_CONFIG && window.NEXTPICK_CONFIG.ruleSet;
+  if (ruleSet) params.set("rules", ruleSet);
+  if (cart.length) params.set("exclude_items", cart.join(","));
   return params.toString();
 }
 
@@ -273,6 +283,10 @@ function renderRecommendations(body, rttMs, reason) {
     bar.style.setProperty("--fill", `${Math.max(4, (Math.abs(rec.score) / topScore) * 100)}%`);
     bar.setAttribute("aria-hidden", "true");
     text.append(title, meta, bar);
+    if (rec.promotion) {
+      text.append(promotionBadge(rec.promotion));
+      item.dataset.promotion = rec.promotion;
+    }
 
     const change = document.createElement("span");
     change.className = `rec-change ${movement.kind ? `rec-change-${movement.kind}` : ""}`;
@@ -296,6 +310,11 @@ function renderRecommendations(body, rttMs, reason) {
   panel.dataset.modelVersion = body.model_version || "";
   panel.dataset.items = recs.map((r) => r.item_id).join(",");
   panel.dataset.updates = String(state.updates);
+  panel.dataset.coldStart = body.cold_start || "";
+  panel.dataset.promoted = recs.filter((r) => r.promotion).map((r) => r.item_id).join(",");
+  const fallbackModel = body.model_status && body.model_status !== "live";
+  const source = fallbackModel ? `fallback: model ${body.model_status}` : COLD_START_LABELS[body.cold_start];
+  setSourceLabel($("recs-source"), source, fallbackModel || (body.cold_start || "").includes("live_unavailable"));
   $("recs-version").textContent = body.model_version ? `model ${body.model_version}` : "no model";
   $("recs-for").textContent = `For ${body.user_id} · ${reason}`;
   $("took-ms").textContent = formatMs(body.took_ms);
@@ -344,11 +363,13 @@ function logEntry(event, outcome) {
 
 async function send(event) {
   try {
-    const { data, rttMs } = await callAs(event.user_id, "POST", `/events?${recommendQuery()}`, event);
+    const cart = cartAfter(cartOf(event.user_id), event);
+    const { data, rttMs } = await callAs(event.user_id, "POST", `/events?${recommendQuery(cart)}`, event);
     clearError();
     logEntry(event, { status: data.status, tookMs: data.took_ms, rttMs });
     const reason = data.status === "duplicate" ? "unchanged (duplicate event)" : `after ${EVENT_LABELS[event.event_type]}`;
     renderRecommendations(data, rttMs, reason);
+    if (data.status === "accepted") afterEvent(event, cart);
   } catch (error) {
     logEntry(event, { status: error.status ? `rejected ${error.status}` : "failed" });
     showError(error);
@@ -381,6 +402,7 @@ function selectShopper(userId) {
   state.lastEvent = null;
   $("resend-last").disabled = true;
   $("shopper-select").value = userId;
+  surfacesForShopper();
   return loadRecommendations();
 }
 
@@ -426,6 +448,7 @@ async function start() {
     renderProducts(true);
     await refreshModelBadge();
     setInterval(refreshModelBadge, MODEL_POLL_MS);
+    setInterval(() => state.shopper && loadTrending(), TRENDING_POLL_MS);
     if (config.demoUsers && config.demoUsers.length) await selectShopper(config.demoUsers[0]);
     else await newShopper();
   } catch (error) {
@@ -438,6 +461,7 @@ $("shopper-select").addEventListener("change", (e) => selectShopper(e.target.val
 $("new-shopper").addEventListener("click", newShopper);
 $("category-select").addEventListener("change", () => {
   renderProducts(true);
+  loadTrending();
   if ($("picks-in-category").checked) loadRecommendations();
 });
 $("picks-in-category").addEventListener("change", loadRecommendations);
