@@ -432,9 +432,9 @@ class CatalogBody(RootModel[CatalogRequest]):
 class Recommendation(BaseModel):
     item_id: str
     score: float
-    # The name of the promotion (docs/rules.md) that gave the item its place; left out of the answer
-    # (`exclude_none`) for every other pick, so a page can badge promoted items and nothing else changes.
-    promotion: str | None = None
+    # The name of the promotion (docs/rules.md) that gave the item its place; left out of every dump for
+    # every other pick, so a page can badge promoted items and answers without promotions do not change.
+    promotion: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 # Locations pydantic (and Powertools' validation) prefix to a field path that mean nothing to a caller:

@@ -45,7 +45,7 @@ class UserRecommendations:
             "model_version": self.model_version,
             "model_status": self.model_status.value,
             "cold_start": self.cold_start.value if self.cold_start is not None else None,
-            "recommendations": [r.model_dump(exclude_none=True) for r in self.recommendations],
+            "recommendations": [r.model_dump() for r in self.recommendations],
         }
 
 
