@@ -386,3 +386,77 @@ def test_a_new_visitor_sees_live_trending_and_the_promotion_badge(local_stack: A
         promoted_ids
     )
     shoot(browser, "recs-panel", "recommendations-new-visitor")
+
+
+def test_a_product_view_shows_similar_and_bought_together(local_stack: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    print(f"surface screenshots: {SURFACE_SHOTS}")
+    load(browser, local_stack)
+    shopper = str(browser.execute_script("return state.shopper"))
+    card = in_stock_cards(browser)[0]
+    viewed = card.get_attribute("data-item-id")
+    before = surface(browser, "product-panel")["updates"]
+    click_and_wait(browser, card.find_element(By.CSS_SELECTOR, "[data-event=view]"))
+    wait_for(browser, lambda d: surface(d, "product-panel")["updates"] > before, "the product view")
+    shown = surface(browser, "product-panel")
+    assert not shown["hidden"] and not shown["errors"], shown
+    for route, key in (("similar", "similar"), ("bought-together", "together")):
+        answer = shopper_call(local_stack, shopper, "GET", f"/items/{viewed}/{route}?k=6")
+        assert shown[key] == [i["item_id"] for i in answer["items"]], (route, shown[key], answer)
+        assert viewed not in shown[key], route
+        assert shown[f"{key}_source"] == answer["source"] in ("model", "fallback")
+    assert shown["similar"] or shown["together"], "the product view shows no item at all"
+    # A fallback answer is labelled as one, in its own list; a model answer carries no label.
+    sources = (shown["similar_source"], shown["together_source"])
+    assert len(shown["labels"]) == sources.count("fallback"), (shown["labels"], sources)
+    assert all("fallback" in label for label in shown["labels"])
+    shoot(browser, "product-panel", "product-view")
+
+
+def test_the_cart_shows_what_completes_it(local_stack: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    print(f"surface screenshots: {SURFACE_SHOTS}")
+    load(browser, local_stack)
+    shopper = str(browser.execute_script("return state.shopper"))
+    cards = in_stock_cards(browser)[1:3]
+    added = [card.get_attribute("data-item-id") for card in cards]
+    for card in cards:
+        before = surface(browser, "cart-panel")["updates"]
+        click_and_wait(browser, card.find_element(By.CSS_SELECTOR, "[data-event=add_to_cart]"))
+        wait_for(browser, lambda d, n=before: surface(d, "cart-panel")["updates"] > n, "the cart")
+    cart = surface(browser, "cart-panel")
+    assert cart["status"] == "ok" and cart["cart"] == added, cart
+    answer = shopper_call(
+        local_stack,
+        shopper,
+        "POST",
+        "/recommendations/cart?k=6&rules=storefront",
+        {"items": added, "user_id": shopper},
+    )
+    assert cart["cart_recs"] == [r["item_id"] for r in answer["recommendations"]]
+    assert cart["cart_recs"] and not set(cart["cart_recs"]) & set(added)
+    shoot(browser, "cart-panel", "cart")
+    # A purchase leaves the cart.
+    before = cart["updates"]
+    click_and_wait(browser, cards[0].find_element(By.CSS_SELECTOR, "[data-event=purchase]"))
+    wait_for(browser, lambda d: surface(d, "cart-panel")["updates"] > before, "the cart after a purchase")
+    assert surface(browser, "cart-panel")["cart"] == added[1:]
+
+    # Every surface at once: the cart's second item in view, so its similar and bought-together show too.
+    before = surface(browser, "product-panel")["updates"]
+    click_and_wait(browser, cards[1].find_element(By.CSS_SELECTOR, "[data-event=view]"))
+    wait_for(browser, lambda d: surface(d, "product-panel")["updates"] > before, "the product view")
+    overview(browser, SURFACE_SHOTS / "overview.png")
+
+
+def overview(driver: Any, path: Path) -> None:
+    """The top of the page (header, toolbar, the surfaces, the first products and the picks) at 70 %,
+    small enough to keep in docs/ (Chromium's own PNG encoder, through the DevTools protocol)."""
+    import base64
+
+    driver.execute_script("window.scrollTo(0, 0)")
+    clip = {"x": 0, "y": 0, "width": 1440, "height": 1000, "scale": 0.7}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
