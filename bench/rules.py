@@ -23,6 +23,7 @@ import numpy as np
 from bench.common import Latency, fmt, interleaved, items_label, table
 from bench.workload import CATEGORIES, is_in_stock
 from nextpick.domain.catalog import CatalogSnapshot, SnapshotBuilder
+from nextpick.domain.ports import WithoutOptionalParts
 from nextpick.domain.ranking import CandidateMasks, plain_top_k, top_k
 from nextpick.domain.rules import Promotion, RuleSet, apply_rules, plan_rules
 
@@ -32,7 +33,7 @@ COLORS = ("red", "blue", "green", "black", "white")
 TYPICAL_FILTER = 'price >= 10 and price < 150 and brand not in ("brand-3", "brand-7")'
 
 
-class FixedScoresModel:
+class FixedScoresModel(WithoutOptionalParts):
     """Random scores in place of the model: `rank` costs one pass over the vector, as a copy would."""
 
     def __init__(self, num_items: int, seed: int = 0) -> None:

@@ -24,10 +24,11 @@ from bench.common import BenchLambdaContext, Check, Config, Latency, Section, fm
 from nextpick.adapters.dynamodb_state import stream_record_outbox
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
-from nextpick.domain.events import EventBatch, EventsRequest, TrackedEvent
+from nextpick.domain.events import AnyEvent, EventBatch, EventsRequest, TrackedEvent
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, UserRecommendations
 from nextpick.domain.state import UserState
+from nextpick.domain.together import PartnerTable
 
 REQUEST: TypeAdapter[Any] = TypeAdapter(EventsRequest)
 SHOPPERS = 1_000
@@ -48,8 +49,8 @@ STAGES = (
 )
 
 
-def events_of(request: TrackedEvent | EventBatch) -> list[TrackedEvent]:
-    return request.events if isinstance(request, EventBatch) else [request]
+def events_of(request: TrackedEvent | EventBatch) -> list[AnyEvent]:
+    return list(request.events) if isinstance(request, EventBatch) else [request]
 
 
 # ------------------------------------------------------------------------------------------ in memory
@@ -91,6 +92,13 @@ class TimedModel:
     @property
     def history_slots(self) -> int:
         return self._model.history_slots
+
+    @property
+    def partner_table(self) -> PartnerTable | None:
+        return self._model.partner_table
+
+    def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
+        return self._model.similar(item, exclude)
 
     def rank(self, state: np.ndarray, exclude: np.ndarray, *history: Any) -> np.ndarray:
         started = perf_counter_ns()

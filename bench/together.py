@@ -63,8 +63,14 @@ GRID = [
 ]
 WEIGHTS = [0.0, 0.02, 0.05, *(round(0.1 * w, 1) for w in range(1, 10))]
 # The model of docs/quality.md's Instacart table (7 epochs chosen there on validation).
-MODEL = {"exclude_seen": False, "epochs": 7}
-QUICK_MODEL = {"exclude_seen": False, "epochs": 1, "embedding_dim": 32, "hidden_dim": 64, "negatives": 256}
+MODEL: dict[str, Any] = {"exclude_seen": False, "epochs": 7}
+QUICK_MODEL: dict[str, Any] = {
+    "exclude_seen": False,
+    "epochs": 1,
+    "embedding_dim": 32,
+    "hidden_dim": 64,
+    "negatives": 256,
+}
 
 
 def orders_of(sequences: Sequence[Sequence[TimedInteraction]]) -> list[list[int]]:

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.domain.events import EventType, TrackedEvent
+from nextpick.domain.ports import WithoutOptionalParts
 from nextpick.domain.state import (
     EventStatus,
     RecentEvent,
@@ -31,7 +32,7 @@ from nextpick_local.standin.aws_resources import Stack
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
 
-class TinyModel:
+class TinyModel(WithoutOptionalParts):
     """Just enough of the model contract to check that concurrent writers keep the vector consistent."""
 
     version = "tiny-1"

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nextpick.domain.together import PartnerTable
+
 
 class NumpyModel:
     """state' = decay * state + weight[event_type] * strength * E[item]; scores = E @ state.
@@ -40,7 +42,7 @@ class NumpyModel:
         self._has_similar = has_similar
         self.similar_calls = 0
         # The version's bought-together partners (a nextpick.domain.together.PartnerTable), if any.
-        self.partner_table = None
+        self.partner_table: PartnerTable | None = None
 
     @property
     def trending(self) -> tuple[tuple[int, float], ...]:

@@ -14,12 +14,13 @@ import numpy as np
 
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.filters import And, Comparison, Membership, Node, Not, Or, parse_filter
+from nextpick.domain.ports import WithoutOptionalParts
 from nextpick.domain.rules import RuleSet
 
 ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-class FixedScores:
+class FixedScores(WithoutOptionalParts):
     """A model whose `rank` returns fixed scores (excluded items at -1e10, as the contract asks)."""
 
     def __init__(self, items: Sequence[str], scores: Sequence[float], version: str = "v1") -> None:

@@ -95,7 +95,7 @@ def test_the_logged_field_allow_list_knows_the_new_fields() -> None:
     assert {"query", "clicked_items", "text", "matched_items", "rating"} <= CONTRACT_FIELD_NAMES
 
 
-CATALOG = [
+CATALOG: list[tuple[str, str, str, dict[str, str | int | float | bool]]] = [
     # item, category, title, attributes
     ("s1", "shoes", "Trail running shoe", {"brand": "acme"}),
     ("s2", "shoes", "Road running shoe", {"brand": "zoom"}),
@@ -193,9 +193,8 @@ def test_service_resolves_once_and_stores_the_resolution_in_recent_and_the_log(
     shop_model: NumpyModel,
 ) -> None:
     catalog = InMemoryCatalog(catalog_items())
-    service = Recommender(
-        InMemoryStateRepository(), StaticModelSource(shop_model), catalog, clock=lambda: NOW
-    )
+    states = InMemoryStateRepository()
+    service = Recommender(states, StaticModelSource(shop_model), catalog, clock=lambda: NOW)
     service.track([search(clicks=("b2",))], RecommendOptions(k=3))
     # The catalog changes afterwards: nothing already folded moves.
     catalog.put_items([c.model_copy(update={"title": "Submarine"}) for c in catalog_items()])
@@ -207,14 +206,14 @@ def test_service_resolves_once_and_stores_the_resolution_in_recent_and_the_log(
         ("s3", "view", 0.25),
         ("b2", "click", 1.0),
     ]
-    stored = service.states.read_stored("u1")
+    stored = states.read_stored("u1")
     assert stored is not None
     (line,) = stored.last_write_records
     assert json.loads(line)["matched_items"] == ["s1", "s2", "b1", "s3"]
     expected = fold(shop_model, None, state.recent)
     assert state.vector is not None and np.allclose(state.vector, expected)
     # The export carries the query (personal data held on the item) for the shopper to see.
-    exported = PrivacyRequests(service.states).export("u1")
+    exported = PrivacyRequests(states).export("u1")
     assert exported["state"]["last_write_events"][0]["query"] == "running shoes"
 
 
@@ -301,7 +300,7 @@ def test_a_searchs_fold_equals_folding_its_documented_views_and_clicks(
     # Clicks alone are exactly the click events they stand for.
     if not matched and clicks:
         as_clicks, _ = apply_events(start, documented, model, StateLimits(), NOW)
-        assert np.allclose(with_search.vector, as_clicks.vector)
+        assert as_clicks.vector is not None and np.allclose(with_search.vector, as_clicks.vector)
         assert with_search.history.entries.keys() == as_clicks.history.entries.keys()
 
 

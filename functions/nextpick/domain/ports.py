@@ -56,6 +56,16 @@ class RankingModel(Protocol):
         ...
 
 
+class WithoutOptionalParts:
+    """What a model without the contract's optional parts answers (docs/model-contract.md): no
+    `similar` signature, no bought-together table. Models and test doubles that have them override."""
+
+    partner_table: PartnerTable | None = None
+
+    def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
+        return None
+
+
 class ModelStatus(StrEnum):
     """What the model behind an answer is, so a caller can tell a fallback from "no model yet"."""
 
