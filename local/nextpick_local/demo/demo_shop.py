@@ -39,6 +39,26 @@ CATEGORIES: tuple[tuple[str, float, bool], ...] = (
     ("fitness", 70.0, False),
     ("office", 22.0, False),
 )
+# What goes in the same basket (bought together, docs/bought-together.md): a product of one category is
+# often bought with "its" product of the companion category (the one at the same place in that aisle's
+# price order: beans with their grinder, a tent with its boots), in the same order. Without baskets the
+# demo's orders would hold one product each and its bought-together lists would all be fallbacks.
+COMPANIONS: dict[str, str] = {
+    "coffee": "kitchen",
+    "tea": "books",
+    "pet-food": "toys",
+    "skincare": "fitness",
+    "books": "office",
+    "kitchen": "coffee",
+    "outdoor": "fitness",
+    "electronics": "office",
+    "toys": "pet-food",
+    "garden": "outdoor",
+    "fitness": "outdoor",
+    "office": "electronics",
+}
+# Of purchases whose companion is in stock, this share adds it to the same order.
+COMPANION_SHARE = 0.5
 _ADJECTIVES = ("Classic", "Organic", "Smart", "Compact", "Deluxe", "Everyday", "Pro", "Eco", "Nordic", "Bold")
 _PRICE_BANDS = ("budget", "mid", "premium")
 
@@ -169,6 +189,19 @@ class _Aisles:
             for item, rank in zip(aisle, ranks, strict=True):
                 self.popularity[item.item_id] = 1.0 / (rank + 1) ** 0.9
         self.consumable = {c for c, _, consumable in CATEGORIES if consumable}
+        self._position = {
+            item.item_id: position
+            for aisle in self.by_category.values()
+            for position, item in enumerate(aisle)
+        }
+
+    def companion(self, item: CatalogItem) -> CatalogItem | None:
+        """The product bought with `item` (COMPANIONS), if its category has one and it is in stock."""
+        aisle = self.by_category.get(COMPANIONS.get(item.category, ""), [])
+        if not aisle:
+            return None
+        partner = aisle[self._position[item.item_id] % len(aisle)]
+        return partner if partner.in_stock else None
 
     def pick(self, rng: random.Random, category: str, band: str) -> int:
         """An index into the category's aisle: popular items, mostly in the shopper's price band."""
@@ -218,6 +251,12 @@ def _session(
         if rng.random() < 0.65:
             moment += timedelta(seconds=rng.randint(30, 300))
             yield EventType.PURCHASE, item, moment
+            companion = aisles.companion(item)
+            # Minutes apart, so one order (orders split at 10 minutes: domain/history.py).
+            if companion is not None and rng.random() < COMPANION_SHARE:
+                for event_type in (EventType.ADD_TO_CART, EventType.PURCHASE):
+                    moment += timedelta(seconds=rng.randint(20, 120))
+                    yield event_type, companion, moment
 
 
 def generate(config: DemoConfig | None = None, now: datetime | None = None) -> DemoShop:
