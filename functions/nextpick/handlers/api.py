@@ -9,18 +9,15 @@ re-validated. The HTTP shape of every error is decided in api_errors.py only."""
 # so the annotations must be real objects, not strings. Routes have no return annotation: Powertools
 # would validate every answer against it, which is the one thing the answers need no second time.
 
-import base64
-import binascii
 import time
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,26 +29,30 @@ from nextpick.domain.requests import parse_body, parse_catalog, parse_events, pa
 from nextpick.domain.rule_sets import RuleQuery
 from nextpick.domain.rules import RuleSet
 from nextpick.domain.service import TrackResult, UserRecommendations
+from nextpick.domain.together_service import CartBody
 from nextpick.errors import (
     Forbidden,
     InvalidInput,
-    InvalidRequest,
-    RequestProblem,
 )
 from nextpick.handlers import wiring
 from nextpick.handlers.api_errors import install_error_handlers
 from nextpick.handlers.api_errors import json_response as _json
 from nextpick.handlers.api_items import router as items_router
 from nextpick.handlers.api_params import (
+    Category,
     ExcludeItems,
+    ExcludePurchased,
     Filter,
     K,
     MaxPerCategory,
     PathId,
     RuleSetParam,
-    list_size,
+    principal_of,
+    recommend_options,
+    request_body,
 )
 from nextpick.handlers.api_params import path_id as _path_id
+from nextpick.handlers.api_together import router as together_router
 from nextpick.handlers.openapi import (
     BatchAnswer,
     ContractResolver,
@@ -90,17 +91,13 @@ app.configure_openapi(
 )
 app.enable_swagger(path="/swagger")
 
-ExcludePurchased = Annotated[bool | None, Query()]
-Category = Annotated[str | None, Query(min_length=1, max_length=128)]
-JSON_MEDIA_TYPE = "application/json"
 GRANTED_SCOPES = {(grant.method, grant.resource): grant.scopes for grant in ROUTE_GRANTS}
 # template.yaml's routes without an authorizer: the OpenAPI document holds the API's shape, no data.
 PUBLIC_ROUTES = frozenset({("GET", "/swagger")})
 
 
 def _principal() -> Principal:
-    """The caller the API's authorizer established (requestContext.authorizer)."""
-    return Principal.from_context(app.current_event.raw_event.get("requestContext", {}).get("authorizer"))
+    return principal_of(app.current_event)
 
 
 def _authorize(app: ContractResolver, next_middleware: NextMiddleware) -> Response:
@@ -124,36 +121,18 @@ app.use(middlewares=[_authorize])
 # The item routes (similar items, issue 12) live in api_items.py; the middleware and error handlers
 # above and below apply to them as to every route here.
 app.include_router(items_router)
+# Bought together and cart completion (issue 12, docs/bought-together.md): api_together.py, likewise.
+app.include_router(together_router)
 
 
 def _options(
     k: int | None, exclude_purchased: bool | None, category: str | None, rules: RuleQuery
 ) -> RecommendOptions:
-    """The ranking options of a request, rules resolved: all checked before anything is applied."""
-    size = list_size(k)
-    return RecommendOptions(size, exclude_purchased, category, wiring.rule_sets().for_request(rules))
+    return recommend_options(k, exclude_purchased, category, rules)
 
 
 def _request_body() -> bytes:
-    """The request's body as bytes: JSON only, base64-decoded when API Gateway flagged it so."""
-    event = app.current_event
-    content_type = event.headers.get("content-type")
-    if content_type and content_type.split(";")[0].strip().lower() != JSON_MEDIA_TYPE:
-        raise InvalidRequest.of(
-            "Content-Type", f"must be {JSON_MEDIA_TYPE}", RequestProblem.UNSUPPORTED_MEDIA_TYPE
-        )
-    body = event.body or ""
-    if not event.is_base64_encoded:
-        try:
-            return body.encode()
-        except UnicodeEncodeError:
-            raise InvalidRequest.of("body", "is not valid UTF-8", RequestProblem.MALFORMED) from None
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest.of(
-            "body", "is flagged base64 but is not base64", RequestProblem.MALFORMED
-        ) from None
+    return request_body(app.current_event)
 
 
 def _observe(users: list[UserRecommendations]) -> None:
@@ -304,6 +283,7 @@ app.request_body("POST", "/events", EventsBody)
 app.request_body("PUT", "/rule-sets/{name}", RuleSet)
 app.request_body("PUT", "/items/{item_id}", ItemFields)
 app.request_body("PUT", "/items", CatalogBatch)
+app.request_body("POST", "/recommendations/cart", CartBody)
 
 
 @app.get(
@@ -363,11 +343,6 @@ def delete_user(user_id: PathId):
 def get_user_data(user_id: PathId):
     return _json(wiring.privacy_requests().export(_path_id("user_id", user_id)))
 
-
-# Bought together and cart completion (issue 12): their own Router, built on the parameters above.
-from nextpick.handlers.api_together import router as together_router  # noqa: E402
-
-app.include_router(together_router)
 
 # Every refusal and failure becomes its status and the documented error body in api_errors, once.
 install_error_handlers(app, metrics, logger)

@@ -3,21 +3,32 @@ it includes (api_items.py): one definition each, so every route bounds and names
 
 # No `from __future__ import annotations`: Powertools reads these annotations at run time.
 
+import base64
+import binascii
 from typing import Annotated
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
+from nextpick.domain.access import Principal
 from nextpick.domain.events import ID_MAX_LENGTH
+from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.requests import parse_identifier
+from nextpick.domain.rule_sets import RuleQuery
 from nextpick.domain.rules import MAX_POSITION
-from nextpick.errors import InvalidInput
+from nextpick.errors import InvalidInput, InvalidRequest, RequestProblem
+from nextpick.handlers import wiring
 from nextpick.settings import get_settings
+
+JSON_MEDIA_TYPE = "application/json"
 
 # Ids in a path are checked by the domain's id rule (events.ID_PATTERN) after URL-decoding; this only
 # bounds the work (an id of 128 characters is at most 384 when every character is %-encoded).
 PathId = Annotated[str, Path(min_length=1, max_length=3 * ID_MAX_LENGTH)]
 K = Annotated[int | None, Query(ge=1, le=1000)]
+ExcludePurchased = Annotated[bool | None, Query()]
+Category = Annotated[str | None, Query(min_length=1, max_length=128)]
 # Business rules (docs/rules.md, "On the API"): validated by the domain, which names the parameter.
 Filter = Annotated[str | None, Query(description="A filter expression (docs/rules.md's grammar)")]
 MaxPerCategory = Annotated[int | None, Query(ge=1, le=MAX_POSITION)]
@@ -39,3 +50,37 @@ def path_id(name: str, raw: str) -> str:
     """A path id URL-decoded (ids never contain '%', so decoding an already decoded id changes nothing)
     and held to the same id rule as ids in bodies."""
     return parse_identifier(name, unquote(raw))
+
+
+def recommend_options(
+    k: int | None, exclude_purchased: bool | None, category: str | None, rules: RuleQuery
+) -> RecommendOptions:
+    """The ranking options of a request, rules resolved: all checked before anything is applied."""
+    size = list_size(k)
+    return RecommendOptions(size, exclude_purchased, category, wiring.rule_sets().for_request(rules))
+
+
+def principal_of(event: BaseProxyEvent) -> Principal:
+    """The caller the API's authorizer established (requestContext.authorizer)."""
+    return Principal.from_context(event.raw_event.get("requestContext", {}).get("authorizer"))
+
+
+def request_body(event: BaseProxyEvent) -> bytes:
+    """The request's body as bytes: JSON only, base64-decoded when API Gateway flagged it so."""
+    content_type = event.headers.get("content-type")
+    if content_type and content_type.split(";")[0].strip().lower() != JSON_MEDIA_TYPE:
+        raise InvalidRequest.of(
+            "Content-Type", f"must be {JSON_MEDIA_TYPE}", RequestProblem.UNSUPPORTED_MEDIA_TYPE
+        )
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        try:
+            return body.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequest.of("body", "is not valid UTF-8", RequestProblem.MALFORMED) from None
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest.of(
+            "body", "is flagged base64 but is not base64", RequestProblem.MALFORMED
+        ) from None

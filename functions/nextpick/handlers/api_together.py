@@ -1,7 +1,6 @@
 """Bought together and cart completion (issue 12; docs/bought-together.md): a Powertools Router that
-api.py includes, with api.py's parameters, option parsing and body reading (one definition each).
-
-api.py imports this module at its end, once everything this module takes from it is defined."""
+api.py includes, whose authorization middleware, error handlers, logging and metrics apply here
+unchanged; parameters, option parsing and body reading are api_params.py's, as on every route."""
 
 # No `from __future__ import annotations`: Powertools reads the route signatures at run time.
 
@@ -13,7 +12,8 @@ from nextpick.domain.requests import parse_body
 from nextpick.domain.rule_sets import RuleQuery
 from nextpick.domain.together_service import CartBody
 from nextpick.handlers import wiring
-from nextpick.handlers.api import (
+from nextpick.handlers.api_errors import json_response as _json
+from nextpick.handlers.api_params import (
     Category,
     ExcludeItems,
     ExcludePurchased,
@@ -22,17 +22,14 @@ from nextpick.handlers.api import (
     MaxPerCategory,
     PathId,
     RuleSetParam,
-    _options,
-    _path_id,
-    _principal,
-    _request_body,
-    app,
+    path_id,
+    principal_of,
+    recommend_options,
+    request_body,
 )
-from nextpick.handlers.api_errors import json_response as _json
 from nextpick.handlers.openapi import BoughtTogetherAnswer, CartAnswer, answer, error_responses
 
 router = Router()
-app.request_body("POST", "/recommendations/cart", CartBody)
 
 
 def _took(started: float) -> float:
@@ -55,8 +52,8 @@ def get_bought_together(
     rules: RuleSetParam = None,
 ):
     started = time.perf_counter()
-    item_id = _path_id("item_id", item_id)
-    options = _options(k, None, None, RuleQuery(filter, max_per_category, exclude_items, rules))
+    item_id = path_id("item_id", item_id)
+    options = recommend_options(k, None, None, RuleQuery(filter, max_per_category, exclude_items, rules))
     picks = wiring.together().bought_together(item_id, options)
     return _json({**picks.as_json(), "took_ms": _took(started)})
 
@@ -78,11 +75,11 @@ def post_cart(
     rules: RuleSetParam = None,
 ):
     started = time.perf_counter()
-    options = _options(
+    options = recommend_options(
         k, exclude_purchased, category, RuleQuery(filter, max_per_category, exclude_items, rules)
     )
-    body = parse_body(CartBody, _request_body(), wiring.request_limits())
+    body = parse_body(CartBody, request_body(router.current_event), wiring.request_limits())
     if body.user_id is not None:
-        _principal().require_user("user_id", body.user_id)
+        principal_of(router.current_event).require_user("user_id", body.user_id)
     result = wiring.together().cart(body.items, body.user_id, options)
     return _json({**result.as_json(), "user_id": body.user_id, "took_ms": _took(started)})
