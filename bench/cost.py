@@ -70,6 +70,21 @@ PRICES = {
     "firehose_gb": Price(
         0.029, "GB ingested, each record rounded up to 5 KB", "https://aws.amazon.com/firehose/pricing/"
     ),
+    # The other ways in (docs/kinesis.md, bench.kinesis_cost).
+    "eventbridge_event": Price(
+        1.00, "1M custom events put on a bus", "https://aws.amazon.com/eventbridge/pricing/"
+    ),
+    "kinesis_ondemand_gb_in": Price(
+        0.08,
+        "GB ingested, on-demand stream, each record rounded up to 1 KB",
+        "https://aws.amazon.com/kinesis/data-streams/pricing/",
+    ),
+    "kinesis_ondemand_gb_out": Price(
+        0.04, "GB retrieved, on-demand stream", "https://aws.amazon.com/kinesis/data-streams/pricing/"
+    ),
+    "kinesis_ondemand_stream_hour": Price(
+        0.04, "stream-hour, on-demand", "https://aws.amazon.com/kinesis/data-streams/pricing/"
+    ),
     "s3_put": Price(0.005, "1,000 PUT requests", "https://aws.amazon.com/s3/pricing/"),
     "s3_storage": Price(0.023, "GB-month (S3 Standard)", "https://aws.amazon.com/s3/pricing/"),
     "logs_gb": Price(0.50, "GB ingested (CloudWatch Logs)", "https://aws.amazon.com/cloudwatch/pricing/"),

@@ -61,6 +61,8 @@ class Settings(EnvSettings):
     # Bytes of event-log records one request may add to a user's state item (domain/requests.py says
     # why 192 KiB keeps every write under DynamoDB's 400 KB item limit).
     max_batch_log_bytes: int = Field(default=192 * 1024, ge=16 * 1024, le=256 * 1024)
+    # Kinesis path (docs/kinesis.md): where records that are not valid events are parked.
+    stream_rejects_queue_url: str = ""
     # Events stamped further than this in the future are rejected (clock skew allowance).
     max_future_skew_seconds: int = Field(default=300, ge=0)
     # Privacy (issue 9). The compaction's schedule, a rate(...) expression: an erasure's answer states

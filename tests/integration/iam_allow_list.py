@@ -140,6 +140,26 @@ ALLOW_LIST: dict[str, Principal] = {
             *_runtime("BusEventLogGroup"),
         )
     ),
+    "StreamEventFunction": Principal(
+        (
+            *grants(
+                [
+                    "kinesis:DescribeStream",
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetRecords",
+                    "kinesis:GetShardIterator",
+                    "kinesis:ListShards",
+                ],
+                ["EventStream"],
+                unrecorded="Lambda's event source mapping reads the stream with the function's role",
+            ),
+            *grants(["dynamodb:GetItem", "dynamodb:PutItem"], ["StateTable"]),
+            *_READ_MODELS,
+            # The function parks poison records; Lambda sends failed batches' positions (on-failure).
+            *grants(["sqs:SendMessage"], ["StreamDeadLetterQueue"]),
+            *_runtime("StreamEventLogGroup"),
+        )
+    ),
     "EventLogShipperFunction": Principal(
         (
             *grants(["firehose:PutRecordBatch"], ["EventLogStream"]),

@@ -20,7 +20,7 @@ from nextpick_local.standin.aws_resources import (
     find_template,
     load_template,
 )
-from nextpick_local.standin.dispatch import StreamDispatcher
+from nextpick_local.standin.dispatch import KinesisDispatcher, StreamDispatcher
 from nextpick_local.standin.event_sources import event_sources
 from nextpick_local.standin.functions import functions_of
 from nextpick_local.standin.gateway import routes_of
@@ -361,7 +361,13 @@ def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path:
     sources = event_sources(local, lambda function, event: None, retrain_every=0)
 
     streams = [w for w in sources.workers if isinstance(w, StreamDispatcher)]
-    assert sorted(w.function for w in streams) == ["CatalogRefreshFunction", "EventLogShipperFunction"]
+    assert sorted(w.function for w in streams) == [
+        "CatalogRefreshFunction",
+        "EventLogShipperFunction",
+        "StreamEventFunction",
+    ]
+    kinesis = next(w for w in streams if w.function == "StreamEventFunction")
+    assert isinstance(kinesis, KinesisDispatcher) and kinesis.stream_arn == stack.arns["EventStream"]
     items_stream = next(w for w in streams if w.function == "CatalogRefreshFunction")
     assert items_stream.stream_arn == stack.stream_arns["ItemsTable"]
     assert set(sources.schedulers) == {"RetrainFunction", "EventLogCompactionFunction"}

@@ -25,7 +25,7 @@ import pytest
 
 from nextpick.domain.credentials import ShopCredentials
 from nextpick.errors import InvalidRequest
-from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, wiring
+from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, stream_events, wiring
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.template import translated_template
@@ -36,6 +36,7 @@ from tests.integration.iam_allow_list import ALLOW_LIST, NOT_RECORDED, Grant, co
 from tests.integration.serving import FakeLambdaContext, call, proxy_event, sample_event
 from tests.integration.test_log_shipper import stream_event
 from tests.integration.test_retrain import SCHEDULE_EVENT, TINY, shop_log, write_log
+from tests.integration.test_stream_events import batch as kinesis_batch
 
 Key = tuple[str, str, str | None]
 FUNCTION = "AWS::Lambda::Function"
@@ -251,6 +252,8 @@ class CallRecorder:
             ]
         if service == "secretsmanager":
             return [(f"secretsmanager:{operation}", name(params["SecretId"], "?"), {})]
+        if service == "sqs":
+            return [(f"sqs:{operation}", name(params["QueueUrl"], "?"), {})]
         if service == "firehose":
             return [(f"firehose:{operation}", name(params["DeliveryStreamName"], "?"), {})]
         return [(f"{service}:{operation}", "?", {})]
@@ -294,6 +297,7 @@ def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallReco
         **stack.env("RetrainFunction"),
         **stack.env("AuthorizerFunction"),
         **stack.env("EventLogCompactionFunction"),
+        **stack.env("StreamEventFunction"),
     }
     env.update(MODEL_REFRESH_SECONDS="0", CATALOG_REFRESH_SECONDS="0", MIN_EVENTS="100", MIN_USERS="10")
     env.update(HYPERPARAMETERS=json.dumps(TINY), GATE_TOLERANCE="1.0")  # every candidate published
@@ -371,6 +375,12 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
         assert bus.lambda_handler(item, FakeLambdaContext()) == {"stored": 1}
         with pytest.raises(InvalidRequest):
             bus.lambda_handler(rejected, FakeLambdaContext())
+    kinesis = boto3.client("kinesis")
+    for data in (json.dumps({**event, "event_id": "e-k"}).encode(), b"not json"):
+        kinesis.put_record(StreamName=stack.refs["EventStream"], Data=data, PartitionKey="u-1")
+    records = kinesis_batch(stack)
+    with recorder.running("StreamEventFunction"):
+        assert stream_events.lambda_handler(records, FakeLambdaContext()) == {"batchItemFailures": []}
     with recorder.running("AuthorizerFunction"):
         server_key = ShopCredentials.derive(
             boto3.client("secretsmanager").get_secret_value(SecretId=stack.auth_secret)["SecretString"]
@@ -389,7 +399,7 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
     assert shipped == {"batchItemFailures": []}
     with recorder.running("EventLogCompactionFunction"):
         compacted = log_compactor.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
-    assert compacted["status"] == "complete" and compacted["lines_erased"] == 1, compacted
+    assert compacted["status"] == "complete" and compacted["lines_erased"] == 2, compacted  # API + Kinesis
 
 
 @pytest.mark.slow

@@ -31,12 +31,14 @@ from aws_xray_sdk.core.context import Context
 
 from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick.errors import InvalidRequest
-from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, wiring
+from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, stream_events, wiring
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.template import load_template, translated_template
 from tests.conftest import TinyModel, tiny_catalog
 from tests.integration.serving import FakeLambdaContext, call, proxy_event, publish_model, sample_event
 from tests.integration.test_log_shipper import stream_event
+from tests.integration.test_stream_events import batch as kinesis_batch
+from tests.integration.test_stream_events import put as kinesis_put
 
 USER = "jane.doe@example.com"  # a valid id, and personal data
 BUS_USER = "shopper-7c1e5a"
@@ -81,7 +83,7 @@ class Captured:
             xray_recorder.end_segment()
 
 
-HANDLERS = (api, bus, log_shipper, authorizer, log_compactor)
+HANDLERS = (api, bus, log_shipper, authorizer, log_compactor, stream_events)
 
 
 @pytest.fixture
@@ -98,7 +100,7 @@ def traced(serving: Stack) -> Iterator[Captured]:
     with pytest.MonkeyPatch.context() as lambda_like:
         lambda_like.setenv("LAMBDA_TASK_ROOT", "/var/task")  # the Tracer turns itself off outside Lambda
         lambda_like.setenv("POWERTOOLS_TRACE_DISABLED", "false")
-        for function in ("AuthorizerFunction", "EventLogCompactionFunction"):
+        for function in ("AuthorizerFunction", "EventLogCompactionFunction", "StreamEventFunction"):
             for name, value in serving.env(function).items():
                 lambda_like.setenv(name, value)
         lambda_like.delenv("AWS_XRAY_SDK_ENABLED", raising=False)
@@ -227,10 +229,21 @@ def _day(captured: Captured, stack: Stack, model: TinyModel) -> None:
     assert captured.invoke(log_shipper.lambda_handler, records) == {"batchItemFailures": []}
     assert captured.invoke(log_compactor.lambda_handler, sample_event("schedule_log_compaction.json"))
 
+    # The Kinesis path: an accepted event, a rejected one carrying hostile text, a record that is not
+    # JSON; then (after the table is gone) a write that fails.
+    kinesis_put(stack, BUS_USER, _event(21, BUS_USER, SECRET_ITEM))
+    poison = _event(22, BUS_USER, SECRET_ITEM, HOSTILE, context={HOSTILE_KEY: [HOSTILE]})
+    first_poison = kinesis_put(stack, BUS_USER, poison)
+    kinesis_put(stack, BUS_USER, f"{{{HOSTILE} {BUS_USER}".encode())
+    assert captured.invoke(stream_events.lambda_handler, kinesis_batch(stack)) == {"batchItemFailures": []}
+
     boto3.client("dynamodb").delete_table(TableName=stack.state_table)  # storage fails: logged with its id
     failing = proxy_event("GET", f"/users/{USER}/recommendations")
     failing["requestContext"]["requestId"] = API_CORRELATION_ID
     assert captured.invoke(api.lambda_handler, failing)["statusCode"] == 503
+    last = kinesis_put(stack, USER, _event(23, USER, SECRET_ITEM))
+    failed = captured.invoke(stream_events.lambda_handler, kinesis_batch(stack, after=first_poison))
+    assert failed == {"batchItemFailures": [{"itemIdentifier": last}]}
 
 
 @pytest.mark.slow
@@ -258,6 +271,8 @@ def test_no_user_id_item_id_or_rejected_text_reaches_a_log_or_a_trace(
         and f'"correlation_id":"{BUS_CORRELATION_ID}"' in logs
     )
     assert '"message":"invalid bus event"' in logs and '"message":"request failed"' in logs
+    assert '"message":"rejected stream record"' in logs
+    assert '"message":"a user\'s stream write failed"' in logs
     names = {name for document in traces for name in re.findall(r'"name": ?"([^"]+)"', document)}
     assert {"## lambda_handler", "dynamodb", "s3", "firehose"} <= names, names
 

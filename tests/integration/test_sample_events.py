@@ -26,6 +26,7 @@ FUNCTION_OF_PREFIX = {
     "bus_": "BusEventFunction",
     "dynamodb_stream_items": "CatalogRefreshFunction",
     "dynamodb_": "EventLogShipperFunction",
+    "kinesis_": "StreamEventFunction",
     "schedule_log_compaction": "EventLogCompactionFunction",
     "schedule_": "RetrainFunction",
 }

@@ -192,6 +192,12 @@ def _samples_for(event: dict[str, Any], samples: dict[str, Any]) -> list[str]:
             if sample.get("Records")
             and all(r.get("eventSource") == "aws:dynamodb" for r in sample["Records"])
         ]
+    if kind == "Kinesis":
+        return [
+            name
+            for name, sample in samples.items()
+            if sample.get("Records") and all(r.get("eventSource") == "aws:kinesis" for r in sample["Records"])
+        ]
     raise AssertionError(f"no sample-matching rule for {kind} events: add one here and a sample in events/")
 
 
@@ -497,6 +503,7 @@ def test_built_functions_handle_every_sample_event(
     assert allowed["Effect"] == "Allow"
     assert samples[authorizer_sample]["methodArn"] in allowed["Resource"]
     assert results["dynamodb_stream_state.json"] == {"batchItemFailures": []}
+    assert results["kinesis_shopper_events.json"] == {"batchItemFailures": []}
     records = samples["dynamodb_stream_state.json"]["Records"]
     shipped = [
         json.loads(entry["S"])["event_id"]

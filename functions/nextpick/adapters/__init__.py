@@ -38,7 +38,7 @@ class LazyClient:
     only off Lambda (threaded tests, the local server): boto3's default session is not thread-safe."""
 
     def __init__(
-        self, service: Literal["dynamodb", "firehose", "s3", "secretsmanager"], client: Any = None
+        self, service: Literal["dynamodb", "firehose", "s3", "secretsmanager", "sqs"], client: Any = None
     ) -> None:
         self._service = service
         self._client = client

@@ -107,6 +107,11 @@ def _log_record_bytes(event: AnyEvent) -> int:
     return len(json.dumps(event.log_record(_RECEIVED_AT), separators=(",", ":")))
 
 
+def batch_log_bytes(events: list[AnyEvent]) -> int:
+    """The most log-record bytes these events can add to a user's state item in one write."""
+    return sum(_log_record_bytes(event) for event in events)
+
+
 def parse_events(body: bytes | str, limits: RequestLimits) -> EventsBody:
     """A `POST /events` body or ShopperEvent detail: one event or a batch, within every limit."""
     request = parse_body(EventsBody, body, limits)
@@ -114,7 +119,7 @@ def parse_events(body: bytes | str, limits: RequestLimits) -> EventsBody:
     field = "body" if request.is_single else "events"
     if len(events) > limits.max_batch_events:
         raise InvalidRequest.of(field, f"at most {limits.max_batch_events} events per request")
-    total = sum(_log_record_bytes(event) for event in events)
+    total = batch_log_bytes(events)
     if total > limits.max_batch_log_bytes:
         raise InvalidRequest.of(
             field,

@@ -12,6 +12,7 @@ from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.adapters.s3_rule_sets import S3RuleSetStore
 from nextpick.adapters.secrets_manager import SecretsManagerMasterKeys
+from nextpick.adapters.sqs_rejected_records import SqsRejectedRecords
 from nextpick.domain.compaction import LogCompaction
 from nextpick.domain.credentials import Authenticator
 from nextpick.domain.privacy import PrivacyRequests
@@ -119,6 +120,12 @@ def request_limits() -> RequestLimits:
     )
 
 
+@cache
+def rejected_records() -> SqsRejectedRecords:
+    """Where the Kinesis path parks records that are not valid events (docs/kinesis.md)."""
+    return SqsRejectedRecords(get_settings().stream_rejects_queue_url)
+
+
 # ------------------------------------------------------------------------------- privacy (issue 9)
 
 
@@ -159,6 +166,7 @@ def reset() -> None:
         together,
         rule_sets,
         request_limits,
+        rejected_records,
         privacy_requests,
         log_compaction,
         authenticator,

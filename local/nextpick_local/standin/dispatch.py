@@ -10,6 +10,7 @@ template wires to the bus, to the state table's stream and to the schedule.
   the stream's trim horizon, applies the mapping's filter criteria, invokes with batches of at most
   `BatchSize` records, retries from the first reported failure up to `MaximumRetryAttempts`, then sends
   the batch's stream positions to the on-failure destination and moves on.
+* `KinesisDispatcher`: the same for a Kinesis stream (records in Lambda's Kinesis shape).
 * `Scheduler`: the function's Schedule event, every `every` seconds and on demand (`fire`).
 """
 
@@ -174,6 +175,9 @@ def lambda_json(value: Any) -> Any:
 
 
 class StreamDispatcher(Worker):
+    # The on-failure record's key for the batch's stream positions (Lambda's name for DynamoDB streams).
+    BATCH_INFO = "DDBStreamBatchInfo"
+
     def __init__(
         self,
         streams: Any,
@@ -247,8 +251,12 @@ class StreamDispatcher(Worker):
             log.exception("%s: stream batch failed", self.function)
             return 0
         failures = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
-        positions = [i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failures]
+        positions = [i for i, r in enumerate(batch) if self.sequence_number(r) in failures]
         return min(positions) if positions else None
+
+    @staticmethod
+    def sequence_number(record: Mapping[str, Any]) -> str:
+        return str(record["dynamodb"]["SequenceNumber"])
 
     def _give_up(self, shard_id: str, batch: list[dict[str, Any]]) -> None:
         log.error("%s: %d stream records failed after every retry", self.function, len(batch))
@@ -259,15 +267,60 @@ class StreamDispatcher(Worker):
                 "condition": "RetryAttemptsExhausted",
                 "approximateInvokeCount": self._max_retries + 1,
             },
-            "DDBStreamBatchInfo": {
+            self.BATCH_INFO: {
                 "shardId": shard_id,
-                "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
-                "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                "startSequenceNumber": self.sequence_number(batch[0]),
+                "endSequenceNumber": self.sequence_number(batch[-1]),
                 "streamArn": self.stream_arn,
                 "batchSize": len(batch),
             },
         }
         self._sqs.send_message(QueueUrl=self._on_failure_queue_url, MessageBody=json.dumps(info))
+
+
+class KinesisDispatcher(StreamDispatcher):
+    """A Kinesis stream -> function mapping: the same batching, retry and on-failure rules as a
+    DynamoDB stream's, with Kinesis's API and Lambda's Kinesis record shape. One batch per shard at a
+    time (the mapping's `ParallelizationFactor` is not emulated: it changes throughput, not order)."""
+
+    BATCH_INFO = "KinesisBatchInfo"
+
+    def poll(self) -> None:
+        shards = self._streams.describe_stream(StreamARN=self.stream_arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            if shard_id not in self._iterators:
+                self._iterators[shard_id] = self._streams.get_shard_iterator(
+                    StreamARN=self.stream_arn, ShardId=shard_id, ShardIteratorType=self._starting_position
+                )["ShardIterator"]
+            response = self._streams.get_records(
+                ShardIterator=self._iterators[shard_id], Limit=self._batch_size, StreamARN=self.stream_arn
+            )
+            self._iterators[shard_id] = response["NextShardIterator"]
+            records = [self._lambda_record(shard_id, r) for r in response["Records"]]
+            if records:
+                self._deliver(shard_id, records)
+        self.stopping.wait(STREAM_POLL_SECONDS)
+
+    def _lambda_record(self, shard_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": record["PartitionKey"],
+                "sequenceNumber": record["SequenceNumber"],
+                "data": base64.b64encode(record["Data"]).decode(),
+                "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"].timestamp(),
+            },
+            "eventSource": "aws:kinesis",
+            "eventVersion": "1.0",
+            "eventID": f"{shard_id}:{record['SequenceNumber']}",
+            "eventName": "aws:kinesis:record",
+            "eventSourceARN": self.stream_arn,
+        }
+
+    @staticmethod
+    def sequence_number(record: Mapping[str, Any]) -> str:
+        return str(record["kinesis"]["sequenceNumber"])
 
 
 def scheduled_event(

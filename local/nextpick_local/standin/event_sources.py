@@ -4,9 +4,10 @@
   (stack._attach_rule_queues), retried as the target function's AWS::Lambda::EventInvokeConfig says;
 * an AWS::Events::Rule with a schedule -> Scheduler: the retrain every `retrain_every` seconds (the
   `--retrain-every` option), any other function at its `rate(...)` (a `cron(...)`: on demand only);
-* an AWS::Lambda::EventSourceMapping on a DynamoDB stream -> StreamDispatcher.
+* an AWS::Lambda::EventSourceMapping on a DynamoDB stream -> StreamDispatcher, on a Kinesis stream ->
+  KinesisDispatcher.
 
-Anything else (an SQS or Kinesis mapping, a rule targeting something other than a function) is not
+Anything else (an SQS mapping, a rule targeting something other than a function) is not
 emulated; `unsupported` says which, and `nextpick serve` prints it instead of failing."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nextpick_local.standin.dispatch import (
     AsyncInvokeConfig,
     BusDispatcher,
     Invoke,
+    KinesisDispatcher,
     Scheduler,
     StreamDispatcher,
     Worker,
@@ -121,15 +123,17 @@ def event_sources(stack: LocalStack, invoke: Invoke, retrain_every: float) -> Ev
         elif resource.get("Type") == EVENT_SOURCE_MAPPING:
             function = function_of(properties.get("FunctionName"), resources)
             source = str(properties.get("EventSourceArn", ""))
-            if function is None or ":dynamodb:" not in source or "/stream/" not in source:
+            if function is None or not (_is_table_stream(source) or ":kinesis:" in source):
                 sources.unsupported.append(
                     f"{logical_id}: event source {source or '?'} is not emulated locally"
                 )
                 continue
             destination = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            kinesis = ":kinesis:" in source
+            dispatcher = KinesisDispatcher if kinesis else StreamDispatcher
             sources.workers.append(
-                StreamDispatcher(
-                    stack.client("dynamodbstreams"),
+                dispatcher(
+                    stack.client("kinesis" if kinesis else "dynamodbstreams"),
                     sqs,
                     source,
                     function,
@@ -139,6 +143,10 @@ def event_sources(stack: LocalStack, invoke: Invoke, retrain_every: float) -> Ev
                 )
             )
     return sources
+
+
+def _is_table_stream(source: str) -> bool:
+    return ":dynamodb:" in source and "/stream/" in source
 
 
 def _rate_seconds(expression: str) -> float:

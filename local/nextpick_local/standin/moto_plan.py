@@ -59,6 +59,7 @@ NAME_PROPERTIES = {
     SECRET: "Name",
     ROLE: "RoleName",
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Kinesis::Stream": "Name",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
