@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import BenchLambdaContext, median_p90
+
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG_ITEMS, PARTNERS, REPEATS = 10_000, 20, 30
 RULE_SET = {
@@ -38,11 +39,6 @@ RULE_SET = {
     "promotions": [{"name": "featured", "slots": 2, "items": [f"item-{n}" for n in range(100, 150)]}],
     "max_per_category": 3,
 }
-
-
-def _quantiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median": round(statistics.median(ordered), 2), "p90": round(ordered[int(len(ordered) * 0.9)], 2)}
 
 
 def random_table(num_items: int, seed: int = 7) -> Any:
@@ -172,7 +168,7 @@ def table_load_ms(stack: Any) -> dict[str, float]:
         started = time.perf_counter()
         registry.load_partner_table(s3, stack.model_bucket, "models/", published)
         samples.append((time.perf_counter() - started) * 1000)
-    return _quantiles(samples)
+    return median_p90(samples)
 
 
 def cases(ids: list[str], now: datetime) -> dict[str, Callable[[int], dict[str, Any]]]:
@@ -251,7 +247,7 @@ def run(repeats: int) -> dict[str, Any]:
     wiring.reset()
 
     def handle(event: dict[str, Any]) -> dict[str, Any]:
-        response = api.lambda_handler(event, _Context())
+        response = api.lambda_handler(event, BenchLambdaContext())
         assert response["statusCode"] == 200, response
         body: dict[str, Any] = json.loads(response["body"])
         return body
@@ -287,7 +283,7 @@ def run(repeats: int) -> dict[str, Any]:
         "artifact_bytes": table_bytes,
         "table_read_and_verify_ms": table_load_ms(stack),
         "sources": sources,
-        "whole_handler_ms": {name: _quantiles(samples) for name, samples in timings.items()},
+        "whole_handler_ms": {name: median_p90(samples) for name, samples in timings.items()},
         "repeats": repeats,
         "date": now.strftime("%Y-%m-%d"),
         "load_average": round(os.getloadavg()[0], 1),
@@ -331,17 +327,6 @@ def render(result: dict[str, Any], command: str) -> str:
             "",
         ]
     )
-
-
-class _Context:
-    function_name = "bench-together"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-together"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 if __name__ == "__main__":

@@ -23,14 +23,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.common import BenchLambdaContext, median_p90
+
 SAMPLE = Path(__file__).resolve().parents[1] / "events" / "api_post_search_event.json"
 CATALOG_ITEMS, REPEATS = 10_000, 40
 WORDS = ("trail", "road", "leather", "wool", "light", "classic", "pro", "kids", "winter", "summer")
-
-
-def _quantiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median": round(statistics.median(ordered), 2), "p90": round(ordered[int(len(ordered) * 0.9)], 2)}
 
 
 def main() -> None:
@@ -93,7 +90,7 @@ def main() -> None:
             event = copy.deepcopy(sample)
             event["body"] = json.dumps(body)
             started = time.perf_counter()
-            response = api.lambda_handler(event, _Context())
+            response = api.lambda_handler(event, BenchLambdaContext())
             elapsed = (time.perf_counter() - started) * 1000
             assert response["statusCode"] == 200, response
             assert len(json.loads(response["body"])["recommendations"]) == 10, response
@@ -119,24 +116,13 @@ def main() -> None:
             json.dumps(
                 {
                     "catalog_items": CATALOG_ITEMS,
-                    "post_search_whole_handler_ms": _quantiles(searches),
-                    "post_view_whole_handler_ms": _quantiles(views),
-                    "resolve_query_ms": _quantiles(resolves),
+                    "post_search_whole_handler_ms": median_p90(searches),
+                    "post_view_whole_handler_ms": median_p90(views),
+                    "resolve_query_ms": median_p90(resolves),
                     "index_build_once_per_snapshot_ms": round(statistics.median(builds), 1),
                 }
             )
         )
-
-
-class _Context:
-    function_name = "bench-search"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-search"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 if __name__ == "__main__":

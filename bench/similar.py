@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +38,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
+
+from bench.common import BenchLambdaContext, median_p90
 
 K = 10
 HELD_OUT_SHARE = 0.2
@@ -233,11 +234,6 @@ LATENCY_ITEMS, LATENCY_CALLS, BUCKET_ITEMS = 10_000, 50, 2_000
 CALM_FILTER = "price >= 10 and price < 150"
 
 
-def _quantiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median": round(statistics.median(ordered), 2), "p90": round(ordered[int(len(ordered) * 0.9)], 2)}
-
-
 SAMPLE = Path(__file__).resolve().parents[1] / "events" / "api_get_similar_items.json"
 
 
@@ -262,7 +258,6 @@ def latency() -> dict[str, Any]:
         AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench"
     )
     from bench import models
-    from bench.common import BenchLambdaContext
 
     models.ensure_models((LATENCY_ITEMS,))
     model_bytes, _ = models.load(LATENCY_ITEMS)
@@ -316,7 +311,7 @@ def latency() -> dict[str, Any]:
                 assert json.loads(response["body"])["source"] == source
                 if call:  # the first call builds the masks, the runner and the clients
                     samples.append(elapsed)
-            return _quantiles(samples)
+            return median_p90(samples)
 
         model = wiring.model_source().current()
         assert model is not None
@@ -332,7 +327,7 @@ def latency() -> dict[str, Any]:
             "model_k10_ms": timed("item-17", "k=10", "model"),
             "model_k10_rules_ms": timed("item-17", f"k=10&max_per_category=2&filter={CALM_FILTER}", "model"),
             "fallback_k10_ms": timed("item-new", "k=10", "fallback"),
-            "similar_signature_alone_ms": _quantiles(signature),
+            "similar_signature_alone_ms": median_p90(signature),
         }
 
 

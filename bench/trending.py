@@ -16,19 +16,15 @@ import copy
 import json
 import os
 import random
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchLambdaContext, median_p90
+
 SAMPLE = Path(__file__).resolve().parents[1] / "events" / "api_get_trending.json"
 CATALOG_ITEMS, BUCKET_ITEMS, REPEATS = 10_000, 2_000, 10
-
-
-def _quantiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median": round(statistics.median(ordered), 2), "p90": round(ordered[int(len(ordered) * 0.9)], 2)}
 
 
 def main() -> None:
@@ -68,7 +64,7 @@ def main() -> None:
             event = copy.deepcopy(sample)
             event["queryStringParameters"] = query
             event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
-            response = api.lambda_handler(event, _Context())
+            response = api.lambda_handler(event, BenchLambdaContext())
             assert response["statusCode"] == 200, response
             body: dict[str, Any] = json.loads(response["body"])
             return body
@@ -102,23 +98,12 @@ def main() -> None:
                 {
                     "catalog_items": CATALOG_ITEMS,
                     "bucket_entries": sum(len(v) for v in found.values()),
-                    "whole_handler_reading_ms": _quantiles(uncached),
-                    "whole_handler_cached_read_ms": _quantiles(cached),
-                    "decay_and_merge_ms": _quantiles(merge),
+                    "whole_handler_reading_ms": median_p90(uncached),
+                    "whole_handler_cached_read_ms": median_p90(cached),
+                    "decay_and_merge_ms": median_p90(merge),
                 }
             )
         )
-
-
-class _Context:
-    function_name = "bench-trending"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-trending"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 if __name__ == "__main__":
