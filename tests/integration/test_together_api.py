@@ -14,6 +14,7 @@ import pytest
 
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.dynamodb_trending import DynamoDbTrending
+from nextpick.domain.ranking import CandidateMasks
 from nextpick.domain.together import PartnerTable
 from nextpick.domain.trending import bucket_key
 from nextpick.handlers import api
@@ -195,3 +196,24 @@ def test_the_table_is_read_once_per_version_not_per_call(shop: str, serving: Sta
     for _ in range(3):
         status, body = bought_together("item-1")
         assert status == 200 and body["source"] == "model" and body["model_version"] == shop
+
+
+def test_every_ranking_route_of_a_container_shares_one_build_of_the_masks(
+    shop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recommendations, similar items, bought together and the cart read the same (model, catalog
+    snapshot): the container builds its stock and rule columns once, not once per route."""
+    builds: list[str] = []
+    original = CandidateMasks.build
+
+    def counted(model: Any, snapshot: Any) -> CandidateMasks:
+        builds.append(model.version)
+        return original(model, snapshot)
+
+    monkeypatch.setattr(CandidateMasks, "build", staticmethod(counted))
+    recommendations = call(api.lambda_handler, proxy_event("GET", "/users/alice/recommendations"))
+    similar = call(api.lambda_handler, proxy_event("GET", "/items/item-1/similar"))
+    assert recommendations[0] == similar[0] == 200
+    assert bought_together("item-1")[0] == 200
+    assert cart({"items": ["item-1"]})[0] == 200
+    assert builds == [shop]

@@ -82,7 +82,8 @@ class Recommender:
     backoff: Callable[[int], None] = jittered_backoff
     # Live trending (GET /trending's source): a new shopper's first list; None: the model's list only.
     trending: LiveTrending | None = None
-    _masks: MaskCache = field(default_factory=MaskCache)
+    # Shared by every ranking service of a container (wiring.candidate_masks): one build per (model, snapshot).
+    masks: MaskCache = field(default_factory=MaskCache)
     _search: SearchIndexCache = field(default_factory=SearchIndexCache)
 
     def track(
@@ -185,7 +186,7 @@ class Recommender:
         if model is None:
             return UserRecommendations(state.user_id, None, [], status)
         vector: np.ndarray = vector_for(state, model)
-        masks = self._masks.get(model, self.catalog.snapshot())
+        masks = self.masks.get(model, self.catalog.snapshot())
         exclude_purchased = (
             self.config.exclude_purchased_default
             if options.exclude_purchased is None

@@ -61,7 +61,8 @@ class SimilarItems:
     models: ModelSource
     catalog: CatalogSource
     trending: LiveTrending
-    _masks: MaskCache = field(default_factory=MaskCache)
+    # Shared by every ranking service of a container (wiring.candidate_masks): one build per (model, snapshot).
+    masks: MaskCache = field(default_factory=MaskCache)
 
     def similar(self, item_id: str, k: int, rules: RuleSet | None = None) -> SimilarItemsAnswer:
         """The `k` items most like `item_id`, never itself, never out of stock; MissingReference naming
@@ -84,7 +85,7 @@ class SimilarItems:
         self, model: RankingModel, index: int, snapshot: CatalogSnapshot, k: int, rules: RuleSet | None
     ) -> list[Recommendation] | None:
         """None: the model has no `similar` signature (published before it existed)."""
-        masks = self._masks.get(model, snapshot)
+        masks = self.masks.get(model, snapshot)
         exclude = masks.base.copy()
         exclude[index] = 1.0
         scores = model.similar(index, exclude)

@@ -113,7 +113,8 @@ class TogetherService:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     blend_weight: float = CART_BLEND_WEIGHT
     blend_weight_new: float = CART_BLEND_WEIGHT_NEW
-    _masks: MaskCache = field(default_factory=MaskCache)
+    # Shared by every ranking service of a container (wiring.candidate_masks): one build per (model, snapshot).
+    masks: MaskCache = field(default_factory=MaskCache)
 
     def bought_together(self, item_id: str, options: RecommendOptions) -> ItemPicks:
         model = self.models.current()
@@ -125,7 +126,7 @@ class TogetherService:
             empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
             partners, scores = table.of(index) if table is not None else empty
             if len(partners):
-                masks = self._masks.get(model, snapshot)
+                masks = self.masks.get(model, snapshot)
                 exclude = exclusion(model, masks, (item_id,), None)
                 picks = _pick(
                     tuple(model.items), masks.columns, partners, scores, exclude, options.k, options.rules
@@ -175,7 +176,7 @@ class TogetherService:
         ]
         # The same fold as a real add_to_cart (state vector and item history); the result is not saved.
         folded, _ = apply_events(state, cart_events, model, self.config.limits, now)
-        masks = self._masks.get(model, snapshot)
+        masks = self.masks.get(model, snapshot)
         exclude_purchased = (
             self.config.exclude_purchased_default
             if options.exclude_purchased is None

@@ -16,6 +16,7 @@ from nextpick.adapters.sqs_rejected_records import SqsRejectedRecords
 from nextpick.domain.compaction import LogCompaction
 from nextpick.domain.credentials import Authenticator
 from nextpick.domain.privacy import PrivacyRequests
+from nextpick.domain.ranking import MaskCache
 from nextpick.domain.requests import RequestLimits
 from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
@@ -64,6 +65,7 @@ def recommender() -> Recommender:
         catalog=catalog(),
         config=config,
         trending=live_trending(),
+        masks=candidate_masks(),
     )
 
 
@@ -82,7 +84,17 @@ def live_trending() -> LiveTrending:
 @cache
 def similar_items() -> SimilarItems:
     """GET /items/{item_id}/similar (docs/similar.md): the live model, the catalog, live trending."""
-    return SimilarItems(models=model_source(), catalog=catalog(), trending=live_trending())
+    return SimilarItems(
+        models=model_source(), catalog=catalog(), trending=live_trending(), masks=candidate_masks()
+    )
+
+
+@cache
+def candidate_masks() -> MaskCache:
+    """The stock, category and rule columns of the live (model, catalog snapshot), built once per
+    container and shared by recommendations, similar items, bought together and the cart: three
+    copies would cost 3x the build and the memory (22 MiB of columns at 100k items, docs/rules.md)."""
+    return MaskCache()
 
 
 @cache
@@ -99,6 +111,7 @@ def together() -> TogetherService:
         catalog=catalog(),
         trending=live_trending(),
         config=config,
+        masks=candidate_masks(),
     )
 
 
@@ -164,6 +177,7 @@ def reset() -> None:
         live_trending,
         similar_items,
         together,
+        candidate_masks,
         rule_sets,
         request_limits,
         rejected_records,
