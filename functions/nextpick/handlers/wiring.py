@@ -50,6 +50,13 @@ def _state_limits() -> StateLimits:
 
 
 @cache
+def state_repository() -> DynamoDbStateRepository:
+    """The state table, one per container: the event path, the cart and privacy requests share its
+    client (one boto3 client to build on a cold start, not one per service)."""
+    return DynamoDbStateRepository(get_settings().state_table_name, _state_limits())
+
+
+@cache
 def recommender() -> Recommender:
     settings = get_settings()
     limits = _state_limits()
@@ -60,7 +67,7 @@ def recommender() -> Recommender:
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
     )
     return Recommender(
-        states=DynamoDbStateRepository(settings.state_table_name, limits),
+        states=state_repository(),
         models=model_source(),
         catalog=catalog(),
         config=config,
@@ -106,7 +113,7 @@ def together() -> TogetherService:
         limits=_state_limits(), exclude_purchased_default=settings.exclude_purchased_default
     )
     return TogetherService(
-        states=DynamoDbStateRepository(settings.state_table_name, _state_limits()),
+        states=state_repository(),
         models=model_source(),
         catalog=catalog(),
         trending=live_trending(),
@@ -147,7 +154,7 @@ def privacy_requests() -> PrivacyRequests:
     """Erasure and export on the state table (the same limits as the event path)."""
     settings = get_settings()
     return PrivacyRequests(
-        states=DynamoDbStateRepository(settings.state_table_name, _state_limits()),
+        states=state_repository(),
         compaction_schedule=settings.log_compaction_schedule,
         max_write_attempts=settings.max_write_attempts,
     )
@@ -178,6 +185,7 @@ def reset() -> None:
         similar_items,
         together,
         candidate_masks,
+        state_repository,
         rule_sets,
         request_limits,
         rejected_records,
