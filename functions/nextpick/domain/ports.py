@@ -11,6 +11,7 @@ import numpy as np
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
+from nextpick.domain.impressions import Impression
 from nextpick.domain.rules import RuleSet
 from nextpick.domain.state import StoredState, UserState
 from nextpick.domain.together import PartnerTable
@@ -145,4 +146,13 @@ class RuleSetStore(Protocol):
 
     def delete(self, name: str) -> bool:
         """Remove the set; False: there was none."""
+        ...
+
+
+class ImpressionLog(Protocol):
+    """Where served (and shadow-scored) answers are recorded (docs/attribution.md)."""
+
+    def record(self, impressions: Sequence[Impression]) -> None:
+        """Hand the impressions to the event log. Best-effort on the request path: a failure is
+        counted and logged by the adapter, never raised into an answer."""
         ...
