@@ -89,6 +89,47 @@ PRICES = {
     "s3_storage": Price(0.023, "GB-month (S3 Standard)", "https://aws.amazon.com/s3/pricing/"),
     "logs_gb": Price(0.50, "GB ingested (CloudWatch Logs)", "https://aws.amazon.com/cloudwatch/pricing/"),
     "xray_trace": Price(5.00, "1M traces recorded", "https://aws.amazon.com/xray/pricing/"),
+    # What the capacity model (bench.capacity, docs/capacity.md) adds to the per-event lines above.
+    "api_http": Price(
+        1.00,
+        "1M HTTP API requests (first 300M/month, then $0.90)",
+        "https://aws.amazon.com/api-gateway/pricing/",
+    ),
+    "api_http_next": Price(
+        0.90, "1M HTTP API requests over 300M/month", "https://aws.amazon.com/api-gateway/pricing/"
+    ),
+    "api_rest_next": Price(
+        2.80,
+        "1M REST API requests, the next 667M after 333M/month",
+        "https://aws.amazon.com/api-gateway/pricing/",
+    ),
+    "xray_trace_retrieved": Price(
+        0.50, "1M traces retrieved or scanned", "https://aws.amazon.com/xray/pricing/"
+    ),
+    "kms_key_month": Price(1.00, "customer managed KMS key-month", "https://aws.amazon.com/kms/pricing/"),
+    "kms_request": Price(0.03, "10,000 KMS API requests", "https://aws.amazon.com/kms/pricing/"),
+    "cw_metric_month": Price(
+        0.30,
+        "custom metric-month (first 10,000; EMF metrics are custom metrics)",
+        "https://aws.amazon.com/cloudwatch/pricing/",
+    ),
+    "cw_alarm_month": Price(
+        0.10, "standard-resolution alarm-month", "https://aws.amazon.com/cloudwatch/pricing/"
+    ),
+    "logs_storage": Price(0.03, "GB-month of log storage", "https://aws.amazon.com/cloudwatch/pricing/"),
+    "ddb_pitr": Price(
+        0.20,
+        "GB-month of continuous backup (point-in-time recovery)",
+        "https://aws.amazon.com/dynamodb/pricing/on-demand/",
+    ),
+    "kinesis_shard_hour": Price(
+        0.015, "shard-hour, provisioned stream", "https://aws.amazon.com/kinesis/data-streams/pricing/"
+    ),
+    "kinesis_put_unit": Price(
+        0.014,
+        "1M PUT payload units (25 KB each), provisioned stream",
+        "https://aws.amazon.com/kinesis/data-streams/pricing/",
+    ),
     "personalize_ingest_gb": Price(
         0.05, "GB of events ingested (PutEvents)", "https://aws.amazon.com/personalize/pricing/"
     ),

@@ -56,6 +56,13 @@ def static_file(relative: str, static_dir: Path) -> HttpResponse:
     return HttpResponse(200, [("Content-Type", kind)], target.read_bytes())
 
 
+class _FrontDoorServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: with 32 clients connecting at once (bench/load.py) the
+    # kernel's accept queue overflowed and 6-32 connections of a 5 s run were reset before any answer
+    # (docs/load-test.md). API Gateway never refuses a connection; 128 is Linux's classic SOMAXCONN.
+    request_queue_size = 128
+
+
 class LocalHttpServer:
     def __init__(
         self,
@@ -70,7 +77,7 @@ class LocalHttpServer:
         self.gateway = gateway
         self.control = control
         self.page_config = page_config
-        self._server = ThreadingHTTPServer((host, port), _handler_class(self))
+        self._server = _FrontDoorServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 

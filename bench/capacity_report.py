@@ -1,0 +1,395 @@
+"""docs/capacity.md from bench.capacity's measurements: `python -m bench.capacity`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.capacity import (
+    ASSUMED_EVENTS_PER_SHOPPER_MONTH,
+    ASSUMED_KINESIS_RECORD_BYTES,
+    ASSUMED_KMS_CALLS_PER_CONTAINER_HOUR,
+    ASSUMED_NEW_SHOPPER_SHARE,
+    ASSUMED_XRAY_RETRIEVED_SHARE,
+    DEFAULT_OUT,
+    MONTHLY_EVENTS,
+    QUOTAS,
+    RATES,
+    SECONDS_PER_MONTH,
+    Measurements,
+    api_rest_cost,
+    concurrency,
+    front_doors,
+    hot_shoppers,
+    kinesis_shards,
+    measure_all,
+    monthly_cost,
+    per_event,
+    shipper_concurrency,
+    storage_after,
+)
+from bench.common import fmt, table
+from bench.cost import (
+    ASSUMED_LOG_BYTES_PER_INVOCATION,
+    ASSUMED_PERSONALIZE_EVENT_BYTES,
+    ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN,
+    ASSUMED_TRAINING_RUNS_PER_MONTH,
+    GB,
+    PRICES,
+    PRICES_AS_OF,
+    _tps_hours_cost,
+    events_per_stream_batch,
+)
+from bench.kinesis_cost import NUM_ITEMS, cost_rows
+
+MIB = 1_048_576
+
+
+def _q(name: str) -> float:
+    return QUOTAS[name].value
+
+
+def _verdict(need: float, limit: float) -> str:
+    share = need / limit
+    mark = "ok" if share <= 0.5 else ("**near**" if share <= 1 else "**over**")
+    return f"{fmt(need)} of {fmt(limit)} ({share:.0%}, {mark})"
+
+
+def measured_inputs(m: Measurements) -> str:
+    rows = []
+    for path in m.paths.values():
+        rows.append(
+            [
+                path.path,
+                fmt(path.invocations / path.events, 3),
+                f"{fmt(path.duration_ms_per_invocation)} ms",
+                fmt(per_event(path, path.writes), 3),
+                fmt(per_event(path, path.write_units), 2),
+                fmt(per_event(path, path.read_units), 2),
+            ]
+        )
+    t = m.template
+    return "\n\n".join(
+        [
+            table(
+                [
+                    "path",
+                    "invocations per event",
+                    "Lambda duration per invocation",
+                    "state writes per event",
+                    "WRU per event",
+                    "RRU per event",
+                ],
+                rows,
+            ),
+            f"- A steady shopper's state item (300 events of history, `encode_state`, DynamoDB's size "
+            f"rules): **{m.state_item_bytes:,} bytes ({fmt(m.state_item_bytes / 1024)} KB)**: "
+            f"{-(-m.state_item_bytes // 1024)} WRU per write, {-(-m.state_item_bytes // 4096)} RRU per "
+            "strongly consistent read. (docs/benchmarks.md §5 still says 4.7 KB: it was generated before the "
+            "item grew the shopper's item history and last-write records; rerun `python -m bench` to refresh it.)",
+            f"- An event-log line (`TrackedEvent.log_record`, one view): {m.line_bytes} bytes.",
+            f"- Custom metrics the functions emit (EMF, dimension `service`): {len(m.metrics)} "
+            f"({', '.join(m.metrics)}); alarms in template.yaml: {t.alarms}; customer managed KMS keys: "
+            f"{t.kms_keys} (`LogsKey`; the tables, the Kinesis stream, Firehose and the bucket use AWS "
+            "owned or AWS managed keys or SSE-S3).",
+            f"- template.yaml: stage throttling {t.api_rate_limit} requests/s, burst {t.api_burst_limit} "
+            f"(`ApiRateLimit`, `ApiBurstLimit`); Kinesis `ParallelizationFactor` {t.parallelization_factor}; "
+            f"Firehose buffer {t.firehose_buffer_mb} MB or {t.firehose_buffer_seconds} s; logs kept "
+            f"{t.log_retention_days} days, the event log {t.event_log_retention_days} days.",
+        ]
+    )
+
+
+def capacity_table(m: Measurements) -> str:
+    t = m.template
+    rows: list[list[str]] = []
+
+    def row(name: str, cells: list[str]) -> None:
+        rows.append([name, *cells])
+
+    row(
+        "API requests/s, one event per request, vs the stage's throttle (template)",
+        [_verdict(r, t.api_rate_limit) for r in RATES],
+    )
+    row("the same vs the account's 10,000 requests/s", [_verdict(r, _q("api_account_rps")) for r in RATES])
+    row(
+        "API requests/s with batches of 25 events (`POST /events` takes a batch)",
+        [_verdict(r / 25, t.api_rate_limit) for r in RATES],
+    )
+    row(
+        "Lambda concurrency, API path + log shipper, vs the account's 1,000",
+        [_verdict(concurrency(m.api, r) + shipper_concurrency(r), _q("lambda_concurrency")) for r in RATES],
+    )
+    row(
+        "DynamoDB WRU/s, API or bus path, vs the table's on-demand quota",
+        [_verdict(r * per_event(m.api, m.api.write_units), _q("ddb_table_wru")) for r in RATES],
+    )
+    row(
+        "DynamoDB RRU/s, API or bus path",
+        [_verdict(r * per_event(m.api, m.api.read_units), _q("ddb_table_rru")) for r in RATES],
+    )
+    row(
+        "DynamoDB WRU/s, Kinesis path (batches of 100 shoppers)",
+        [_verdict(r * per_event(m.kinesis, m.kinesis.write_units), _q("ddb_table_wru")) for r in RATES],
+    )
+    row(
+        f"Kinesis provisioned shards ({ASSUMED_KINESIS_RECORD_BYTES} B records: 1,000 records/s per shard binds first)",
+        [str(kinesis_shards(r)) for r in RATES],
+    )
+    row(
+        "Kinesis on-demand: records/s vs what a new stream takes",
+        [_verdict(r, _q("kinesis_ondemand_initial_records")) for r in RATES],
+    )
+    row(
+        f"Lambda concurrency, Kinesis path: needed (measured) / at most shards x {t.parallelization_factor}",
+        [f"{fmt(concurrency(m.kinesis, r))} / {kinesis_shards(r) * t.parallelization_factor}" for r in RATES],
+    )
+    row(
+        "EventBridge PutEvents requests/s, one entry each / 10 entries each",
+        [f"{_verdict(r, _q('eventbridge_putevents'))} / {fmt(r / 10)}" for r in RATES],
+    )
+    row(
+        "Firehose PutRecordBatch/s (one per shipper invocation) vs 2,000",
+        [_verdict(r / events_per_stream_batch(r), _q("firehose_requests")) for r in RATES],
+    )
+    row(
+        "Firehose bytes/s vs 5 MiB/s (1 MiB/s outside the 3 big regions)",
+        [_verdict(r * m.line_bytes, _q("firehose_bytes")) for r in RATES],
+    )
+    row(
+        f"Firehose buffer ({t.firehose_buffer_mb} MB or {t.firehose_buffer_seconds} s): seconds to fill, S3 objects/hour",
+        [
+            f"{fmt(min(t.firehose_buffer_seconds, t.firehose_buffer_mb * MIB / (r * m.line_bytes)))} s, "
+            f"{fmt(3600 / min(t.firehose_buffer_seconds, t.firehose_buffer_mb * MIB / (r * m.line_bytes)))}"
+            for r in RATES
+        ],
+    )
+    return table(["resource", *(f"{r:,} events/s" for r in RATES)], rows)
+
+
+def hot_table(m: Measurements) -> str:
+    rows = [
+        [
+            h.path,
+            fmt(h.events_per_write),
+            fmt(h.write_units_per_write),
+            fmt(h.read_units_per_read),
+            f"**{fmt(h.partition_bound)}**",
+        ]
+        for h in hot_shoppers(m)
+    ]
+    return table(
+        [
+            "path",
+            "events per write",
+            "WRU per write",
+            "RRU per read",
+            "events/s one shopper's partition takes",
+        ],
+        rows,
+    )
+
+
+def personalize(events: int, front: float) -> dict[str, float]:
+    return {
+        "inference (TPS-hours, min 1 TPS)": _tps_hours_cost(max(730.0, events / 3600)),
+        "ingestion": events * ASSUMED_PERSONALIZE_EVENT_BYTES / GB * PRICES["personalize_ingest_gb"].amount,
+        "training": ASSUMED_TRAINING_RUNS_PER_MONTH
+        * ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN
+        * PRICES["personalize_training_hour"].amount,
+        "API + Lambda front": front,
+    }
+
+
+def cost_tables(m: Measurements) -> str:
+    costs = [monthly_cost(m, events, m.api, api_rest_cost(events)) for events in MONTHLY_EVENTS]
+    names = list(costs[0].lines)
+    rows = [[name, *(f"{c.lines[name]:,.2f}" for c in costs)] for name in names]
+    rows.append(["**nextpick total**", *(f"**{c.total:,.2f}**" for c in costs)])
+    rows.append(["$ per million events", *(f"{c.total / (c.events / 1e6):,.2f}" for c in costs)])
+    persona = [
+        personalize(c.events, api_rest_cost(c.events) + cost_rows(m.api)["Lambda"] * c.events / 1e6)
+        for c in costs
+    ]
+    for name in persona[0]:
+        rows.append([f"Personalize: {name}", *(f"{p[name]:,.2f}" for p in persona)])
+    rows.append(["**Personalize total**", *(f"**{sum(p.values()):,.2f}**" for p in persona)])
+    rows.append(
+        [
+            "Personalize ÷ nextpick",
+            *(f"{sum(p.values()) / c.total:.1f}x" for p, c in zip(persona, costs, strict=True)),
+        ]
+    )
+    header = [
+        "$ per month",
+        *(f"{e / 1e6:,.0f}M events (~{e / SECONDS_PER_MONTH:,.1f}/s)" for e in MONTHLY_EVENTS),
+    ]
+    doors = []
+    for events in MONTHLY_EVENTS:
+        for name, (path, front) in front_doors(m, events).items():
+            doors.append((name, events, monthly_cost(m, events, path, front)))
+    door_names = list(dict.fromkeys(name for name, _, _ in doors))
+    door_rows = [
+        [name, *(f"{c.lines['front door']:,.2f} / **{c.total:,.2f}**" for n, _, c in doors if n == name)]
+        for name in door_names
+    ]
+    return "\n\n".join(
+        [
+            table(header, rows),
+            "### Ingress options",
+            "The same month on each way in: the front door's own cost / the whole month (every line above, "
+            "with that path's measured Lambda duration and state reads and writes). Only the API answers "
+            "with fresh recommendations; the bus and Kinesis take events from a shop's backend and answer "
+            "nothing (the page asks `GET /users/{id}/recommendations` when it needs a list, a read: 4 RRU, "
+            "no write). Kinesis folds one shopper's events of a batch into one write, which is where its "
+            "savings come from (docs/kinesis.md).",
+            table(["front door", *header[1:]], door_rows),
+        ]
+    )
+
+
+def storage_table(m: Measurements) -> str:
+    rows = []
+    for events in MONTHLY_EVENTS:
+        for months in (1, 12, 24):
+            state_gb, state_cost, log_gb, log_cost = storage_after(m, events, months)
+            rows.append(
+                [
+                    f"{events / 1e6:,.0f}M/month",
+                    str(months),
+                    f"{fmt(state_gb)} GB",
+                    f"{state_cost:,.2f}",
+                    f"{fmt(log_gb)} GB",
+                    f"{log_cost:,.2f}",
+                ]
+            )
+    return table(
+        ["traffic", "after months", "state table", "$/month (storage + PITR)", "S3 event log", "$/month"],
+        rows,
+    )
+
+
+def render(m: Measurements, seconds: float) -> str:
+    prices = table(
+        ["item", "price (USD)", "unit", "source"],
+        [[name, f"{price.amount:g}", price.unit, price.source] for name, price in PRICES.items()],
+    )
+    quotas = table(
+        ["quota", "default", "what", "source"],
+        [[name, fmt(q.value), q.unit, q.source] for name, q in QUOTAS.items()],
+    )
+    parts = [
+        "# Capacity and cost at scale",
+        "Generated by `python -m bench.capacity` (bench/capacity.py, bench/capacity_report.py) — do not "
+        "edit by hand; rerun it and commit the result. "
+        f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; run time {seconds / 60:.1f} min. The "
+        "local load test (what the code does under concurrency, and that nothing is lost or doubled) is "
+        "[load-test.md](load-test.md); the per-event cost breakdown is [benchmarks.md](benchmarks.md) §5 "
+        "and the Kinesis path [kinesis.md](kinesis.md).",
+        "**What is measured and what is not.** Lambda durations, state reads and writes and their sizes "
+        f"are measured on the real handlers against moto with a {NUM_ITEMS:,}-item model "
+        "(`bench.kinesis_cost.measure`): the handler's CPU time outside AWS calls, scaled to the 1024 MB "
+        "function's share of a vCPU, plus an assumed 10 ms of DynamoDB round trips per write (moto is "
+        "not DynamoDB). AWS quotas are the documented defaults (table at the end; most are raised on "
+        "request). Traffic is taken as evenly spread: size for the peak, not the month's average (a "
+        "shop's evening peak is often 3-5x its average).",
+        "## Measured inputs",
+        measured_inputs(m),
+        "## What 100, 1,000 and 10,000 events per second need",
+        "Each cell: what the rate needs, of what the limit allows (share; *near* above 50 %, *over* above "
+        "100 %).",
+        capacity_table(m),
+        "Reading the table:",
+        "- **The stage throttle is the first wall.** template.yaml's `ApiRateLimit` (200/s) and "
+        "`ApiBurstLimit` protect the account from a runaway client; a shop sending more than ~150 "
+        "events/s through the API raises them (`sam deploy --parameter-overrides ApiRateLimit=...`), "
+        "batches events (`POST /events` takes a batch), or moves its server-side events to the bus or "
+        "Kinesis. Above ~5,000 requests/s the account's 10,000/s (5,000 burst) is next.",
+        "- **Lambda concurrency is not the limit** at these rates: ~20 ms per event is ~200 concurrent "
+        "executions at 10,000 events/s, a fifth of the default 1,000. Scaling out is 1,000 new "
+        "executions per function every 10 s, so even a cold burst to 10,000 events/s is absorbed in "
+        "seconds.",
+        "- **DynamoDB is the limit at 10,000 events/s on the API or bus path**: each single-event write "
+        "rewrites the whole state item, so the write units per second are rate x item KB. Beyond the "
+        "table's default on-demand quota, ask for more (on-demand follows up to twice the previous "
+        "peak at once; a new table, 4,000 writes/s, unless pre-warmed) or use the Kinesis path, whose "
+        "one write per shopper per batch cuts the units by the events per shopper per batch.",
+        "- **Kinesis**: on-demand takes 4,000 records/s at creation and adapts; provisioned shards are "
+        "bound by 1,000 records/s each. The function runs at most `ParallelizationFactor` batches per "
+        "shard at once, so shards x 2 bounds its concurrency; the measured need is far below it.",
+        "- **Firehose** is far from its limits: the shipper packs a stream batch into one "
+        "`PutRecordBatch`, so the requests/s are the rate over the batch size, and the bytes are ~200 "
+        "per event. The buffer decides how late the event log is (up to 300 s behind) and how many S3 "
+        "objects the retrain job reads: at high rates the 64 MB size closes a buffer before 300 s.",
+        "## A hot shopper",
+        "All of one shopper's writes go to one partition key: DynamoDB allows 1,000 WCU/s and 3,000 "
+        "RCU/s per partition whatever the table's capacity, and each write rewrites the whole item:",
+        hot_table(m),
+        "Two more bounds apply before the partition's: one shopper's writes are serial (read, fold, "
+        "conditional write), so one write per DynamoDB round trip pair (~10 ms: ~100 writes/s) at best; "
+        "and concurrent writers for one shopper conflict and retry "
+        "(the load test's *emulated containers* row, [load-test.md](load-test.md): lock conflicts grow "
+        "with the writers, a request losing 5 times answers 409 and is resent, nothing is lost or "
+        "doubled). A real shopper sends a few events a minute; a hot key is a bot, a shared kiosk "
+        "account or a replay. Kinesis batches fold up to 100 events in one write, and one partition key "
+        "maps to one shard (1,000 records/s).",
+        "## Cost per month",
+        f"Prices: {PRICES_AS_OF}. API Gateway REST as deployed today, traffic evenly spread, steady "
+        "shoppers. Beyond bench.cost's per-event lines this counts: X-Ray (`Tracing: Active`, default "
+        "sampling: the first request each second and 5 % of the rest, for the API function and the "
+        f"log shipper; recorded at ${PRICES['xray_trace'].amount}/M and, assumed, "
+        f"{ASSUMED_XRAY_RETRIEVED_SHARE:.0%} retrieved at ${PRICES['xray_trace_retrieved'].amount}/M); KMS "
+        f"(the template's customer managed key at ${PRICES['kms_key_month'].amount}/month, and "
+        f"~{ASSUMED_KMS_CALLS_PER_CONTAINER_HOUR} requests per warm container per hour, assumed: DynamoDB "
+        "and CloudWatch Logs cache data keys for minutes); CloudWatch custom metrics (each EMF metric "
+        f"name x dimension set, ${PRICES['cw_metric_month'].amount}/metric-month) and the template's "
+        f"alarms; log ingestion (~{ASSUMED_LOG_BYTES_PER_INVOCATION} B per invocation, assumed) and "
+        "storage for the retention; the first month's storage (state items: "
+        f"{ASSUMED_EVENTS_PER_SHOPPER_MONTH} events per active shopper a month, assumed; the event "
+        "log's lines). Storage growth over months is below. The retrain is not here: see "
+        "training-scale.md.",
+        "Amazon Personalize at the same traffic, with the price components bench.cost uses: real-time "
+        f"inference ${PRICES['personalize_tps_hour'].amount} per TPS-hour for the first 20K a month, "
+        "$0.10 to 200K, $0.05 above, a campaign billed for at least 1 TPS around the clock; ingestion "
+        f"${PRICES['personalize_ingest_gb'].amount}/GB (~{ASSUMED_PERSONALIZE_EVENT_BYTES} B per event, "
+        f"assumed); training ${PRICES['personalize_training_hour'].amount} per training hour "
+        f"({ASSUMED_TRAINING_RUNS_PER_MONTH} retrains of {fmt(ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN)} "
+        "h a month, assumed, though training time grows with data); plus the same API Gateway and "
+        "Lambda in front, because a shop's page cannot call Personalize directly. Each event is a "
+        "`PutEvents` and its fresh list a `GetRecommendations` (1 TPS-hour = 3,600 requests). These are "
+        "Personalize's list prices as of 2024-2025 (aws.amazon.com/personalize/pricing, us-east-1), "
+        "not re-checked online for this report (no network here).",
+        cost_tables(m),
+        "## Storage growth",
+        f"State items never expire (only erasure markers do), so the table grows with every new shopper: "
+        f"{ASSUMED_EVENTS_PER_SHOPPER_MONTH} events per active shopper a month and "
+        f"{ASSUMED_NEW_SHOPPER_SHARE:.0%} of each month's shoppers new (assumed), "
+        f"{fmt(m.state_item_bytes / 1024)} KB each (measured, a steady history; a shopper with few events "
+        "has a smaller item, so this is an upper bound). The event log keeps `EventLogRetentionDays` "
+        "of uncompressed JSON lines (Firehose `CompressionFormat: UNCOMPRESSED`).",
+        storage_table(m),
+        "## Prices and quotas used",
+        prices,
+        quotas,
+        "## Training",
+        "Training capacity (issue 14) is measured in [training-scale.md](training-scale.md).",
+    ]
+    return "\n\n".join(parts).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    measured = measure_all()
+    args.out.write_text(render(measured, time.perf_counter() - started), encoding="utf-8")
+    print(f"[capacity] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
