@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -214,6 +214,36 @@ class Measurements:
     template: Template
 
     @property
+    def stored_item_bytes(self) -> int:
+        """A steady shopper's stored item, for storage: the larger of the item state_item_growth builds
+        and the items the API path really wrote (their write units x 1 KB, an upper bound)."""
+        written = math.ceil(self.api.write_units / self.api.writes) * 1024
+        return max(self.state_item_bytes, written)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "paths": [asdict(m) for m in self.paths.values()],
+                "state_item_bytes": self.state_item_bytes,
+                "line_bytes": self.line_bytes,
+                "metrics": self.metrics,
+                "template": asdict(self.template),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Measurements:
+        raw = json.loads(text)
+        paths = [Measured(**m) for m in raw["paths"]]
+        return cls(
+            {m.path: m for m in paths},
+            raw["state_item_bytes"],
+            raw["line_bytes"],
+            raw["metrics"],
+            Template(**raw["template"]),
+        )
+
+    @property
     def api(self) -> Measured:
         return self.paths["API (POST /events, one event)"]
 
@@ -363,7 +393,7 @@ def monthly_cost(measured: Measurements, events: int, path: Measured, front_door
         "CloudWatch metrics + alarms": len(measured.metrics) * PRICES["cw_metric_month"].amount
         + t.alarms * PRICES["cw_alarm_month"].amount,
         "state table storage (month 1)": shoppers
-        * measured.state_item_bytes
+        * measured.stored_item_bytes
         / GB
         * (PRICES["ddb_storage"].amount + PRICES["ddb_pitr"].amount),
         "S3 event log (month 1)": line_gb * PRICES["s3_storage"].amount,
@@ -376,7 +406,7 @@ def storage_after(measured: Measurements, events: int, months: int) -> tuple[flo
     never expire, new shoppers keep arriving; the log keeps `EventLogRetentionDays`."""
     active = events / ASSUMED_EVENTS_PER_SHOPPER_MONTH
     shoppers = active * (1 + ASSUMED_NEW_SHOPPER_SHARE * (months - 1))
-    state_gb = shoppers * measured.state_item_bytes / GB
+    state_gb = shoppers * measured.stored_item_bytes / GB
     kept_months = min(months, measured.template.event_log_retention_days / 30.4)
     log_gb = events * measured.line_bytes * kept_months / GB
     return (

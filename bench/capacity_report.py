@@ -33,6 +33,7 @@ from bench.capacity import (
 )
 from bench.common import fmt, table
 from bench.cost import (
+    ASSUMED_DYNAMODB_ROUND_TRIPS_MS,
     ASSUMED_LOG_BYTES_PER_INVOCATION,
     ASSUMED_PERSONALIZE_EVENT_BYTES,
     ASSUMED_PERSONALIZE_TRAINING_HOURS_PER_RUN,
@@ -46,6 +47,7 @@ from bench.cost import (
 from bench.kinesis_cost import NUM_ITEMS, cost_rows
 
 MIB = 1_048_576
+MEASUREMENTS_CACHE = Path.home() / ".cache" / "nextpick" / "bench" / "capacity-measurements.json"
 
 
 def _q(name: str) -> float:
@@ -85,11 +87,14 @@ def measured_inputs(m: Measurements) -> str:
                 ],
                 rows,
             ),
-            f"- A steady shopper's state item (300 events of history, `encode_state`, DynamoDB's size "
-            f"rules): **{m.state_item_bytes:,} bytes ({fmt(m.state_item_bytes / 1024)} KB)**: "
-            f"{-(-m.state_item_bytes // 1024)} WRU per write, {-(-m.state_item_bytes // 4096)} RRU per "
-            "strongly consistent read. (docs/benchmarks.md §5 still says 4.7 KB: it was generated before the "
-            "item grew the shopper's item history and last-write records; rerun `python -m bench` to refresh it.)",
+            f"- A steady shopper's state item: the items the API path wrote in the measured run (200 "
+            "events of history, a one-event outbox) cost "
+            f"**{fmt(m.api.write_units / m.api.writes)} WRU per write and {fmt(m.api.read_units / m.api.reads)} "
+            f"RRU per read, i.e. up to {fmt(m.stored_item_bytes / 1024)} KB**; every table here uses those. The "
+            "item `bench.cost.state_item_growth` builds for a `bench.workload` shopper at 300 events is "
+            f"{m.state_item_bytes:,} bytes ({fmt(m.state_item_bytes / 1024)} KB, another "
+            "workload's history). docs/benchmarks.md §5's 4.7 KB predates the state's item history (contract "
+            "v2, docs/kinesis.md); `python -m bench` refreshes it.",
             f"- An event-log line (`TrackedEvent.log_record`, one view): {m.line_bytes} bytes.",
             f"- Custom metrics the functions emit (EMF, dimension `service`): {len(m.metrics)} "
             f"({', '.join(m.metrics)}); alarms in template.yaml: {t.alarms}; customer managed KMS keys: "
@@ -144,8 +149,8 @@ def capacity_table(m: Measurements) -> str:
         [_verdict(r, _q("kinesis_ondemand_initial_records")) for r in RATES],
     )
     row(
-        f"Lambda concurrency, Kinesis path: needed (measured) / at most shards x {t.parallelization_factor}",
-        [f"{fmt(concurrency(m.kinesis, r))} / {kinesis_shards(r) * t.parallelization_factor}" for r in RATES],
+        f"Lambda concurrency, Kinesis path (measured need) vs provisioned shards x `ParallelizationFactor` {t.parallelization_factor}",
+        [_verdict(concurrency(m.kinesis, r), kinesis_shards(r) * t.parallelization_factor) for r in RATES],
     )
     row(
         "EventBridge PutEvents requests/s, one entry each / 10 entries each",
@@ -272,6 +277,64 @@ def storage_table(m: Measurements) -> str:
     )
 
 
+def _kinesis_verdict(m: Measurements) -> str:
+    """Whether the stream's shards give the function the concurrency the measured batches need."""
+    t = m.template
+    batch_seconds = m.kinesis.duration_ms_per_invocation / 1000
+    per_shard = t.parallelization_factor * m.kinesis.events / m.kinesis.invocations / batch_seconds
+    short = [r for r in RATES if concurrency(m.kinesis, r) > kinesis_shards(r) * t.parallelization_factor]
+    if not short:
+        return "The measured need is below it at every rate here."
+    return (
+        f"**It binds before the records do**: a batch of 100 different shoppers takes "
+        f"{fmt(batch_seconds)} s (one read and one write per shopper, in turn), so one shard drains at "
+        f"most {fmt(per_shard)} events/s, less than the 1,000 it accepts. At "
+        f"{', '.join(f'{r:,}' for r in short)} events/s the shards the records need leave the "
+        "function behind (its iterator age grows: `StreamIteratorAgeAlarm`): size a provisioned stream "
+        f"by {fmt(per_shard)} events/s per shard, or raise `ParallelizationFactor` (up to 10). An "
+        "on-demand stream sizes its shards by bytes and records, not by the consumer's speed, so the "
+        "same holds for it."
+    )
+
+
+def _reading(m: Measurements) -> list[str]:
+    t = m.template
+    top = RATES[-1]
+    api_concurrency = concurrency(m.api, top)
+    wru = top * per_event(m.api, m.api.write_units)
+    kinesis_wru = top * per_event(m.kinesis, m.kinesis.write_units)
+    return [
+        "Reading the table:",
+        f"- **The stage throttle is the first wall.** template.yaml's `ApiRateLimit` ({t.api_rate_limit}/s) "
+        f"and `ApiBurstLimit` ({t.api_burst_limit}) protect the account from a runaway client; a shop "
+        "sending more single-event requests than that raises them (`sam deploy --parameter-overrides "
+        "ApiRateLimit=...`), batches events (`POST /events` takes up to 25), or sends its server-side "
+        f"events by the bus or Kinesis. Then comes the account's {fmt(_q('api_account_rps'))} requests/s "
+        f"({fmt(_q('api_account_burst'))} burst), shared by every API of the account and region.",
+        f"- **Lambda concurrency is not the limit** at these rates: {fmt(m.api.duration_ms_per_invocation)} ms "
+        f"per event on the API path is {fmt(api_concurrency)} concurrent executions at {top:,} events/s, "
+        f"{api_concurrency / _q('lambda_concurrency'):.0%} of the default {fmt(_q('lambda_concurrency'))}. "
+        f"Scaling out is {fmt(_q('lambda_scaling'))} new executions per function every 10 s, so a cold burst "
+        "to that rate is absorbed in seconds (each new container pays a cold start: "
+        "[benchmarks.md](benchmarks.md) §3).",
+        f"- **DynamoDB is the limit at {top:,} events/s on the API or bus path**: each single-event write "
+        f"rewrites the whole state item, {fmt(wru)} WRU/s against the table's default on-demand quota of "
+        f"{fmt(_q('ddb_table_wru'))}. Ask for more (on-demand follows up to twice the previous peak at "
+        "once; a new table takes 4,000 writes/s unless pre-warmed) or use the Kinesis path, whose one "
+        f"write per shopper per batch needs {fmt(kinesis_wru)} WRU/s for batches of 100 different "
+        "shoppers (fewer when a batch holds several events of a shopper).",
+        f"- **Kinesis**: on-demand takes {fmt(_q('kinesis_ondemand_initial_records'))} records/s at creation "
+        "and adapts; provisioned shards take 1,000 records/s each. The function runs at most "
+        f"`ParallelizationFactor` ({t.parallelization_factor}) batches per shard at once, so shards x "
+        f"{t.parallelization_factor} bounds its concurrency. " + _kinesis_verdict(m),
+        "- **Firehose** is far from its limits: the shipper packs a stream batch into one "
+        "`PutRecordBatch`, so its requests/s are the rate over the batch size, and the bytes "
+        f"{m.line_bytes} per event. The buffer ({t.firehose_buffer_mb} MB or {t.firehose_buffer_seconds} s) "
+        "decides how late the event log is and how many S3 objects the retrain job reads: at high rates "
+        f"the {t.firehose_buffer_mb} MB closes a buffer before {t.firehose_buffer_seconds} s.",
+    ]
+
+
 def render(m: Measurements, seconds: float) -> str:
     prices = table(
         ["item", "price (USD)", "unit", "source"],
@@ -302,34 +365,14 @@ def render(m: Measurements, seconds: float) -> str:
         "Each cell: what the rate needs, of what the limit allows (share; *near* above 50 %, *over* above "
         "100 %).",
         capacity_table(m),
-        "Reading the table:",
-        "- **The stage throttle is the first wall.** template.yaml's `ApiRateLimit` (200/s) and "
-        "`ApiBurstLimit` protect the account from a runaway client; a shop sending more than ~150 "
-        "events/s through the API raises them (`sam deploy --parameter-overrides ApiRateLimit=...`), "
-        "batches events (`POST /events` takes a batch), or moves its server-side events to the bus or "
-        "Kinesis. Above ~5,000 requests/s the account's 10,000/s (5,000 burst) is next.",
-        "- **Lambda concurrency is not the limit** at these rates: ~20 ms per event is ~200 concurrent "
-        "executions at 10,000 events/s, a fifth of the default 1,000. Scaling out is 1,000 new "
-        "executions per function every 10 s, so even a cold burst to 10,000 events/s is absorbed in "
-        "seconds.",
-        "- **DynamoDB is the limit at 10,000 events/s on the API or bus path**: each single-event write "
-        "rewrites the whole state item, so the write units per second are rate x item KB. Beyond the "
-        "table's default on-demand quota, ask for more (on-demand follows up to twice the previous "
-        "peak at once; a new table, 4,000 writes/s, unless pre-warmed) or use the Kinesis path, whose "
-        "one write per shopper per batch cuts the units by the events per shopper per batch.",
-        "- **Kinesis**: on-demand takes 4,000 records/s at creation and adapts; provisioned shards are "
-        "bound by 1,000 records/s each. The function runs at most `ParallelizationFactor` batches per "
-        "shard at once, so shards x 2 bounds its concurrency; the measured need is far below it.",
-        "- **Firehose** is far from its limits: the shipper packs a stream batch into one "
-        "`PutRecordBatch`, so the requests/s are the rate over the batch size, and the bytes are ~200 "
-        "per event. The buffer decides how late the event log is (up to 300 s behind) and how many S3 "
-        "objects the retrain job reads: at high rates the 64 MB size closes a buffer before 300 s.",
+        *_reading(m),
         "## A hot shopper",
         "All of one shopper's writes go to one partition key: DynamoDB allows 1,000 WCU/s and 3,000 "
         "RCU/s per partition whatever the table's capacity, and each write rewrites the whole item:",
         hot_table(m),
         "Two more bounds apply before the partition's: one shopper's writes are serial (read, fold, "
-        "conditional write), so one write per DynamoDB round trip pair (~10 ms: ~100 writes/s) at best; "
+        f"conditional write), so one write per DynamoDB round-trip pair (~{fmt(ASSUMED_DYNAMODB_ROUND_TRIPS_MS)} "
+        f"ms assumed: ~{fmt(1000 / ASSUMED_DYNAMODB_ROUND_TRIPS_MS)} writes/s) at best; "
         "and concurrent writers for one shopper conflict and retry "
         "(the load test's *emulated containers* row, [load-test.md](load-test.md): lock conflicts grow "
         "with the writers, a request losing 5 times answers 409 and is resent, nothing is lost or "
@@ -367,7 +410,7 @@ def render(m: Measurements, seconds: float) -> str:
         f"State items never expire (only erasure markers do), so the table grows with every new shopper: "
         f"{ASSUMED_EVENTS_PER_SHOPPER_MONTH} events per active shopper a month and "
         f"{ASSUMED_NEW_SHOPPER_SHARE:.0%} of each month's shoppers new (assumed), "
-        f"{fmt(m.state_item_bytes / 1024)} KB each (measured, a steady history; a shopper with few events "
+        f"{fmt(m.stored_item_bytes / 1024)} KB each (measured, a steady history; a shopper with few events "
         "has a smaller item, so this is an upper bound). The event log keeps `EventLogRetentionDays` "
         "of uncompressed JSON lines (Firehose `CompressionFormat: UNCOMPRESSED`).",
         storage_table(m),
@@ -383,9 +426,23 @@ def render(m: Measurements, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--measurements",
+        type=Path,
+        default=MEASUREMENTS_CACHE,
+        help=f"where the measurements are saved (default {MEASUREMENTS_CACHE})",
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="re-render the report from the saved measurements"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    measured = measure_all()
+    if args.render_only:
+        measured = Measurements.from_json(args.measurements.read_text(encoding="utf-8"))
+    else:
+        measured = measure_all()
+        args.measurements.parent.mkdir(parents=True, exist_ok=True)
+        args.measurements.write_text(measured.to_json(), encoding="utf-8")
     args.out.write_text(render(measured, time.perf_counter() - started), encoding="utf-8")
     print(f"[capacity] wrote {args.out}", file=sys.stderr)
     return 0

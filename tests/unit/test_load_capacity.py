@@ -137,3 +137,9 @@ def test_the_report_has_every_section_and_ends_with_training() -> None:
     assert report.rstrip().endswith(
         "## Training\n\nTraining capacity (issue 14) is measured in [training-scale.md](training-scale.md)."
     )
+
+
+def test_measurements_survive_their_json_so_the_report_can_be_rendered_again() -> None:
+    measured = _measurements()
+    again = Measurements.from_json(measured.to_json())
+    assert again == measured
