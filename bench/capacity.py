@@ -25,7 +25,9 @@ from bench.common import REPO_ROOT
 from bench.cost import (
     ASSUMED_FIREHOSE_CALL_MS,
     ASSUMED_LOG_BYTES_PER_INVOCATION,
+    ASSUMED_RETRAIN_SECONDS,
     ASSUMED_SHIPPER_OVERHEAD_MS,
+    ASSUMED_TRAINING_RUNS_PER_MONTH,
     GB,
     PRICES,
     _lambda_cost,
@@ -40,6 +42,7 @@ RATES = (100, 1_000, 10_000)  # events per second, sustained
 MONTHLY_EVENTS = (10_000_000, 100_000_000, 1_000_000_000)
 SECONDS_PER_MONTH = 730 * 3600
 MEMORY_MB = 1024
+RETRAIN_MEMORY_MB = 4096  # template.yaml RetrainFunction
 
 # Assumptions (the report names each where it is used).
 ASSUMED_EVENTS_PER_SHOPPER_MONTH = 20  # active shoppers = events / 20
@@ -397,6 +400,11 @@ def monthly_cost(measured: Measurements, events: int, path: Measured, front_door
         / GB
         * (PRICES["ddb_storage"].amount + PRICES["ddb_pitr"].amount),
         "S3 event log (month 1)": line_gb * PRICES["s3_storage"].amount,
+        "Lambda (retrain, 4096 MB)": ASSUMED_TRAINING_RUNS_PER_MONTH
+        * ASSUMED_RETRAIN_SECONDS
+        * RETRAIN_MEMORY_MB
+        / 1024
+        * PRICES["lambda_gb_second"].amount,
     }
     return MonthlyCost(events, lines)
 

@@ -3,7 +3,7 @@
 a hot shopper (bench.load_hot). Writes docs/load-test.md.
 
     nextpick serve --demo --retrain-every 0 &          # or `make local ARGS="--retrain-every 0"`
-    .venv/bin/python -m bench.load                      # levels 1..32, 5 s per level and route
+    .venv/bin/python -m bench.load                      # levels 1..32, 10 s per level and route
 
 Standard library only: each client is a thread sending one request at a time over
 `nextpick_local.http_client.JsonClient` (urllib, a new connection per request, as a shop's backend
@@ -248,11 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         "--state-file", type=Path, help="the stack's state file (default .nextpick/local.json)"
     )
     parser.add_argument("--levels", type=_levels, default=DEFAULT_LEVELS, help="client counts, e.g. 1,2,4")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per level and route (default 5)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per level and route (default 10)")
     parser.add_argument("--hot-clients", type=int, default=16, help="clients hammering the hot shopper")
     parser.add_argument("--hot-events", type=int, default=160, help="distinct events sent to the hot shopper")
     parser.add_argument(
-        "--probe-seconds", type=float, default=65.0, help="one idle client, to show periodic stalls (0: skip)"
+        "--probe-seconds",
+        type=float,
+        default=0.0,
+        help="then one client alone for this long, to show periodic stalls (default 0: skip)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
@@ -268,10 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         f" {flag} {value}"
         for flag, value, default in (
             ("--levels", ",".join(map(str, args.levels)), ",".join(map(str, DEFAULT_LEVELS))),
-            ("--seconds", fmt(args.seconds), "5"),
+            ("--seconds", fmt(args.seconds), fmt(10.0)),
             ("--hot-clients", str(args.hot_clients), "16"),
             ("--hot-events", str(args.hot_events), "160"),
-            ("--probe-seconds", fmt(args.probe_seconds), "65"),
+            ("--probe-seconds", fmt(args.probe_seconds), fmt(0.0)),
         )
         if value != default
     )
@@ -279,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         *machine_description(),
         ("Load average (1 min)", f"{load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after"),
     ]
-    report = load_report.render(command, levels, hot, time.perf_counter() - started, machine, scan, probe)
+    refresh = str(target.state.get("function_env", {}).get("CATALOG_REFRESH_SECONDS", "?"))
+    report = load_report.render(
+        command, levels, hot, time.perf_counter() - started, machine, scan, probe, refresh
+    )
     args.out.write_text(report, encoding="utf-8")
     print(f"[load] wrote {args.out}", file=sys.stderr)
     failed = [run for run in hot if not run.verdict.exactly_once]
