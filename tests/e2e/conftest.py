@@ -80,20 +80,37 @@ def start_local_stack(log_dir: Path, *extra: str) -> LocalStack:
     args = ["--port", str(port), "--state-file", str(state_file), *extra]
     command = ["make", "--no-print-directory", "local", f"ARGS={' '.join(args)}"]
     with (log_dir / "serve.out").open("wb") as out, (log_dir / "serve.err").open("wb") as err:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env={**os.environ})
+        # A session of its own: on a start that times out, make and the `nextpick serve` under it are
+        # stopped together (killing make alone left serve and its moto running, orphaned, on a shared
+        # machine: seen twice with the load test's fixture on a 2-core VM at load average 15).
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=out, stderr=err, env={**os.environ}, start_new_session=True
+        )
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     # Ready = the state file is written, which `serve` does once the HTTP server is up.
     while not state_file.exists():
         if process.poll() is not None:
             raise RuntimeError(f"nextpick serve exited with {process.returncode}:\n{_output(log_dir)}")
         if time.monotonic() > deadline:
-            process.kill()
+            _stop_group(process)
             raise RuntimeError(
                 f"nextpick serve not ready after {START_TIMEOUT_SECONDS}s:\n{_output(log_dir)}"
             )
         time.sleep(0.5)
     state = json.loads(state_file.read_text())
     return LocalStack(state["api_url"], process, state_file, log_dir, state)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to make and everything under it (`serve` stops cleanly on it), SIGKILL if that hangs."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
 
 
 def stop_local_stack(stack: LocalStack) -> int:
