@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.aws_quotas import QUOTAS
 from bench.common import REPO_ROOT
 from bench.cost import (
     ASSUMED_FIREHOSE_CALL_MS,
@@ -50,93 +51,6 @@ ASSUMED_NEW_SHOPPER_SHARE = 0.25  # of a month's active shoppers, never seen bef
 ASSUMED_XRAY_RETRIEVED_SHARE = 1.0  # every recorded trace scanned once (service map, console queries)
 ASSUMED_KMS_CALLS_PER_CONTAINER_HOUR = 24  # a data key per service every ~5 min (DynamoDB, Logs), cached
 ASSUMED_KINESIS_RECORD_BYTES = 300  # one event as a JSON record (docs/kinesis.md)
-
-
-@dataclass(frozen=True)
-class Quota:
-    value: float
-    unit: str
-    source: str
-
-
-QUOTAS = {
-    "lambda_concurrency": Quota(
-        1_000,
-        "concurrent executions per account and region (default, raised on request)",
-        "https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html",
-    ),
-    "lambda_scaling": Quota(
-        1_000,
-        "new concurrent executions per function every 10 s",
-        "https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html",
-    ),
-    "ddb_partition_wcu": Quota(
-        1_000,
-        "write units per second per partition (one partition key: one shopper)",
-        "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html",
-    ),
-    "ddb_partition_rcu": Quota(
-        3_000,
-        "read units per second per partition",
-        "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html",
-    ),
-    "ddb_table_wru": Quota(
-        40_000,
-        "on-demand write request units per second per table (default, raised on request)",
-        "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html",
-    ),
-    "ddb_table_rru": Quota(
-        40_000,
-        "on-demand read request units per second per table (default, raised on request)",
-        "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html",
-    ),
-    "api_account_rps": Quota(
-        10_000,
-        "requests per second per account and region, REST and HTTP APIs together (raised on request)",
-        "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html",
-    ),
-    "api_account_burst": Quota(
-        5_000,
-        "burst (token bucket) per account and region",
-        "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html",
-    ),
-    "kinesis_shard_records": Quota(
-        1_000,
-        "records per second written per shard",
-        "https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html",
-    ),
-    "kinesis_shard_bytes": Quota(
-        1_048_576,
-        "bytes per second written per shard",
-        "https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html",
-    ),
-    "kinesis_ondemand_initial_records": Quota(
-        4_000,
-        "records per second an on-demand stream takes at creation (then up to twice its peak of the "
-        "last 30 days, up to 200 MiB/s)",
-        "https://docs.aws.amazon.com/streams/latest/dev/how-do-i-size-a-stream.html",
-    ),
-    "firehose_records": Quota(
-        500_000,
-        "records per second per direct-put stream in us-east-1, us-west-2, eu-west-1 (100,000 elsewhere)",
-        "https://docs.aws.amazon.com/firehose/latest/dev/limits.html",
-    ),
-    "firehose_requests": Quota(
-        2_000,
-        "PutRecordBatch requests per second per stream in those regions (1,000 elsewhere)",
-        "https://docs.aws.amazon.com/firehose/latest/dev/limits.html",
-    ),
-    "firehose_bytes": Quota(
-        5 * 1_048_576,
-        "bytes per second per stream in those regions (1 MiB/s elsewhere)",
-        "https://docs.aws.amazon.com/firehose/latest/dev/limits.html",
-    ),
-    "eventbridge_putevents": Quota(
-        10_000,
-        "PutEvents requests per second in us-east-1 (fewer in smaller regions), up to 10 entries each",
-        "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html",
-    ),
-}
 
 
 @dataclass(frozen=True)
