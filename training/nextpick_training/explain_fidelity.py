@@ -74,15 +74,14 @@ def measure_shopper(
     k: int,
     rng: np.random.Generator,
     into: Fidelity,
-    exclude_history: bool = False,
+    excluded: Sequence[int] = (),
     draws: int = 3,
 ) -> None:
-    """Explain the shopper's top `k` and add each pick's drops to `into`."""
+    """Explain the shopper's top `k` (never index 0 or an `excluded` item) and add each pick's drops
+    to `into`."""
     state, history = _inputs(model, events, now)
     exclude = np.zeros(model.num_items, np.float32)
-    exclude[0] = 1.0
-    if exclude_history:
-        exclude[history[0]] = 1.0
+    exclude[[0, *excluded]] = 1.0
     scores = model.rank(state, exclude, *history)
     picks = [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
     recent = [(item, kind, strength) for item, kind, strength, _ in events][-StateLimits().recent_events :]
