@@ -102,17 +102,43 @@ def demo(users: int, k: int, draws: int, epochs: int) -> dict[str, Any]:
 
 def cost(repeats: int) -> dict[str, Any]:
     """Median and p90 of the whole handler, GET recommendations k=10 with and without explain=true."""
+    import boto3
+
     from bench import models
-    from bench.routes import CATALOG_ITEMS, request, setup
+    from bench.routes import CATALOG_ITEMS, request
+    from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
+    from nextpick.domain.events import CatalogItem
     from nextpick.handlers import api, wiring
     from nextpick_local.standin.aws_resources import create_stack
+    from nextpick_training.publish import publish
 
     models.ensure_models((CATALOG_ITEMS,))
     stack = create_stack("bench-explain")
     os.environ.update(stack.env("ApiFunction"))
     os.environ.update(POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
     now = datetime.now(UTC)
-    ids, _ = setup(stack, now)
+    # bench.routes' catalog and model, without its trending buckets and partner table (not on this route).
+    model_bytes, manifest = models.load(CATALOG_ITEMS)
+    ids = [str(i) for i in models.item_ids(CATALOG_ITEMS)[1:]]
+    DynamoDbCatalog(stack.refs["ItemsTable"], 30).put_items(
+        [
+            CatalogItem(item_id=i, category=f"c{n % 20}", price=1.0 + n % 100, stock=5)
+            for n, i in enumerate(ids)
+        ]
+    )
+    publish(
+        boto3.client("s3"),
+        None,
+        stack.model_bucket,
+        "models/",
+        None,
+        model_bytes,
+        state_dim=manifest["state_dim"],
+        items=manifest["items"],
+        training_window={},
+        hyperparameters={},
+        metrics={},
+    )
     wiring.reset()
 
     def handle(event: dict[str, Any]) -> dict[str, Any]:

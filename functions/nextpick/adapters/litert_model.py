@@ -70,21 +70,21 @@ class ContractRunner:
         runner = self._interpreter.get_signature_runner(EXPLAIN_SIGNATURE)
         inputs = runner.get_input_details()
         recent = [int(n) for n in inputs["recent_items"]["shape"]]
+
+        def shape_of(name: str) -> list[int]:
+            return [int(n) for n in inputs[name]["shape_signature"]]
+
         expected = {
             "state": [self.state_dim],
+            # Any number of picks: -1.
             "history_items": [self.history_slots],
             "history_features": [self.history_slots, self.history_features],
             "recent_event_types": recent,
             "recent_strengths": recent,
+            "picks": [-1],
         }
-        if (
-            not self.history_slots
-            or len(recent) != 1
-            or any([int(n) for n in inputs[name]["shape"]] != shape for name, shape in expected.items())
-        ):
-            raise ValueError(f"explain takes {expected} and picks [P] (a v2 model only)")
-        if list(inputs["picks"]["shape_signature"]) != [-1]:
-            raise ValueError("explain takes picks of any length [P]")
+        if not self.history_slots or len(recent) != 1 or any(shape_of(n) != s for n, s in expected.items()):
+            raise ValueError(f"explain takes {expected} (a v2 model only)")
         return runner, recent[0]
 
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray:
@@ -142,6 +142,10 @@ class ContractRunner:
         last `recent_steps` are passed, padded in front with item 0 (a step `update` skips)."""
         if self._explain is None:
             return None
+        slot_items, features = np.asarray(history[0], np.int32), np.asarray(history[1], np.float32)
+        # A shopper without a filled slot has nothing to cite: no call (it would score 65 catalogs).
+        if not len(picks) or not np.any(features[:, -1] > 0.5):
+            return np.zeros((len(picks), self.history_slots), np.float32)
         steps = list(recent)[-self.recent_steps :]
         pad = self.recent_steps - len(steps)
         items = np.zeros(self.recent_steps, np.int32)
@@ -152,8 +156,8 @@ class ContractRunner:
         with self._lock:
             out = self._explain(
                 state=np.asarray(state, dtype=np.float32),
-                history_items=np.asarray(history[0], dtype=np.int32),
-                history_features=np.asarray(history[1], dtype=np.float32),
+                history_items=slot_items,
+                history_features=features,
                 recent_items=items,
                 recent_event_types=types,
                 recent_strengths=strengths,
@@ -171,11 +175,10 @@ class ContractRunner:
             scores = self.rank(state, np.zeros(self.num_items, np.float32))
             similar = self.similar(first, np.zeros(self.num_items, np.float32))
             if self._explain is not None:
-                history = (
-                    np.zeros(self.history_slots, np.int32),
-                    np.zeros((self.history_slots, self.history_features), np.float32),
-                )
-                explained = self.explain(state, history, [(first, 0, 1.0)], [first])
+                slot_items = np.zeros(self.history_slots, np.int32)
+                features = np.zeros((self.history_slots, self.history_features), np.float32)
+                slot_items[0], features[0, -1] = first, 1.0  # one filled slot: the signature runs
+                explained = self.explain(state, (slot_items, features), [(first, 0, 1.0)], [first])
                 if explained is None or explained.shape != (1, self.history_slots):
                     raise ValueError(f"explain answers shape {getattr(explained, 'shape', None)}")
         except (KeyError, ValueError, RuntimeError) as exc:
