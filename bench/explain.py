@@ -15,8 +15,10 @@ a new movie: the explore side). The demo shop (`nextpick_local.demo.demo_shop.ge
 and its named shoppers' live events): purchased items are excluded, as serving does by default; views
 and cart items can be picked again (the repeat side).
 
-**Cost.** bench.routes' stack (moto, in process, 10,000 items, the served architecture with random
-weights: speed depends on shapes only), one shopper with 50 events; GET /users/{user_id}/recommendations
+**Cost.** The template's stack in moto (in process) with bench.routes' model (10,000 items, the served
+architecture with random weights: speed depends on shapes only, its export carries `explain`) and a
+10,000-item catalog (no trending buckets, no partner table: this route reads neither), one shopper with
+50 events; GET /users/{user_id}/recommendations
 k=10 with and without `explain=true`, interleaved, `--repeats` calls each, median and p90 of the whole
 `lambda_handler`. No timed assert anywhere.
 """
