@@ -100,6 +100,9 @@ class TimedModel:
     def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
         return self._model.similar(item, exclude)
 
+    def explain(self, state: np.ndarray, history: Any, recent: Any, picks: Any) -> np.ndarray | None:
+        return self._model.explain(state, history, recent, picks)
+
     def rank(self, state: np.ndarray, exclude: np.ndarray, *history: Any) -> np.ndarray:
         started = perf_counter_ns()
         scores = self._model.rank(state, exclude, *history)

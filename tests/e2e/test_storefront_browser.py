@@ -11,6 +11,7 @@ surface in test-output/storefront/ (the test prints the directory)."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -98,6 +99,10 @@ return {
   for: document.getElementById("recs-for").textContent,
   titles: Array.from(panel.querySelectorAll(".rec-title"), (title) => title.textContent),
   categories: Array.from(panel.querySelectorAll(".rec"), (rec) => rec.dataset.category),
+  because: Array.from(panel.querySelectorAll(".rec"), (rec) => {
+    const line = rec.querySelector(".rec-because");
+    return line ? line.textContent : "";
+  }),
 };
 """
 
@@ -201,6 +206,7 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
         assert browser.find_element(By.ID, timing).text.endswith(" ms")
 
     assert bought not in after["items"], "a purchased item was recommended although purchases are excluded"
+    check_because(local_stack, browser, shopper, after)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
 
@@ -233,6 +239,27 @@ def test_storefront_clicks_update_the_recommendations(local_stack: Any, browser:
     # published a newer version since the last panel (the stack is shared by the session).
     status, live = local_stack.request("GET", "/model")
     assert status == 200 and cold["model_version"] in (after["model_version"], live["model_version"])
+
+
+def check_because(local_stack: Any, driver: Any, shopper: str, shown: dict[str, Any]) -> None:
+    """Under each pick, the page's "because" line is the API's `because` for the same query (explain=true):
+    each cited item's title and its share in whole percent (Math.round); no line for a pick without."""
+    query = str(driver.execute_script("return recommendQuery()"))
+    assert "explain=true" in query
+    answer = shopper_call(local_stack, shopper, "GET", f"/users/{shopper}/recommendations?{query}")
+    assert [r["item_id"] for r in answer["recommendations"]] == shown["items"]
+    expected = [
+        "because "
+        + ", ".join(
+            f"{driver.execute_script('return titleOf(arguments[0])', b['item_id'])} {math.floor(b['share'] * 100 + 0.5)}%"
+            for b in r["because"]
+        )
+        if r.get("because")
+        else ""
+        for r in answer["recommendations"]
+    ]
+    assert shown["because"] == expected
+    assert any(expected), "no pick of a shopper with events was explained"
 
 
 def test_storefront_gets_a_new_token_once_when_its_token_is_refused(local_stack: Any, browser: Any) -> None:

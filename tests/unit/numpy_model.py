@@ -87,6 +87,16 @@ class NumpyModel:
             np.add.at(scores, history_items, 10.0 * history_features[:, 0] * history_features[:, -1])
         return scores - exclude * np.float32(1e9)
 
+    def explain(
+        self,
+        state: np.ndarray,
+        history: tuple[np.ndarray, np.ndarray],
+        recent: Sequence[tuple[int, int, float]],
+        picks: Sequence[int],
+    ) -> np.ndarray | None:
+        """No `explain` signature: what every model exported before it answers."""
+        return None
+
     def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
         """Cosine of the embeddings, as the exported `similar` signature computes it."""
         if not self._has_similar:

@@ -47,7 +47,17 @@ def test_signatures_are_exactly_contract_v2(trained: tuple[TrainedModel, Exporte
 
     model, lite, blob = trained
     signatures = Interpreter(model_content=blob).get_signature_list()
-    assert set(signatures) == {"update", "rank", "similar"}
+    assert set(signatures) == {"update", "rank", "similar", "explain"}
+    assert sorted(signatures["explain"]["inputs"]) == [
+        "history_features",
+        "history_items",
+        "picks",
+        "recent_event_types",
+        "recent_items",
+        "recent_strengths",
+        "state",
+    ]
+    assert signatures["explain"]["outputs"] == ["contributions"]
     assert sorted(signatures["similar"]["inputs"]) == ["exclude", "item"]
     assert signatures["similar"]["outputs"] == ["scores"]
     assert sorted(signatures["update"]["inputs"]) == ["event_type", "item", "state", "strength"]

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from nextpick.adapters.litert_model import ContractRunner
-from nextpick.adapters.model_registry import REQUIRED_SIGNATURES, SIMILAR_SIGNATURE
+from nextpick.adapters.model_registry import EXPLAIN_SIGNATURE, REQUIRED_SIGNATURES, SIMILAR_SIGNATURE
 from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES
+from nextpick.domain.state import StateLimits
 
 from .model import EXCLUDED_SCORE, NUM_EVENT_TYPES, TrainedModel
 
@@ -118,16 +119,59 @@ def _build_module(model: TrainedModel) -> Any:
             dropped = (exclude > 0.5) | (index == query_row) | (index == 0) | tf.logical_not(known)
             return {"scores": tf.where(dropped, tf.constant(EXCLUDED_SCORE, tf.float32), scores)}
 
+        @tf.function(input_signature=_explain_inputs(state_dim))
+        def explain(
+            self,
+            state: Any,
+            history_items: Any,
+            history_features: Any,
+            recent_items: Any,
+            recent_event_types: Any,
+            recent_strengths: Any,
+            picks: Any,
+        ) -> dict[str, Any]:
+            from .model.explain import slot_contributions
+
+            recent = {"items": recent_items, "event_types": recent_event_types, "strengths": recent_strengths}
+            constants = {"decays": decays, "event_weights": event_weights}
+            history = (history_items, history_features)
+            contributions = slot_contributions(
+                weights, tables, state, *history, recent, picks, constants, lay
+            )
+            return {"contributions": contributions}
+
     return NextPickModel()
 
 
+def _explain_inputs(state_dim: int) -> list[Any]:
+    """The `explain` signature's inputs (docs/model-contract.md): the state, the history input `rank` took,
+    the shopper's recent fold steps (oldest first, item 0 = padding) and the picks to explain."""
+    import tensorflow as tf
+
+    recent = StateLimits().recent_events
+    return [
+        tf.TensorSpec([state_dim], tf.float32, name="state"),
+        tf.TensorSpec([HISTORY_SLOTS], tf.int32, name="history_items"),
+        tf.TensorSpec([HISTORY_SLOTS, NUM_HISTORY_FEATURES], tf.float32, name="history_features"),
+        tf.TensorSpec([recent], tf.int32, name="recent_items"),
+        tf.TensorSpec([recent], tf.int32, name="recent_event_types"),
+        tf.TensorSpec([recent], tf.float32, name="recent_strengths"),
+        tf.TensorSpec([None], tf.int32, name="picks"),
+    ]
+
+
 def export_tflite(model: TrainedModel) -> bytes:
-    """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank and similar."""
+    """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank, similar and explain."""
     import tensorflow as tf
 
     module = _build_module(model)
-    functions = {"update": module.update, "rank": module.rank, SIMILAR_SIGNATURE: module.similar}
-    keys = [*REQUIRED_SIGNATURES, SIMILAR_SIGNATURE]
+    functions = {
+        "update": module.update,
+        "rank": module.rank,
+        SIMILAR_SIGNATURE: module.similar,
+        EXPLAIN_SIGNATURE: module.explain,
+    }
+    keys = [*REQUIRED_SIGNATURES, SIMILAR_SIGNATURE, EXPLAIN_SIGNATURE]
     with tempfile.TemporaryDirectory(prefix="nextpick-export-") as tmp:
         tf.saved_model.save(module, tmp, signatures={key: functions[key] for key in keys})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=keys)

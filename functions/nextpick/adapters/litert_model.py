@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from nextpick.adapters.model_registry import REQUIRED_SIGNATURES, SIMILAR_SIGNATURE, check_manifest
+from nextpick.adapters.model_registry import (
+    EXPLAIN_SIGNATURE,
+    REQUIRED_SIGNATURES,
+    SIMILAR_SIGNATURE,
+    check_manifest,
+)
 from nextpick.domain.together import PartnerTable
 from nextpick.errors import ModelIntegrityError, ModelUnavailable
 
@@ -51,10 +56,36 @@ class ContractRunner:
                     similar_inputs["item"]["shape"]
                 ):
                     raise ValueError("similar takes item [] and exclude [num_items]")
+            self._explain, self.recent_steps = self._explain_runner(signatures)
         except (KeyError, IndexError, ValueError) as exc:  # a signature with other inputs than the contract's
             raise ModelIntegrityError(f"model signatures do not match the contract: {exc!r}") from exc
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
         self._lock = threading.Lock()
+
+    def _explain_runner(self, signatures: dict[str, Any]) -> tuple[Any, int]:
+        """The optional `explain` runner and its number of recent steps R; (None, 0) without it. Only a
+        v2 model can have one: it explains a pick by the history slots `rank` took."""
+        if EXPLAIN_SIGNATURE not in signatures:
+            return None, 0
+        runner = self._interpreter.get_signature_runner(EXPLAIN_SIGNATURE)
+        inputs = runner.get_input_details()
+        recent = [int(n) for n in inputs["recent_items"]["shape"]]
+
+        def shape_of(name: str) -> list[int]:
+            return [int(n) for n in inputs[name]["shape_signature"]]
+
+        expected = {
+            "state": [self.state_dim],
+            # Any number of picks: -1.
+            "history_items": [self.history_slots],
+            "history_features": [self.history_slots, self.history_features],
+            "recent_event_types": recent,
+            "recent_strengths": recent,
+            "picks": [-1],
+        }
+        if not self.history_slots or len(recent) != 1 or any(shape_of(n) != s for n, s in expected.items()):
+            raise ValueError(f"explain takes {expected} (a v2 model only)")
+        return runner, recent[0]
 
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray:
         with self._lock:
@@ -97,6 +128,43 @@ class ContractRunner:
             out = self._similar(item=np.int32(item), exclude=np.asarray(exclude, dtype=np.float32))
         return np.array(out["scores"], dtype=np.float32)
 
+    def explain(
+        self,
+        state: np.ndarray,
+        history: tuple[np.ndarray, np.ndarray],
+        recent: Sequence[tuple[int, int, float]],
+        picks: Sequence[int],
+    ) -> np.ndarray | None:
+        """[len(picks), history_slots]: how much each history slot adds to each pick's score (its score
+        minus its score without that slot, docs/explanations.md); None: the model has no `explain`.
+
+        `recent` are the shopper's fold steps (vocabulary index, event code, strength), oldest first; the
+        last `recent_steps` are passed, padded in front with item 0 (a step `update` skips)."""
+        if self._explain is None:
+            return None
+        slot_items, features = np.asarray(history[0], np.int32), np.asarray(history[1], np.float32)
+        # A shopper without a filled slot has nothing to cite: no call (it would score 65 catalogs).
+        if not len(picks) or not np.any(features[:, -1] > 0.5):
+            return np.zeros((len(picks), self.history_slots), np.float32)
+        steps = list(recent)[-self.recent_steps :]
+        pad = self.recent_steps - len(steps)
+        items = np.zeros(self.recent_steps, np.int32)
+        types = np.zeros(self.recent_steps, np.int32)
+        strengths = np.zeros(self.recent_steps, np.float32)
+        if steps:
+            items[pad:], types[pad:], strengths[pad:] = zip(*steps, strict=True)
+        with self._lock:
+            out = self._explain(
+                state=np.asarray(state, dtype=np.float32),
+                history_items=slot_items,
+                history_features=features,
+                recent_items=items,
+                recent_event_types=types,
+                recent_strengths=strengths,
+                picks=np.asarray(picks, dtype=np.int32),
+            )
+        return np.array(out["contributions"], dtype=np.float32)
+
     def check_runs(self) -> None:
         """Run every signature once (a cold-start state and one event, ~1 ms) and check their outputs'
         shapes; raise ModelIntegrityError otherwise. Publishing and serving both call it before a
@@ -106,6 +174,13 @@ class ContractRunner:
             state = self.update(np.zeros(self.state_dim, np.float32), first, 0, 1.0)
             scores = self.rank(state, np.zeros(self.num_items, np.float32))
             similar = self.similar(first, np.zeros(self.num_items, np.float32))
+            if self._explain is not None:
+                slot_items = np.zeros(self.history_slots, np.int32)
+                features = np.zeros((self.history_slots, self.history_features), np.float32)
+                slot_items[0], features[0, -1] = first, 1.0  # one filled slot: the signature runs
+                explained = self.explain(state, (slot_items, features), [(first, 0, 1.0)], [first])
+                if explained is None or explained.shape != (1, self.history_slots):
+                    raise ValueError(f"explain answers shape {getattr(explained, 'shape', None)}")
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ModelIntegrityError(f"model signatures do not run: {exc!r}") from exc
         outputs = [scores] if similar is None else [scores, similar]

@@ -52,6 +52,9 @@ BOUGHT_TOGETHER_NAME = "bought_together.npz"
 # GET /items/{item_id}/similar from live trending instead (docs/similar.md).
 REQUIRED_SIGNATURES: tuple[str, ...] = ("update", "rank")
 SIMILAR_SIGNATURE = "similar"
+# Optional too: each history slot's share in a pick's score (docs/explanations.md). Without it a pick
+# carries no `because`.
+EXPLAIN_SIGNATURE = "explain"
 
 # models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
 # rollback), so a container that cannot load the live version can fall back to the last good one.

@@ -429,12 +429,22 @@ class CatalogBody(RootModel[CatalogRequest]):
         return self.root.items if isinstance(self.root, CatalogBatch) else [self.root]
 
 
+class Because(BaseModel):
+    """One of the shopper's own items behind a pick, and its share of the pick's positive contributions
+    (docs/explanations.md)."""
+
+    item_id: str
+    share: float
+
+
 class Recommendation(BaseModel):
     item_id: str
     score: float
     # The name of the promotion (docs/rules.md) that gave the item its place; left out of every dump for
     # every other pick, so a page can badge promoted items and answers without promotions do not change.
     promotion: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    # Why, with `?explain=true` (docs/explanations.md): left out of every answer that did not ask.
+    because: list[Because] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 # Locations pydantic (and Powertools' validation) prefix to a field path that mean nothing to a caller:

@@ -56,6 +56,17 @@ class RankingModel(Protocol):
         `item` itself score <= -1e9); None: the model has no `similar` signature (docs/similar.md)."""
         ...
 
+    def explain(
+        self,
+        state: np.ndarray,
+        history: tuple[np.ndarray, np.ndarray],
+        recent: Sequence[tuple[int, int, float]],
+        picks: Sequence[int],
+    ) -> np.ndarray | None:
+        """[len(picks), history_slots]: each pick's score minus its score without that history slot
+        (docs/explanations.md); None: the model has no `explain` signature."""
+        ...
+
 
 class WithoutOptionalParts:
     """What a model without the contract's optional parts answers (docs/model-contract.md): no
@@ -64,6 +75,15 @@ class WithoutOptionalParts:
     partner_table: PartnerTable | None = None
 
     def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def explain(
+        self,
+        state: np.ndarray,
+        history: tuple[np.ndarray, np.ndarray],
+        recent: Sequence[tuple[int, int, float]],
+        picks: Sequence[int],
+    ) -> np.ndarray | None:
         return None
 
 

@@ -38,6 +38,8 @@ class RecommendOptions:
     category: str | None = None
     # Business rules (docs/rules.md); None: ranking exactly as without rules.
     rules: RuleSet | None = None
+    # `?explain=true`: each pick says which of the shopper's own items it owes most to (docs/explanations.md).
+    explain: bool = False
 
 
 @dataclass

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from nextpick.domain.events import AnyEvent, Recommendation, check_not_in_future
+from nextpick.domain.explanations import explain_picks
 from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
 from nextpick.domain.ranking import ColdStart, MaskCache, RecommendOptions, cold_start_top_k, top_k
 from nextpick.domain.search import SearchIndexCache, resolve_searches
@@ -217,5 +218,7 @@ class Recommender:
             history,
             options.rules,
         )
+        if options.explain and history is not None:
+            picks = explain_picks(model, vector, history, state.recent, picks)
         rank_ms = (time.perf_counter() - started) * 1000
         return UserRecommendations(state.user_id, model.version, picks, status, rank_ms)

@@ -42,6 +42,7 @@ from nextpick.handlers.api_params import (
     Category,
     ExcludeItems,
     ExcludePurchased,
+    Explain,
     Filter,
     K,
     MaxPerCategory,
@@ -126,9 +127,13 @@ app.include_router(together_router)
 
 
 def _options(
-    k: int | None, exclude_purchased: bool | None, category: str | None, rules: RuleQuery
+    k: int | None,
+    exclude_purchased: bool | None,
+    category: str | None,
+    rules: RuleQuery,
+    explain: bool | None = None,
 ) -> RecommendOptions:
-    return recommend_options(k, exclude_purchased, category, rules)
+    return recommend_options(k, exclude_purchased, category, rules, explain)
 
 
 def _request_body() -> bytes:
@@ -173,10 +178,11 @@ def post_events(
     max_per_category: MaxPerCategory = None,
     exclude_items: ExcludeItems = None,
     rules: RuleSetParam = None,
+    explain: Explain = None,
 ):
     started = time.perf_counter()
     options = _options(
-        k, exclude_purchased, category, RuleQuery(filter, max_per_category, exclude_items, rules)
+        k, exclude_purchased, category, RuleQuery(filter, max_per_category, exclude_items, rules), explain
     )
     request = parse_events(_request_body(), wiring.request_limits())
     principal = _principal()
@@ -210,11 +216,12 @@ def get_recommendations(
     max_per_category: MaxPerCategory = None,
     exclude_items: ExcludeItems = None,
     rules: RuleSetParam = None,
+    explain: Explain = None,
 ):
     started = time.perf_counter()
     user_id = _path_id("user_id", user_id)
     rule_query = RuleQuery(filter, max_per_category, exclude_items, rules)
-    options = _options(k, exclude_purchased, category, rule_query)
+    options = _options(k, exclude_purchased, category, rule_query, explain)
     user = wiring.recommender().recommendations(user_id, options)
     _observe([user])
     return _json({**user.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)})

@@ -28,6 +28,10 @@ JSON_MEDIA_TYPE = "application/json"
 PathId = Annotated[str, Path(min_length=1, max_length=3 * ID_MAX_LENGTH)]
 K = Annotated[int | None, Query(ge=1, le=1000)]
 ExcludePurchased = Annotated[bool | None, Query()]
+# `?explain=true`: each pick carries `because` (docs/explanations.md); left out, no pick carries it.
+Explain = Annotated[
+    bool | None, Query(description="Say which of the shopper's own items each pick owes most to")
+]
 Category = Annotated[str | None, Query(min_length=1, max_length=128)]
 # Business rules (docs/rules.md, "On the API"): validated by the domain, which names the parameter.
 Filter = Annotated[str | None, Query(description="A filter expression (docs/rules.md's grammar)")]
@@ -53,11 +57,16 @@ def path_id(name: str, raw: str) -> str:
 
 
 def recommend_options(
-    k: int | None, exclude_purchased: bool | None, category: str | None, rules: RuleQuery
+    k: int | None,
+    exclude_purchased: bool | None,
+    category: str | None,
+    rules: RuleQuery,
+    explain: bool | None = None,
 ) -> RecommendOptions:
     """The ranking options of a request, rules resolved: all checked before anything is applied."""
     size = list_size(k)
-    return RecommendOptions(size, exclude_purchased, category, wiring.rule_sets().for_request(rules))
+    rule_set = wiring.rule_sets().for_request(rules)
+    return RecommendOptions(size, exclude_purchased, category, rule_set, explain=bool(explain))
 
 
 def principal_of(event: BaseProxyEvent) -> Principal:

@@ -123,6 +123,8 @@ function recommendQuery(cart = cartOf(state.shopper)) {
   const ruleSet = window.NEXTPICK_CONFIG && window.NEXTPICK_CONFIG.ruleSet;
   if (ruleSet) params.set("rules", ruleSet);
   if (cart.length) params.set("exclude_items", cart.join(","));
+  // Each pick says which of the shopper's own items it owes most to (docs/explanations.md).
+  params.set("explain", "true");
   return params.toString();
 }
 
@@ -256,6 +258,15 @@ function movementOf(itemId, rank, previousRanks) {
   return { text: "", label: "" };
 }
 
+// "because Classic Coffee 62%, Eco Grinder 21%": the shopper's own items behind a pick and their shares
+// of what adds to its score (the answer's `because`, asked with explain=true).
+function becauseLine(because) {
+  const line = document.createElement("span");
+  line.className = "rec-because";
+  line.textContent = `because ${because.map((b) => `${titleOf(b.item_id)} ${Math.round(b.share * 100)}%`).join(", ")}`;
+  return line;
+}
+
 function renderRecommendations(body, rttMs, reason) {
   const recs = body.recommendations || [];
   const previousRanks = new Map(state.recs.map((r, i) => [r.item_id, i]));
@@ -287,6 +298,7 @@ function renderRecommendations(body, rttMs, reason) {
       text.append(promotionBadge(rec.promotion));
       item.dataset.promotion = rec.promotion;
     }
+    if (rec.because && rec.because.length) text.append(becauseLine(rec.because));
 
     const change = document.createElement("span");
     change.className = `rec-change ${movement.kind ? `rec-change-${movement.kind}` : ""}`;
