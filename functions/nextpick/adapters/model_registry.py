@@ -25,6 +25,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import error_code
+from nextpick.domain.candidates import ExploreIndex
 from nextpick.domain.events import EVENT_TYPE_ORDER
 from nextpick.domain.history import HISTORY_FEATURES, HISTORY_SLOTS
 from nextpick.domain.item_attributes import ATTRIBUTE_BUCKETS
@@ -46,12 +47,16 @@ WEIGHTS_NAME = "weights.npz"
 # Each item's bought-together partners (docs/model-contract.md, "Bought together"): optional; a model
 # without it is served as before and its item pages fall back to live trending.
 BOUGHT_TOGETHER_NAME = "bought_together.npz"
+# The large-catalog explore index (docs/ranking-1m.md): optional; without it serving runs the exact `rank`.
+EXPLORE_INDEX_NAME = "explore_index.npz"
 
 # The signatures of a model (docs/model-contract.md): `update` and `rank` always; `similar` (item-to-item
 # cosine over the item vectors) is optional: a model without it is still valid, and serving answers
 # GET /items/{item_id}/similar from live trending instead (docs/similar.md).
 REQUIRED_SIGNATURES: tuple[str, ...] = ("update", "rank")
 SIMILAR_SIGNATURE = "similar"
+# Optional: rank's per-shopper parts (query, history scores, explore offset) for the large-catalog path.
+RANK_QUERY_SIGNATURE = "rank_query"
 
 # models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
 # rollback), so a container that cannot load the live version can fall back to the last good one.
@@ -101,6 +106,10 @@ def bought_together_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{BOUGHT_TOGETHER_NAME}"
 
 
+def explore_index_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{EXPLORE_INDEX_NAME}"
+
+
 def history_key(prefix: str, version: str, published_at: datetime) -> str:
     """Where a copy of the pointer that made `version` live at `published_at` is kept. Keys sort by
     switch time, to the microsecond: a rollback right after a publish still sorts after it."""
@@ -126,6 +135,7 @@ def build_manifest(
     lineage: dict[str, Any] | None = None,
     trending: list[list[Any]] | None = None,
     bought_together: dict[str, Any] | None = None,
+    explore_index: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The (v2) manifest of docs/model-contract.md."""
     if not items or items[0] is not None:
@@ -155,6 +165,8 @@ def build_manifest(
         "trending": trending or [],
         # `bought_together_entry` of the version's `bought_together.npz`, or None: no such artifact.
         "bought_together": bought_together,
+        # `explore_index_entry` of the version's `explore_index.npz`, or None: serving runs the exact `rank`.
+        "explore_index": explore_index,
     }
 
 
@@ -335,19 +347,26 @@ def bought_together_entry(body: bytes, parameters: Mapping[str, Any]) -> dict[st
     }
 
 
-def read_partner_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
-    """A version's `bought_together.npz` bytes, checked against the manifest's sha256 and size, or None
+def _entry_bytes(s3: Any, bucket: str, key: str, manifest: Mapping[str, Any], field: str) -> bytes | None:
+    """The bytes of the optional artifact the manifest's `field` names (sha256 and size checked), or None
     when the version has none (older models)."""
-    entry = manifest.get("bought_together")
+    entry = manifest.get(field)
     if entry is None:
         return None
     version = str(manifest.get("version"))
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise ModelIntegrityError(f"model {version!r}'s manifest has a malformed bought_together entry")
-    body = load_artifact(s3, bucket, bought_together_key(prefix, version), entry["sha256"])
+        raise ModelIntegrityError(f"model {version!r}'s manifest has a malformed {field} entry")
+    body = load_artifact(s3, bucket, key, entry["sha256"])
     if len(body) != entry.get("size_bytes"):
-        raise ModelIntegrityError(f"model {version!r}'s bought_together.npz has the wrong size")
+        raise ModelIntegrityError(f"model {version!r}'s {field} artifact has the wrong size")
     return body
+
+
+def read_partner_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
+    """A version's `bought_together.npz` bytes, checked against the manifest's sha256 and size, or None
+    when the version has none (older models)."""
+    key = bought_together_key(prefix, str(manifest.get("version")))
+    return _entry_bytes(s3, bucket, key, manifest, "bought_together")
 
 
 def load_partner_table(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> PartnerTable | None:
@@ -400,3 +419,44 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
         raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Explore index: `explore_index.npz` (docs/ranking-1m.md), the arrays of `candidates.INDEX_ARRAYS`, read
+# with allow_pickle=False and checked against the manifest's vocabulary by `ExploreIndex.from_arrays`.
+
+
+def decode_explore_index(body: bytes, num_items: int, what: str = EXPLORE_INDEX_NAME) -> ExploreIndex:
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
+            return ExploreIndex.from_arrays({name: arrays[name] for name in arrays.files}, num_items)
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelIntegrityError(f"{what} is not a valid explore index: {exc}") from exc
+
+
+def explore_index_entry(body: bytes, num_items: int, calibration_recall: float) -> dict[str, Any]:
+    """The manifest's `explore_index` field for `body`: checksum, size, lists, probe and the recall@10
+    the build measured on its calibration shoppers."""
+    index = decode_explore_index(body, num_items)
+    return {
+        "sha256": sha256_hex(body),
+        "size_bytes": len(body),
+        "lists": index.lists,
+        "probe": index.probe,
+        "calibration_recall": round(float(calibration_recall), 4),
+    }
+
+
+def read_explore_index_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
+    key = explore_index_key(prefix, str(manifest.get("version")))
+    return _entry_bytes(s3, bucket, key, manifest, "explore_index")
+
+
+def load_explore_index(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> ExploreIndex | None:
+    """A version's explore index, verified (sha256, size, every item of the vocabulary once), or None when
+    the version has none. A missing artifact the manifest names is `NotFound`."""
+    body = read_explore_index_bytes(s3, bucket, prefix, manifest)
+    if body is None:
+        return None
+    version = str(manifest.get("version"))
+    return decode_explore_index(body, len(manifest["items"]), f"model {version!r}'s {EXPLORE_INDEX_NAME}")
