@@ -151,9 +151,12 @@ def _build_module(model: TrainedModel) -> Any:
     return NextPickModel()
 
 
-def export_tflite(model: TrainedModel) -> bytes:
-    """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank, similar and
-    rank_query."""
+OPTIONAL_SIGNATURES = (SIMILAR_SIGNATURE, RANK_QUERY_SIGNATURE)
+
+
+def export_tflite(model: TrainedModel, optional: tuple[str, ...] = OPTIONAL_SIGNATURES) -> bytes:
+    """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank and the `optional`
+    ones (similar and rank_query; fewer only to build a model as published before one existed)."""
     import tensorflow as tf
 
     module = _build_module(model)
@@ -163,7 +166,7 @@ def export_tflite(model: TrainedModel) -> bytes:
         SIMILAR_SIGNATURE: module.similar,
         RANK_QUERY_SIGNATURE: module.rank_query,
     }
-    keys = [*REQUIRED_SIGNATURES, SIMILAR_SIGNATURE, RANK_QUERY_SIGNATURE]
+    keys = [*REQUIRED_SIGNATURES, *optional]
     with tempfile.TemporaryDirectory(prefix="nextpick-export-") as tmp:
         tf.saved_model.save(module, tmp, signatures={key: functions[key] for key in keys})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=keys)

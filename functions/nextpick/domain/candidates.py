@@ -165,6 +165,10 @@ def search(
     filled = explore.history_items[explore.present]
     in_range = (filled > 0) & (filled < len(index.row_of))
     history, history_scores = filled[in_range], explore.history_scores[explore.present][in_range]
+    if len(np.unique(history)) < len(history):
+        # An item in two slots (serving's history never repeats one): `rank` adds their scores up.
+        history, slot = np.unique(history, return_inverse=True)
+        history_scores = np.bincount(slot, weights=history_scores).astype(np.float32)
     lists = index.lists
     wanted = probe if probe is not None else index.probe
     # A random mask thins every list alike: probing 1/f as many lists (f = the allowed share) keeps as
