@@ -33,13 +33,17 @@ def category(index: int) -> str:
 
 
 def structured_model(optional: tuple[str, ...] | None = None) -> tuple[TrainedModel, bytes]:
-    """Random weights, items placed by their tokens (category, brand) as a trained model places them."""
+    """Random weights, items placed by their tokens as a trained model places them."""
     hp = Hyperparameters(embedding_dim=16, hidden_dim=32, repeat_hidden_dim=8, seed=3)
     rng = np.random.default_rng(3)
     weights = init_weights(NUM_ITEMS, hp, rng)
     weights["id_embedding"] *= 0.25
-    weights["id_bias"] = rng.normal(0.0, 1.0, NUM_ITEMS).astype(np.float32)
-    tokens = [[], *(item_tokens(category(i), None, {"brand": f"b{i % 97}"}) for i in range(1, NUM_ITEMS))]
+    # Categories far apart (a trained model's are; random tokens are not): a clustered catalog.
+    weights["token_embedding"] *= 4.0
+    # Popularity spread like the spread of q . V[i] (0.2 here): the top-10 is not popularity alone.
+    weights["id_bias"] = rng.normal(0.0, 0.2, NUM_ITEMS).astype(np.float32)
+    # Placed by their category alone (plus a small id part): a clustered catalog, what an index exploits.
+    tokens = [[], *(item_tokens(category(i), None, {}) for i in range(1, NUM_ITEMS))]
     model = TrainedModel(hp, NUM_ITEMS, weights, ItemTokens.build(tokens, NUM_ITEMS))
     return model, export_tflite(model) if optional is None else export_tflite(model, optional)
 
@@ -144,10 +148,13 @@ def test_a_calibrated_index_finds_the_exact_top_10(
 ) -> None:
     trained, tflite = exported
     exact = served(tflite)
-    built = builder.for_model(trained.tables(), exact, min_items=0)
-    assert built is not None, "token-placed items must have the structure an index exploits"
-    body, recall = built
-    index = registry.decode_explore_index(body, NUM_ITEMS)
+    queries = builder.calibration_queries(exact)
+    assert queries is not None
+    tables = trained.tables()
+    # A few thousand items make short lists (~90 items): the probe may take up to half of them here.
+    built = builder.build(tables["vectors"], tables["bias"], queries, lists=32, max_probe_share=0.5)
+    assert built is not None
+    index, recall = built
     assert recall >= builder.TARGET_RECALL and index.probe < index.lists
     indexed = with_index(served(tflite), index)
     masks = ranking.CandidateMasks.build(exact, snapshot)
@@ -173,11 +180,13 @@ def test_filters_exclusions_and_rules_are_honoured(
         got = answer(indexed, masks, shopper, purchased=tuple(history_ids))
         assert len(got) == K and not {r.item_id for r in got} & (set(history_ids) | snapshot.out_of_stock)
         # A narrow filter (one category of 20, ~150 items) is scored exactly over its items.
-        # Its scores differ from `rank`'s only by the estimated normaliser (2 lists of 32 probed).
+        # Its scores differ from `rank`'s only by the estimated normaliser: the same shift for every item
+        # (2 lists of 32 probed, 8 sampled rows for each other list: up to 0.34 nats on these short lists).
         in_category = answer(indexed, masks, shopper, category_filter="c7")
         want = answer(exact, masks, shopper, category_filter="c7")
         assert [r.item_id for r in in_category] == [r.item_id for r in want]
-        np.testing.assert_allclose([r.score for r in in_category], [r.score for r in want], atol=0.05)
+        shift = np.subtract([r.score for r in in_category], [r.score for r in want])
+        assert np.ptp(shift) < 1e-4 and abs(shift[0]) < 1.0
         # Rules need every item's score: the exact `rank`, whatever the index.
         assert answer(indexed, masks, shopper, rules=rules) == answer(exact, masks, shopper, rules=rules)
 

@@ -101,10 +101,12 @@ def recall_at_k(index: ExploreIndex, rows: np.ndarray, queries: np.ndarray, prob
     return found / (K * len(queries))
 
 
-def choose_probe(index: ExploreIndex, rows: np.ndarray, queries: np.ndarray) -> tuple[int, float] | None:
+def choose_probe(
+    index: ExploreIndex, rows: np.ndarray, queries: np.ndarray, max_probe_share: float = MAX_PROBE_SHARE
+) -> tuple[int, float] | None:
     """The smallest probe (powers of two) reaching TARGET_RECALL, and its recall; None past the cap."""
     probe = 1
-    while probe <= max(1, int(index.lists * MAX_PROBE_SHARE)):
+    while probe <= max(1, int(index.lists * max_probe_share)):
         recall = recall_at_k(index, rows, queries, probe)
         if recall >= TARGET_RECALL:
             return probe, recall
@@ -113,7 +115,12 @@ def choose_probe(index: ExploreIndex, rows: np.ndarray, queries: np.ndarray) -> 
 
 
 def build(
-    vectors: np.ndarray, bias: np.ndarray, queries: np.ndarray, seed: int = 0, lists: int | None = None
+    vectors: np.ndarray,
+    bias: np.ndarray,
+    queries: np.ndarray,
+    seed: int = 0,
+    lists: int | None = None,
+    max_probe_share: float = MAX_PROBE_SHARE,
 ) -> tuple[ExploreIndex, float] | None:
     """The index and its calibration recall@10, or None when no probe within the cap reaches the target."""
     rng = np.random.default_rng(seed)
@@ -121,7 +128,7 @@ def build(
     centroids = kmeans(rows[1:], lists or default_lists(len(rows)), rng)
     list_of_item = _nearest(rows, centroids)
     index = index_from_lists(rows, centroids, list_of_item, 1, rng)
-    chosen = choose_probe(index, rows, queries)
+    chosen = choose_probe(index, rows, queries, max_probe_share)
     if chosen is None:
         return None
     probe, recall = chosen
