@@ -276,5 +276,6 @@ def _explanation(largest: SizeResult) -> str:
         "`exclude` as a short list of indices rather than a `num_items` mask; and `num_threads` matched "
         "to the function's vCPUs (one vCPU at 1769 MB, so threads only help from ~3.5 GB). At a million "
         "items no single-threaded brute-force pass fits a few-ms budget: that size needs int8 weights "
-        "plus threads, or a candidate-retrieval stage in front of the full scoring."
+        "plus threads, or a candidate-retrieval stage in front of the full scoring: docs/ranking-1m.md "
+        "measures one (`python -m bench.ranking_1m`)."
     )

@@ -24,6 +24,7 @@ from bench.common import BenchLambdaContext, Check, Config, Latency, Section, fm
 from nextpick.adapters.dynamodb_state import stream_record_outbox
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
+from nextpick.domain.candidates import ExploreIndex, ExploreQuery
 from nextpick.domain.events import AnyEvent, EventBatch, EventsRequest, TrackedEvent
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, UserRecommendations
@@ -102,6 +103,13 @@ class TimedModel:
 
     def explain(self, state: np.ndarray, history: Any, recent: Any, picks: Any) -> np.ndarray | None:
         return self._model.explain(state, history, recent, picks)
+
+    @property
+    def explore_index(self) -> ExploreIndex | None:
+        return self._model.explore_index
+
+    def explore_query(self, state: np.ndarray, *history: Any) -> ExploreQuery | None:
+        return self._model.explore_query(state, *history)
 
     def rank(self, state: np.ndarray, exclude: np.ndarray, *history: Any) -> np.ndarray:
         started = perf_counter_ns()

@@ -272,3 +272,65 @@ def test_v1_and_v2_models_are_served_side_by_side(env: Stack, s3: Any, tiny_mode
     status, second = call(api.lambda_handler, proxy_event("GET", "/users/both/recommendations"))
     assert status == 200 and second["model_version"] == v2.version and second["recommendations"]
     assert np.isfinite([r["score"] for r in second["recommendations"]]).all()
+
+
+def test_a_refresh_extends_the_explore_index_and_serving_ranks_through_it(
+    env: Stack, s3: Any, dynamodb: Any, dynamodbstreams: Any, trained_tiny: Any
+) -> None:
+    """A large-catalog model (docs/ranking-1m.md) stays one after a refresh: the new item goes into the
+    list of its nearest centroid, and serving loads the index and answers what the exact `rank` answers
+    (every list probed here, so the two must agree item for item)."""
+    from nextpick_training import explore_index as builder
+
+    model, items = trained_tiny
+    catalog = DynamoDbCatalog(env.items_table, 0, client=dynamodb)
+    catalog.put_items(catalog_items())
+    tables = model.tables()
+    rows = builder.augmented(tables["vectors"], tables["bias"])
+    rng = np.random.default_rng(0)
+    centroids = builder.kmeans(rows[1:], 4, rng)
+    index = builder.index_from_lists(rows, centroids, builder._nearest(rows, centroids), 4, rng)
+    publish(
+        s3,
+        None,
+        env.model_bucket,
+        "models/",
+        None,
+        export_tflite(model),
+        state_dim=model.state_dim,
+        items=items,
+        training_window={},
+        hyperparameters=model.hparams.as_dict(),
+        metrics={},
+        created_at=NOW - timedelta(hours=1),
+        weights=weights_bytes(model),
+        explore_index=(builder.encode(index), 1.0),
+    )
+    garden = [item for item, category in tiny_catalog().items() if category == CATEGORIES[2]]
+    for n, item in enumerate(garden[:5]):
+        status, _ = call(api.lambda_handler, proxy_event("POST", "/events", view(n, item, user="big")))
+        assert status == 200
+    catalog.put_items([CatalogItem(item_id="item-new-rake", category=CATEGORIES[2], price=12.0, stock=3)])
+    result = refresh_handler.lambda_handler(
+        stream_event(dynamodb, dynamodbstreams, env.items_table), FakeLambdaContext()
+    )
+    assert result["status"] == "published", result
+    pointer = registry.current_pointer(s3, env.model_bucket)
+    assert pointer is not None
+    manifest, _ = registry.load_live(s3, env.model_bucket, pointer)
+    entry = manifest["explore_index"]
+    assert entry["lists"] == 4 and entry["probe"] == 4 and entry["calibration_recall"] == 1.0
+    extended = registry.load_explore_index(s3, env.model_bucket, "models/", manifest)
+    assert extended is not None and len(extended.row_of) == len(items) + 1
+    new_row = extended.row_of[len(items)]
+    assert new_row >= 0 and np.array_equal(extended.centroids, index.centroids)
+    # Serving loads the index with the version and ranks through it: the same answer as the exact path.
+    status, body = call(api.lambda_handler, proxy_event("GET", "/users/big/recommendations", query="k=20"))
+    assert status == 200 and body["model_version"] == pointer["version"]
+    served = wiring.model_source().current()
+    assert served is not None and served.explore_index is not None
+    through_index = [r["item_id"] for r in body["recommendations"]]
+    assert "item-new-rake" in through_index
+    served.explore_index = None
+    status, exact = call(api.lambda_handler, proxy_event("GET", "/users/big/recommendations", query="k=20"))
+    assert status == 200 and [r["item_id"] for r in exact["recommendations"]] == through_index

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nextpick.domain.candidates import ExploreIndex, ExploreQuery
 from nextpick.domain.together import PartnerTable
 
 
@@ -43,6 +44,13 @@ class NumpyModel:
         self.similar_calls = 0
         # The version's bought-together partners (a nextpick.domain.together.PartnerTable), if any.
         self.partner_table: PartnerTable | None = None
+        # No large-catalog parts (docs/ranking-1m.md): every ranking is the exact `rank`.
+        self.explore_index: ExploreIndex | None = None
+
+    def explore_query(
+        self, state: np.ndarray, history_items: np.ndarray | None, history_features: np.ndarray | None
+    ) -> ExploreQuery | None:
+        return None
 
     @property
     def trending(self) -> tuple[tuple[int, float], ...]:

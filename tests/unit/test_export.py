@@ -47,7 +47,7 @@ def test_signatures_are_exactly_contract_v2(trained: tuple[TrainedModel, Exporte
 
     model, lite, blob = trained
     signatures = Interpreter(model_content=blob).get_signature_list()
-    assert set(signatures) == {"update", "rank", "similar", "explain"}
+    assert set(signatures) == {"update", "rank", "similar", "explain", "rank_query"}
     assert sorted(signatures["explain"]["inputs"]) == [
         "history_features",
         "history_items",
@@ -58,6 +58,8 @@ def test_signatures_are_exactly_contract_v2(trained: tuple[TrainedModel, Exporte
         "state",
     ]
     assert signatures["explain"]["outputs"] == ["contributions"]
+    assert sorted(signatures["rank_query"]["inputs"]) == ["history_features", "history_items", "state"]
+    assert sorted(signatures["rank_query"]["outputs"]) == ["explore_offset", "history_scores", "query"]
     assert sorted(signatures["similar"]["inputs"]) == ["exclude", "item"]
     assert signatures["similar"]["outputs"] == ["scores"]
     assert sorted(signatures["update"]["inputs"]) == ["event_type", "item", "state", "strength"]
@@ -80,9 +82,20 @@ def test_litert_matches_the_reference(trained: tuple[TrainedModel, ExportedModel
         reference_state, lite_state = fold_interactions(model, plain), fold_interactions(lite, plain)
         np.testing.assert_allclose(lite_state, reference_state, atol=1e-4)
         inputs = ItemHistory[int]().observe_all(history).model_input(lambda x: x, history[-1][3] + 3 * DAY)
-        np.testing.assert_allclose(
-            lite.rank(lite_state, exclude, *inputs), model.rank(reference_state, exclude, *inputs), atol=1e-4
-        )
+        scores = lite.rank(lite_state, exclude, *inputs)
+        np.testing.assert_allclose(scores, model.rank(reference_state, exclude, *inputs), atol=1e-4)
+        # rank_query's parts give rank's scores back (docs/model-contract.md, "Signature rank_query").
+        explore = lite.explore_query(lite_state, *inputs)
+        assert explore is not None
+        tables = model.tables()
+        logits = np.concatenate([tables["vectors"], tables["bias"][:, None]], axis=1) @ explore.query
+        history = explore.history_items[explore.present]
+        outside = np.ones(NUM_ITEMS, dtype=bool)
+        outside[[0, *history]] = False
+        rebuilt = explore.explore_offset + logits - np.log(np.sum(np.exp(logits[outside])))
+        rebuilt[history] = explore.history_scores[explore.present]
+        allowed = exclude == 0.0
+        np.testing.assert_allclose(rebuilt[allowed], scores[allowed], atol=1e-4)
 
 
 def test_unknown_items_and_exclusion(trained: tuple[TrainedModel, ExportedModel, bytes]) -> None:

@@ -1,5 +1,7 @@
 """Export a :class:`TrainedModel` to the serving contract v2 (TFLite, signatures ``update`` and ``rank``,
-plus the optional ``similar``: item-to-item cosine over the same item vectors ``rank`` scores with).
+plus the optional ``similar``: item-to-item cosine over the same item vectors ``rank`` scores with, and
+the optional ``rank_query``: ``rank``'s per-shopper parts, for the large-catalog path of
+docs/ranking-1m.md).
 
 The composed item tables (vector, bias, repeat propensity per item: id part + attribute-token part) are
 baked in as constants, so serving never sees attributes or tokens. Evaluation always scores through the
@@ -15,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from nextpick.adapters.litert_model import ContractRunner
-from nextpick.adapters.model_registry import EXPLAIN_SIGNATURE, REQUIRED_SIGNATURES, SIMILAR_SIGNATURE
+from nextpick.adapters.model_registry import (
+    EXPLAIN_SIGNATURE,
+    RANK_QUERY_SIGNATURE,
+    REQUIRED_SIGNATURES,
+    SIMILAR_SIGNATURE,
+)
 from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES
 from nextpick.domain.state import StateLimits
 
@@ -45,7 +52,8 @@ def inverse_norms(tables: dict[str, np.ndarray]) -> np.ndarray:
 def _build_module(model: TrainedModel) -> Any:
     import tensorflow as tf
 
-    from .model.graph import mixture_scores, query, repeat_scores
+    from .model.graph import gate_logits, log_sigmoid, mixture_scores, query, repeat_scores
+    from .model.reference import LOG_ZERO
 
     hp, lay = model.hparams, model.layout
     num_items, state_dim = model.num_items, model.state_dim
@@ -100,6 +108,33 @@ def _build_module(model: TrainedModel) -> Any:
             repeat = repeat_scores(weights, tf.gather(tables["repeat"], items)[None], features)
             scores = mixture_scores(weights, explore[None], repeat, items[None], features)[0]
             return {"scores": tf.where(exclude > 0.5, tf.constant(EXCLUDED_SCORE, tf.float32), scores)}
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([state_dim], tf.float32, name="state"),
+                tf.TensorSpec([HISTORY_SLOTS], tf.int32, name="history_items"),
+                tf.TensorSpec([HISTORY_SLOTS, NUM_HISTORY_FEATURES], tf.float32, name="history_features"),
+            ]
+        )
+        def rank_query(self, state: Any, history_items: Any, history_features: Any) -> dict[str, Any]:
+            """`rank`'s per-shopper parts, without the item table: `rank`'s score of an item outside
+            the history is explore_offset + query . (V[i], B[i]) - log Z (docs/model-contract.md)."""
+            q = query(weights, state[None, :], lay)[0]
+            items = tf.clip_by_value(history_items, 0, num_items - 1)
+            features = history_features[None]
+            repeat = repeat_scores(weights, tf.gather(tables["repeat"], items)[None], features)
+            present = features[:, :, -1] > 0.5
+            gate = gate_logits(weights, features)
+            log_repeat = repeat - tf.reduce_logsumexp(
+                tf.where(present, repeat, LOG_ZERO * 100.0), axis=1, keepdims=True
+            )
+            history_scores = tf.where(present, log_sigmoid(gate)[:, None] + log_repeat, 0.0)[0]
+            offset = tf.where(tf.reduce_any(present, axis=1), log_sigmoid(-gate), 0.0)[0]
+            return {
+                "query": tf.concat([q, tf.ones([1], tf.float32)], axis=0),
+                "history_scores": history_scores,
+                "explore_offset": offset,
+            }
 
         @tf.function(
             input_signature=[
@@ -160,8 +195,12 @@ def _explain_inputs(state_dim: int) -> list[Any]:
     ]
 
 
-def export_tflite(model: TrainedModel) -> bytes:
-    """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank, similar and explain."""
+OPTIONAL_SIGNATURES = (SIMILAR_SIGNATURE, EXPLAIN_SIGNATURE, RANK_QUERY_SIGNATURE)
+
+
+def export_tflite(model: TrainedModel, optional: tuple[str, ...] = OPTIONAL_SIGNATURES) -> bytes:
+    """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank and the `optional`
+    ones (similar, explain and rank_query; fewer only to build a model as published before one existed)."""
     import tensorflow as tf
 
     module = _build_module(model)
@@ -170,8 +209,9 @@ def export_tflite(model: TrainedModel) -> bytes:
         "rank": module.rank,
         SIMILAR_SIGNATURE: module.similar,
         EXPLAIN_SIGNATURE: module.explain,
+        RANK_QUERY_SIGNATURE: module.rank_query,
     }
-    keys = [*REQUIRED_SIGNATURES, SIMILAR_SIGNATURE, EXPLAIN_SIGNATURE]
+    keys = [*REQUIRED_SIGNATURES, *optional]
     with tempfile.TemporaryDirectory(prefix="nextpick-export-") as tmp:
         tf.saved_model.save(module, tmp, signatures={key: functions[key] for key in keys})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=keys)

@@ -39,6 +39,7 @@ from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
 from nextpick_training import event_log
+from nextpick_training import explore_index as explore_index_lib
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
@@ -415,6 +416,10 @@ def _publish(
     result.counts["orders"] = len(orders)
     _timed(result, "bought_together", t)
     t = time.perf_counter()
+    # The large-catalog index (docs/ranking-1m.md): None below its threshold or without cluster structure.
+    explore_index = explore_index_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
+    _timed(result, "explore_index", t)
+    t = time.perf_counter()
     outcome = publish_lib.publish(
         s3,
         events,
@@ -440,6 +445,7 @@ def _publish(
         trending=data_lib.trending_items(records, now),
         bought_together=registry.encode_partner_table(partners),
         bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
+        explore_index=explore_index,
     )
     _timed(result, "publish", t)
     result.published_version = outcome.version

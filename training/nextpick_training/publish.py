@@ -201,12 +201,14 @@ def publish(
     expected_version: str | None = None,
     bought_together: bytes | None = None,
     bought_together_parameters: dict[str, Any] | None = None,
+    explore_index: tuple[bytes, float] | None = None,
 ) -> PublishOutcome:
     """Write a new immutable version, switch the pointer to it, announce it. Returns the outcome.
 
     `weights` (the trained `.npz`) is written beside the model for catalog refreshes, and
     `bought_together` (`bought_together.npz`, computed with `bought_together_parameters`) for the item
-    pages and carts. With
+    pages and carts, and `explore_index` (`explore_index.npz` and its calibration recall@10) for
+    large catalogs (docs/ranking-1m.md). With
     `expected_version`, the publish happens only while that version is live (a catalog refresh built
     on it must not replace a newer retrain).
 
@@ -236,6 +238,11 @@ def publish(
             if bought_together is not None
             else None
         ),
+        explore_index=(
+            registry.explore_index_entry(explore_index[0], len(items), explore_index[1])
+            if explore_index is not None
+            else None
+        ),
     )
     check_artifact(tflite_bytes, manifest)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")
@@ -244,6 +251,9 @@ def publish(
     if bought_together is not None:
         key = registry.bought_together_key(prefix, version)
         _put_new(s3, bucket, key, bought_together, "application/octet-stream")
+    if explore_index is not None:
+        key = registry.explore_index_key(prefix, version)
+        _put_new(s3, bucket, key, explore_index[0], "application/octet-stream")
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from nextpick.adapters import model_registry as registry
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.item_attributes import MAX_ITEM_TOKENS, item_tokens, token_bucket
+from nextpick_training import explore_index as explore_index_lib
 from nextpick_training import export as export_lib
 from nextpick_training import publish as publish_lib
 from nextpick_training.model import ItemTokens, TrainedModel
@@ -90,6 +91,21 @@ def extend_weights(
     )
 
 
+def _extended_explore_index(
+    s3: Any, bucket: str, prefix: str, manifest: dict[str, Any], model: TrainedModel
+) -> tuple[bytes, float] | None:
+    """The base's explore index (docs/ranking-1m.md) with the new items placed in their nearest lists,
+    and the base's calibration recall (the lists and the trained vectors are unchanged); None when the
+    base has none (the next retrain builds one if the catalog has grown past the threshold)."""
+    body = registry.read_explore_index_bytes(s3, bucket, prefix, manifest)
+    if body is None:
+        return None
+    base = registry.decode_explore_index(body, len(manifest["items"]))
+    tables = model.tables()
+    extended = explore_index_lib.extend(base, tables["vectors"], tables["bias"])
+    return explore_index_lib.encode(extended), float(manifest["explore_index"].get("calibration_recall", 0.0))
+
+
 def run_catalog_refresh(
     s3: Any,
     events: Any,
@@ -130,6 +146,7 @@ def run_catalog_refresh(
     hparams = hyperparameters_from(manifest.get("hyperparameters", {}))
     model = TrainedModel(hparams, len(items), weights, tokens)
     tflite = export_lib.export_tflite(model)
+    explore_index = _extended_explore_index(s3, bucket, prefix, manifest, model)
     outcome = publish_lib.publish(
         s3,
         events,
@@ -149,6 +166,7 @@ def run_catalog_refresh(
         expected_version=base,
         bought_together=partners,
         bought_together_parameters=(manifest.get("bought_together") or {}).get("parameters"),
+        explore_index=explore_index,
     )
     result = RefreshResult(
         status=RefreshStatus.PUBLISHED,

@@ -11,10 +11,12 @@ from ai_edge_litert.interpreter import Interpreter
 
 from nextpick.adapters.model_registry import (
     EXPLAIN_SIGNATURE,
+    RANK_QUERY_SIGNATURE,
     REQUIRED_SIGNATURES,
     SIMILAR_SIGNATURE,
     check_manifest,
 )
+from nextpick.domain.candidates import ExploreIndex, ExploreQuery
 from nextpick.domain.together import PartnerTable
 from nextpick.errors import ModelIntegrityError, ModelUnavailable
 
@@ -57,6 +59,15 @@ class ContractRunner:
                 ):
                     raise ValueError("similar takes item [] and exclude [num_items]")
             self._explain, self.recent_steps = self._explain_runner(signatures)
+            self._rank_query = None
+            if RANK_QUERY_SIGNATURE in signatures and self.history_slots:
+                self._rank_query = self._interpreter.get_signature_runner(RANK_QUERY_SIGNATURE)
+                query_inputs = self._rank_query.get_input_details()
+                if list(query_inputs["history_features"]["shape"]) != [
+                    self.history_slots,
+                    self.history_features,
+                ] or list(query_inputs["state"]["shape"]) != [self.state_dim]:
+                    raise ValueError("rank_query takes rank's state and history inputs")
         except (KeyError, IndexError, ValueError) as exc:  # a signature with other inputs than the contract's
             raise ModelIntegrityError(f"model signatures do not match the contract: {exc!r}") from exc
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
@@ -165,6 +176,29 @@ class ContractRunner:
             )
         return np.array(out["contributions"], dtype=np.float32)
 
+    def explore_query(
+        self, state: np.ndarray, history_items: np.ndarray | None, history_features: np.ndarray | None
+    ) -> ExploreQuery | None:
+        """`rank`'s per-shopper parts (the `rank_query` signature); None when the model has none."""
+        if self._rank_query is None:
+            return None
+        if history_items is None or history_features is None:
+            history_items = np.zeros(self.history_slots, dtype=np.int32)
+            history_features = np.zeros((self.history_slots, self.history_features), dtype=np.float32)
+        items = np.asarray(history_items, dtype=np.int32)
+        features = np.asarray(history_features, dtype=np.float32)
+        with self._lock:
+            out = self._rank_query(
+                state=np.asarray(state, dtype=np.float32), history_items=items, history_features=features
+            )
+        return ExploreQuery(
+            query=np.array(out["query"], dtype=np.float32),
+            history_items=items.astype(np.int64),
+            history_scores=np.array(out["history_scores"], dtype=np.float32),
+            explore_offset=float(out["explore_offset"]),
+            present=features[:, -1] > 0.5,
+        )
+
     def check_runs(self) -> None:
         """Run every signature once (a cold-start state and one event, ~1 ms) and check their outputs'
         shapes; raise ModelIntegrityError otherwise. Publishing and serving both call it before a
@@ -181,6 +215,7 @@ class ContractRunner:
                 explained = self.explain(state, (slot_items, features), [(first, 0, 1.0)], [first])
                 if explained is None or explained.shape != (1, self.history_slots):
                     raise ValueError(f"explain answers shape {getattr(explained, 'shape', None)}")
+            explore = self.explore_query(state, None, None)
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ModelIntegrityError(f"model signatures do not run: {exc!r}") from exc
         outputs = [scores] if similar is None else [scores, similar]
@@ -189,6 +224,12 @@ class ContractRunner:
                 f"model outputs have shapes {state.shape} and {[out.shape for out in outputs]}, "
                 f"not ({self.state_dim},) and ({self.num_items},)"
             )
+        if explore is not None and (
+            explore.query.ndim != 1 or explore.history_scores.shape != (self.history_slots,)
+        ):
+            raise ModelIntegrityError("model rank_query outputs do not have the contract's shapes")
+        if explore is not None and not np.isfinite(explore.query).all():
+            raise ModelIntegrityError("model rank_query outputs a non-finite query for a cold-start user")
         if any(np.isnan(out).any() for out in (state, *outputs)):
             raise ModelIntegrityError("model outputs NaN for a cold-start user or an item's neighbours")
 
@@ -211,6 +252,8 @@ class LiteRTModel(ContractRunner):
         self.manifest = manifest
         # Set by the model source once the version's bought_together.npz is verified; None: it has none.
         self.partner_table: PartnerTable | None = None
+        # Set by the model source once the version's explore_index.npz is verified (docs/ranking-1m.md).
+        self.explore_index: ExploreIndex | None = None
         self._trending = tuple(
             (index, float(score))
             for item_id, score in manifest.get("trending", ())

@@ -25,6 +25,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import error_code
+from nextpick.domain.candidates import ExploreIndex
 from nextpick.domain.events import EVENT_TYPE_ORDER
 from nextpick.domain.history import HISTORY_FEATURES, HISTORY_SLOTS
 from nextpick.domain.item_attributes import ATTRIBUTE_BUCKETS
@@ -46,6 +47,8 @@ WEIGHTS_NAME = "weights.npz"
 # Each item's bought-together partners (docs/model-contract.md, "Bought together"): optional; a model
 # without it is served as before and its item pages fall back to live trending.
 BOUGHT_TOGETHER_NAME = "bought_together.npz"
+# The large-catalog explore index (docs/ranking-1m.md): optional; without it serving runs the exact `rank`.
+EXPLORE_INDEX_NAME = "explore_index.npz"
 
 # The signatures of a model (docs/model-contract.md): `update` and `rank` always; `similar` (item-to-item
 # cosine over the item vectors) is optional: a model without it is still valid, and serving answers
@@ -55,6 +58,8 @@ SIMILAR_SIGNATURE = "similar"
 # Optional too: each history slot's share in a pick's score (docs/explanations.md). Without it a pick
 # carries no `because`.
 EXPLAIN_SIGNATURE = "explain"
+# Optional: rank's per-shopper parts (query, history scores, explore offset) for the large-catalog path.
+RANK_QUERY_SIGNATURE = "rank_query"
 
 # models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
 # rollback), so a container that cannot load the live version can fall back to the last good one.
@@ -104,6 +109,10 @@ def bought_together_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{BOUGHT_TOGETHER_NAME}"
 
 
+def explore_index_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{EXPLORE_INDEX_NAME}"
+
+
 def history_key(prefix: str, version: str, published_at: datetime) -> str:
     """Where a copy of the pointer that made `version` live at `published_at` is kept. Keys sort by
     switch time, to the microsecond: a rollback right after a publish still sorts after it."""
@@ -129,6 +138,7 @@ def build_manifest(
     lineage: dict[str, Any] | None = None,
     trending: list[list[Any]] | None = None,
     bought_together: dict[str, Any] | None = None,
+    explore_index: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The (v2) manifest of docs/model-contract.md."""
     if not items or items[0] is not None:
@@ -158,6 +168,8 @@ def build_manifest(
         "trending": trending or [],
         # `bought_together_entry` of the version's `bought_together.npz`, or None: no such artifact.
         "bought_together": bought_together,
+        # `explore_index_entry` of the version's `explore_index.npz`, or None: serving runs the exact `rank`.
+        "explore_index": explore_index,
     }
 
 
@@ -338,19 +350,26 @@ def bought_together_entry(body: bytes, parameters: Mapping[str, Any]) -> dict[st
     }
 
 
-def read_partner_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
-    """A version's `bought_together.npz` bytes, checked against the manifest's sha256 and size, or None
+def _entry_bytes(s3: Any, bucket: str, key: str, manifest: Mapping[str, Any], field: str) -> bytes | None:
+    """The bytes of the optional artifact the manifest's `field` names (sha256 and size checked), or None
     when the version has none (older models)."""
-    entry = manifest.get("bought_together")
+    entry = manifest.get(field)
     if entry is None:
         return None
     version = str(manifest.get("version"))
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise ModelIntegrityError(f"model {version!r}'s manifest has a malformed bought_together entry")
-    body = load_artifact(s3, bucket, bought_together_key(prefix, version), entry["sha256"])
+        raise ModelIntegrityError(f"model {version!r}'s manifest has a malformed {field} entry")
+    body = load_artifact(s3, bucket, key, entry["sha256"])
     if len(body) != entry.get("size_bytes"):
-        raise ModelIntegrityError(f"model {version!r}'s bought_together.npz has the wrong size")
+        raise ModelIntegrityError(f"model {version!r}'s {field} artifact has the wrong size")
     return body
+
+
+def read_partner_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
+    """A version's `bought_together.npz` bytes, checked against the manifest's sha256 and size, or None
+    when the version has none (older models)."""
+    key = bought_together_key(prefix, str(manifest.get("version")))
+    return _entry_bytes(s3, bucket, key, manifest, "bought_together")
 
 
 def load_partner_table(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> PartnerTable | None:
@@ -403,3 +422,83 @@ def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
         raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {error_code(exc)}") from exc
     except BotoCoreError as exc:
         raise StorageUnavailable(f"s3://{bucket}/{prefix}*: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Explore index: `explore_index.npz` (docs/ranking-1m.md), the arrays of `candidates.INDEX_ARRAYS`, read
+# with allow_pickle=False and checked against the manifest's vocabulary by `ExploreIndex.from_arrays`.
+
+
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _stored_npz_arrays(body: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed `.npz`: read-only views of `body`, or one plain copy where a member
+    does not start at an address its dtype can be read from. At 1M items `np.load` reads the 264 MB
+    table in chunks and checks a CRC the sha256 already covers: 2.2 s against 0.4 s here (measured at a
+    load average of 15 on 2 cores). A compressed member is read by `np.load`."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with np.load(io.BytesIO(body), allow_pickle=False) as loaded:
+                    arrays[name] = loaded[name]
+                continue
+            # The local file header: 30 bytes (name and extra-field lengths at 26 and 28), the name, the
+            # extra field, then the member.
+            offset = info.header_offset
+            name_length = int.from_bytes(body[offset + 26 : offset + 28], "little")
+            extra_length = int.from_bytes(body[offset + 28 : offset + 30], "little")
+            start = offset + 30 + name_length + extra_length
+            member = io.BytesIO(body[start : start + 4096])
+            version = np.lib.format.read_magic(member)
+            read_header = _NPY_HEADER_READERS.get(version)
+            if read_header is None:
+                raise ValueError(f"{name} has npy format {version}, not 1.0 or 2.0")
+            shape, fortran, dtype = read_header(member)
+            if fortran or dtype.hasobject:
+                raise ValueError(f"{name} is not a C-ordered plain array")
+            count = int(np.prod(shape, dtype=np.int64))
+            array = np.frombuffer(body, dtype, count, start + member.tell()).reshape(shape)
+            # A view at an address its dtype cannot be read from directly is copied once (BLAS wants it).
+            arrays[name] = array if array.flags.aligned else array.copy()
+    return arrays
+
+
+def decode_explore_index(body: bytes, num_items: int, what: str = EXPLORE_INDEX_NAME) -> ExploreIndex:
+    try:
+        return ExploreIndex.from_arrays(_stored_npz_arrays(body), num_items)
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelIntegrityError(f"{what} is not a valid explore index: {exc}") from exc
+
+
+def explore_index_entry(body: bytes, num_items: int, calibration_recall: float) -> dict[str, Any]:
+    """The manifest's `explore_index` field for `body`: checksum, size, lists, probe and the recall@10
+    the build measured on its calibration shoppers."""
+    index = decode_explore_index(body, num_items)
+    return {
+        "sha256": sha256_hex(body),
+        "size_bytes": len(body),
+        "lists": index.lists,
+        "probe": index.probe,
+        "calibration_recall": round(float(calibration_recall), 4),
+    }
+
+
+def read_explore_index_bytes(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> bytes | None:
+    key = explore_index_key(prefix, str(manifest.get("version")))
+    return _entry_bytes(s3, bucket, key, manifest, "explore_index")
+
+
+def load_explore_index(s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any]) -> ExploreIndex | None:
+    """A version's explore index, verified (sha256, size, every item of the vocabulary once), or None when
+    the version has none. A missing artifact the manifest names is `NotFound`."""
+    body = read_explore_index_bytes(s3, bucket, prefix, manifest)
+    if body is None:
+        return None
+    version = str(manifest.get("version"))
+    return decode_explore_index(body, len(manifest["items"]), f"model {version!r}'s {EXPLORE_INDEX_NAME}")

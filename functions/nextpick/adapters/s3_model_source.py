@@ -145,7 +145,7 @@ class S3ModelSource:
 
     def load_version(self, pointer: dict[str, Any]) -> LiteRTModel:
         """The pointer's model, verified (checksums), built in LiteRT and run once on a cold-start state,
-        with its bought-together table if it has one."""
+        with its bought-together table and explore index if it has them."""
         manifest, model_bytes = registry.load_live(self._client.get(), self._bucket, pointer)
         try:
             model = LiteRTModel(model_bytes, manifest)
@@ -156,6 +156,10 @@ class S3ModelSource:
         # here; a corrupt table refuses the whole version, so the previous one stays live.
         table = registry.load_partner_table(self._client.get(), self._bucket, self._prefix, manifest)
         model.partner_table = table
+        # So is the large-catalog explore index (docs/ranking-1m.md); a corrupt one refuses the version.
+        model.explore_index = registry.load_explore_index(
+            self._client.get(), self._bucket, self._prefix, manifest
+        )
         return model
 
     def _emit_metrics(self) -> None:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from nextpick.domain.candidates import ExploreIndex, ExploreQuery
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
@@ -43,6 +44,17 @@ class RankingModel(Protocol):
         """The version's bought-together partners (docs/model-contract.md); None: it has none."""
         ...
 
+    @property
+    def explore_index(self) -> ExploreIndex | None:
+        """The version's large-catalog index (docs/ranking-1m.md); None: it has none (exact `rank`)."""
+        ...
+
+    def explore_query(
+        self, state: np.ndarray, history_items: np.ndarray | None, history_features: np.ndarray | None
+    ) -> ExploreQuery | None:
+        """`rank`'s per-shopper parts (the optional `rank_query` signature); None: the model has none."""
+        ...
+
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...
     def rank(
         self,
@@ -70,9 +82,10 @@ class RankingModel(Protocol):
 
 class WithoutOptionalParts:
     """What a model without the contract's optional parts answers (docs/model-contract.md): no
-    `similar` signature, no bought-together table. Models and test doubles that have them override."""
+    `similar` or `rank_query` signature, no bought-together table, no explore index. Models and test doubles that have them override."""
 
     partner_table: PartnerTable | None = None
+    explore_index: ExploreIndex | None = None
 
     def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
         return None
@@ -84,6 +97,11 @@ class WithoutOptionalParts:
         recent: Sequence[tuple[int, int, float]],
         picks: Sequence[int],
     ) -> np.ndarray | None:
+        return None
+
+    def explore_query(
+        self, state: np.ndarray, history_items: np.ndarray | None, history_features: np.ndarray | None
+    ) -> ExploreQuery | None:
         return None
 
 

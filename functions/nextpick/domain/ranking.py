@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from nextpick.domain import candidates
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.catalog_columns import CatalogColumns
 from nextpick.domain.events import Recommendation
@@ -205,8 +206,40 @@ def top_k(
     `rules` are applied to the scores `rank` returns, outside the model (docs/rules.md); the model sees
     the same `exclude` with or without them."""
     exclude = exclusion(model, masks, purchased if exclude_purchased else (), category)
+    if rules is None:
+        found = large_catalog_top_k(model, vector, exclude, k, history)
+        if found is not None:
+            return found
     scores = model.rank(vector, exclude, *history) if history is not None else model.rank(vector, exclude)
     return choose(model, masks, scores, exclude, k, rules)
+
+
+def large_catalog_top_k(
+    model: RankingModel,
+    vector: np.ndarray,
+    exclude: np.ndarray,
+    k: int,
+    history: tuple[np.ndarray, np.ndarray] | None,
+) -> list[Recommendation] | None:
+    """The top `k` through the version's explore index (docs/ranking-1m.md), or None: the model has no
+    index or no `rank_query`, or the probed lists hold fewer than `k` allowed items; the caller then runs
+    the exact `rank`. Requests with business rules always take the exact path: a rule may pin or promote
+    any item of the catalog, so it needs every item's score."""
+    index = model.explore_index
+    if index is None:
+        return None
+    explore = model.explore_query(vector, *(history if history is not None else (None, None)))
+    if explore is None:
+        return None
+    found = candidates.search(index, explore, exclude, k)
+    if found is None:
+        return None
+    items = model.items
+    return [
+        Recommendation(item_id=str(items[item]), score=float(score))
+        for item, score in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
+        if exclude[item] == 0.0
+    ]
 
 
 def exclusion(
