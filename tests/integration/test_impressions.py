@@ -17,6 +17,7 @@ from nextpick.domain.impressions import CONTROL_VARIANT, is_impression_record, n
 from nextpick.errors import InvalidRequest
 from nextpick.handlers import api, bus, log_shipper, report_job, wiring
 from nextpick.settings import get_settings
+from nextpick_local.cli import main
 from nextpick_local.standin.aws_resources import Stack
 from tests.conftest import TinyModel
 from tests.integration.serving import FakeLambdaContext, call, proxy_event, sample_event
@@ -166,6 +167,7 @@ def test_the_scheduled_report_attributes_the_logged_answers_and_writes_s3(
     dynamodb: Any,
     dynamodbstreams: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     shown = {}
     for user in ("gina", "hal", "ivy", "jon"):
@@ -202,3 +204,11 @@ def test_the_scheduled_report_attributes_the_logged_answers_and_writes_s3(
     day = result["keys"][0].split("/")[1]
     markdown = s3.get_object(Bucket=serving.model_bucket, Key=f"reports/{day}/report.md")["Body"].read()
     assert b"| control | 7 |" in markdown
+    # `nextpick report --aws` reads the same log through the same code.
+    monkeypatch.setenv("MODEL_BUCKET_NAME", serving.model_bucket)
+    for name in ("ITEMS_TABLE_NAME", "STATE_TABLE_NAME", "EVENT_BUS_NAME"):
+        monkeypatch.setenv(name, serving.env("ApiFunction").get(name, name.lower()))
+    capsys.readouterr()
+    assert main(["report", "--aws", "--days", "1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["variants"] == latest["variants"] and printed["comparisons"] == []
