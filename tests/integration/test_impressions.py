@@ -56,7 +56,7 @@ def test_every_route_logs_one_impression_per_answer(
     s3: Any,
     tiny_model: TinyModel,
 ) -> None:
-    item = tiny_model.items[1]
+    item = str(tiny_model.items[1])
     routes = [
         ("user", proxy_event("GET", "/users/alice/recommendations"), "recommendations"),
         ("events", proxy_event("POST", "/events", event("alice", item)), "recommendations"),

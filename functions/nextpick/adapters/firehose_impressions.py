@@ -7,7 +7,7 @@ write per answer would cost one conditional PutItem (and a stream record) per pa
 Best-effort on the request path: one PutRecordBatch per answer (SEND_ATTEMPTS = 1, no backoff sleep;
 botocore's standard mode still retries a throttled call), and any failure is logged without personal
 data (the error's type and the number of impressions, never a user or item id) and counted as the
-`ImpressionsLost` metric (the ImpressionsLost alarm watches it); the answer is never failed for it."""
+`ImpressionsLost` metric; the answer is never failed for it."""
 
 from __future__ import annotations
 
