@@ -12,7 +12,9 @@ where d is the observed difference and v its variance (p(1-p)/n per arm for a ra
 By Ville's inequality P(Lambda ever >= 1/alpha | theta = 0) <= alpha whenever it is read, so
 "significant" (Lambda >= 1/alpha) and the always-valid interval (every theta0 the test would not reject)
 hold at any sample size. tau is the size of effect the test is tuned to: TAU_RELATIVE of the control's
-value (a 10 % lift), never below MIN_TAU. The smallest detectable effect at the observed traffic is the
+value (a 25 % lift), never below MIN_TAU. Too large a tau costs the interval a logarithmic factor at
+large samples, too small a one a linear factor at small ones (at the demo's 388 impressions per arm a
+10 % tau detects a CTR difference of 0.15, a 25 % tau one of 0.12). The smallest detectable effect at the observed traffic is the
 difference that would be declared significant with 80 % probability: the interval's half-width plus
 z_0.8 standard errors."""
 
@@ -30,7 +32,7 @@ from nextpick.domain.impressions import CONTROL_VARIANT
 ALPHA = 0.05
 Z = NormalDist().inv_cdf(1 - ALPHA / 2)  # 1.96: the per-metric intervals are 95 %
 Z_POWER = NormalDist().inv_cdf(0.8)  # 0.84: the detectable effect is found 80 % of the time
-TAU_RELATIVE = 0.1
+TAU_RELATIVE = 0.25
 MIN_TAU = 1e-4
 RATES = ("ctr", "add_to_cart_rate", "conversion")
 _FLAG: dict[str, Callable[[Outcome], bool]] = {
