@@ -7,7 +7,7 @@ write per answer would cost one conditional PutItem (and a stream record) per pa
 Best-effort on the request path: one PutRecordBatch per answer (SEND_ATTEMPTS = 1, no backoff sleep;
 botocore's standard mode still retries a throttled call), and any failure is logged without personal
 data (the error's type and the number of impressions, never a user or item id) and counted as the
-`ImpressionsLost` metric; the answer is never failed for it."""
+`ImpressionsLost` metric (the ImpressionsLostAlarm watches it); the answer is never failed for it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ metrics = Metrics(namespace="Nextpick")
 
 # One try per answer: a retry with backoff would add up to 700 ms to the answer for a log line.
 SEND_ATTEMPTS = 1
-LOST_METRIC = "ImpressionsLost"
 
 
 def impression_line(impression: Impression) -> str:
@@ -53,6 +52,6 @@ class FirehoseImpressionLog:
                 "impressions not logged",
                 extra={"error": type(error).__name__, "impressions": len(impressions)},
             )
-            metrics.add_metric(name=LOST_METRIC, unit=MetricUnit.Count, value=len(impressions))
+            metrics.add_metric(name="ImpressionsLost", unit=MetricUnit.Count, value=len(impressions))
         else:
             metrics.add_metric(name="ImpressionsLogged", unit=MetricUnit.Count, value=len(impressions))
