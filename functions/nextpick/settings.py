@@ -73,6 +73,8 @@ class Settings(EnvSettings):
     # How long the event log keeps objects (the bucket's lifecycle rule): compaction forgets older
     # tombstones, which can match nothing left.
     event_log_retention_days: int = Field(default=395, ge=1)
+    # `nextpick report`'s scheduled run (docs/attribution.md): the days of impressions it reports on.
+    report_window_days: int = Field(default=14, ge=1, le=90)
     # The Secrets Manager secret (name or ARN) every credential derives from (domain/credentials.py).
     auth_secret_id: str = "nextpick-auth"
     # How long the authorizer reuses the secret's values: a rotation reaches every container within it.

@@ -10,6 +10,7 @@
     nextpick walkthrough             the scripted tour of a running local stack
     nextpick compact-log             run the event-log compaction once on the running local stack
     nextpick export-user USER        what nextpick holds about a shopper: the API export + log lines
+    nextpick report [--days N]       online metrics per variant and model version (docs/attribution.md)
 
 Commands that touch storage find a running local stack through its state file; `--aws` targets real
 AWS instead (the usual boto3 credentials/region), with names from `--stack-name` (CloudFormation
@@ -255,6 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     _privacy_commands(commands)
     _credential_parsers(commands)
 
+    online = commands.add_parser(
+        "report",
+        help="online metrics per variant and model version, from the event log",
+        description=(
+            "Impressions, CTR, add-to-cart rate, conversion and revenue per 1000 impressions with 95 %% "
+            "intervals, and every variant against the control (an always-valid test): docs/attribution.md."
+        ),
+    )
+    online.add_argument("--days", type=_positive_int, default=14, help="days of impressions (default 14)")
+    online.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    online.add_argument("--write", action="store_true", help="also store it under reports/ in the bucket")
+    _target_options(online)
+
     # Listed for `nextpick --help`; main() hands `walkthrough ...` over before parsing.
     commands.add_parser("walkthrough", help="scripted tour of a running local stack (its own --help)")
     return parser
@@ -385,6 +399,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _operation("status"),
     "compact-log": _operation("compact_log", "privacy"),
     "export-user": _operation("export_user", "privacy"),
+    "report": _operation("report", "report"),
     "credentials": _operation("show", "credentials"),
     "rotate-credentials": _operation("rotate_command", "credentials"),
     "shopper-token": _operation("shopper_token", "credentials"),

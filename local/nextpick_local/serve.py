@@ -37,6 +37,8 @@ from nextpick_local.standin.gateway import ApiGateway, HttpRequest, HttpResponse
 from nextpick_local.standin.http_server import LocalHttpServer
 from nextpick_local.standin.stack import LocalStack, describe, start_stack
 
+# The days of impressions the storefront's report view covers (`nextpick report`'s default).
+REPORT_DAYS = 14
 # The function /_local/compact-log fires (its schedule), as `nextpick compact-log` asks.
 COMPACTION_FUNCTION = "EventLogCompactionFunction"
 # The lifetime of the storefront's shopper tokens; the page asks for a new one when a call answers 401.
@@ -281,7 +283,14 @@ def _control_routes(
         # The public API has no catalog listing; the storefront needs one to show products.
         return json_response(200, {"items": catalog_listing(stack.client("dynamodb"), names.items_table)})
 
+    def get_report(_: bytes) -> HttpResponse:
+        # The storefront's status view: `nextpick report` over the stack's log, computed now.
+        from nextpick_local.ops.report import report_of
+
+        return json_response(200, report_of(stack.client("s3"), names.model_bucket, REPORT_DAYS))
+
     return {
+        ("GET", "/_local/report"): get_report,
         ("GET", "/_local/catalog"): list_catalog,
         ("GET", "/_local/status"): get_status,
         ("GET", "/_local/config"): lambda _: json_response(200, page_config),

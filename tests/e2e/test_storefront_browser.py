@@ -487,3 +487,39 @@ def overview(driver: Any, path: Path) -> None:
     clip = {"x": 0, "y": 0, "width": 1440, "height": 1000, "scale": 0.7}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip})
     path.write_bytes(base64.b64decode(shot["data"]))
+
+
+REPORT_ROWS = """
+return Array.from(document.querySelectorAll("#report-rows tr"), (tr) =>
+  Object.fromEntries(Array.from(tr.children, (td) => [td.dataset.metric, td.textContent])));
+"""
+
+
+def test_the_online_report_view_shows_the_reports_numbers(local_stack: Any, browser: Any) -> None:
+    """docs/attribution.md: opening a pick is a click citing its list; the report view then shows what
+    `nextpick report` computes (GET /_local/report), number for number."""
+    from selenium.webdriver.common.by import By
+
+    load(browser, local_stack)
+    cited = str(browser.execute_script("return state.recommendationId"))
+    assert len(cited) == 32, cited
+    pick = browser.find_element(By.CSS_SELECTOR, "#recs-list .rec button")
+    click_and_wait(browser, pick)
+    assert latest_status(browser) == "accepted"
+    report_panel = browser.find_element(By.ID, "report-panel")
+    before = int(report_panel.get_attribute("data-updates") or 0)
+    browser.find_element(By.ID, "report-refresh").click()
+    wait_for(browser, lambda d: int(report_panel.get_attribute("data-updates") or 0) > before, "the report")
+    status, report = JsonClient(local_stack.url, None).request("GET", "/_local/report")
+    assert status == 200 and report["log"]["impressions"] > 0 and report["log"]["cited"] > 0
+    rows = {row["variant"]: row for row in browser.execute_script(REPORT_ROWS)}
+    assert set(rows) == {row["variant"] for row in report["variants"]}
+    for row in report["variants"]:
+        shown = rows[row["variant"]]
+        assert shown["impressions"] == str(row["impressions"])
+        ctr = row["ctr"]
+        assert shown["ctr"] == (
+            f"{100 * ctr['value']:.1f}% [{100 * ctr['low']:.1f}%, {100 * ctr['high']:.1f}%]"
+        )
+    assert sum(row["ctr"]["count"] for row in report["variants"]) >= 1  # the click counted
+    shoot(browser, "report-panel", "online-report")

@@ -124,6 +124,8 @@ ALLOW_LIST: dict[str, Principal] = {
             *_READ_MODELS,
             *grants(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], ["ModelBucket/rules/*"]),
             *grants(["dynamodb:BatchGetItem"], ["TrendingTable"]),
+            # Every answer's impression (docs/attribution.md).
+            *grants(["firehose:PutRecordBatch"], ["EventLogStream"]),
             *_runtime("ApiLogGroup"),
         )
     ),
@@ -225,6 +227,15 @@ ALLOW_LIST: dict[str, Principal] = {
             ),
             *grants(["s3:GetObject", "s3:PutObject"], ["ModelBucket/runs/compaction/*"]),
             *_runtime("EventLogCompactionLogGroup"),
+        )
+    ),
+    # `nextpick report` on a schedule (docs/attribution.md): reads the log, writes reports/.
+    "OnlineReportFunction": Principal(
+        (
+            *grants(["s3:ListBucket"], ["ModelBucket"]),
+            *grants(["s3:GetObject"], ["ModelBucket/events/*"]),
+            *grants(["s3:PutObject"], ["ModelBucket/reports/*"]),
+            *_runtime("OnlineReportLogGroup"),
         )
     ),
     # Firehose's S3 destination (AWS documents these actions); Firehose, not nextpick's code, calls them.

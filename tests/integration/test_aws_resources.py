@@ -370,8 +370,13 @@ def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path:
     assert isinstance(kinesis, KinesisDispatcher) and kinesis.stream_arn == stack.arns["EventStream"]
     items_stream = next(w for w in streams if w.function == "CatalogRefreshFunction")
     assert items_stream.stream_arn == stack.stream_arns["ItemsTable"]
-    assert set(sources.schedulers) == {"RetrainFunction", "EventLogCompactionFunction"}
+    assert set(sources.schedulers) == {
+        "RetrainFunction",
+        "EventLogCompactionFunction",
+        "OnlineReportFunction",
+    }
     # The retrain every `retrain_every` (0: on demand), any other schedule at its own rate.
     assert sources.schedulers["RetrainFunction"]._every == 0
     assert sources.schedulers["EventLogCompactionFunction"]._every == 6 * 3600
+    assert sources.schedulers["OnlineReportFunction"]._every == 24 * 3600
     assert sources.unsupported == []

@@ -25,7 +25,16 @@ import pytest
 
 from nextpick.domain.credentials import ShopCredentials
 from nextpick.errors import InvalidRequest
-from nextpick.handlers import api, authorizer, bus, log_compactor, log_shipper, stream_events, wiring
+from nextpick.handlers import (
+    api,
+    authorizer,
+    bus,
+    log_compactor,
+    log_shipper,
+    report_job,
+    stream_events,
+    wiring,
+)
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.template import translated_template
@@ -298,6 +307,7 @@ def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallReco
         **stack.env("AuthorizerFunction"),
         **stack.env("EventLogCompactionFunction"),
         **stack.env("StreamEventFunction"),
+        **stack.env("OnlineReportFunction"),
     }
     env.update(MODEL_REFRESH_SECONDS="0", CATALOG_REFRESH_SECONDS="0", MIN_EVENTS="100", MIN_USERS="10")
     env.update(HYPERPARAMETERS=json.dumps(TINY), GATE_TOLERANCE="1.0")  # every candidate published
@@ -311,6 +321,7 @@ def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallReco
         get_settings.cache_clear,
         log_shipper.event_log.cache_clear,
         log_shipper.trending.cache_clear,
+        report_job.report_store.cache_clear,
     )
     for forget in (*caches, get_training_settings.cache_clear, retrain_handler.reset_clients):
         forget()  # clients are built after the hook: a client copies its session's hooks when made
@@ -397,9 +408,13 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
             stream_event(dynamodb, streams, stack.state_table), FakeLambdaContext()
         )
     assert shipped == {"batchItemFailures": []}
+    with recorder.running("OnlineReportFunction"):
+        reported = report_job.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
+    assert reported["status"] == "written" and reported["impressions"] > 0, reported
     with recorder.running("EventLogCompactionFunction"):
         compacted = log_compactor.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
-    assert compacted["status"] == "complete" and compacted["lines_erased"] == 2, compacted  # API + Kinesis
+    # u-1's events (API + Kinesis) and the impressions of u-1's answers (POST /events, 2 GETs).
+    assert compacted["status"] == "complete" and compacted["lines_erased"] == 5, compacted
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.dynamodb_trending import DynamoDbTrending
 from nextpick.domain.events import CatalogItem, ReviewEvent, SearchEvent
+from nextpick.domain.impressions import CONTROL_VARIANT, is_recommendation_id
 from nextpick.domain.state import StateLimits, UserState, apply_events
 from nextpick.domain.trending import bucket_key
 from nextpick.handlers import api, log_shipper, wiring
@@ -193,7 +194,10 @@ def shop(serving: Stack, dynamodb: Any) -> Iterator[datetime]:
 def test_get_trending_answers_the_decayed_in_stock_order(shop: datetime) -> None:
     status, body = call(api.lambda_handler, proxy_event("GET", "/trending"))
     assert status == 200
+    assert is_recommendation_id(body.pop("recommendation_id"))  # docs/attribution.md
     assert body == {
+        "model_version": None,
+        "variant": CONTROL_VARIANT,
         "items": [
             {"item_id": "shoe-1", "score": 5.0},
             {"item_id": "shoe-2", "score": 4.5},

@@ -20,6 +20,7 @@ COMMANDS = [
     "status",
     "compact-log",
     "export-user",
+    "report",
 ]
 
 
@@ -102,7 +103,7 @@ def test_aws_without_names_is_a_usage_error(
     assert "MODEL_BUCKET_NAME" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["status"], ["compact-log"], ["export-user", "u-1"]])
+@pytest.mark.parametrize("command", [["status"], ["compact-log"], ["export-user", "u-1"], ["report"]])
 def test_commands_without_a_running_local_stack_say_how_to_start_one(
     command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from nextpick.domain.erasure import Erasure, Tombstones, is_tombstone_shaped, parse_time, tombstone_of
 from nextpick.domain.events import AnyEvent, EventType, stored_event
+from nextpick.domain.impressions import is_impression_record
 
 _PARTITION = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/")
 
@@ -105,7 +106,8 @@ class LogStats:
 
 
 def parse_line(line: str | bytes) -> tuple[LogRecord, ...] | Erasure | None:
-    """One log line -> its event's fold steps or a tombstone; None if it is blank. Raises ValueError
+    """One log line -> its event's fold steps or a tombstone; None if it is blank or an impression
+    (the answers `nextpick report` reads, domain/impressions.py). Raises ValueError
     if it is malformed (not JSON, not an object, neither a valid event nor a valid tombstone)."""
     text = line.decode("utf-8") if isinstance(line, bytes) else line
     text = text.strip()
@@ -117,6 +119,8 @@ def parse_line(line: str | bytes) -> tuple[LogRecord, ...] | Erasure | None:
             raise ValueError("a log record must be a JSON object")
         if is_tombstone_shaped(raw):
             return tombstone_of(raw)
+        if is_impression_record(raw):
+            return None  # what was served, not what a shopper did (docs/attribution.md)
         fields = dict(raw)
         received_at = parse_time(fields.pop("received_at", None))
         event = stored_event(fields)

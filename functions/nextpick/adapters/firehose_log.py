@@ -37,11 +37,14 @@ class FirehoseEventLog:
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        attempts: int = SEND_ATTEMPTS,
     ) -> None:
         self._stream_name = stream_name
         self._client = LazyClient("firehose", client)
         self._sleep = sleep
         self._max_record_bytes = max_record_bytes
+        # Tries per chunk of refused records; the impression log (request path) takes one.
+        self._attempts = attempts
 
     def append(self, records: Sequence[str]) -> None:
         """Send every record (one JSON document each) to the stream; raises StorageUnavailable if
@@ -53,7 +56,7 @@ class FirehoseEventLog:
     def _send(self, chunk: list[bytes]) -> None:
         pending = chunk
         errors: set[str] = set()
-        for attempt in range(SEND_ATTEMPTS):
+        for attempt in range(self._attempts):
             if attempt:
                 self._sleep(
                     random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
@@ -78,7 +81,7 @@ class FirehoseEventLog:
                 return
         raise StorageUnavailable(
             f"Firehose stream {self._stream_name}: {len(pending)} of {len(chunk)} records refused after "
-            f"{SEND_ATTEMPTS} attempts ({', '.join(sorted(errors))})"
+            f"{self._attempts} attempts ({', '.join(sorted(errors))})"
         )
 
 

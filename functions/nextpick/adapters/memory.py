@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from nextpick.domain.catalog import CatalogSnapshot, snapshot_of
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
+from nextpick.domain.impressions import Impression
 from nextpick.domain.ports import ModelStatus, RankingModel
 from nextpick.domain.rules import RuleSet
 from nextpick.domain.state import StoredState, UserState
@@ -113,3 +114,21 @@ class InMemoryRuleSetStore:
 
     def delete(self, name: str) -> bool:
         return self.sets.pop(name, None) is not None
+
+
+class InMemoryImpressionLog:
+    """The impression log in a list; `failing` makes every record() a counted loss (never raised),
+    as the Firehose adapter's failures are."""
+
+    def __init__(self) -> None:
+        self.impressions: list[Impression] = []
+        self.lost = 0
+        self.failing = False
+        self._lock = threading.Lock()
+
+    def record(self, impressions: Sequence[Impression]) -> None:
+        with self._lock:
+            if self.failing:
+                self.lost += len(impressions)
+            else:
+                self.impressions.extend(impressions)

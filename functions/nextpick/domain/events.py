@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
+from nextpick.domain.impressions import RECOMMENDATION_ID_PATTERN
+
 # Ids are opaque to nextpick but end up in URL paths, DynamoDB keys, S3 log lines and logs. The
 # character set is what every route can read back: one URL path segment as sent, no escaping needed
 # (no '/', which would split the path, no '%', so decoding a path twice is harmless), and not made
@@ -39,6 +41,8 @@ ID_CHARACTERS = "A-Za-z0-9._:@+=-"
 ID_PATTERN = rf"^[{ID_CHARACTERS}]*[{ID_CHARACTERS.replace('.', '')}][{ID_CHARACTERS}]*$"
 ID_MAX_LENGTH = 128
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+# An answer's `recommendation_id` (domain/impressions.py): 32 lowercase hex digits, nothing else.
+RecommendationId = Annotated[str, StringConstraints(pattern=RECOMMENDATION_ID_PATTERN)]
 # Numbers a JSON reader anywhere reads back exactly (I-JSON, RFC 7493): finite floats, integers within
 # +-(2**53 - 1), which DynamoDB also stores exactly. NaN and Infinity are not JSON; Python would write them into the event log as bare tokens.
 # Catalog numbers are stored as DynamoDB numbers, which are 0 or of magnitude 1e-130 .. 9.99e125: a
@@ -152,6 +156,9 @@ class _EventFields(BaseModel):
     context: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], ContextValue] | None = (
         Field(default=None, max_length=20)
     )
+    # The answer the shopper acted on (docs/attribution.md): kept in the event's log record for
+    # `nextpick report`; the fold never reads it.
+    recommendation_id: RecommendationId | None = None
 
     @field_validator("timestamp")
     @classmethod

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 # The variant every answer belongs to when no A/B test is configured, and the control of every test.
 CONTROL_VARIANT = "control"
@@ -24,6 +24,15 @@ _RECOMMENDATION_ID = re.compile(RECOMMENDATION_ID_PATTERN)
 
 # The record's `record_type` in the event log: shopper events have none, an impression says so.
 IMPRESSION_RECORD = "impression"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def is_impression_record(raw: Mapping[str, Any]) -> bool:
+    """Whether an event-log record is an impression (not a shopper event, not a tombstone)."""
+    return raw.get("record_type") == IMPRESSION_RECORD
 
 
 def new_recommendation_id() -> str:
@@ -72,7 +81,10 @@ class Impression:
             "variant": self.variant,
             "items": list(self.items),
             "shadow": self.shadow,
-            "served_at": self.served_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "served_at": _iso(self.served_at),
+            # The time every reader of the log places a line by (the erasure rule, domain/erasure.py,
+            # and de-duplication): for an impression, when it was served.
+            "received_at": _iso(self.served_at),
         }
         if self.user_id is not None:
             record["user_id"] = self.user_id
@@ -81,3 +93,35 @@ class Impression:
         if self.context:
             record["context"] = dict(self.context)
         return record
+
+
+class ItemPageAnswer(Protocol):
+    """An item route's answer (similar items, bought together): its list is `items`."""
+
+    @property
+    def recommendation_id(self) -> str: ...
+    @property
+    def item_id(self) -> str: ...
+    @property
+    def model_version(self) -> str | None: ...
+    @property
+    def variant(self) -> str: ...
+    @property
+    def items(self) -> Sequence[Any]: ...
+
+
+def item_page_impression(
+    answer: ItemPageAnswer, surface: Surface, user_id: str | None, served_at: datetime
+) -> Impression:
+    """An item route's answer as an impression: its list, the item it answered for, and the shopper
+    the caller acted for (a shopper token's user; None for the shop's server or admin)."""
+    return Impression(
+        recommendation_id=answer.recommendation_id,
+        surface=surface,
+        user_id=user_id,
+        model_version=answer.model_version,
+        variant=answer.variant,
+        items=[pick.item_id for pick in answer.items],
+        served_at=served_at,
+        item_id=answer.item_id,
+    )

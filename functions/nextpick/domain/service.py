@@ -13,6 +13,7 @@ import numpy as np
 
 from nextpick.domain.events import AnyEvent, Recommendation, check_not_in_future
 from nextpick.domain.explanations import explain_picks
+from nextpick.domain.impressions import CONTROL_VARIANT, Impression, Surface, new_recommendation_id
 from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
 from nextpick.domain.ranking import ColdStart, MaskCache, RecommendOptions, cold_start_top_k, top_k
 from nextpick.domain.search import SearchIndexCache, resolve_searches
@@ -39,15 +40,33 @@ class UserRecommendations:
     rank_ms: float = 0.0
     # A shopper without events: which trending list answered (docs/trending.md); None: the model ranked.
     cold_start: ColdStart | None = None
+    # What ties later clicks and purchases to this answer (docs/attribution.md), and the A/B variant
+    # whose model produced it (CONTROL_VARIANT when no test is configured).
+    recommendation_id: str = field(default_factory=new_recommendation_id)
+    variant: str = CONTROL_VARIANT
 
     def as_json(self) -> dict[str, object]:
         return {
             "user_id": self.user_id,
+            "recommendation_id": self.recommendation_id,
             "model_version": self.model_version,
+            "variant": self.variant,
             "model_status": self.model_status.value,
             "cold_start": self.cold_start.value if self.cold_start is not None else None,
             "recommendations": [r.model_dump() for r in self.recommendations],
         }
+
+    def impression(self, surface: Surface, served_at: datetime) -> Impression:
+        """The answer as the impression log records it (an anonymous cart has no user)."""
+        return Impression(
+            recommendation_id=self.recommendation_id,
+            surface=surface,
+            user_id=self.user_id or None,
+            model_version=self.model_version,
+            variant=self.variant,
+            items=[r.item_id for r in self.recommendations],
+            served_at=served_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -183,9 +202,10 @@ class Recommender:
         model: RankingModel | None,
         options: RecommendOptions,
         status: ModelStatus = ModelStatus.LIVE,
+        variant: str = CONTROL_VARIANT,
     ) -> UserRecommendations:
         if model is None:
-            return UserRecommendations(state.user_id, None, [], status)
+            return UserRecommendations(state.user_id, None, [], status, variant=variant)
         vector: np.ndarray = vector_for(state, model)
         masks = self.masks.get(model, self.catalog.snapshot())
         exclude_purchased = (
@@ -201,7 +221,9 @@ class Recommender:
             if cold is not None:
                 picks, source = cold
                 rank_ms = (time.perf_counter() - started) * 1000
-                return UserRecommendations(state.user_id, model.version, picks, status, rank_ms, source)
+                return UserRecommendations(
+                    state.user_id, model.version, picks, status, rank_ms, source, variant=variant
+                )
         history = (
             state.history.model_input(model.item_index, self.clock().timestamp(), model.history_slots)
             if model.history_slots
@@ -221,4 +243,4 @@ class Recommender:
         if options.explain and history is not None:
             picks = explain_picks(model, vector, history, state.recent, picks)
         rank_ms = (time.perf_counter() - started) * 1000
-        return UserRecommendations(state.user_id, model.version, picks, status, rank_ms)
+        return UserRecommendations(state.user_id, model.version, picks, status, rank_ms, variant=variant)

@@ -6,6 +6,7 @@ recommendations (ranking.MaskCache, rules.apply_rules). docs/similar.md."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 import numpy as np
@@ -13,6 +14,13 @@ import numpy as np
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.catalog_columns import CatalogColumns
 from nextpick.domain.events import Recommendation
+from nextpick.domain.impressions import (
+    CONTROL_VARIANT,
+    Impression,
+    Surface,
+    item_page_impression,
+    new_recommendation_id,
+)
 from nextpick.domain.ports import CatalogSource, ModelSource, RankingModel
 from nextpick.domain.ranking import MaskCache, plain_top_k
 from nextpick.domain.rules import Pick, RuleSet, apply_rules, plan_rules
@@ -36,14 +44,22 @@ class SimilarItemsAnswer:
     model_version: str | None
     source: NeighbourSource
     items: list[Recommendation]
+    # docs/attribution.md: the id later events cite, and the A/B variant that answered.
+    recommendation_id: str = field(default_factory=new_recommendation_id)
+    variant: str = CONTROL_VARIANT
 
     def as_json(self) -> dict[str, object]:
         return {
             "item_id": self.item_id,
+            "recommendation_id": self.recommendation_id,
             "model_version": self.model_version,
+            "variant": self.variant,
             "source": self.source.value,
             "items": [{"item_id": item.item_id, "score": round(item.score, 6)} for item in self.items],
         }
+
+    def impression(self, user_id: str | None, served_at: datetime) -> Impression:
+        return item_page_impression(self, Surface.SIMILAR, user_id, served_at)
 
 
 def catalog_knows(snapshot: CatalogSnapshot, item_id: str) -> bool:

@@ -20,6 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.catalog_columns import CatalogColumns
 from nextpick.domain.events import EventType, Identifier, Recommendation, TrackedEvent
+from nextpick.domain.impressions import (
+    CONTROL_VARIANT,
+    Impression,
+    Surface,
+    item_page_impression,
+    new_recommendation_id,
+)
 from nextpick.domain.ports import CatalogSource, ModelSource, RankingModel, StateRepository
 from nextpick.domain.ranking import MaskCache, RecommendOptions, choose, exclusion
 from nextpick.domain.rules import RuleSet, apply_rules, plan_rules
@@ -61,14 +68,22 @@ class ItemPicks:
     model_version: str | None
     source: str
     items: list[Recommendation]
+    # docs/attribution.md: the id later events cite, and the A/B variant that answered.
+    recommendation_id: str = field(default_factory=new_recommendation_id)
+    variant: str = CONTROL_VARIANT
 
     def as_json(self) -> dict[str, object]:
         return {
             "item_id": self.item_id,
+            "recommendation_id": self.recommendation_id,
             "model_version": self.model_version,
+            "variant": self.variant,
             "source": self.source,
             "items": [r.model_dump() for r in self.items],
         }
+
+    def impression(self, user_id: str | None, served_at: datetime) -> Impression:
+        return item_page_impression(self, Surface.BOUGHT_TOGETHER, user_id, served_at)
 
 
 def require_known(

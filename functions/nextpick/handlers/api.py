@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nextpick.domain.access import ROUTE_GRANTS, Principal
 from nextpick.domain.events import CatalogBatch, EventsBody, ItemFields
+from nextpick.domain.impressions import CONTROL_VARIANT, Impression, Surface, new_recommendation_id
 from nextpick.domain.ranking import ColdStart, RecommendOptions
 from nextpick.domain.requests import parse_body, parse_catalog, parse_events, parse_item
 from nextpick.domain.rule_sets import RuleQuery
@@ -69,6 +70,7 @@ from nextpick.handlers.openapi import (
     answer,
     error_responses,
 )
+from nextpick.handlers.served import log_impressions
 from nextpick.settings import get_settings
 
 logger = Logger()
@@ -197,6 +199,7 @@ def post_events(
         count = sum(1 for r in result.results if r.status == status)
         metrics.add_metric(name=f"Events{status.capitalize()}", unit=MetricUnit.Count, value=count)
     _observe(result.users)
+    log_impressions(lambda now: [user.impression(Surface.EVENTS, now) for user in result.users])
     return _json(_track_body(result, request.is_single, started))
 
 
@@ -224,6 +227,7 @@ def get_recommendations(
     options = _options(k, exclude_purchased, category, rule_query, explain)
     user = wiring.recommender().recommendations(user_id, options)
     _observe([user])
+    log_impressions(lambda now: [user.impression(Surface.USER, now)])
     return _json({**user.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 
@@ -319,7 +323,24 @@ def get_trending(k: K = None, category: Category = None):
         raise InvalidInput("k", f"must be at most {settings.max_k}")
     live = wiring.live_trending()
     items = live.top(k or settings.default_k, category)
-    return _json(live.as_json(items, category))
+    # Live counts, not a model: no model version, and the control of any A/B test.
+    recommendation_id = new_recommendation_id()
+    log_impressions(
+        lambda now: [
+            Impression(
+                recommendation_id=recommendation_id,
+                surface=Surface.TRENDING,
+                user_id=_principal().user_id,
+                model_version=None,
+                variant=CONTROL_VARIANT,
+                items=[item.item_id for item in items],
+                served_at=now,
+                context={"category": category} if category else {},
+            )
+        ]
+    )
+    served = {"recommendation_id": recommendation_id, "model_version": None, "variant": CONTROL_VARIANT}
+    return _json({**served, **live.as_json(items, category)})
 
 
 # ------------------------------------------------------------------------------- privacy (issue 9)

@@ -20,8 +20,10 @@ from nextpick.handlers.api_params import (
     RuleSetParam,
     list_size,
     path_id,
+    principal_of,
 )
 from nextpick.handlers.openapi import SimilarAnswer, answer, error_responses
+from nextpick.handlers.served import log_impressions
 
 router = Router()
 
@@ -46,4 +48,6 @@ def get_similar_items(
     size = list_size(k)
     rule_set = wiring.rule_sets().for_request(RuleQuery(filter, max_per_category, exclude_items, rules))
     found = wiring.similar_items().similar(item_id, size, rule_set)
+    user_id = principal_of(router.current_event).user_id
+    log_impressions(lambda now: [found.impression(user_id, now)])
     return _json({**found.as_json(), "took_ms": round((time.perf_counter() - started) * 1000, 3)})

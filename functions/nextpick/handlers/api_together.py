@@ -8,6 +8,7 @@ import time
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from nextpick.domain.impressions import Surface
 from nextpick.domain.requests import parse_body
 from nextpick.domain.rule_sets import RuleQuery
 from nextpick.domain.together_service import CartBody
@@ -28,6 +29,7 @@ from nextpick.handlers.api_params import (
     request_body,
 )
 from nextpick.handlers.openapi import BoughtTogetherAnswer, CartAnswer, answer, error_responses
+from nextpick.handlers.served import log_impressions
 
 router = Router()
 
@@ -55,6 +57,8 @@ def get_bought_together(
     item_id = path_id("item_id", item_id)
     options = recommend_options(k, None, None, RuleQuery(filter, max_per_category, exclude_items, rules))
     picks = wiring.together().bought_together(item_id, options)
+    user_id = principal_of(router.current_event).user_id
+    log_impressions(lambda now: [picks.impression(user_id, now)])
     return _json({**picks.as_json(), "took_ms": _took(started)})
 
 
@@ -82,4 +86,5 @@ def post_cart(
     if body.user_id is not None:
         principal_of(router.current_event).require_user("user_id", body.user_id)
     result = wiring.together().cart(body.items, body.user_id, options)
+    log_impressions(lambda now: [result.impression(Surface.CART, now)])
     return _json({**result.as_json(), "user_id": body.user_id, "took_ms": _took(started)})

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, RequestBody, Schema
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from nextpick.domain.events import Recommendation
+from nextpick.domain.impressions import RECOMMENDATION_ID_PATTERN
 from nextpick.domain.ranking import ColdStart
 from nextpick.domain.state import EventStatus
 
@@ -31,7 +32,16 @@ class ErrorBody(BaseModel):
     errors: list[FieldError] | None = None
 
 
-class UserAnswer(BaseModel):
+class Served(BaseModel):
+    """What every answer with a list carries (docs/attribution.md)."""
+
+    # docs/attribution.md: the id events cite to tie a click or purchase to this answer, and the
+    # A/B variant that produced it ("control" when no test runs).
+    recommendation_id: str = Field(pattern=RECOMMENDATION_ID_PATTERN)
+    variant: str
+
+
+class UserAnswer(Served):
     """A user's fresh recommendations; `model_version` is null (and the list empty) before any model."""
 
     user_id: str
@@ -97,16 +107,18 @@ class TrendingItemAnswer(BaseModel):
     score: float
 
 
-class TrendingAnswer(BaseModel):
+class TrendingAnswer(Served):
     """`GET /trending`: the last `window_hours` of events, decayed with `half_life_hours`, in stock."""
 
     items: list[TrendingItemAnswer]
+    # Live counts, not a model: always null.
+    model_version: None = None
     category: str | None
     window_hours: int
     half_life_hours: float
 
 
-class SimilarAnswer(BaseModel):
+class SimilarAnswer(Served):
     """`GET /items/{item_id}/similar`: `source` "model" (cosine of the live model's item vectors) or
     "fallback" (live trending in the item's category: the model has no `similar`, or not this item)."""
 
@@ -136,7 +148,7 @@ class UserDataAnswer(BaseModel):
     elsewhere: dict[str, str]
 
 
-class BoughtTogetherAnswer(BaseModel):
+class BoughtTogetherAnswer(Served):
     """`GET /items/{item_id}/bought-together`: the item's co-purchase partners (`source` "model"), or
     live trending in its category when the model has none for it (`source` "fallback")."""
 
@@ -147,7 +159,7 @@ class BoughtTogetherAnswer(BaseModel):
     took_ms: float
 
 
-class CartAnswer(BaseModel):
+class CartAnswer(Served):
     """`POST /recommendations/cart`: what completes the cart (`user_id` null for an anonymous cart)."""
 
     user_id: str | None

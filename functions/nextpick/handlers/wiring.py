@@ -8,6 +8,7 @@ from functools import cache
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.dynamodb_trending import DynamoDbTrending
+from nextpick.adapters.firehose_impressions import FirehoseImpressionLog
 from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.adapters.s3_rule_sets import S3RuleSetStore
@@ -123,6 +124,13 @@ def together() -> TogetherService:
 
 
 @cache
+def impression_log() -> FirehoseImpressionLog:
+    """Every answer's impression (docs/attribution.md): the event log's Firehose stream, one client
+    per container."""
+    return FirehoseImpressionLog(get_settings().event_log_stream_name)
+
+
+@cache
 def rule_sets() -> RuleSets:
     """Named rule sets in the model bucket, cached per container (docs/rules.md)."""
     settings = get_settings()
@@ -187,6 +195,7 @@ def reset() -> None:
         candidate_masks,
         state_repository,
         rule_sets,
+        impression_log,
         request_limits,
         rejected_records,
         privacy_requests,

@@ -16,6 +16,8 @@
 //                           exposes one (no credential, like the rest of /_local).
 //   GET /_local/model       -> what GET /model answers the shop's backend (a shopper token may not
 //                           call GET /model): the model version for the header badge.
+//   GET /_local/report      -> `nextpick report` over the stack's event log (docs/attribution.md):
+//                           the "Online report" panel's numbers, per A/B variant.
 // With `ruleSet` in the config (the demo's "storefront", docs/storefront.md) the picks are asked for
 // with `rules=<it>`, and a pick its promotion placed carries `promotion`: shown as a badge.
 // Trending, the product view's similar / bought-together lists and the cart are in surfaces.js.
@@ -28,7 +30,14 @@ const RECS_K = 10;
 const LOG_LENGTH = 15;
 const MODEL_POLL_MS = 10000;
 
-const EVENT_LABELS = { view: "View", add_to_cart: "Add to cart", purchase: "Buy", remove_from_cart: "Remove from cart" };
+const EVENT_LABELS = {
+  view: "View",
+  click: "Open pick",
+  add_to_cart: "Add to cart",
+  purchase: "Buy",
+  remove_from_cart: "Remove from cart",
+};
+const REPORT_POLL_MS = 30000;
 
 const state = {
   // user_id -> Promise of their shopper token (one mint at a time per shopper).
@@ -39,6 +48,8 @@ const state = {
   shopper: "",
   sessionId: "",
   recs: [],
+  // The answer the picks panel shows: events on its picks cite it (docs/attribution.md).
+  recommendationId: "",
   updates: 0,
   lastEvent: null,
   // user_id -> the item ids in their cart, in the order added (surfaces.js).
@@ -310,7 +321,8 @@ function renderRecommendations(body, rttMs, reason) {
     view.className = "button button-small button-secondary";
     view.textContent = "View";
     view.setAttribute("aria-label", `View: ${titleOf(rec.item_id)}`);
-    view.addEventListener("click", () => track(rec.item_id, "view"));
+    // Opening a pick is a click on the list: it cites the answer (docs/attribution.md).
+    view.addEventListener("click", () => track(rec.item_id, "click"));
 
     item.append(text, change, view);
     list.append(item);
@@ -320,6 +332,8 @@ function renderRecommendations(body, rttMs, reason) {
 
   const panel = $("recs-panel");
   panel.dataset.modelVersion = body.model_version || "";
+  panel.dataset.recommendationId = body.recommendation_id || "";
+  state.recommendationId = body.recommendation_id || "";
   panel.dataset.items = recs.map((r) => r.item_id).join(",");
   panel.dataset.updates = String(state.updates);
   panel.dataset.coldStart = body.cold_start || "";
@@ -400,6 +414,11 @@ function track(itemId, eventType) {
   };
   if (eventType === "add_to_cart" || eventType === "purchase") event.quantity = 1;
   if (eventType === "purchase" && product) event.price = product.price;
+  // An event on one of the picks shown cites the answer that showed it (docs/attribution.md); the
+  // report carries a purchase of a clicked pick over to its list when the pick has moved on.
+  if (state.recommendationId && state.recs.some((rec) => rec.item_id === itemId)) {
+    event.recommendation_id = state.recommendationId;
+  }
   state.lastEvent = event;
   $("resend-last").disabled = false;
   return send(event);
@@ -433,6 +452,53 @@ function newShopper() {
 
 // ---- start -------------------------------------------------------------------------------------
 
+// ---- the online report (docs/attribution.md) ----------------------------------------------------
+
+function percent(estimate) {
+  const f = (x) => `${(100 * x).toFixed(1)}%`;
+  return `${f(estimate.value)} [${f(estimate.low)}, ${f(estimate.high)}]`;
+}
+
+function renderReport(report) {
+  const body = $("report-rows");
+  body.replaceChildren();
+  for (const row of report.variants) {
+    const tr = document.createElement("tr");
+    tr.dataset.variant = row.variant;
+    const rpm = row.revenue_per_mille;
+    const cells = [
+      row.variant,
+      String(row.impressions),
+      percent(row.ctr),
+      percent(row.add_to_cart_rate),
+      percent(row.conversion),
+      `${rpm.value.toFixed(2)} [${rpm.low.toFixed(2)}, ${rpm.high.toFixed(2)}]`,
+    ];
+    for (const [i, text] of cells.entries()) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      td.dataset.metric = ["variant", "impressions", "ctr", "add_to_cart_rate", "conversion", "revenue_per_mille"][i];
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  const log = report.log;
+  $("report-note").textContent =
+    `${log.impressions} answers since ${new Date(report.window.start).toLocaleDateString()}; ` +
+    `${log.cited} events cite one, ${log.carried_over} carried over. Updated ${new Date().toLocaleTimeString()}.`;
+  $("report-panel").dataset.impressions = String(log.impressions);
+  $("report-panel").dataset.updates = String(Number($("report-panel").dataset.updates || 0) + 1);
+}
+
+async function loadReport() {
+  try {
+    const { data } = await call("GET", "/_local/report");
+    renderReport(data);
+  } catch (error) {
+    $("report-note").textContent = `report unavailable: ${error.message}`;
+  }
+}
+
 async function refreshModelBadge() {
   try {
     const { data } = await call("GET", "/_local/model");
@@ -461,6 +527,8 @@ async function start() {
     await refreshModelBadge();
     setInterval(refreshModelBadge, MODEL_POLL_MS);
     setInterval(() => state.shopper && loadTrending(), TRENDING_POLL_MS);
+    loadReport();
+    setInterval(loadReport, REPORT_POLL_MS);
     if (config.demoUsers && config.demoUsers.length) await selectShopper(config.demoUsers[0]);
     else await newShopper();
   } catch (error) {
@@ -480,5 +548,6 @@ $("picks-in-category").addEventListener("change", loadRecommendations);
 $("exclude-purchased").addEventListener("change", loadRecommendations);
 $("show-more").addEventListener("click", () => renderProducts(false));
 $("resend-last").addEventListener("click", () => state.lastEvent && send(state.lastEvent));
+$("report-refresh").addEventListener("click", loadReport);
 
 start();

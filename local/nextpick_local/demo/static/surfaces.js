@@ -203,7 +203,7 @@ async function loadCart() {
 
 // After an event the page sent was accepted (`cart`: cartAfter's answer for it): the surfaces it changes.
 function afterEvent(event, cart) {
-  if (event.event_type === "view") showProduct(event.item_id);
+  if (event.event_type === "view" || event.event_type === "click") showProduct(event.item_id);
   const before = cartOf(event.user_id);
   if (cart.length !== before.length || cart.some((itemId, i) => itemId !== before[i])) {
     state.carts.set(event.user_id, cart);
