@@ -73,12 +73,15 @@ def test_get_recommendations_explains_each_pick_only_when_asked(shop: str) -> No
     status, explained = recommendations("alice", "k=8&explain=true")
     assert status == 200, explained
     check_because(explained["recommendations"])
-    # Explaining changes nothing else: same picks, same scores, same answer fields.
+    # Explaining changes nothing else: same picks, same scores, same answer fields (each answer has its
+    # own recommendation_id: two answers, two impressions).
     stripped = [{k: v for k, v in p.items() if k != "because"} for p in explained["recommendations"]]
     assert stripped == plain["recommendations"]
-    assert {k: v for k, v in explained.items() if k not in ("recommendations", "took_ms")} == {
-        k: v for k, v in plain.items() if k not in ("recommendations", "took_ms")
+    per_answer = ("recommendations", "took_ms", "recommendation_id")
+    assert {k: v for k, v in explained.items() if k not in per_answer} == {
+        k: v for k, v in plain.items() if k not in per_answer
     }
+    assert explained["recommendation_id"] != plain["recommendation_id"]
     status, off = recommendations("alice", "k=8&explain=false")
     assert status == 200 and all("because" not in pick for pick in off["recommendations"])
 
