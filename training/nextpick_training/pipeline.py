@@ -440,6 +440,8 @@ def _publish(
         trending=data_lib.trending_items(records, now),
         bought_together=registry.encode_partner_table(partners),
         bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
+        mode=publish_lib.PublishMode(settings.publish_mode),
+        challenger_share=settings.challenger_share,
     )
     _timed(result, "publish", t)
     result.published_version = outcome.version

@@ -20,7 +20,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from nextpick.domain.impressions import CONTROL_VARIANT
@@ -250,3 +250,79 @@ def shadow_of(models: ModelSource) -> ShadowModel | None:
 
 def variant_names(config: VariantConfig) -> Sequence[str]:
     return [v.name for v in config.variants]
+
+
+# ---------------------------------------------------------------------------------- editing
+
+
+def with_control(config: VariantConfig, version: str) -> VariantConfig:
+    """The same experiment with a new control version (a replacing publish, a rollback)."""
+    control = replace(config.control, version=version)
+    return replace(config, variants=(control, *config.variants[1:]))
+
+
+def with_variant(config: VariantConfig, name: str, version: str, weight: float) -> VariantConfig:
+    """Add `name` (last, so no existing shopper's slice moves except by the renormalisation of the
+    weights) or, if it exists, change its version and weight in place."""
+    if name == CONTROL_VARIANT:
+        control = Variant(CONTROL_VARIANT, version, weight)
+        return checked(replace(config, variants=(control, *config.variants[1:])))
+    variants = list(config.variants)
+    for position, variant in enumerate(variants):
+        if variant.name == name:
+            variants[position] = Variant(name, version, weight)
+            break
+    else:
+        variants.append(Variant(name, version, weight))
+    return checked(replace(config, variants=tuple(variants)))
+
+
+def without_variant(config: VariantConfig, name: str) -> VariantConfig:
+    if name == CONTROL_VARIANT:
+        raise InvalidVariants("the control cannot be removed; set its version instead")
+    if name not in variant_names(config):
+        raise InvalidVariants(f"there is no variant named {name!r}")
+    return checked(replace(config, variants=tuple(v for v in config.variants if v.name != name)))
+
+
+def with_weights(config: VariantConfig, weights: Mapping[str, float]) -> VariantConfig:
+    unknown = set(weights) - set(variant_names(config))
+    if unknown:
+        raise InvalidVariants(f"there is no variant named {sorted(unknown)[0]!r}")
+    return checked(
+        replace(
+            config, variants=tuple(replace(v, weight=weights.get(v.name, v.weight)) for v in config.variants)
+        )
+    )
+
+
+def with_shadow(
+    config: VariantConfig, version: str, sample_rate: float, name: str = SHADOW_VARIANT
+) -> VariantConfig:
+    return checked(replace(config, shadow=Shadow(name, version, sample_rate)))
+
+
+def with_challenger(
+    config: VariantConfig, version: str, share: float, name: str = "challenger"
+) -> VariantConfig:
+    """A retrain's challenger (docs/retrain.md, PublishMode=challenger): an existing variant `name`
+    gets the new version and keeps its weight (no shopper moves); otherwise it is added with a weight
+    that gives it `share` of the traffic, the others keeping their proportions."""
+    if not 0 < share < 1:
+        raise InvalidVariants("the challenger's share must be between 0 and 1")
+    existing = {v.name: v for v in config.variants}
+    if name in existing:
+        return with_variant(config, name, version, existing[name].weight)
+    others = sum(v.weight for v in config.variants)
+    return with_variant(config, name, version, share / (1 - share) * others)
+
+
+def checked(config: VariantConfig) -> VariantConfig:
+    """`config` if it is a document serving accepts (the same rules as reading it back)."""
+    document = {"version": config.control.version, **variants_fields(config)}
+    if len(config.variants) == 1:
+        document["variants"] = [
+            {"name": v.name, "version": v.version, "weight": v.weight} for v in config.variants
+        ]
+    parse_variants(document)
+    return config
