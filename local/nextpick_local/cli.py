@@ -7,6 +7,7 @@
     nextpick rollback VERSION
     nextpick replay FILE.jsonl       send tracked events through POST /events
     nextpick status                  live model, versions, last retrain, table sizes
+    nextpick variants ACTION         show or change the A/B variants and the shadow model
     nextpick walkthrough             the scripted tour of a running local stack
     nextpick compact-log             run the event-log compaction once on the running local stack
     nextpick export-user USER        what nextpick holds about a shopper: the API export + log lines
@@ -254,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _privacy_commands(commands)
     _credential_parsers(commands)
+    from nextpick_local.ops.variants import add_parser as add_variants_parser
+
+    add_variants_parser(commands, _target_options)
 
     # Listed for `nextpick --help`; main() hands `walkthrough ...` over before parsing.
     commands.add_parser("walkthrough", help="scripted tour of a running local stack (its own --help)")
@@ -388,6 +392,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "credentials": _operation("show", "credentials"),
     "rotate-credentials": _operation("rotate_command", "credentials"),
     "shopper-token": _operation("shopper_token", "credentials"),
+    "variants": _operation("variants_command", "variants"),
 }
 
 

@@ -107,7 +107,7 @@ def check_artifact(tflite_bytes: bytes, manifest: dict[str, Any]) -> None:
         raise ArtifactRefused(f"model {manifest.get('version')!r} refused: {exc}") from exc
 
 
-def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
+def check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
     """Read the version back as serving will (manifest, sha256) and build and run it again."""
     try:
         manifest, stored = registry.load_verified(s3, bucket, prefix, version)
@@ -122,7 +122,7 @@ def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
         ) from exc
 
 
-def _record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
+def record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
     """Keep a copy of the pointer that just went live; a failure is logged (the switch happened).
     Create-only, like every other object under the prefix: the publishing roles may not overwrite."""
     try:
@@ -306,7 +306,7 @@ def publish(
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )
-    _check_stored(s3, bucket, prefix, version)
+    check_stored(s3, bucket, prefix, version)
     pointer = _switch_pointer(
         s3,
         bucket,
@@ -318,7 +318,7 @@ def publish(
         mode,
         challenger_share,
     )
-    _record_history(s3, bucket, prefix, pointer)
+    record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None
     notified = _announce(
         events,
@@ -359,7 +359,7 @@ def rollback(
     pointer = _switch_pointer(
         s3, bucket, prefix, manifest, previous.etag, now or datetime.now(UTC), previous.pointer
     )
-    _record_history(s3, bucket, prefix, pointer)
+    record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None
     notified = _announce(
         events,
