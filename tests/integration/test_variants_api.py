@@ -276,3 +276,20 @@ def test_the_variants_command_sets_up_an_experiment_and_a_shadow(
     assert cli.main(["variants", "clear-shadow", "--aws"]) == 0
     assert cli.main(["variants", "remove", "b", "--aws"]) == 0
     assert read_experiment(boto3.client("s3"), serving.model_bucket).config.is_experiment is False
+
+
+def test_the_demo_traffic_reaches_both_variants(
+    serving: Stack, tiny_model: TinyModel, experiment: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nextpick_local.demo.ab_traffic import run_traffic
+
+    serve_with(monkeypatch, container(serving))
+    summary = run_traffic(
+        lambda path, body: call(api.lambda_handler, proxy_event("POST", path, body)),
+        list(tiny_model.category_of),
+        shoppers=60,
+        seed=3,
+    )
+    assert summary.errors == 0 and sum(summary.answers.values()) == 60
+    assert set(summary.answers) == {"control", "challenger"} and sum(summary.clicks.values()) > 0
+    assert "challenger" in summary.describe()
