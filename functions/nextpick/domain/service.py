@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -41,9 +41,10 @@ class UserRecommendations:
     rank_ms: float = 0.0
     # A shopper without events: which trending list answered (docs/trending.md); None: the model ranked.
     cold_start: ColdStart | None = None
-    # The A/B variant whose model answered (docs/variants.md); the control when no test runs.
-    variant: str = CONTROL_VARIANT
+    # What ties later clicks and purchases to this answer (docs/attribution.md), and the A/B variant
+    # whose model produced it (CONTROL_VARIANT when no test is configured).
     recommendation_id: str = field(default_factory=new_recommendation_id)
+    variant: str = CONTROL_VARIANT
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -160,8 +161,7 @@ class Recommender:
         self, state: UserState, assignment: Assignment, options: RecommendOptions, surface: Surface
     ) -> UserRecommendations:
         """The served answer of the user's variant, then (sampled) the shadow's, which is only logged."""
-        served = self._recommend(state, assignment.model, options, self.models.status)
-        served = replace(served, variant=assignment.variant)
+        served = self._recommend(state, assignment.model, options, self.models.status, assignment.variant)
         if self.shadow is not None and assignment.model is not None:
             self.shadow.score(
                 ServedAnswer(served.recommendation_id, surface, state.user_id),
@@ -208,9 +208,10 @@ class Recommender:
         model: RankingModel | None,
         options: RecommendOptions,
         status: ModelStatus = ModelStatus.LIVE,
+        variant: str = CONTROL_VARIANT,
     ) -> UserRecommendations:
         if model is None:
-            return UserRecommendations(state.user_id, None, [], status)
+            return UserRecommendations(state.user_id, None, [], status, variant=variant)
         vector: np.ndarray = vector_for(state, model)
         masks = self.masks.get(model, self.catalog.snapshot())
         exclude_purchased = (
@@ -226,7 +227,9 @@ class Recommender:
             if cold is not None:
                 picks, source = cold
                 rank_ms = (time.perf_counter() - started) * 1000
-                return UserRecommendations(state.user_id, model.version, picks, status, rank_ms, source)
+                return UserRecommendations(
+                    state.user_id, model.version, picks, status, rank_ms, source, variant=variant
+                )
         history = (
             state.history.model_input(model.item_index, self.clock().timestamp(), model.history_slots)
             if model.history_slots
@@ -244,4 +247,4 @@ class Recommender:
             options.rules,
         )
         rank_ms = (time.perf_counter() - started) * 1000
-        return UserRecommendations(state.user_id, model.version, picks, status, rank_ms)
+        return UserRecommendations(state.user_id, model.version, picks, status, rank_ms, variant=variant)
