@@ -166,3 +166,25 @@ def test_shadow_sampling_follows_the_rate_and_is_decided_by_the_recommendation_i
     ]
     assert not any(in_shadow_sample(Shadow("shadow", "v2", 0.0), rid) for rid in ids[:1000])
     assert all(in_shadow_sample(Shadow("shadow", "v2", 1.0), rid) for rid in ids[:1000])
+
+
+def test_the_retrain_reads_its_publish_mode_and_refuses_a_bad_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from nextpick_training.settings import TrainingSettings
+
+    assert (TrainingSettings.from_env().publish_mode, TrainingSettings.from_env().challenger_share) == (
+        "replace",
+        0.1,
+    )
+    monkeypatch.setenv("PUBLISH_MODE", "challenger")
+    monkeypatch.setenv("CHALLENGER_SHARE", "0.25")
+    assert (TrainingSettings.from_env().publish_mode, TrainingSettings.from_env().challenger_share) == (
+        "challenger",
+        0.25,
+    )
+    for name, value in (("PUBLISH_MODE", "swap"), ("CHALLENGER_SHARE", "1.0")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError, match=name.lower()):
+            TrainingSettings.from_env()
+        monkeypatch.setenv(name, {"PUBLISH_MODE": "challenger", "CHALLENGER_SHARE": "0.25"}[name])
