@@ -33,19 +33,20 @@ def version_ref(manifest: Mapping[str, Any], prefix: str) -> dict[str, str]:
 
 def build_variants_pointer(
     config: VariantConfig,
-    manifests: Mapping[str, Mapping[str, Any]],
+    refs: Mapping[str, Mapping[str, Any]],
     prefix: str,
     published_at: datetime,
 ) -> dict[str, Any]:
     """The pointer document of `config`: the control's pointer (`build_pointer`) plus, for an
     experiment, `variants`, `shadow` and `salt`, each entry with its version's keys and sha256.
-    `manifests` holds the manifest of every version `config` names (checked by the caller)."""
-    pointer = registry.build_pointer(manifests[config.control.version], prefix, published_at)
+    `refs` maps every version `config` names to its manifest or a pointer entry of it (both carry
+    `version` and `sha256`; the caller has verified the version)."""
+    pointer = registry.build_pointer(refs[config.control.version], prefix, published_at)
     fields = variants_fields(config)
     for entry in fields.get("variants", []):
-        entry.update(version_ref(manifests[entry["version"]], prefix))
+        entry.update(version_ref(refs[entry["version"]], prefix))
     if "shadow" in fields:
-        fields["shadow"].update(version_ref(manifests[fields["shadow"]["version"]], prefix))
+        fields["shadow"].update(version_ref(refs[fields["shadow"]["version"]], prefix))
     pointer.update(fields)
     parse_variants(pointer)  # the document we write is one we can read back
     return pointer
