@@ -7,6 +7,8 @@
     nextpick rollback VERSION
     nextpick replay FILE.jsonl       send tracked events through POST /events
     nextpick status                  live model, versions, last retrain, table sizes
+    nextpick variants ACTION         show or change the A/B variants and the shadow model
+    nextpick ab-traffic              simulated shoppers on the running local stack (an A/B demo's traffic)
     nextpick walkthrough             the scripted tour of a running local stack
     nextpick compact-log             run the event-log compaction once on the running local stack
     nextpick export-user USER        what nextpick holds about a shopper: the API export + log lines
@@ -204,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="overrides of the model's hyperparameters",
     )
+    train.add_argument(
+        "--publish-mode",
+        choices=("replace", "challenger"),
+        default="replace",
+        help="replace the live model (default) or publish as the A/B challenger (docs/variants.md)",
+    )
+    train.add_argument(
+        "--challenger-share",
+        type=float,
+        default=0.1,
+        help="with --publish-mode challenger: the share of shoppers a new challenger gets (default 0.1)",
+    )
     _target_options(train)
 
     retrain = commands.add_parser(
@@ -255,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _privacy_commands(commands)
     _credential_parsers(commands)
+    from nextpick_local.ops.variants import add_parser as add_variants_parser
+
+    add_variants_parser(commands, _target_options)
+    traffic = commands.add_parser(
+        "ab-traffic",
+        help="simulated shoppers on the running local stack (traffic for an A/B demo)",
+        description="Each demo shopper views an item through POST /events, then may click and buy one of "
+        "the answer's picks (docs/variants.md, 'A demo with two variants').",
+    )
+    traffic.add_argument(
+        "--shoppers", type=_positive_int, default=300, help="shoppers to simulate (default 300)"
+    )
+    traffic.add_argument("--seed", type=int, default=7, help="the demo shop's seed (default 7, as serve's)")
+    traffic.add_argument("--state-file", type=Path, help="the local stack's state file")
 
     online = commands.add_parser(
         "report",
@@ -364,6 +392,26 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if summary.rejected == 0 and summary.errors == 0 else EXIT_FAILURE
 
 
+def _ab_traffic(args: argparse.Namespace) -> int:
+    from nextpick_local.demo import demo_shop
+    from nextpick_local.demo.ab_traffic import run_traffic
+    from nextpick_local.demo.load import DEMO_SHOP
+    from nextpick_local.ops.target import local_state
+
+    state = local_state(args.state_file)
+    config = demo_shop.DemoConfig(seed=args.seed, items=DEMO_SHOP.items, shoppers=DEMO_SHOP.shoppers)
+    items = [item.item_id for item in demo_shop.generate(config).items]
+    shoppers = min(args.shoppers, DEMO_SHOP.shoppers)
+    summary = run_traffic(
+        lambda path, body: _request(state["api_url"], "POST", path, body, state["server_key"]),
+        items,
+        shoppers,
+        args.seed,
+    )
+    print(summary.describe())
+    return 0 if summary.errors == 0 else EXIT_FAILURE
+
+
 def _walkthrough(argv: list[str]) -> int:
     import importlib
 
@@ -403,6 +451,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "credentials": _operation("show", "credentials"),
     "rotate-credentials": _operation("rotate_command", "credentials"),
     "shopper-token": _operation("shopper_token", "credentials"),
+    "variants": _operation("variants_command", "variants"),
+    "ab-traffic": _ab_traffic,
 }
 
 

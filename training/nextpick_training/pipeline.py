@@ -446,6 +446,8 @@ def _publish(
         bought_together=registry.encode_partner_table(partners),
         bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
         explore_index=explore_index,
+        mode=publish_lib.PublishMode(settings.publish_mode),
+        challenger_share=settings.challenger_share,
     )
     _timed(result, "publish", t)
     result.published_version = outcome.version

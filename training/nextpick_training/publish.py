@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -28,13 +29,26 @@ from botocore.exceptions import ClientError
 from nextpick.adapters import error_code
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
+from nextpick.adapters.variants_pointer import build_variants_pointer, read_variants, version_ref
 from nextpick.domain.history import HISTORY_SLOTS
+from nextpick.domain.variants import with_challenger, with_control
 from nextpick.errors import ModelIntegrityError, ModelUnavailable, NextpickError
 
 logger = Logger(child=True)
 
 EVENT_SOURCE = "nextpick"
 EVENT_DETAIL_TYPE = "ModelPublished"
+
+
+class PublishMode(StrEnum):
+    """What a publish does with the live pointer (docs/retrain.md, "Publishing as a challenger")."""
+
+    REPLACE = "replace"  # the new version becomes the control (any A/B experiment keeps running)
+    CHALLENGER = "challenger"  # the new version becomes the `challenger` variant; the control stays
+
+
+# The share of shoppers a new challenger gets when none runs yet (template parameter ChallengerShare).
+DEFAULT_CHALLENGER_SHARE = 0.1
 
 
 class PublishError(NextpickError):
@@ -93,7 +107,7 @@ def check_artifact(tflite_bytes: bytes, manifest: dict[str, Any]) -> None:
         raise ArtifactRefused(f"model {manifest.get('version')!r} refused: {exc}") from exc
 
 
-def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
+def check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
     """Read the version back as serving will (manifest, sha256) and build and run it again."""
     try:
         manifest, stored = registry.load_verified(s3, bucket, prefix, version)
@@ -108,7 +122,7 @@ def _check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
         ) from exc
 
 
-def _record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
+def record_history(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any]) -> None:
     """Keep a copy of the pointer that just went live; a failure is logged (the switch happened).
     Create-only, like every other object under the prefix: the publishing roles may not overwrite."""
     try:
@@ -135,10 +149,29 @@ def _read_previous(s3: Any, bucket: str, prefix: str) -> registry.PointerRead:
 
 
 def _switch_pointer(
-    s3: Any, bucket: str, prefix: str, manifest: dict[str, Any], etag: str | None, now: datetime
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    manifest: dict[str, Any],
+    etag: str | None,
+    now: datetime,
+    previous: dict[str, Any] | None = None,
+    mode: PublishMode = PublishMode.REPLACE,
+    challenger_share: float = DEFAULT_CHALLENGER_SHARE,
 ) -> dict[str, Any]:
-    """One conditional PutObject: only if the pointer is still the one we read (compare-and-swap)."""
-    pointer = registry.build_pointer(manifest, prefix, now)
+    """One conditional PutObject: only if the pointer is still the one we read (compare-and-swap).
+
+    The new pointer keeps the `previous` pointer's A/B experiment (docs/variants.md): `replace` makes
+    `manifest`'s version the control, `challenger` makes it the `challenger` variant (added with
+    `challenger_share` of the traffic, or replacing the previous challenger's version at its weight)."""
+    pointer = _pointer_for(previous, manifest, prefix, now, mode, challenger_share)
+    put_pointer(s3, bucket, prefix, pointer, etag)
+    return pointer
+
+
+def put_pointer(s3: Any, bucket: str, prefix: str, pointer: dict[str, Any], etag: str | None) -> None:
+    """The atomic switch: one PutObject of the whole pointer, conditional on the ETag read (or on
+    there being none), so a reader sees the old document or the new one and two writers cannot both win."""
     condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
     try:
         s3.put_object(
@@ -153,7 +186,30 @@ def _switch_pointer(
         if _is_precondition(exc):
             raise PointerConflict("the model pointer changed during this publish; not switched") from exc
         raise
-    return pointer
+
+
+def _pointer_for(
+    previous: dict[str, Any] | None,
+    manifest: dict[str, Any],
+    prefix: str,
+    now: datetime,
+    mode: PublishMode,
+    challenger_share: float,
+) -> dict[str, Any]:
+    if previous is None:  # the first model is the control, whatever the mode: nothing to challenge
+        return registry.build_pointer(manifest, prefix, now)
+    try:
+        config, refs = read_variants(previous)
+    except ModelIntegrityError:
+        logger.warning("the live pointer's experiment is malformed; the new pointer has none")
+        return registry.build_pointer(manifest, prefix, now)
+    version = str(manifest["version"])
+    refs[version] = version_ref(manifest, prefix)
+    if mode is PublishMode.CHALLENGER:
+        config = with_challenger(config, version, challenger_share)
+    else:
+        config = with_control(config, version)
+    return build_variants_pointer(config, refs, prefix, now)
 
 
 def _announce(events: Any, bus_name: str | None, detail: dict[str, Any]) -> bool:
@@ -202,6 +258,8 @@ def publish(
     bought_together: bytes | None = None,
     bought_together_parameters: dict[str, Any] | None = None,
     explore_index: tuple[bytes, float] | None = None,
+    mode: PublishMode = PublishMode.REPLACE,
+    challenger_share: float = DEFAULT_CHALLENGER_SHARE,
 ) -> PublishOutcome:
     """Write a new immutable version, switch the pointer to it, announce it. Returns the outcome.
 
@@ -210,7 +268,8 @@ def publish(
     pages and carts, and `explore_index` (`explore_index.npz` and its calibration recall@10) for
     large catalogs (docs/ranking-1m.md). With
     `expected_version`, the publish happens only while that version is live (a catalog refresh built
-    on it must not replace a newer retrain).
+    on it must not replace a newer retrain). `mode` (docs/retrain.md): `replace` makes the version the
+    control, `challenger` an A/B variant with `challenger_share` of the shoppers.
 
     Raises ArtifactRefused or VersionExists (nothing switched) or PointerConflict (version written,
     pointer untouched)."""
@@ -257,16 +316,35 @@ def publish(
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )
-    _check_stored(s3, bucket, prefix, version)
-    pointer = _switch_pointer(s3, bucket, prefix, manifest, previous.etag, datetime.now(UTC))
-    _record_history(s3, bucket, prefix, pointer)
+    check_stored(s3, bucket, prefix, version)
+    pointer = _switch_pointer(
+        s3,
+        bucket,
+        prefix,
+        manifest,
+        previous.etag,
+        datetime.now(UTC),
+        previous.pointer,
+        mode,
+        challenger_share,
+    )
+    record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None
     notified = _announce(
         events,
         bus_name,
-        {"version": version, "previous_version": previous_version, "metrics": metrics, "rollback": False},
+        {
+            "version": version,
+            "previous_version": previous_version,
+            "metrics": metrics,
+            "rollback": False,
+            "mode": mode.value if previous.pointer is not None else PublishMode.REPLACE.value,
+        },
     )
-    logger.info("model published", extra={"version": version, "previous_version": previous_version})
+    logger.info(
+        "model published",
+        extra={"version": version, "previous_version": previous_version, "mode": mode.value},
+    )
     return PublishOutcome(version, previous_version, pointer, notified)
 
 
@@ -288,8 +366,10 @@ def rollback(
     manifest, model_bytes = registry.load_verified(s3, bucket, prefix, version)
     check_artifact(model_bytes, manifest)
     previous = _read_previous(s3, bucket, prefix)
-    pointer = _switch_pointer(s3, bucket, prefix, manifest, previous.etag, now or datetime.now(UTC))
-    _record_history(s3, bucket, prefix, pointer)
+    pointer = _switch_pointer(
+        s3, bucket, prefix, manifest, previous.etag, now or datetime.now(UTC), previous.pointer
+    )
+    record_history(s3, bucket, prefix, pointer)
     previous_version = previous.pointer.get("version") if previous.pointer else None
     notified = _announce(
         events,

@@ -47,6 +47,11 @@ class TrainingSettings(EnvSettings):
     # What the gate's rankings leave out besides index 0, as serving would: the user's purchased
     # items (serving's default), every item in the history, or nothing.
     gate_exclusion: Literal["purchased", "seen", "none"] = "purchased"
+    # What a publish does (docs/retrain.md, "Publishing as a challenger"): `replace` makes the new model
+    # the control; `challenger` makes it an A/B variant with `challenger_share` of the shoppers, the
+    # control staying live, so it proves itself on real traffic first (docs/variants.md).
+    publish_mode: Literal["replace", "challenger"] = "replace"
+    challenger_share: float = Field(default=0.1, gt=0.0, lt=1.0)
     # Overrides of model.Hyperparameters fields (unknown names are rejected when the run starts).
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
 

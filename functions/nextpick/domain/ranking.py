@@ -120,15 +120,25 @@ class CandidateMasks:
 
 
 class MaskCache:
-    """Keeps the masks of the live (model, snapshot) pair; rebuilt only when either changes."""
+    """Keeps the masks of each live (model, snapshot) pair; one is rebuilt only when its model's
+    snapshot changes. Several models are live at once in an A/B test (the control, its variants and a
+    shadow: docs/variants.md), so masks are kept per model version, up to `MAX_MODELS`, the least
+    recently built dropped first: one slot would rebuild on every request that alternates variants."""
+
+    # The control, two challengers and a shadow; a fifth live version evicts the oldest masks.
+    MAX_MODELS = 4
 
     def __init__(self) -> None:
-        self._masks: CandidateMasks | None = None
+        self._masks: dict[str, CandidateMasks] = {}
 
     def get(self, model: RankingModel, snapshot: CatalogSnapshot) -> CandidateMasks:
-        masks = self._masks
-        if masks is None or masks.model_version != model.version or masks.snapshot_id != snapshot.snapshot_id:
-            masks = self._masks = CandidateMasks.build(model, snapshot)
+        masks = self._masks.get(model.version)
+        if masks is None or masks.snapshot_id != snapshot.snapshot_id:
+            masks = CandidateMasks.build(model, snapshot)
+            self._masks.pop(model.version, None)
+            while len(self._masks) >= self.MAX_MODELS:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[model.version] = masks
         return masks
 
 

@@ -17,8 +17,10 @@ from nextpick.domain.impressions import CONTROL_VARIANT, Impression, Surface, ne
 from nextpick.domain.ports import CatalogSource, ModelSource, ModelStatus, RankingModel, StateRepository
 from nextpick.domain.ranking import ColdStart, MaskCache, RecommendOptions, cold_start_top_k, top_k
 from nextpick.domain.search import SearchIndexCache, resolve_searches
+from nextpick.domain.shadow import ServedAnswer, ShadowScoring
 from nextpick.domain.state import EventStatus, StateLimits, UserState, apply_events, vector_for
 from nextpick.domain.trending import LiveTrending
+from nextpick.domain.variants import Assignment, model_for
 from nextpick.errors import ConcurrentUpdate, VersionConflict
 
 
@@ -104,6 +106,8 @@ class Recommender:
     trending: LiveTrending | None = None
     # Shared by every ranking service of a container (wiring.candidate_masks): one build per (model, snapshot).
     masks: MaskCache = field(default_factory=MaskCache)
+    # A shadow model scored on a sample of the answers and logged, never served (docs/variants.md).
+    shadow: ShadowScoring | None = None
     _search: SearchIndexCache = field(default_factory=SearchIndexCache)
 
     def track(
@@ -117,24 +121,23 @@ class Recommender:
 
         `time_left_ms` (Lambda's `get_remaining_time_in_millis`) bounds the optimistic-lock retries:
         none starts with less than `retry_reserve_ms` left, so contention ends in a 409, not a timeout."""
-        model = self.models.current()
-        results, states = self._apply(events, model, time_left_ms)
-        users = [self._recommend(s, model, options, self.models.status) for s in states]
+        results, states, assignments = self._apply(events, time_left_ms)
+        users = [self._answer(state, assignments[state.user_id], options, Surface.EVENTS) for state in states]
         return TrackResult(results=results, users=users)
 
     def ingest(
         self, events: list[AnyEvent], time_left_ms: Callable[[], int] | None = None
     ) -> list[EventResult]:
         """`track` for callers that need no answer (the bus): the same writes, no ranking."""
-        return self._apply(events, self.models.current(), time_left_ms)[0]
+        return self._apply(events, time_left_ms)[0]
 
     def _apply(
         self,
         events: list[AnyEvent],
-        model: RankingModel | None,
         time_left_ms: Callable[[], int] | None = None,
-    ) -> tuple[list[EventResult], list[UserState]]:
-        """Each user's events applied; the results in request order and each user's new state."""
+    ) -> tuple[list[EventResult], list[UserState], dict[str, Assignment]]:
+        """Each user's events applied, each folded by the model of the user's variant (model_for);
+        the results in request order, each user's new state and variant."""
         now = self.clock()
         check_not_in_future(events, now, self.config.max_future_skew)
         # Once per request, before any write: every attempt (and every later replay) folds the same
@@ -145,8 +148,12 @@ class Recommender:
             by_user.setdefault(event.user_id, []).append(event)
         status_of: dict[tuple[str, int], EventStatus] = {}
         states: list[UserState] = []
+        assignments: dict[str, Assignment] = {}
         for user_id, user_events in by_user.items():
-            state, statuses = self._apply_with_retry(user_id, user_events, model, now, time_left_ms)
+            assignment = assignments[user_id] = model_for(self.models, user_id)
+            state, statuses = self._apply_with_retry(
+                user_id, user_events, assignment.model, now, time_left_ms
+            )
             for position, status in enumerate(statuses):
                 status_of[(user_id, position)] = status
             states.append(state)
@@ -156,12 +163,24 @@ class Recommender:
             position = positions.get(event.user_id, 0)
             positions[event.user_id] = position + 1
             results.append(EventResult(event.event_id, event.user_id, status_of[(event.user_id, position)]))
-        return results, states
+        return results, states, assignments
 
     def recommendations(self, user_id: str, options: RecommendOptions) -> UserRecommendations:
         """Read-only: one strongly consistent read, no write (a stale state is rebuilt in memory)."""
-        model = self.models.current()
-        return self._recommend(self.states.load(user_id), model, options, self.models.status)
+        assignment = model_for(self.models, user_id)
+        return self._answer(self.states.load(user_id), assignment, options, Surface.USER)
+
+    def _answer(
+        self, state: UserState, assignment: Assignment, options: RecommendOptions, surface: Surface
+    ) -> UserRecommendations:
+        """The served answer of the user's variant, then (sampled) the shadow's, which is only logged."""
+        served = self._recommend(state, assignment.model, options, self.models.status, assignment.variant)
+        if self.shadow is not None and assignment.model is not None:
+            self.shadow.score(
+                ServedAnswer(served.recommendation_id, surface, state.user_id),
+                lambda model: self._recommend(state, model, options).recommendations,
+            )
+        return served
 
     def _apply_with_retry(
         self,

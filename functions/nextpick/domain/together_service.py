@@ -34,6 +34,7 @@ from nextpick.domain.service import ServiceConfig, UserRecommendations
 from nextpick.domain.state import UserState, apply_events
 from nextpick.domain.together import CART_BLEND_WEIGHT, CART_BLEND_WEIGHT_NEW, blend
 from nextpick.domain.trending import LiveTrending
+from nextpick.domain.variants import model_for
 from nextpick.errors import MissingReference
 
 # A cart of more than this is not a cart a page completes (and 50 folds cost ~5 ms of `update`).
@@ -170,8 +171,10 @@ class TogetherService:
     def cart(
         self, items: tuple[str, ...], user_id: str | None, options: RecommendOptions
     ) -> UserRecommendations:
-        """The cart's completion for `user_id` (None: an anonymous shopper, zeros). Writes nothing."""
-        model = self.models.current()
+        """The cart's completion for `user_id` (None: an anonymous shopper, zeros). Writes nothing.
+        A shopper's cart is ranked by their A/B variant's model; an anonymous cart by the control's."""
+        assignment = model_for(self.models, user_id)
+        model = assignment.model
         snapshot = self.catalog.snapshot()
         for position, item_id in enumerate(items):
             require_known(f"items[{position}]", item_id, snapshot, model)
@@ -215,4 +218,4 @@ class TogetherService:
             scores = blend(scores, exclude, partners, weight)
         picks = choose(model, masks, scores, exclude, options.k, options.rules)
         status = self.models.status
-        return UserRecommendations(user_id or "", model.version, picks, status)
+        return UserRecommendations(user_id or "", model.version, picks, status, variant=assignment.variant)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
@@ -13,6 +13,7 @@ from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.adapters.s3_rule_sets import S3RuleSetStore
 from nextpick.adapters.secrets_manager import SecretsManagerMasterKeys
+from nextpick.adapters.shadow_metrics import PowertoolsShadowReport
 from nextpick.adapters.sqs_rejected_records import SqsRejectedRecords
 from nextpick.domain.compaction import LogCompaction
 from nextpick.domain.credentials import Authenticator
@@ -21,6 +22,7 @@ from nextpick.domain.ranking import MaskCache
 from nextpick.domain.requests import RequestLimits
 from nextpick.domain.rule_sets import RuleSets
 from nextpick.domain.service import Recommender, ServiceConfig
+from nextpick.domain.shadow import ShadowScoring
 from nextpick.domain.similar_items import SimilarItems
 from nextpick.domain.state import StateLimits
 from nextpick.domain.together_service import TogetherService
@@ -74,6 +76,20 @@ def recommender() -> Recommender:
         config=config,
         trending=live_trending(),
         masks=candidate_masks(),
+        shadow=shadow_scoring(),
+    )
+
+
+@cache
+@cache
+def shadow_scoring() -> ShadowScoring:
+    """The shadow model named by the pointer, if any, scored on a sample of the shoppers' answers and
+    logged as impressions, never served (docs/variants.md)."""
+    return ShadowScoring(
+        models=model_source(),
+        impressions=impression_log(),  # the served answers' log: one stream, one report
+        report=PowertoolsShadowReport(),
+        clock=lambda: datetime.now(UTC),
     )
 
 
@@ -189,6 +205,7 @@ def reset() -> None:
         model_source,
         catalog,
         recommender,
+        shadow_scoring,
         live_trending,
         similar_items,
         together,

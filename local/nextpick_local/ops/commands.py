@@ -23,6 +23,8 @@ def train(args: argparse.Namespace) -> int:
         items_table_name=names.items_table,
         event_bus_name=names.event_bus,
         hyperparameters=args.hyperparameters or {},
+        publish_mode=getattr(args, "publish_mode", "replace"),
+        challenger_share=getattr(args, "challenger_share", 0.1),
     )
     s3, events, _ = clients()
     result = run_retrain(s3, events, settings)
