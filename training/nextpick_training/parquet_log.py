@@ -1,0 +1,108 @@
+"""Parquet objects of the event log, written and read with DuckDB (issue 14).
+
+Deployed, Firehose writes them (record-format conversion through the Glue table). This module writes
+them the same way everywhere else: the local Firehose stand-in (`nextpick_local.standin.moto_patches`),
+the one-off migration of the JSON-lines log (`nextpick migrate-event-log`) and the rewriting of an
+object the compaction erases rows from. The columns are `nextpick.domain.log_schema.COLUMNS`; a JSON
+value converts as Firehose's OpenX JSON SerDe converts it (a `context` number becomes its text).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from nextpick.domain.log_schema import COLUMN_NAMES, COLUMNS
+
+PARQUET_MAGIC = b"PAR1"
+# Firehose writes Snappy-compressed Parquet by default (ParquetSerDe Compression: SNAPPY).
+COMPRESSION = "snappy"
+_HIVE_TO_DUCKDB = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "array<string>": "VARCHAR[]",
+    "map<string,string>": "MAP(VARCHAR, VARCHAR)",
+}
+
+
+def duckdb_type(hive_type: str) -> str:
+    """The DuckDB type of a Glue (Hive) column type of the log."""
+    try:
+        return _HIVE_TO_DUCKDB[hive_type]
+    except KeyError:
+        raise ValueError(f"no DuckDB type for the Hive type {hive_type!r}: add it to _HIVE_TO_DUCKDB") from None
+
+
+def _json_columns() -> str:
+    return "{" + ", ".join(f"'{name}': '{duckdb_type(kind)}'" for name, kind in COLUMNS) + "}"
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def is_parquet(body: bytes) -> bool:
+    return body[:4] == PARQUET_MAGIC and body[-4:] == PARQUET_MAGIC
+
+
+def json_lines_to_parquet(body: bytes) -> bytes | None:
+    """JSON lines (one record each) as one Parquet object with the log's columns; None if there is
+    no record. A line that is not a JSON object is dropped (Firehose sends such a record to its error
+    prefix instead; nextpick never logs one)."""
+    body = b"".join(line + b"\n" for line in body.splitlines() if _is_json_object(line))
+    if not body:
+        return None
+    with tempfile.TemporaryDirectory(prefix="nextpick-parquet-") as folder:
+        source, target = Path(folder, "records.jsonl"), Path(folder, "records.parquet")
+        source.write_bytes(body)
+        with duckdb.connect() as db:
+            db.execute(
+                f"COPY (SELECT * FROM read_json({_quoted(source)}, format='newline_delimited', "
+                f"columns={_json_columns()}, ignore_errors=true)) "
+                f"TO {_quoted(target)} (FORMAT parquet, COMPRESSION {COMPRESSION})"
+            )
+        return target.read_bytes()
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def records_to_parquet(records: Iterable[dict[str, Any]]) -> bytes | None:
+    """Records (dicts, as `log_record()` returns them) as one Parquet object."""
+    return json_lines_to_parquet(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+
+def parquet_rows(body: bytes) -> list[dict[str, Any]]:
+    """Every row of one Parquet object of the log, as a dict of the log's columns (a column the object
+    lacks, written before it was added, reads as None)."""
+    with tempfile.TemporaryDirectory(prefix="nextpick-parquet-") as folder:
+        path = Path(folder, "object.parquet")
+        path.write_bytes(body)
+        with duckdb.connect() as db:
+            relation = db.execute(f"SELECT * FROM read_parquet({_quoted(path)})")
+            names = [d[0] for d in relation.description]
+            rows = [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+    return [{name: row.get(name) for name in COLUMN_NAMES} for row in rows]
+
+
+def write_rows_parquet(db: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> None:
+    """COPY a query's rows to a Parquet file as the log writes them."""
+    db.execute(f"COPY ({select_sql}) TO {_quoted(target)} (FORMAT parquet, COMPRESSION {COMPRESSION})")
+
+
+def quoted_path(path: Path | str) -> str:
+    """A path as a DuckDB string literal."""
+    return _quoted(Path(os.fspath(path)))
