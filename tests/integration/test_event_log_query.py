@@ -67,7 +67,9 @@ def test_duplicates_count_once_keeping_the_first_arrival_and_tombstones_erase_ea
     day = partition(T0)
     put_parquet(s3, f"{day}a.parquet", [view("e1", "u1", "i1", 0), view("e2", "u1", "i2", 1)])
     # A redelivery of e2, received later; and the same event id from another shopper: a distinct event.
-    put_parquet(s3, f"{day}b.parquet", [view("e2", "u1", "i2", 1, received_after=99), view("e2", "u2", "i2", 1)])
+    put_parquet(
+        s3, f"{day}b.parquet", [view("e2", "u1", "i2", 1, received_after=99), view("e2", "u2", "i2", 1)]
+    )
     # u2 is erased after their e2 and comes back with e3: e2 goes, e3 stays. u3 erased twice: the
     # latest erasure counts.
     put_parquet(
@@ -100,7 +102,11 @@ def test_the_window_and_the_partitions_it_reads(s3: Any) -> None:
     put_parquet(
         s3,
         f"{partition(T0)}y.parquet",
-        [view("before", "u1", "i1", -60 * 24 * 11), view("inside", "u1", "i2", 0), view("after", "u1", "i3", 60 * 24 * 2)],
+        [
+            view("before", "u1", "i1", -60 * 24 * 11),
+            view("inside", "u1", "i2", 0),
+            view("after", "u1", "i3", 60 * 24 * 2),
+        ],
     )
     stats = event_log.LogStats()
     records = read_window_duckdb(s3, BUCKET, "events/", start, T0 + timedelta(days=1), stats)
@@ -110,16 +116,34 @@ def test_the_window_and_the_partitions_it_reads(s3: Any) -> None:
 
 def test_search_and_review_rows_fold_their_stored_steps(tmp_path: Path) -> None:
     search = SearchEvent.model_validate(
-        {"event_id": "s", "user_id": "u1", "event_type": "search", "query": "red, shoes", "clicked_items": ["i3"], "timestamp": T0}
+        {
+            "event_id": "s",
+            "user_id": "u1",
+            "event_type": "search",
+            "query": "red, shoes",
+            "clicked_items": ["i3"],
+            "timestamp": T0,
+        }
     ).resolved(["i1", "i2"])
     nothing = SearchEvent.model_validate(
         {"event_id": "n", "user_id": "u1", "event_type": "search", "query": "zzz", "timestamp": T0}
     ).resolved([])
     review = ReviewEvent.model_validate(
-        {"event_id": "r", "user_id": "u1", "event_type": "review", "item_id": "i2", "rating": 2, "text": "Too small.\nReturned.", "timestamp": T0}
+        {
+            "event_id": "r",
+            "user_id": "u1",
+            "event_type": "review",
+            "item_id": "i2",
+            "rating": 2,
+            "text": "Too small.\nReturned.",
+            "timestamp": T0,
+        }
     )
     body = json_lines_to_parquet(
-        b"".join(json.dumps(e.log_record(T0 + timedelta(seconds=1))).encode() + b"\n" for e in (search, nothing, review))
+        b"".join(
+            json.dumps(e.log_record(T0 + timedelta(seconds=1))).encode() + b"\n"
+            for e in (search, nothing, review)
+        )
     )
     assert body is not None
     folder = tmp_path / partition(T0)
@@ -147,11 +171,18 @@ def random_log(rng: random.Random, objects: int) -> list[list[dict[str, Any]]]:
             minute += rng.uniform(0.1, 60)
             roll = rng.random()
             if roll < 0.15 and sent:
-                batch.append({**rng.choice(sent), "received_at": (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")})
+                batch.append(
+                    {
+                        **rng.choice(sent),
+                        "received_at": (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z"),
+                    }
+                )
             elif roll < 0.22:
                 batch.append(tombstone(rng.choice(users), minute))
             else:
-                record = view(f"e{rng.randint(0, 40)}", rng.choice(users), rng.choice(items), minute - rng.uniform(0, 1))
+                record = view(
+                    f"e{rng.randint(0, 40)}", rng.choice(users), rng.choice(items), minute - rng.uniform(0, 1)
+                )
                 sent.append(record)
                 batch.append(record)
         out.append(batch)
@@ -178,9 +209,15 @@ def test_the_query_reads_exactly_what_the_json_lines_reader_reads(s3: Any, seed:
 
 def test_json_lines_written_before_the_switch_stay_readable(s3: Any) -> None:
     day = partition(T0)
-    s3.put_object(Bucket=BUCKET, Key=f"{day}legacy-json", Body=(json.dumps(view("old", "u1", "i1", 0)) + "\n").encode())
+    s3.put_object(
+        Bucket=BUCKET, Key=f"{day}legacy-json", Body=(json.dumps(view("old", "u1", "i1", 0)) + "\n").encode()
+    )
     put_parquet(s3, f"{day}new.parquet", [view("new", "u1", "i2", 1), tombstone("u9", 2)])
-    s3.put_object(Bucket=BUCKET, Key=f"{day}legacy-erased", Body=(json.dumps(view("gone", "u9", "i1", 0)) + "\n").encode())
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{day}legacy-erased",
+        Body=(json.dumps(view("gone", "u9", "i1", 0)) + "\n").encode(),
+    )
     records = read_window_duckdb(s3, BUCKET, "events/", T0 - timedelta(days=1), T0 + timedelta(days=1))
     # The tombstone in a Parquet object erases the shopper's event in a JSON-lines one.
     assert sorted(r.event_id for r in records) == ["new", "old"]

@@ -440,7 +440,7 @@ def test_a_stream_batch_that_fails_halfway_is_retried_and_read_back_exactly_once
         return client.put_record_batch(**kwargs)
 
     firehose.rewrite["put_record_batch"] = second_call_fails_once
-    log = FirehoseEventLog(stack.event_log_stream, client=firehose, max_record_bytes=1)
+    log = FirehoseEventLog(stack.event_log_stream, client=firehose)
     monkeypatch.setattr(shipper, "event_log", lambda: log)
     responses: list[Any] = []
 

@@ -202,8 +202,8 @@ def test_a_batch_ships_in_one_call_and_a_failed_append_reports_every_record_with
         ]
     }
     assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
-    # One PutRecordBatch carrying one Firehose record: the whole stream batch, line by line.
-    assert spy.batches() == [[b'{"event_id":"a"}\n{"event_id":"b"}\n{"event_id":"c"}\n{"event_id":"d"}\n']]
+    # One PutRecordBatch for the whole stream batch, one Firehose record per log record (issue 14).
+    assert spy.batches() == [[b'{"event_id":"a"}\n', b'{"event_id":"b"}\n', b'{"event_id":"c"}\n', b'{"event_id":"d"}\n']]
 
     def unavailable(client: Any, **kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "ServiceUnavailableException"}}, "PutRecordBatch")
@@ -246,7 +246,7 @@ def test_missing_stream_is_storage_unavailable_naming_it(stack: Stack, firehose:
 def test_records_are_newline_terminated_exactly_once(stack: Stack, firehose: Any, s3: Any) -> None:
     spy = Spy(firehose)
     FirehoseEventLog(stack.event_log_stream, client=spy).append(['{"a":1}', '{"b":2}\n'])
-    assert spy.batches() == [[b'{"a":1}\n{"b":2}\n']]
+    assert spy.batches() == [[b'{"a":1}\n', b'{"b":2}\n']]
     assert object_bodies(s3, stack) == {'{"a":1}\n{"b":2}\n'}
 
 
@@ -269,7 +269,7 @@ class Accepting:
 
 def test_batches_respect_the_record_count_limit() -> None:
     client = Accepting()
-    FirehoseEventLog("s", client=client, max_record_bytes=1).append([f'{{"n":{i}}}' for i in range(1200)])
+    FirehoseEventLog("s", client=client).append([f'{{"n":{i}}}' for i in range(1200)])
     assert [len(b) for b in client.batches] == [MAX_BATCH_RECORDS, MAX_BATCH_RECORDS, 200]
     assert [json.loads(d)["n"] for b in client.batches for d in b] == list(range(1200))
 
@@ -311,7 +311,7 @@ def test_only_refused_records_are_sent_again(stack: Stack, firehose: Any, s3: An
     sleeps: list[float] = []
     records = [f'{{"event_id":"e{i}"}}' for i in range(8)]
 
-    FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append, max_record_bytes=1).append(
+    FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append).append(
         records
     )
 
@@ -327,7 +327,7 @@ def test_records_still_refused_after_the_last_attempt_raise(stack: Stack, fireho
     sleeps: list[float] = []
 
     with pytest.raises(StorageUnavailable, match=r"1 of 3 records refused .*ServiceUnavailableException"):
-        FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append, max_record_bytes=1).append(
+        FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append).append(
             ["1", "2", "3"]
         )
 
@@ -335,11 +335,10 @@ def test_records_still_refused_after_the_last_attempt_raise(stack: Stack, fireho
     assert len(sleeps) == SEND_ATTEMPTS - 1 and max(sleeps) <= 1.0
 
 
-def test_small_lines_are_packed_into_few_records_of_at_most_1000_kib() -> None:
+def test_each_log_record_is_its_own_firehose_record() -> None:
+    """Record-format conversion reads one Firehose record as one JSON document (issue 14)."""
     client = Accepting()
-    line = '"' + "y" * 299 + '"'  # 301 bytes, 302 with its newline
-    FirehoseEventLog("s", client=client).append([line] * 10_000)
-    (records,) = client.batches
-    per_record = 1000 * 1024 // 302  # 3390 whole lines fit in a 1000 KiB record
-    assert [len(r) // 302 for r in records] == [per_record, per_record, 10_000 - 2 * per_record]
-    assert b"".join(records) == f"{line}\n".encode() * 10_000
+    lines = [json.dumps({"event_id": f"e{i}", "text": "y" * 299}) for i in range(1200)]
+    FirehoseEventLog("s", client=client).append(lines)
+    assert [len(b) for b in client.batches] == [MAX_BATCH_RECORDS, MAX_BATCH_RECORDS, 200]
+    assert [d for b in client.batches for d in b] == [f"{line}\n".encode() for line in lines]

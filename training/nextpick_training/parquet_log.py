@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from nextpick.domain.compaction import JsonLinesCodec
+from nextpick.domain.erasure import ErasedLines, Erasure, Tombstones, tombstone_of
 from nextpick.domain.log_schema import COLUMN_NAMES, COLUMNS
 
 PARQUET_MAGIC = b"PAR1"
@@ -106,3 +108,70 @@ def write_rows_parquet(db: duckdb.DuckDBPyConnection, select_sql: str, target: P
 def quoted_path(path: Path | str) -> str:
     """A path as a DuckDB string literal."""
     return _quoted(Path(os.fspath(path)))
+
+
+class ParquetLogCodec:
+    """`nextpick.domain.compaction.LogCodec` for a log of Parquet objects (issue 14) and the JSON-lines
+    objects around it (written before the switch, or Firehose's error records): each body is read as
+    what it is. In Parquet, the rule (`Tombstones.erases`) is applied in SQL, row by row: a tombstone
+    row is kept; an event row of an erased shopper received at or before the erasure, or with an
+    unreadable `received_at`, is dropped; the rows kept are written as a new Parquet object."""
+
+    def __init__(self) -> None:
+        self._json = JsonLinesCodec()
+
+    def tombstones_in(self, body: bytes) -> Iterator[Erasure]:
+        if not is_parquet(body):
+            yield from self._json.tombstones_in(body)
+            return
+        for row in parquet_rows(body):
+            if row.get("type") is None:
+                continue
+            try:
+                yield tombstone_of({k: v for k, v in row.items() if v is not None})
+            except ValueError:
+                continue
+
+    def erase(self, body: bytes, tombstones: Tombstones) -> ErasedLines:
+        if not is_parquet(body):
+            return self._json.erase(body, tombstones)
+        if not tombstones:
+            return ErasedLines(None, 0, 0)
+        with tempfile.TemporaryDirectory(prefix="nextpick-parquet-") as folder:
+            source, target = Path(folder, "object.parquet"), Path(folder, "kept.parquet")
+            source.write_bytes(body)
+            with duckdb.connect() as db:
+                db.execute("CREATE TABLE erasures (user_id VARCHAR, erased_at TIMESTAMPTZ)")
+                db.executemany(
+                    "INSERT INTO erasures VALUES (?, ?)",
+                    [(user, tombstones.erased_at(user)) for user in tombstones.to_json()],
+                )
+                kept_sql = (
+                    f"SELECT o.* FROM read_parquet({_quoted(source)}) o "
+                    "LEFT JOIN erasures e ON e.user_id = o.user_id "
+                    "WHERE o.type IS NOT NULL OR e.user_id IS NULL "
+                    "OR TRY_CAST(o.received_at AS TIMESTAMPTZ) > e.erased_at"
+                )
+                counts = db.execute(
+                    f"SELECT (SELECT count(*) FROM read_parquet({_quoted(source)})), "
+                    f"(SELECT count(*) FROM ({kept_sql}))"
+                ).fetchone()
+                total, kept = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+                if kept == total:
+                    return ErasedLines(None, total, 0)
+                if not kept:
+                    return ErasedLines(b"", 0, total)
+                write_rows_parquet(db, kept_sql, target)
+            return ErasedLines(target.read_bytes(), kept, total - kept)
+
+
+def json_lines_of(body: bytes) -> bytes:
+    """A log object as JSON lines whatever its format: a Parquet object's rows as compact JSON records
+    of their non-null columns (what `log_record()` wrote, `context` values as text), anything else as
+    it is. For readers of lines: an access request, the tests."""
+    if not is_parquet(body):
+        return body
+    return b"".join(
+        json.dumps({k: v for k, v in row.items() if v is not None}, separators=(",", ":")).encode() + b"\n"
+        for row in parquet_rows(body)
+    )
