@@ -160,6 +160,11 @@ def _rules(
     return rules
 
 
+# What the stand-in runs instead of a service moto does not emulate: the retrain's window query runs on
+# DuckDB over the same Parquet objects instead of on Athena (issue 14, docs/event-log.md).
+STANDIN_ENVIRONMENT = {"EVENT_LOG_ENGINE": "duckdb"}
+
+
 def create_stack(
     stack_name: str = DEFAULT_STACK_NAME,
     *,
@@ -319,7 +324,9 @@ def _functions(
         refs[logical_id] = name
         arns[logical_id] = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
         variables = properties.get("Environment", {}).get("Variables", {})
-        environments[logical_id] = {key: str(item) for key, item in variables.items()}
+        environments[logical_id] = {
+            key: STANDIN_ENVIRONMENT.get(key, str(item)) for key, item in variables.items()
+        }
     return environments
 
 

@@ -100,13 +100,8 @@ def aws_environment(endpoint_url: str, region: str) -> dict[str, str]:
     }
 
 
-# What the stand-in runs instead of a service moto does not emulate: the retrain's window query runs on
-# DuckDB over the same Parquet objects instead of Athena (issue 14, docs/event-log.md).
-STANDIN_ENVIRONMENT = {"EVENT_LOG_ENGINE": "duckdb"}
-
-
 def function_environment(resources: Stack) -> dict[str, str]:
-    """The one environment all functions share in this process, with `STANDIN_ENVIRONMENT` applied.
+    """The one environment all functions share in this process.
 
     Every handler runs in this process (or a child of it), so a variable the template gives two
     functions different values could not be honoured: refuse to start rather than misconfigure one."""
@@ -118,7 +113,7 @@ def function_environment(resources: Stack) -> dict[str, str]:
                     f"{function} sets {name}={value!r} but another function sets {merged[name]!r}; "
                     "the local stack runs all functions in one environment"
                 )
-    return {**merged, **STANDIN_ENVIRONMENT}
+    return merged
 
 
 def _attach_rule_queues(stack: LocalStack) -> None:
