@@ -36,7 +36,7 @@ def resources() -> dict[str, Any]:
 
 def every_record() -> list[dict[str, Any]]:
     """One record of every kind the log holds, with every optional field set."""
-    context = {"page": "home", "slot": 3, "ratio": 0.5, "promo": True}
+    context: dict[str, str | int | float | bool] = {"page": "home", "slot": 3, "ratio": 0.5, "promo": True}
     tracked = TrackedEvent(
         event_id="e1",
         user_id="u1",

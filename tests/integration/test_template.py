@@ -296,6 +296,8 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "RetrainFunction",
         "--exclude",
         "CatalogRefreshFunction",
+        "--exclude",
+        "EventLogCompactionFunction",
         "--no-cached",
         "--build-dir",
         str(build_dir),

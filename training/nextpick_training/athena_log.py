@@ -17,6 +17,7 @@ on `events/*` and s3:GetObject/PutObject on `athena-results/*`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +74,9 @@ class AthenaWindow:
                 WorkGroup=self.work_group,
             )
         except (ClientError, BotoCoreError) as error:
-            raise QueryFailed(f"Athena workgroup {self.work_group}: could not start the window query: {error}")
+            raise QueryFailed(
+                f"Athena workgroup {self.work_group}: could not start the window query: {error}"
+            ) from error
         return str(answer["QueryExecutionId"])
 
     def _wait(self, query_id: str) -> None:
@@ -92,10 +95,9 @@ class AthenaWindow:
                     raise QueryFailed(f"Athena query {query_id} {state.lower()}: {reason}")
                 return
             if self.clock() >= deadline:
-                try:
+                # The timeout is what is reported; the workgroup's scan cut-off bounds the cost anyway.
+                with contextlib.suppress(ClientError, BotoCoreError):
                     self.client.stop_query_execution(QueryExecutionId=query_id)
-                except (ClientError, BotoCoreError):
-                    pass  # the timeout is what is reported; the workgroup's cut-off bounds the cost
                 raise QueryFailed(f"Athena query {query_id} still {state} after {self.timeout_seconds:.0f} s")
             self.sleep(self.poll_seconds)
 

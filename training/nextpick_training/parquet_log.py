@@ -41,7 +41,9 @@ def duckdb_type(hive_type: str) -> str:
     try:
         return _HIVE_TO_DUCKDB[hive_type]
     except KeyError:
-        raise ValueError(f"no DuckDB type for the Hive type {hive_type!r}: add it to _HIVE_TO_DUCKDB") from None
+        raise ValueError(
+            f"no DuckDB type for the Hive type {hive_type!r}: add it to _HIVE_TO_DUCKDB"
+        ) from None
 
 
 def _json_columns() -> str:
@@ -146,11 +148,12 @@ class ParquetLogCodec:
                     "INSERT INTO erasures VALUES (?, ?)",
                     [(user, tombstones.erased_at(user)) for user in tombstones.to_json()],
                 )
+                # The rows kept, in their order in the object.
                 kept_sql = (
-                    f"SELECT o.* FROM read_parquet({_quoted(source)}) o "
-                    "LEFT JOIN erasures e ON e.user_id = o.user_id "
+                    f"SELECT o.* EXCLUDE (file_row_number) FROM read_parquet({_quoted(source)}, "
+                    "file_row_number = true) o LEFT JOIN erasures e ON e.user_id = o.user_id "
                     "WHERE o.type IS NOT NULL OR e.user_id IS NULL "
-                    "OR TRY_CAST(o.received_at AS TIMESTAMPTZ) > e.erased_at"
+                    "OR TRY_CAST(o.received_at AS TIMESTAMPTZ) > e.erased_at ORDER BY o.file_row_number"
                 )
                 counts = db.execute(
                     f"SELECT (SELECT count(*) FROM read_parquet({_quoted(source)})), "

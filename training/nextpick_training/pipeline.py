@@ -39,11 +39,11 @@ from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
 from nextpick_training import event_log, window_query
-from nextpick_training.athena_log import AthenaWindow
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
 from nextpick_training import together as together_lib
+from nextpick_training.athena_log import AthenaWindow
 from nextpick_training.scoring import ServedScorer
 from nextpick_training.settings import TrainingSettings
 

@@ -18,7 +18,8 @@ The query applies, as `event_log.read_event_log` does on JSON lines:
    is kept;
 4. the **window** on the events' own `timestamp`.
 
-Its rows are distinct events (one per `(user_id, event_id)`), with the fields that fold them; a search
+Its rows are distinct events (one per `(user_id, event_id)`), with the fields that fold them and how
+many not erased copies of the event the log holds (`copies`, for the run's counts); a search
 is expanded into its fold steps in Python (`rows_to_records`) by the one definition of the steps,
 `nextpick.domain.events.SearchEvent.steps`.
 """
@@ -53,6 +54,7 @@ ROW_COLUMNS = (
     "matched_items",
     "timestamp",
     "received_at",
+    "copies",
 )
 ITEM_SEPARATOR = ","
 # Trino functions the query uses that DuckDB spells differently.
@@ -93,7 +95,8 @@ kept AS (
     SELECT log.*, row_number() OVER (
         PARTITION BY log.user_id, log.event_id
         ORDER BY from_iso8601_timestamp(log.received_at)
-    ) AS copy
+    ) AS copy,
+    count(*) OVER (PARTITION BY log.user_id, log.event_id) AS copies
     FROM log LEFT JOIN erasures ON erasures.user_id = log.user_id
     WHERE log.type IS NULL AND log.event_id IS NOT NULL AND log.user_id IS NOT NULL
         AND (erasures.erased_at IS NULL OR from_iso8601_timestamp(log.received_at) > erasures.erased_at)
@@ -101,7 +104,7 @@ kept AS (
 SELECT event_id, user_id, event_type, item_id, rating, "query",
     array_join(clicked_items, {_literal(ITEM_SEPARATOR)}) AS clicked_items,
     array_join(matched_items, {_literal(ITEM_SEPARATOR)}) AS matched_items,
-    "timestamp", received_at
+    "timestamp", received_at, copies
 FROM kept
 WHERE copy = 1
     AND from_iso8601_timestamp("timestamp") BETWEEN from_iso8601_timestamp({_literal(iso(start))})
@@ -140,6 +143,8 @@ def rows_to_records(rows: Iterable[Mapping[str, Any]], stats: LogStats) -> list[
     records: list[LogRecord] = []
     for row in rows:
         stats.lines += 1
+        # Copies delivered more than once (at least once delivery), as the JSON-lines reader counted.
+        stats.duplicates += max(int(row.get("copies") or 1) - 1, 0)
         try:
             records.extend(row_record(row))
         except ValueError:

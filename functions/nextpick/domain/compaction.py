@@ -35,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from nextpick.domain.erasure import (
-    Erasure,
     ErasedLines,
+    Erasure,
     Tombstones,
     erase_lines,
     iso,

@@ -19,11 +19,11 @@ from typing import Any
 from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.domain.compaction import LogObject
 from nextpick.domain.erasure import user_lines
-from nextpick_training.parquet_log import json_lines_of
 from nextpick_local.errors import CommandError, UsageError
 from nextpick_local.http_client import JsonClient, Unreachable
 from nextpick_local.ops.target import local_state
 from nextpick_local.ops.target import names as target
+from nextpick_training.parquet_log import json_lines_of
 
 EXIT_FAILURE = 1
 

@@ -185,6 +185,8 @@ def create_stack(
     moto_patches.cloudformation_refs()
     moto_patches.log_group_keys()
     moto_patches.firehose_record_format_conversion()
+    # The window query reads Hive partitions (issue 14): keys as Firehose names them, not moto's.
+    moto_patches.firehose_prefixes()
     raw = load_template(template_path)
     values = parameter_values(raw, parameters or {})
     account_id = client("sts").get_caller_identity()["Account"]
