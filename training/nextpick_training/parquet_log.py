@@ -84,6 +84,11 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
+def malformed_lines(body: bytes) -> int:
+    """The non-blank lines of a JSON-lines body that are not JSON objects (the conversion drops them)."""
+    return sum(1 for line in body.splitlines() if line.strip() and not _is_json_object(line))
+
+
 def records_to_parquet(records: Iterable[dict[str, Any]]) -> bytes | None:
     """Records (dicts, as `log_record()` returns them) as one Parquet object."""
     return json_lines_to_parquet(b"".join(json.dumps(r).encode() + b"\n" for r in records))

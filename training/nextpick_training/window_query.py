@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from nextpick.domain.erasure import ERASURE_RECORD_TYPE, iso, parse_time
 from nextpick.domain.events import stored_event
 from nextpick_training.event_log import LogRecord, LogStats, list_log_keys, partition_day
-from nextpick_training.parquet_log import is_parquet, json_lines_to_parquet, quoted_path
+from nextpick_training.parquet_log import is_parquet, json_lines_to_parquet, malformed_lines, quoted_path
 
 # The query's answer, column by column (the arrays joined with ',', which no id can contain).
 ROW_COLUMNS = (
@@ -203,6 +203,7 @@ def download_window(
         stats.objects += 1
         stats.bytes += len(body)
         if not is_parquet(body):
+            stats.malformed += malformed_lines(body)
             converted = json_lines_to_parquet(body)
             if converted is None:
                 continue
