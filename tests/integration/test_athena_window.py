@@ -129,6 +129,9 @@ def test_results_are_read_page_by_page(aws: dict[str, Any]) -> None:
             "matched_items": None,
             "timestamp": "2026-11-20T12:00:00Z",
             "received_at": "2026-11-20T12:00:01Z",
+            "copies": 1,
+            "erased_rows": 0,
+            "tombstone_rows": 0,
         }
         for n in range(2500)
     ]

@@ -91,6 +91,8 @@ def test_duplicates_count_once_keeping_the_first_arrival_and_tombstones_erase_ea
     assert e2.received_at == T0 + timedelta(minutes=1, seconds=1)
     assert e2.event_type is EventType.VIEW and e2.strength == 1.0
     assert stats.objects == 3 and stats.malformed == 0
+    # The run's counts: u2's e2 and u3's e4 and e5 erased, 3 tombstones read, e2 of u1 delivered twice.
+    assert (stats.erased, stats.tombstones, stats.duplicates) == (3, 3, 1)
 
 
 def test_the_window_and_the_partitions_it_reads(s3: Any) -> None:

@@ -21,6 +21,7 @@ from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick.domain.events import CatalogBatch, CatalogItem, EventBatch, ItemFields, TrackedEvent
 from nextpick.settings import Settings
 from nextpick_local.standin.aws_resources import Stack, create_stack, find_template, load_template, plan_stack
+from nextpick_training.parquet_log import json_lines_of
 from nextpick_training.settings import TrainingSettings
 
 TEMPLATE_PATH = find_template()
@@ -491,7 +492,10 @@ def test_built_functions_handle_every_sample_event(
         logged = [
             json.loads(line)["event_id"]
             for key in log_keys
-            for line in s3.get_object(Bucket=stack.model_bucket, Key=key)["Body"].read().splitlines()
+            # The stream converts records to Parquet (issue 14).
+            for line in json_lines_of(
+                s3.get_object(Bucket=stack.model_bucket, Key=key)["Body"].read()
+            ).splitlines()
         ]
     finally:
         server.stop()

@@ -18,8 +18,10 @@ The query applies, as `event_log.read_event_log` does on JSON lines:
    is kept;
 4. the **window** on the events' own `timestamp`.
 
-Its rows are distinct events (one per `(user_id, event_id)`), with the fields that fold them and how
-many not erased copies of the event the log holds (`copies`, for the run's counts); a search
+Its rows are distinct events (one per `(user_id, event_id)`), with the fields that fold them, how
+many not erased copies of the event the log holds (`copies`) and, on every row, how many event rows
+the tombstones erased and how many tombstones were read (`erased_rows`, `tombstone_rows`: the run's
+counts, without a second scan); a search
 is expanded into its fold steps in Python (`rows_to_records`) by the one definition of the steps,
 `nextpick.domain.events.SearchEvent.steps`.
 """
@@ -55,6 +57,8 @@ ROW_COLUMNS = (
     "timestamp",
     "received_at",
     "copies",
+    "erased_rows",
+    "tombstone_rows",
 )
 ITEM_SEPARATOR = ","
 # Trino functions the query uses that DuckDB spells differently.
@@ -91,22 +95,26 @@ erasures AS (
     WHERE type = {_literal(ERASURE_RECORD_TYPE)} AND erased_at IS NOT NULL
     GROUP BY user_id
 ),
-kept AS (
-    SELECT log.*, row_number() OVER (
-        PARTITION BY log.user_id, log.event_id
-        ORDER BY from_iso8601_timestamp(log.received_at)
-    ) AS copy,
-    count(*) OVER (PARTITION BY log.user_id, log.event_id) AS copies
+marked AS (
+    SELECT log.*, coalesce(from_iso8601_timestamp(log.received_at) <= erasures.erased_at, false) AS erased
     FROM log LEFT JOIN erasures ON erasures.user_id = log.user_id
-    WHERE log.type IS NULL AND log.event_id IS NOT NULL AND log.user_id IS NOT NULL
-        AND (erasures.erased_at IS NULL OR from_iso8601_timestamp(log.received_at) > erasures.erased_at)
+),
+counted AS (
+    SELECT marked.*,
+        row_number() OVER (
+            PARTITION BY user_id, event_id ORDER BY erased, from_iso8601_timestamp(received_at)
+        ) AS copy,
+        count_if(NOT erased) OVER (PARTITION BY user_id, event_id) AS copies,
+        count_if(erased AND type IS NULL) OVER () AS erased_rows,
+        count_if(type = {_literal(ERASURE_RECORD_TYPE)}) OVER () AS tombstone_rows
+    FROM marked
 )
 SELECT event_id, user_id, event_type, item_id, rating, "query",
     array_join(clicked_items, {_literal(ITEM_SEPARATOR)}) AS clicked_items,
     array_join(matched_items, {_literal(ITEM_SEPARATOR)}) AS matched_items,
-    "timestamp", received_at, copies
-FROM kept
-WHERE copy = 1
+    "timestamp", received_at, copies, erased_rows, tombstone_rows
+FROM counted
+WHERE copy = 1 AND NOT erased AND type IS NULL AND event_id IS NOT NULL AND user_id IS NOT NULL
     AND from_iso8601_timestamp("timestamp") BETWEEN from_iso8601_timestamp({_literal(iso(start))})
         AND from_iso8601_timestamp({_literal(iso(end))})
 """.strip()
@@ -141,7 +149,11 @@ def row_record(row: Mapping[str, Any]) -> tuple[LogRecord, ...]:
 def rows_to_records(rows: Iterable[Mapping[str, Any]], stats: LogStats) -> list[LogRecord]:
     """Every answer row's fold steps; a row that is not a valid event is counted in `malformed`."""
     records: list[LogRecord] = []
-    for row in rows:
+    for position, row in enumerate(rows):
+        if position == 0:
+            # The same on every row: the rows (events) erased and the tombstones, over the partitions read.
+            stats.erased += int(row.get("erased_rows") or 0)
+            stats.tombstones += int(row.get("tombstone_rows") or 0)
         stats.lines += 1
         # Copies delivered more than once (at least once delivery), as the JSON-lines reader counted.
         stats.duplicates += max(int(row.get("copies") or 1) - 1, 0)
