@@ -41,8 +41,6 @@ from nextpick_training.window_query import LOCAL_TABLE, connect_duckdb, rows_to_
 END = datetime(2026, 11, 30, tzinfo=UTC)
 ATHENA_MINIMUM_BYTES = 10 * 1000**2
 TB = 1000**4
-# The columns the window query names (it reads no other).
-QUERY_COLUMNS = re.compile(r"[a-z_]+")
 
 
 def _typed_nulls(present: set[str]) -> str:
@@ -114,9 +112,15 @@ COPY (
         )
 
 
+# Trino inlines a CTE at each reference: `log` is read twice, once for the tombstones (these columns)
+# and once for everything else the query names.
+TOMBSTONE_SCAN = ("user_id", "type", "erased_at")
+
+
 def _scanned_bytes(folder: Path, sql: str, oldest_day: str) -> tuple[int, int]:
-    """(bytes of the files, bytes of the column chunks the query reads in the partitions it reads)."""
-    named = {name for name, _ in COLUMNS if re.search(rf'\b"?{name}"?\b', sql)}
+    """(bytes of the files, bytes of the column chunks Athena reads in the partitions it reads: the
+    columns the query names, plus the tombstone scan's)."""
+    named = sorted({name for name, _ in COLUMNS if re.search(rf'\b"?{name}"?\b', sql)})
     total = scanned = 0
     with connect_duckdb() as db:
         for path in folder.rglob("*.parquet"):
@@ -125,12 +129,13 @@ def _scanned_bytes(folder: Path, sql: str, oldest_day: str) -> tuple[int, int]:
             match = re.search(r"year=(\d+)/month=(\d+)/day=(\d+)", str(path))
             if match and "-".join(match.groups()) < oldest_day:
                 continue
-            (chunk_bytes,) = db.execute(
-                "SELECT coalesce(sum(total_compressed_size), 0) FROM parquet_metadata(?) "
-                "WHERE path_in_schema IN (SELECT unnest(?::VARCHAR[]))",
-                [str(path), sorted(named)],
-            ).fetchone() or (0,)
-            scanned += int(chunk_bytes)
+            for columns in (named, list(TOMBSTONE_SCAN)):
+                (chunk_bytes,) = db.execute(
+                    "SELECT coalesce(sum(total_compressed_size), 0) FROM parquet_metadata(?) "
+                    "WHERE path_in_schema IN (SELECT unnest(?::VARCHAR[]))",
+                    [str(path), columns],
+                ).fetchone() or (0,)
+                scanned += int(chunk_bytes)
     return total, scanned
 
 

@@ -20,6 +20,7 @@ COMMANDS = [
     "status",
     "compact-log",
     "export-user",
+    "migrate-event-log",
 ]
 
 
