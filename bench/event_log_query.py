@@ -36,7 +36,13 @@ from bench.cost import PRICES, firehose_billed_bytes
 from nextpick.domain.log_schema import COLUMNS
 from nextpick_training.event_log import LogStats
 from nextpick_training.parquet_log import duckdb_type
-from nextpick_training.window_query import LOCAL_TABLE, connect_duckdb, rows_to_records, window_sql
+from nextpick_training.window_query import (
+    LOCAL_TABLE,
+    connect_duckdb,
+    create_log_view,
+    rows_to_records,
+    window_sql,
+)
 
 END = datetime(2026, 11, 30, tzinfo=UTC)
 ATHENA_MINIMUM_BYTES = 10 * 1000**2
@@ -151,10 +157,7 @@ def measure(
         sql = window_sql(LOCAL_TABLE, start, END)
         with connect_duckdb() as db:
             db.execute(f"SET threads = {threads}")
-            db.execute(
-                f"CREATE VIEW {LOCAL_TABLE} AS SELECT * FROM read_parquet('{folder}/**/*.parquet', "
-                "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-            )
+            create_log_view(db, folder)
             t = time.perf_counter()
             (count,) = db.execute(f"SELECT count(*) FROM ({sql})").fetchone() or (0,)
             query_s = time.perf_counter() - t

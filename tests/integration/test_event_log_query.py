@@ -243,3 +243,44 @@ def test_one_query_text_for_both_engines() -> None:
     assert sql.count('"db"."events"') == 1
     # Only Trino (Athena) functions: DuckDB gets the two it lacks as macros of the same name.
     assert "from_iso8601_timestamp" in sql and "array_join" in sql and "QUALIFY" not in sql.upper()
+
+
+def test_impressions_never_reach_training_and_objects_older_than_a_column_still_read(tmp_path: Path) -> None:
+    """A record type added later (issue 13's impressions) is not an event; an object written before
+    the schema gained columns reads them as NULL (docs/event-log.md, "Adding a record type")."""
+    from nextpick.domain.impressions import Impression, Surface, new_recommendation_id
+    from nextpick_training.window_query import connect_duckdb
+
+    folder = tmp_path / partition(T0)
+    folder.mkdir(parents=True)
+    impression = Impression(
+        recommendation_id=new_recommendation_id(),
+        surface=Surface.USER,
+        user_id="u1",
+        model_version="v1",
+        variant="control",
+        items=["i1"],
+        served_at=T0,
+    )
+    body = json_lines_to_parquet(
+        (json.dumps(impression.log_record()) + "\n" + json.dumps(view("e1", "u1", "i1", 0)) + "\n").encode()
+    )
+    assert body is not None
+    (folder / "new.parquet").write_bytes(body)
+    # An object of the first schema: no impression columns, no `type` either.
+    old = view("e0", "u2", "i2", 0)
+    with connect_duckdb() as db:
+        db.execute(
+            'COPY (SELECT ? AS event_id, ? AS user_id, ? AS "timestamp", ? AS received_at, ? AS event_type, '
+            f"? AS item_id) TO '{folder / 'old.parquet'}' (FORMAT parquet)",
+            [
+                old["event_id"],
+                old["user_id"],
+                old["timestamp"],
+                old["received_at"],
+                old["event_type"],
+                old["item_id"],
+            ],
+        )
+    records = read_window(DuckDbWindow(tmp_path), T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert sorted((r.user_id, r.event_id) for r in records) == [("u1", "e1"), ("u2", "e0")]

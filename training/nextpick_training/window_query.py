@@ -41,8 +41,15 @@ from pydantic import ValidationError
 
 from nextpick.domain.erasure import ERASURE_RECORD_TYPE, iso, parse_time
 from nextpick.domain.events import stored_event
+from nextpick.domain.log_schema import COLUMNS
 from nextpick_training.event_log import LogRecord, LogStats, list_log_keys, partition_day
-from nextpick_training.parquet_log import is_parquet, json_lines_to_parquet, malformed_lines, quoted_path
+from nextpick_training.parquet_log import (
+    duckdb_type,
+    is_parquet,
+    json_lines_to_parquet,
+    malformed_lines,
+    quoted_path,
+)
 
 # The query's answer, column by column (the arrays joined with ',', which no id can contain).
 ROW_COLUMNS = (
@@ -114,7 +121,8 @@ SELECT event_id, user_id, event_type, item_id, rating, "query",
     array_join(matched_items, {_literal(ITEM_SEPARATOR)}) AS matched_items,
     "timestamp", received_at, copies, erased_rows, tombstone_rows
 FROM counted
-WHERE copy = 1 AND NOT erased AND type IS NULL AND event_id IS NOT NULL AND user_id IS NOT NULL
+WHERE copy = 1 AND NOT erased AND type IS NULL AND record_type IS NULL AND event_id IS NOT NULL
+    AND user_id IS NOT NULL
     AND from_iso8601_timestamp("timestamp") BETWEEN from_iso8601_timestamp({_literal(iso(start))})
         AND from_iso8601_timestamp({_literal(iso(end))})
 """.strip()
@@ -187,14 +195,25 @@ class DuckDbWindow:
         if not any(self.folder.rglob("*.parquet")):
             return []
         with connect_duckdb() as db:
-            pattern = quoted_path(self.folder / "**" / "*.parquet")
-            db.execute(
-                f"CREATE VIEW {LOCAL_TABLE} AS SELECT * FROM read_parquet({pattern}, "
-                "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-            )
+            create_log_view(db, self.folder)
             relation = db.execute(window_sql(LOCAL_TABLE, start, end))
             names = [d[0] for d in relation.description]
             return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+
+
+def create_log_view(db: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """`LOCAL_TABLE`: the Parquet objects under `folder` as the Glue table reads them: every column
+    of `log_schema.COLUMNS` (one no object has yet, added to the schema later, as NULL) and the Hive
+    partitions as strings."""
+    files = (
+        f"read_parquet({quoted_path(folder / '**' / '*.parquet')}, hive_partitioning = true, "
+        "hive_types_autocast = false, union_by_name = true)"
+    )
+    present = {str(row[0]) for row in db.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()}
+    columns = [
+        f'"{name}"' if name in present else f'NULL::{duckdb_type(kind)} AS "{name}"' for name, kind in COLUMNS
+    ]
+    db.execute(f"CREATE VIEW {LOCAL_TABLE} AS SELECT {', '.join(columns)}, year, month, day FROM {files}")
 
 
 def download_window(

@@ -18,8 +18,9 @@ Adding a record type or a field (an `impression` record, say): add its new colum
 `COLUMNS` (Hive type; a field that several record types share keeps one column) and to the Glue
 table's column list in template.yaml in the same order (the schema test fails until both agree). Old
 objects lack the column and read as NULL (Athena resolves Parquet columns by name; DuckDB reads with
-`union_by_name`). A new record type says what it is in `type` (events have none) and the window query
-selects events with `type IS NULL`, so older readers ignore it.
+`union_by_name`). A typed record says what it is in `type` (tombstones) or `record_type`
+(impressions); events have neither, and the window query selects events by both being NULL (and an
+`event_id`), so a new record type never reaches training by accident.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("type", "string"),
     ("erased_at", "string"),
     ("request_id", "string"),
+    # Impressions (issue 13): `nextpick.domain.impressions.Impression.log_record()`, typed by
+    # `record_type` (shared with it: user_id, item_id, context).
+    ("record_type", "string"),
+    ("recommendation_id", "string"),
+    ("surface", "string"),
+    ("model_version", "string"),
+    ("variant", "string"),
+    ("items", "array<string>"),
+    ("shadow", "boolean"),
+    ("served_at", "string"),
 )
 COLUMN_NAMES: Final[tuple[str, ...]] = tuple(name for name, _ in COLUMNS)
 # Firehose's `!{timestamp:...}` prefix (arrival time, UTC) makes these Hive partitions: strings, as
