@@ -129,3 +129,44 @@ def test_the_log_the_stream_writes_is_compacted_end_to_end(
     ((_, data),) = all_versions(s3, stack).items()
     assert [r.get("event_id", r.get("type")) for r in records(data)] == ["e2", "erasure"]
     compaction_handler.log_compaction.cache_clear()
+
+
+def test_the_codec_erases_impressions_by_their_serving_time_and_reads_objects_of_an_older_schema(
+    tmp_path: Any,
+) -> None:
+    from nextpick.domain.erasure import Tombstones
+    from nextpick.domain.impressions import Impression, Surface, new_recommendation_id
+    from nextpick_training.parquet_log import ParquetLogCodec
+    from nextpick_training.window_query import connect_duckdb
+
+    def impression(served: Any) -> str:
+        shown = Impression(new_recommendation_id(), Surface.USER, "u1", "v1", "control", ["i1"], served)
+        return json.dumps(shown.log_record())
+
+    tombstones = Tombstones()
+    tombstones.add(Erasure("u1", ERASED_AT))
+    body = json_lines_to_parquet(
+        "\n".join(
+            [
+                line("e1", "u1"),
+                impression(ERASED_AT - timedelta(minutes=1)),
+                impression(ERASED_AT + timedelta(minutes=1)),
+                line("e2", "u2"),
+            ]
+        ).encode()
+    )
+    assert body is not None
+    result = ParquetLogCodec().erase(body, tombstones)
+    assert result.body is not None and (result.kept, result.erased) == (2, 2)
+    kept = records(result.body)
+    assert [(r.get("record_type"), r["user_id"]) for r in kept] == [("impression", "u1"), (None, "u2")]
+
+    # An object written before the schema had `type` or the impression columns.
+    old = tmp_path / "old.parquet"
+    e1 = json.loads(line("e1", "u1"))
+    with connect_duckdb() as db:
+        db.execute(
+            f"COPY (SELECT ? AS event_id, ? AS user_id, ? AS received_at) TO '{old}' (FORMAT parquet)",
+            [e1["event_id"], e1["user_id"], e1["received_at"]],
+        )
+    assert ParquetLogCodec().erase(old.read_bytes(), tombstones).body == b""

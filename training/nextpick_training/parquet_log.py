@@ -121,8 +121,8 @@ class ParquetLogCodec:
     """`nextpick.domain.compaction.LogCodec` for a log of Parquet objects (issue 14) and the JSON-lines
     objects around it (written before the switch, or Firehose's error records): each body is read as
     what it is. In Parquet, the rule (`Tombstones.erases`) is applied in SQL, row by row: a tombstone
-    row is kept; an event row of an erased shopper received at or before the erasure, or with an
-    unreadable `received_at`, is dropped; the rows kept are written as a new Parquet object."""
+    row is kept; a row of an erased shopper received (an impression: served) at or before the
+    erasure, or without a readable time, is dropped; the rows kept are written as a new Parquet object."""
 
     def __init__(self) -> None:
         self._json = JsonLinesCodec()
@@ -153,12 +153,23 @@ class ParquetLogCodec:
                     "INSERT INTO erasures VALUES (?, ?)",
                     [(user, tombstones.erased_at(user)) for user in tombstones.to_json()],
                 )
+                # A record's own time: an event's arrival, an impression's serving (issue 13); a record
+                # of an erased shopper without a readable one is erased, as in JSON lines.
+                present = {
+                    str(row[0])
+                    for row in db.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet({_quoted(source)})"
+                    ).fetchall()
+                }
+                times = [f"o.{name}" for name in ("received_at", "served_at") if name in present] or ["NULL"]
+                tombstone = "o.type IS NOT NULL OR " if "type" in present else ""
                 # The rows kept, in their order in the object.
                 kept_sql = (
                     f"SELECT o.* EXCLUDE (file_row_number) FROM read_parquet({_quoted(source)}, "
                     "file_row_number = true) o LEFT JOIN erasures e ON e.user_id = o.user_id "
-                    "WHERE o.type IS NOT NULL OR e.user_id IS NULL "
-                    "OR TRY_CAST(o.received_at AS TIMESTAMPTZ) > e.erased_at ORDER BY o.file_row_number"
+                    f"WHERE {tombstone}e.user_id IS NULL "
+                    f"OR TRY_CAST(coalesce({', '.join(times)}) AS TIMESTAMPTZ) > e.erased_at "
+                    "ORDER BY o.file_row_number"
                 )
                 counts = db.execute(
                     f"SELECT (SELECT count(*) FROM read_parquet({_quoted(source)})), "

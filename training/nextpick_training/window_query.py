@@ -112,7 +112,7 @@ counted AS (
             PARTITION BY user_id, event_id ORDER BY erased, from_iso8601_timestamp(received_at)
         ) AS copy,
         count_if(NOT erased) OVER (PARTITION BY user_id, event_id) AS copies,
-        count_if(erased AND type IS NULL) OVER () AS erased_rows,
+        count_if(erased AND type IS NULL AND record_type IS NULL) OVER () AS erased_rows,
         count_if(type = {_literal(ERASURE_RECORD_TYPE)}) OVER () AS tombstone_rows
     FROM marked
 )
