@@ -264,7 +264,7 @@ def event_log_of(moto: MotoResult) -> EventLog:
 
 
 def billed_bytes_per_event(line_bytes: float, per_batch: float) -> float:
-    """Firehose bytes billed per event when each shipper invocation packs `per_batch` lines."""
+    """Firehose bytes billed per event when each shipper invocation sends `per_batch` lines (one record each)."""
     lines = max(1, round(per_batch))
     return sum(firehose_billed_bytes(size) for size in packed_records(lines, line_bytes)) / lines
 
