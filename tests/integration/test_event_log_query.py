@@ -284,3 +284,10 @@ def test_impressions_never_reach_training_and_objects_older_than_a_column_still_
         )
     records = read_window(DuckDbWindow(tmp_path), T0 - timedelta(days=1), T0 + timedelta(days=1))
     assert sorted((r.user_id, r.event_id) for r in records) == [("u1", "e1"), ("u2", "e0")]
+
+
+def test_an_object_outside_firehoses_partitions_is_always_read(s3: Any) -> None:
+    put_parquet(s3, "events/2026/11/20/12/legacy-layout.parquet", [view("a", "u1", "i1", 0)])
+    put_parquet(s3, f"{partition(T0)}b.parquet", [view("b", "u1", "i2", 1)])
+    records = read_window_duckdb(s3, BUCKET, "events/", T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert sorted(r.event_id for r in records) == ["a", "b"]

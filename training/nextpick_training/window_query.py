@@ -76,6 +76,7 @@ DUCKDB_COMPATIBILITY = (
     "ELSE list_reduce(items, lambda a, b: a || separator || b) END",
 )
 LOCAL_TABLE = "event_log"
+UNPARTITIONED = "year=9999/month=12/day=31/"
 
 
 def _literal(value: str) -> str:
@@ -241,6 +242,10 @@ def download_window(
             body, key = converted, f"{key}.parquet"
         elif not key.endswith(".parquet"):
             key = f"{key}.parquet"
+        if day is None:
+            # Outside Firehose's partitions: always read, as before; filed under the last partition
+            # there is so every file has the same Hive keys and the query never prunes it.
+            key = f"{UNPARTITIONED}{key}"
         target = folder / key
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
