@@ -14,7 +14,6 @@ from bench import models, workload
 from bench.common import Check, Config, Section, fmt, table
 from bench.serving import SHOPPERS, MotoResult
 from bench.training import TrainingRun
-from nextpick.adapters import firehose_log
 from nextpick.adapters.dynamodb_state import encode_state
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
@@ -69,6 +68,13 @@ PRICES = {
     ),
     "firehose_gb": Price(
         0.029, "GB ingested, each record rounded up to 5 KB", "https://aws.amazon.com/firehose/pricing/"
+    ),
+    # The Parquet event log (issue 14, docs/event-log.md, bench.event_log_query).
+    "firehose_conversion_gb": Price(
+        0.018, "GB billed for ingestion, converted to Parquet", "https://aws.amazon.com/firehose/pricing/"
+    ),
+    "athena_tb_scanned": Price(
+        5.00, "TB scanned (each query at least 10 MB)", "https://aws.amazon.com/athena/pricing/"
     ),
     # The other ways in (docs/kinesis.md, bench.kinesis_cost).
     "eventbridge_event": Price(
@@ -250,11 +256,9 @@ def firehose_billed_bytes(record_bytes: int) -> int:
 
 
 def packed_records(lines: int, line_bytes: float) -> list[int]:
-    """The Firehose records `FirehoseEventLog` packs `lines` lines of `line_bytes` into."""
-    limit = firehose_log.MAX_RECORD_BYTES
-    per_record = max(1, int(limit // max(line_bytes, 1)))
-    full, rest = divmod(lines, per_record)
-    return [round(per_record * line_bytes)] * full + ([round(rest * line_bytes)] if rest else [])
+    """The Firehose records `FirehoseEventLog` sends `lines` lines of `line_bytes` in: one each, as
+    record-format conversion to Parquet needs (issue 14, docs/event-log.md)."""
+    return [round(line_bytes)] * lines
 
 
 def events_per_stream_batch(events_per_second: float) -> float:
@@ -301,7 +305,7 @@ def event_log_of(moto: MotoResult) -> EventLog:
 
 
 def billed_bytes_per_event(line_bytes: float, per_batch: float) -> float:
-    """Firehose bytes billed per event when each shipper invocation packs `per_batch` lines."""
+    """Firehose bytes billed per event when each shipper invocation sends `per_batch` lines (one record each)."""
     lines = max(1, round(per_batch))
     return sum(firehose_billed_bytes(size) for size in packed_records(lines, line_bytes)) / lines
 
@@ -402,15 +406,10 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             f"Event-log lines are {fmt(log.line_bytes)} bytes at the median (with the newline). The shipper "
             f"sent {log.lines:,} of them in {len(log.records):,} Firehose record(s) of "
             f"{fmt(statistics.median(log.records) / 1024 if log.records else 0)} KB at the median "
-            f"({fmt(log.lines / max(len(log.records), 1))} lines per record; each record holds up to "
-            f"{firehose_log.MAX_RECORD_BYTES // 1024:,} KiB). Firehose bills each record rounded up to "
-            f"{FIREHOSE_RECORD_ROUNDING // 1024} KB: **{fmt(log.billed_bytes_per_event)} bytes billed per "
-            f"event** here, against {FIREHOSE_RECORD_ROUNDING:,} ({fmt(one_per_line)}x the line) when each line "
-            "was its own record (before the packing). The packing only amortises over what one invocation "
-            f"receives: with the template's {fmt(STREAM_BATCHING_WINDOW_S)} s batching window a stream batch "
-            f"is full ({STREAM_BATCH_SIZE} records) from ~{fmt(STREAM_BATCH_SIZE / STREAM_BATCHING_WINDOW_S)} "
-            "events/s per shard; at 1 event/s it holds ~5, billed "
-            f"{fmt(billed_bytes_per_event(log.line_bytes, events_per_stream_batch(1.0)))} bytes per event.",
+            f"({fmt(log.lines / max(len(log.records), 1))} lines per record: Firehose's conversion to Parquet "
+            "reads one record as one JSON document, docs/event-log.md). Firehose bills each record rounded "
+            f"up to {FIREHOSE_RECORD_ROUNDING // 1024} KB: **{fmt(log.billed_bytes_per_event)} bytes billed per "
+            f"event** ({fmt(one_per_line)}x the line), and conversion is billed on the same bytes.",
         ]
     )
     cost_text, totals = _cost_tables(results, steady, light, log)
@@ -455,11 +454,9 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             else f"The log shipper makes {fmt(log.calls_per_batch)} Firehose calls per stream batch, more "
             "than one: the outboxes of a batch are not sent in one append."
         ),
-        f"**Fixed** (same change): lines are packed into Firehose records, so a full stream batch is billed "
-        f"{fmt(log.billed_bytes_per_event)} bytes per event instead of {FIREHOSE_RECORD_ROUNDING:,} "
-        f"({fmt(one_per_line)}x a ~{fmt(log.line_bytes)}-byte line) — still up to "
-        f"{fmt(billed_bytes_per_event(log.line_bytes, 1.0))} bytes per event at very low traffic, when "
-        "a stream batch holds a single record.",
+        f"**Changed** (issue 14, Parquet log): one Firehose record per event, billed "
+        f"{fmt(log.billed_bytes_per_event)} bytes per event ({fmt(one_per_line)}x a ~{fmt(log.line_bytes)}-byte "
+        "line): record-format conversion needs one JSON document per record (docs/event-log.md).",
         f"API Gateway REST is ${PRICES['api_rest'].amount:.2f} of the ${totals['steady']:.2f} per million "
         f"events ({PRICES['api_rest'].amount / totals['steady']:.0%}); an HTTP API or the event bus would be "
         "$1.00.",

@@ -322,6 +322,14 @@ def _privacy_commands(commands: Any) -> None:
         help="the server or admin key (Authorization: Bearer; default: the running local stack's)",
     )
     _target_options(export)
+    migrate = commands.add_parser(
+        "migrate-event-log",
+        help="convert the JSON-lines event log written before issue 14 to Parquet (one-off)",
+        description="Every JSON-lines object under events/ becomes <key>.parquet in its partition; every "
+        "version of the JSON object is then deleted (docs/event-log.md).",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="only count what would be converted")
+    _target_options(migrate)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -448,6 +456,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compact-log": _operation("compact_log", "privacy"),
     "export-user": _operation("export_user", "privacy"),
     "report": _operation("report", "report"),
+    "migrate-event-log": _operation("migrate_event_log", "event_log"),
     "credentials": _operation("show", "credentials"),
     "rotate-credentials": _operation("rotate_command", "credentials"),
     "shopper-token": _operation("shopper_token", "credentials"),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from nextpick.domain.erasure import parse_time
+from nextpick_training.parquet_log import json_lines_of
 from tests.e2e.conftest import LocalStack
 from tests.e2e.test_local_stack import client
 
@@ -43,7 +44,8 @@ def lines_of(local_stack: LocalStack, user_id: str) -> list[dict[str, Any]]:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
             for version in page.get("Versions", []):
                 data = s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
-                for line in data["Body"].read().splitlines():
+                # Parquet objects (issue 14) read as the JSON records they hold.
+                for line in json_lines_of(data["Body"].read()).splitlines():
                     record = json.loads(line)
                     if record.get("user_id") == user_id:
                         found.append(record)

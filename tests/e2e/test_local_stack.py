@@ -18,6 +18,7 @@ import pytest
 
 from nextpick.domain.credentials import mint_shopper_token
 from nextpick_local.demo.demo_shop import PERSONAS, Persona
+from nextpick_training.parquet_log import json_lines_of
 from tests.e2e.conftest import LocalStack
 
 pytestmark = pytest.mark.slow
@@ -228,7 +229,8 @@ def in_event_log(local_stack: LocalStack, event_id: str, within_seconds: float =
         time.sleep(1)
         today = datetime.now(UTC).strftime("events/year=%Y/month=%m/day=%d/")
         for entry in s3.list_objects_v2(Bucket=bucket, Prefix=today).get("Contents", []):
-            if event_id.encode() in s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read():
+            body = json_lines_of(s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read())
+            if event_id.encode() in body:
                 return True
     return False
 

@@ -44,6 +44,23 @@ class Principal:
     managed_policies: Mapping[str, str] = field(default_factory=dict)
 
 
+def _sub(text: str) -> str:
+    """A resource the template writes as `!Sub` (no logical id to name it by), as the test names it."""
+    return json.dumps({"Fn::Sub": text}, sort_keys=True)
+
+
+_GLUE = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:"
+# The event log's Glue catalog, database and table, and its Athena workgroup (issue 14).
+EVENT_LOG_GLUE = (
+    _sub(_GLUE + "catalog"),
+    _sub(_GLUE + "database/${EventLogDatabaseName}"),
+    _sub(_GLUE + "table/${EventLogDatabaseName}/events"),
+)
+EVENT_LOG_WORK_GROUP = _sub(
+    "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/${AWS::StackName}-event-log"
+)
+
+
 def condition(block: Mapping[str, Any]) -> str:
     return json.dumps(block, sort_keys=True)
 
@@ -183,6 +200,33 @@ ALLOW_LIST: dict[str, Principal] = {
             *grants(["s3:PutObject"], ["ModelBucket/models/current.json"], COMPARE_AND_SWAP),
             *grants(["events:PutEvents"], ["NextpickBus"], MODEL_PUBLISHED),
             *grants(["dynamodb:Scan"], ["ItemsTable"]),
+            # The window query on Athena (issue 14).
+            *grants(
+                ["athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults"],
+                [EVENT_LOG_WORK_GROUP],
+            ),
+            *grants(
+                ["athena:StopQueryExecution"],
+                [EVENT_LOG_WORK_GROUP],
+                unrecorded="only a query still running at the adapter's 600 s deadline is stopped "
+                "(tests/integration/test_athena_window.py runs that path)",
+            ),
+            *grants(
+                ["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+                EVENT_LOG_GLUE,
+                unrecorded="Athena reads the table's definition with the caller's rights",
+            ),
+            *grants(
+                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                ["ModelBucket/athena-results/*"],
+                unrecorded="Athena writes the query's results to the workgroup's location with the "
+                "caller's rights",
+            ),
+            *grants(
+                ["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                ["ModelBucket"],
+                unrecorded="Athena locates the log's and the results' bucket with the caller's rights",
+            ),
             *_runtime("RetrainLogGroup"),
         )
     ),
@@ -250,6 +294,11 @@ ALLOW_LIST: dict[str, Principal] = {
                 ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
                 ["ModelBucket"],
                 unrecorded="Firehose checks the bucket and its multipart uploads with this role",
+            ),
+            *grants(
+                ["glue:GetTable", "glue:GetTableVersion", "glue:GetTableVersions"],
+                EVENT_LOG_GLUE,
+                unrecorded="Firehose reads the table's schema for record-format conversion (issue 14)",
             ),
         )
     ),

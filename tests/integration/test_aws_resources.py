@@ -25,6 +25,7 @@ from nextpick_local.standin.event_sources import event_sources
 from nextpick_local.standin.functions import functions_of
 from nextpick_local.standin.gateway import routes_of
 from nextpick_local.standin.stack import LocalStack
+from nextpick_training.parquet_log import parquet_rows
 
 if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
@@ -164,13 +165,16 @@ def test_firehose_lands_batches_under_events(stack: Stack) -> None:
     records: list[RecordTypeDef] = [
         {"Data": json.dumps({"event_id": f"evt-{n}"}).encode() + b"\n"} for n in range(3)
     ]
+    # One Firehose record per log record, converted to Parquet rows as the template says (issue 14).
     response = firehose.put_record_batch(DeliveryStreamName=stack.event_log_stream, Records=records)
     assert response["FailedPutCount"] == 0
 
     objects = s3.list_objects_v2(Bucket=stack.model_bucket)["Contents"]
-    assert [obj["Key"].startswith("events/") for obj in objects] == [True]
+    assert [(obj["Key"].startswith("events/"), obj["Key"].endswith(".parquet")) for obj in objects] == [
+        (True, True)
+    ]
     body = s3.get_object(Bucket=stack.model_bucket, Key=objects[0]["Key"])["Body"].read()
-    assert [json.loads(line)["event_id"] for line in body.splitlines()] == ["evt-0", "evt-1", "evt-2"]
+    assert [row["event_id"] for row in parquet_rows(body)] == ["evt-0", "evt-1", "evt-2"]
 
 
 def test_delivery_stream_writes_to_the_bucket_with_the_declared_prefixes(

@@ -28,7 +28,8 @@ from nextpick.handlers import api, bus, log_shipper, wiring
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack, load_template
 from nextpick_local.standin.dispatch import AsyncInvokeConfig, BusDispatcher, StreamDispatcher
-from nextpick_training.event_log import LogStats, read_event_log
+from nextpick_training.event_log import LogStats
+from nextpick_training.window_query import read_window_duckdb
 from tests.integration.serving import FakeLambdaContext, proxy_event, sample_event
 from tests.integration.spy import Spy
 
@@ -410,7 +411,7 @@ def stream_dispatcher(stack: Stack, invoke: Callable[[str, dict[str, Any]], Any]
 
 def log_as_training_reads_it(stack: Stack) -> tuple[list[str], LogStats]:
     stats = LogStats()
-    records = read_event_log(
+    records = read_window_duckdb(
         boto3.client("s3"),
         stack.model_bucket,
         "events/",
@@ -440,7 +441,7 @@ def test_a_stream_batch_that_fails_halfway_is_retried_and_read_back_exactly_once
         return client.put_record_batch(**kwargs)
 
     firehose.rewrite["put_record_batch"] = second_call_fails_once
-    log = FirehoseEventLog(stack.event_log_stream, client=firehose, max_record_bytes=1)
+    log = FirehoseEventLog(stack.event_log_stream, client=firehose)
     monkeypatch.setattr(shipper, "event_log", lambda: log)
     responses: list[Any] = []
 

@@ -15,10 +15,11 @@ import pytest
 
 from nextpick.domain.impressions import CONTROL_VARIANT, is_impression_record, new_recommendation_id
 from nextpick.errors import InvalidRequest
-from nextpick.handlers import api, bus, log_shipper, report_job, wiring
+from nextpick.handlers import api, bus, log_shipper, wiring
 from nextpick.settings import get_settings
 from nextpick_local.cli import main
 from nextpick_local.standin.aws_resources import Stack
+from nextpick_training import report_handler
 from tests.conftest import TinyModel
 from tests.integration.serving import FakeLambdaContext, call, proxy_event, sample_event
 from tests.integration.test_api import stored_state
@@ -191,8 +192,8 @@ def test_the_scheduled_report_attributes_the_logged_answers_and_writes_s3(
     for name, value in serving.env("OnlineReportFunction").items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    report_job.report_store.cache_clear()
-    result = report_job.lambda_handler(sample_event("schedule_log_compaction.json"), FakeLambdaContext())
+    report_handler.report_store.cache_clear()
+    result = report_handler.lambda_handler(sample_event("schedule_log_compaction.json"), FakeLambdaContext())
     assert result["status"] == "written"
     latest = json.loads(s3.get_object(Bucket=serving.model_bucket, Key="reports/latest.json")["Body"].read())
     (control,) = latest["variants"]

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import boto3
 import pytest
+from moto.athena.models import QueryResults, athena_backends
 
 from nextpick.domain.credentials import ShopCredentials
 from nextpick.errors import InvalidRequest
@@ -29,19 +30,20 @@ from nextpick.handlers import (
     api,
     authorizer,
     bus,
-    log_compactor,
     log_shipper,
-    report_job,
     stream_events,
     wiring,
 )
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_local.standin.template import translated_template
+from nextpick_training import compaction_handler, refresh_handler, report_handler
 from nextpick_training import handler as retrain_handler
-from nextpick_training import refresh_handler
-from nextpick_training.settings import get_training_settings
-from tests.integration.iam_allow_list import ALLOW_LIST, NOT_RECORDED, Grant, condition
+from nextpick_training.event_log import LogStats
+from nextpick_training.pipeline import read_log_window
+from nextpick_training.settings import TrainingSettings, get_training_settings
+from nextpick_training.window_query import ROW_COLUMNS
+from tests.integration.iam_allow_list import ALLOW_LIST, EVENT_LOG_WORK_GROUP, NOT_RECORDED, Grant, condition
 from tests.integration.serving import FakeLambdaContext, call, proxy_event, sample_event
 from tests.integration.test_log_shipper import stream_event
 from tests.integration.test_retrain import SCHEDULE_EVENT, TINY, shop_log, write_log
@@ -224,6 +226,8 @@ class CallRecorder:
 
     def __init__(self, stack: Stack) -> None:
         self.names = {value: logical_id for logical_id, value in stack.refs.items()}
+        self.event_log_work_group = stack.env("RetrainFunction")["EVENT_LOG_WORK_GROUP"]
+        self.work_group: str | None = None
         self.calls: dict[str, list[Call]] = defaultdict(list)
         self.function: str | None = None
 
@@ -265,6 +269,12 @@ class CallRecorder:
             return [(f"sqs:{operation}", name(params["QueueUrl"], "?"), {})]
         if service == "firehose":
             return [(f"firehose:{operation}", name(params["DeliveryStreamName"], "?"), {})]
+        if service == "athena":
+            # Only StartQueryExecution names the workgroup; the polls and reads follow the query it started.
+            if "WorkGroup" in params:
+                self.work_group = params["WorkGroup"]
+            group = EVENT_LOG_WORK_GROUP if self.work_group == self.event_log_work_group else "?"
+            return [(f"athena:{operation}", group, {})]
         return [(f"{service}:{operation}", "?", {})]
 
     @contextmanager
@@ -321,13 +331,23 @@ def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallReco
         get_settings.cache_clear,
         log_shipper.event_log.cache_clear,
         log_shipper.trending.cache_clear,
-        report_job.report_store.cache_clear,
+        report_handler.report_store.cache_clear,
     )
-    for forget in (*caches, get_training_settings.cache_clear, retrain_handler.reset_clients):
+    for forget in (
+        *caches,
+        get_training_settings.cache_clear,
+        retrain_handler.reset_clients,
+        compaction_handler.log_compaction.cache_clear,
+    ):
         forget()  # clients are built after the hook: a client copies its session's hooks when made
     yield recorder
     session.events.unregister("provide-client-params", recorder.hook)
-    for forget in (*caches, get_training_settings.cache_clear, retrain_handler.reset_clients):
+    for forget in (
+        *caches,
+        get_training_settings.cache_clear,
+        retrain_handler.reset_clients,
+        compaction_handler.log_compaction.cache_clear,
+    ):
         forget()
 
 
@@ -358,6 +378,7 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
         with recorder.running("RetrainFunction"):
             result = retrain_handler.lambda_handler(SCHEDULE_EVENT, FakeLambdaContext())
         assert result["status"] == "published" and result["reason"].startswith(run), result
+    athena_window(stack, recorder)
     with recorder.running("ApiFunction"):
         status, body = call(api.lambda_handler, proxy_event("GET", "/users/u-1/recommendations"))
         assert status == 200 and body["recommendations"], body
@@ -409,12 +430,27 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
         )
     assert shipped == {"batchItemFailures": []}
     with recorder.running("OnlineReportFunction"):
-        reported = report_job.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
+        reported = report_handler.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
     assert reported["status"] == "written" and reported["impressions"] > 0, reported
     with recorder.running("EventLogCompactionFunction"):
-        compacted = log_compactor.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
+        compacted = compaction_handler.lambda_handler(sample_event("schedule_log_compaction.json"), FullRun())
     # u-1's events (API + Kinesis) and the impressions of u-1's answers (POST /events, 2 GETs).
     assert compacted["status"] == "complete" and compacted["lines_erased"] == 5, compacted
+
+
+def athena_window(stack: Stack, recorder: CallRecorder) -> None:
+    """The retrain's window query as deployed (EVENT_LOG_ENGINE=athena; the stand-in runs DuckDB):
+    moto does not run SQL, so Athena's answer is queued (test_athena_window.py checks the rows)."""
+    env = stack.env("RetrainFunction")
+    boto3.client("athena").create_work_group(Name=env["EVENT_LOG_WORK_GROUP"])
+    header = {"Data": [{"VarCharValue": column} for column in ROW_COLUMNS]}
+    athena_backends[stack.account_id][stack.region].query_results_queue.append(
+        QueryResults([header], [{"Name": c, "Type": "varchar"} for c in ROW_COLUMNS])
+    )
+    settings = TrainingSettings.from_env({**env, "EVENT_LOG_ENGINE": "athena"})
+    now = datetime.now(UTC)
+    with recorder.running("RetrainFunction"):
+        assert read_log_window(boto3.client("s3"), settings, now - timedelta(days=1), now, LogStats()) == []
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from nextpick.errors import StorageUnavailable
 from nextpick.handlers import log_shipper
 from nextpick.settings import get_settings
 from nextpick_local.standin.aws_resources import Stack
+from nextpick_training.parquet_log import is_parquet, json_lines_of
 from tests.integration.serving import FakeLambdaContext
 from tests.integration.spy import Spy
 
@@ -48,19 +49,33 @@ def shipper(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def logged_lines(s3: Any, stack: Stack) -> list[str]:
-    """Every line under events/ in the bucket, object by object in key order."""
+    """Every record under events/ in the bucket as a JSON line, object by object in key order (the
+    stream converts records to Parquet rows, issue 14: `json_lines_of` reads them back)."""
     listing = s3.list_objects_v2(Bucket=stack.model_bucket, Prefix="events/").get("Contents", [])
     lines: list[str] = []
     for entry in sorted(listing, key=lambda e: e["Key"]):
-        body = s3.get_object(Bucket=stack.model_bucket, Key=entry["Key"])["Body"].read().decode()
-        assert body.endswith("\n")
-        lines.extend(body.splitlines())
+        body = s3.get_object(Bucket=stack.model_bucket, Key=entry["Key"])["Body"].read()
+        assert is_parquet(body) and entry["Key"].endswith(".parquet")
+        lines.extend(canonical(line) for line in json_lines_of(body).decode().splitlines())
     return lines
+
+
+def canonical(line: str) -> str:
+    """A JSON record with sorted keys: a Parquet row comes back in the table's column order."""
+    return json.dumps(json.loads(line), sort_keys=True, separators=(",", ":"))
 
 
 def object_bodies(s3: Any, stack: Stack) -> set[str]:
     listing = s3.list_objects_v2(Bucket=stack.model_bucket, Prefix="events/").get("Contents", [])
-    return {s3.get_object(Bucket=stack.model_bucket, Key=e["Key"])["Body"].read().decode() for e in listing}
+    return {
+        "".join(
+            canonical(line) + "\n"
+            for line in json_lines_of(s3.get_object(Bucket=stack.model_bucket, Key=e["Key"])["Body"].read())
+            .decode()
+            .splitlines()
+        )
+        for e in listing
+    }
 
 
 def stream_event(dynamodb: Any, dynamodbstreams: Any, table: str) -> dict[str, Any]:
@@ -152,7 +167,9 @@ def test_outbox_of_real_state_writes_lands_in_s3_exactly(
 
     assert response == {"batchItemFailures": []}
     # One PutRecordBatch for the whole stream batch, hence one object; nothing but the outbox lines.
-    assert object_bodies(s3, stack) == {"".join(f"{line}\n" for line in (*first.outbox, *second.outbox))}
+    assert object_bodies(s3, stack) == {
+        "".join(f"{canonical(line)}\n" for line in (*first.outbox, *second.outbox))
+    }
     assert sorted(json.loads(line)["event_id"] for line in logged_lines(s3, stack)) == ["e1", "e2", "e3"]
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     # EMF keeps every value added under one name in a list.
@@ -171,7 +188,7 @@ def test_the_sample_stream_event_ships(stack: Stack, shipper: Any, s3: Any) -> N
     response = shipper.lambda_handler(event, FakeLambdaContext())
 
     assert response == {"batchItemFailures": []}
-    assert sorted(logged_lines(s3, stack)) == sorted(expected)
+    assert sorted(logged_lines(s3, stack)) == sorted(map(canonical, expected))
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -202,8 +219,10 @@ def test_a_batch_ships_in_one_call_and_a_failed_append_reports_every_record_with
         ]
     }
     assert shipper.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
-    # One PutRecordBatch carrying one Firehose record: the whole stream batch, line by line.
-    assert spy.batches() == [[b'{"event_id":"a"}\n{"event_id":"b"}\n{"event_id":"c"}\n{"event_id":"d"}\n']]
+    # One PutRecordBatch for the whole stream batch, one Firehose record per log record (issue 14).
+    assert spy.batches() == [
+        [b'{"event_id":"a"}\n', b'{"event_id":"b"}\n', b'{"event_id":"c"}\n', b'{"event_id":"d"}\n']
+    ]
 
     def unavailable(client: Any, **kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "ServiceUnavailableException"}}, "PutRecordBatch")
@@ -245,9 +264,9 @@ def test_missing_stream_is_storage_unavailable_naming_it(stack: Stack, firehose:
 
 def test_records_are_newline_terminated_exactly_once(stack: Stack, firehose: Any, s3: Any) -> None:
     spy = Spy(firehose)
-    FirehoseEventLog(stack.event_log_stream, client=spy).append(['{"a":1}', '{"b":2}\n'])
-    assert spy.batches() == [[b'{"a":1}\n{"b":2}\n']]
-    assert object_bodies(s3, stack) == {'{"a":1}\n{"b":2}\n'}
+    FirehoseEventLog(stack.event_log_stream, client=spy).append(['{"event_id":"a"}', '{"event_id":"b"}\n'])
+    assert spy.batches() == [[b'{"event_id":"a"}\n', b'{"event_id":"b"}\n']]
+    assert object_bodies(s3, stack) == {'{"event_id":"a"}\n{"event_id":"b"}\n'}
 
 
 def test_nothing_to_append_makes_no_call(firehose: Any) -> None:
@@ -269,7 +288,7 @@ class Accepting:
 
 def test_batches_respect_the_record_count_limit() -> None:
     client = Accepting()
-    FirehoseEventLog("s", client=client, max_record_bytes=1).append([f'{{"n":{i}}}' for i in range(1200)])
+    FirehoseEventLog("s", client=client).append([f'{{"n":{i}}}' for i in range(1200)])
     assert [len(b) for b in client.batches] == [MAX_BATCH_RECORDS, MAX_BATCH_RECORDS, 200]
     assert [json.loads(d)["n"] for b in client.batches for d in b] == list(range(1200))
 
@@ -311,14 +330,12 @@ def test_only_refused_records_are_sent_again(stack: Stack, firehose: Any, s3: An
     sleeps: list[float] = []
     records = [f'{{"event_id":"e{i}"}}' for i in range(8)]
 
-    FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append, max_record_bytes=1).append(
-        records
-    )
+    FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append).append(records)
 
     assert [len(b) for b in spy.batches()] == [8, 4, 2]
     assert spy.batches()[1] == [f"{records[i]}\n".encode() for i in (1, 3, 5, 7)]
     assert len(sleeps) == 2 and all(0 <= s <= 0.2 for s in sleeps)
-    assert sorted(logged_lines(s3, stack)) == sorted(records)  # each exactly once
+    assert sorted(logged_lines(s3, stack)) == sorted(map(canonical, records))  # each exactly once
 
 
 def test_records_still_refused_after_the_last_attempt_raise(stack: Stack, firehose: Any) -> None:
@@ -327,19 +344,16 @@ def test_records_still_refused_after_the_last_attempt_raise(stack: Stack, fireho
     sleeps: list[float] = []
 
     with pytest.raises(StorageUnavailable, match=r"1 of 3 records refused .*ServiceUnavailableException"):
-        FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append, max_record_bytes=1).append(
-            ["1", "2", "3"]
-        )
+        FirehoseEventLog(stack.event_log_stream, client=spy, sleep=sleeps.append).append(["1", "2", "3"])
 
     assert len(spy.batches()) == SEND_ATTEMPTS
     assert len(sleeps) == SEND_ATTEMPTS - 1 and max(sleeps) <= 1.0
 
 
-def test_small_lines_are_packed_into_few_records_of_at_most_1000_kib() -> None:
+def test_each_log_record_is_its_own_firehose_record() -> None:
+    """Record-format conversion reads one Firehose record as one JSON document (issue 14)."""
     client = Accepting()
-    line = '"' + "y" * 299 + '"'  # 301 bytes, 302 with its newline
-    FirehoseEventLog("s", client=client).append([line] * 10_000)
-    (records,) = client.batches
-    per_record = 1000 * 1024 // 302  # 3390 whole lines fit in a 1000 KiB record
-    assert [len(r) // 302 for r in records] == [per_record, per_record, 10_000 - 2 * per_record]
-    assert b"".join(records) == f"{line}\n".encode() * 10_000
+    lines = [json.dumps({"event_id": f"e{i}", "text": "y" * 299}) for i in range(1200)]
+    FirehoseEventLog("s", client=client).append(lines)
+    assert [len(b) for b in client.batches] == [MAX_BATCH_RECORDS, MAX_BATCH_RECORDS, 200]
+    assert [d for b in client.batches for d in b] == [f"{line}\n".encode() for line in lines]

@@ -27,6 +27,7 @@ from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
+from nextpick_training.parquet_log import json_lines_to_parquet
 from nextpick_training.pipeline import RetrainStatus, run_retrain
 from nextpick_training.settings import TrainingSettings, get_training_settings
 
@@ -82,21 +83,32 @@ def shop_log(now: datetime, users: int = USERS, per_user: int = PER_USER, seed: 
     return lines
 
 
-def write_log(s3: Any, bucket: str, lines: list[str], now: datetime, duplicates: int = 0) -> None:
+def write_log(
+    s3: Any, bucket: str, lines: list[str], now: datetime, duplicates: int = 0, parquet: bool = False
+) -> None:
     """Spread the lines over three Firehose-style objects; re-deliver `duplicates` of them in a fourth
-    object (at-least-once delivery) next to one malformed (truncated) line."""
+    object (at-least-once delivery) next to one malformed (truncated) line. JSON lines as Firehose
+    wrote them before issue 14, or with `parquet` as it writes them since (the malformed line then
+    goes to Firehose's error prefix instead, as a record that fails conversion does)."""
     day = now - timedelta(days=1)
     folder = f"events/year={day:%Y}/month={day:%m}/day={day:%d}/"
+
+    def put(key: str, body: bytes) -> None:
+        if parquet:
+            converted = json_lines_to_parquet(body)
+            assert converted is not None
+            key, body = f"{key}.parquet", converted
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
     third = len(lines) // 3 + 1
     for n in range(3):
         chunk = lines[n * third : (n + 1) * third]
-        chunk_body = "".join(f"{line}\n" for line in chunk).encode()
-        s3.put_object(Bucket=bucket, Key=f"{folder}nextpick-event-log-1-{n}", Body=chunk_body)
+        put(f"{folder}nextpick-event-log-1-{n}", "".join(f"{line}\n" for line in chunk).encode())
     if duplicates:
         again = random.Random(1).sample(lines, duplicates)
         body = "".join(f"{line}\n" for line in again[:10]) + '{"event_id": "evt-trunc\n'
         body += "".join(f"{line}\n" for line in again[10:])
-        s3.put_object(Bucket=bucket, Key=f"{folder}nextpick-event-log-1-retry", Body=body.encode())
+        put(f"{folder}nextpick-event-log-1-retry", body.encode())
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -258,6 +270,27 @@ def test_first_run_publishes_a_model_serving_can_load(
     assert record["status"] == "published"
     assert record["candidate_metrics"] == result["candidate_metrics"]
     assert record["live_version"] is None
+
+
+def test_a_run_on_the_parquet_log_reads_its_window_through_the_query_and_publishes(
+    stack: Stack, s3: Any, invoke: Callable[..., dict[str, Any]]
+) -> None:
+    """The log as Firehose writes it since issue 14: Parquet objects, read by the window query (DuckDB
+    here, the stand-in for Athena), de-duplicated per (user_id, event_id) in SQL."""
+    now = datetime.now(UTC)
+    write_log(s3, stack.model_bucket, shop_log(now), now, duplicates=DUPLICATES, parquet=True)
+    assert all(
+        o["Key"].endswith(".parquet")
+        for o in s3.list_objects_v2(Bucket=stack.model_bucket, Prefix="events/")["Contents"]
+    )
+
+    result = invoke()
+
+    assert result["status"] == "published", result["reason"]
+    assert result["counts"]["events"] == USERS * PER_USER
+    assert result["counts"]["duplicates"] == DUPLICATES
+    assert result["counts"]["malformed"] == 0  # a line Firehose cannot convert goes to events-errors/
+    assert result["counts"]["holdout_users"] == USERS
 
 
 def test_searches_and_reviews_in_the_log_train_as_their_stored_steps(

@@ -21,6 +21,7 @@ COMMANDS = [
     "compact-log",
     "export-user",
     "report",
+    "migrate-event-log",
 ]
 
 

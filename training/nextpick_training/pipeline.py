@@ -38,12 +38,13 @@ from nextpick.domain.state import TimedInteraction
 from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
-from nextpick_training import event_log
+from nextpick_training import event_log, window_query
 from nextpick_training import explore_index as explore_index_lib
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import publish as publish_lib
 from nextpick_training import together as together_lib
+from nextpick_training.athena_log import AthenaWindow
 from nextpick_training.scoring import ServedScorer
 from nextpick_training.settings import TrainingSettings
 
@@ -259,6 +260,27 @@ def _run(
     result.status, result.reason = RetrainStatus.PUBLISHED, why
 
 
+def read_log_window(
+    s3: Any, settings: TrainingSettings, start: datetime, end: datetime, stats: event_log.LogStats
+) -> list[event_log.LogRecord]:
+    """The window's distinct, not erased events, through the configured query engine (issue 14)."""
+    if settings.event_log_engine == "athena":
+        import boto3
+
+        engine = AthenaWindow(
+            boto3.client("athena"),
+            settings.event_log_database,
+            settings.event_log_table,
+            settings.event_log_work_group,
+        )
+        records = window_query.read_window(engine, start, end, stats)
+        logger.info("window query ran on Athena", extra={"athena": engine.statistics})
+        return records
+    return window_query.read_window_duckdb(
+        s3, settings.model_bucket_name, settings.event_log_prefix, start, end, stats
+    )
+
+
 def _read_window(
     s3: Any, dynamodb: Any, settings: TrainingSettings, now: datetime, result: RetrainResult
 ) -> tuple[list[event_log.LogRecord], data_lib.Dataset]:
@@ -266,9 +288,7 @@ def _read_window(
     assert result.window_start is not None
     t = time.perf_counter()
     stats = event_log.LogStats()
-    records = event_log.read_event_log(
-        s3, settings.model_bucket_name, settings.event_log_prefix, result.window_start, now, stats
-    )
+    records = read_log_window(s3, settings, result.window_start, now, stats)
     # The vocabulary is the catalog (plus whatever the events mention): every catalog item is published,
     # including items that never had an event. No catalog client: the events alone (tests, tiny shops).
     catalog = scan_catalog(dynamodb, settings.items_table_name) if dynamodb is not None else []

@@ -25,6 +25,12 @@ class TrainingSettings(EnvSettings):
     event_log_prefix: str = "events/"
     # Prefix under which every run's decision is recorded as runs/<timestamp>.json.
     runs_prefix: str = "runs/"
+    # Where the retrain's window query runs (issue 14, docs/event-log.md): "duckdb" over the log's objects
+    # downloaded to /tmp (local stack, tests, small logs), or "athena" over the Glue table (deployed).
+    event_log_engine: Literal["duckdb", "athena"] = "duckdb"
+    event_log_database: str = "nextpick_event_log"
+    event_log_table: str = "events"
+    event_log_work_group: str = "primary"
     items_table_name: str = "nextpick-items"
     event_bus_name: str = "nextpick"
     # Only events whose `timestamp` lies in [now - training_window_days, now] are used.

@@ -1,10 +1,12 @@
-"""The event log: JSON lines into a Firehose stream, which batches them into S3 (`events/` in the bucket)
-where the retrain job reads them.
+"""The event log: JSON records into a Firehose stream, which converts them to Parquet and batches them
+into S3 (`events/` in the bucket) where the retrain job queries them (issue 14, docs/event-log.md).
 
-Firehose concatenates records as they are, so each line is sent newline-terminated: the S3 objects are
-then JSON Lines. Lines are packed into Firehose records of up to 1,000 KiB: Firehose bills ingestion in
-5 KB steps per record, so one ~300-byte event per record would be billed some 17 times over. Delivery
-is at least once (a partly failed batch is re-sent record by record, a failed stream batch is retried
+One log record per Firehose record: record-format conversion reads each Firehose record as ONE JSON
+document (a record holding several lines would lose all but the first, or fail conversion). Firehose
+bills ingestion (and conversion) in 5 KB steps per record, so a ~300-byte event is billed as 5 KB:
+about $0.22 per million events at list prices, against ~$0.01 when lines were packed into 1,000 KiB
+records (docs/event-log.md, "Cost of one record per event"). Records stay newline-terminated, so an
+object Firehose could not convert (`events-errors/`) is still JSON lines. Delivery is at least once (a partly failed batch is re-sent record by record, a failed stream batch is retried
 by Lambda), so the reader de-duplicates by `(user_id, event_id)`."""
 
 from __future__ import annotations
@@ -36,21 +38,21 @@ class FirehoseEventLog:
         stream_name: str,
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
-        max_record_bytes: int = MAX_RECORD_BYTES,
         attempts: int = SEND_ATTEMPTS,
     ) -> None:
         self._stream_name = stream_name
         self._client = LazyClient("firehose", client)
         self._sleep = sleep
-        self._max_record_bytes = max_record_bytes
         # Tries per chunk of refused records; the impression log (request path) takes one.
         self._attempts = attempts
 
     def append(self, records: Sequence[str]) -> None:
-        """Send every record (one JSON document each) to the stream; raises StorageUnavailable if
-        some could not be delivered, in which case any of them may or may not have been."""
+        """Send every record (one JSON document each, one Firehose record each) to the stream; raises
+        StorageUnavailable if some could not be delivered, in which case any of them may or may not have
+        been. (A record over MAX_RECORD_BYTES is refused by Firehose like any other: an event record is
+        at most a few KB, a 2,000-character review included.)"""
         lines = [record.encode() if record.endswith("\n") else f"{record}\n".encode() for record in records]
-        for chunk in _chunks(list(_pack(lines, self._max_record_bytes))):
+        for chunk in _chunks(lines):
             self._send(chunk)
 
     def _send(self, chunk: list[bytes]) -> None:
@@ -83,18 +85,6 @@ class FirehoseEventLog:
             f"Firehose stream {self._stream_name}: {len(pending)} of {len(chunk)} records refused after "
             f"{self._attempts} attempts ({', '.join(sorted(errors))})"
         )
-
-
-def _pack(lines: list[bytes], max_bytes: int) -> Iterator[bytes]:
-    """Whole lines joined into records of at most `max_bytes` (a longer line travels alone)."""
-    record = b""
-    for line in lines:
-        if record and len(record) + len(line) > max_bytes:
-            yield record
-            record = b""
-        record += line
-    if record:
-        yield record
 
 
 def _chunks(data: list[bytes]) -> Iterator[list[bytes]]:

@@ -13,7 +13,7 @@ s3:PutObject on `reports/*`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,10 +31,19 @@ DELIVERY_SLACK = timedelta(days=1)
 
 
 class S3ReportStore:
-    def __init__(self, bucket: str, client: Any = None, log_prefix: str = LOG_PREFIX) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        client: Any = None,
+        log_prefix: str = LOG_PREFIX,
+        decode: Callable[[bytes], list[bytes]] | None = None,
+    ) -> None:
         self._bucket = bucket
         self._client = LazyClient("s3", client)
         self._log_prefix = log_prefix
+        # How one log object becomes lines: JSON lines as they are by default; the deployed log is
+        # Parquet (issue 14), decoded by the retrain image's DuckDB (nextpick_training.report_handler).
+        self._decode = decode or log_lines
 
     def read_report_lines(self, start: datetime) -> Iterator[bytes]:
         """Every line of every log object that can hold a line received at or after `start`."""
@@ -53,7 +62,7 @@ class S3ReportStore:
             ]
             for key in sorted(keys):
                 body: bytes = self._client.get().get_object(Bucket=self._bucket, Key=key)["Body"].read()
-                yield from log_lines(body)
+                yield from self._decode(body)
         except (ClientError, BotoCoreError) as e:
             raise_translated(e, f"s3://{self._bucket}/{self._log_prefix}")
 

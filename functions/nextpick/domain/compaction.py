@@ -29,12 +29,20 @@ the objects written since the previous run; a run with new tombstones reads the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from nextpick.domain.erasure import Tombstones, erase_lines, iso, parse_time, tombstones_in
+from nextpick.domain.erasure import (
+    ErasedLines,
+    Erasure,
+    Tombstones,
+    erase_lines,
+    iso,
+    parse_time,
+    tombstones_in,
+)
 
 CHECKPOINT_FORMAT = "nextpick-log-compaction-1"
 # Objects last modified up to this long before the previous run started are read again: S3 stamps an
@@ -84,6 +92,27 @@ class EventLogObjects(Protocol):
     def delete_older_versions(self, obj: LogObject) -> None: ...
     def read_checkpoint(self) -> Mapping[str, Any] | None: ...
     def write_checkpoint(self, checkpoint: Mapping[str, Any]) -> None: ...
+
+
+class LogCodec(Protocol):
+    """How one log object's records are read and filtered: JSON lines here (`JsonLinesCodec`), Parquet
+    in the compaction's image (`nextpick_training.parquet_log.ParquetLogCodec`, issue 14)."""
+
+    def tombstones_in(self, body: bytes) -> Iterator[Erasure]: ...
+
+    def erase(self, body: bytes, tombstones: Tombstones) -> ErasedLines:
+        """The object without the records `tombstones` erase (`body` None: nothing changed)."""
+        ...
+
+
+class JsonLinesCodec:
+    """The JSON-lines log (before issue 14) and Firehose's error records (`events-errors/`)."""
+
+    def tombstones_in(self, body: bytes) -> Iterator[Erasure]:
+        return tombstones_in(body)
+
+    def erase(self, body: bytes, tombstones: Tombstones) -> ErasedLines:
+        return erase_lines(body, tombstones)
 
 
 @dataclass
@@ -147,6 +176,7 @@ class LogCompaction:
     retention: timedelta = timedelta(days=395)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     reserve_ms: int = RESERVE_MS
+    codec: LogCodec = field(default_factory=JsonLinesCodec)
 
     def run(self, time_left_ms: Callable[[], int] | None = None) -> CompactionResult:
         started, started_clock = self.clock(), time.perf_counter()
@@ -185,7 +215,7 @@ class LogCompaction:
         kept_bytes = 0
         for obj in fresh:
             body = self._read(obj, result)
-            for erasure in tombstones_in(body or b""):
+            for erasure in self.codec.tombstones_in(body or b""):
                 found.add(erasure)
             if kept_bytes + len(body or b"") <= KEEP_READ_BYTES:
                 kept[obj.key] = body
@@ -223,7 +253,7 @@ class LogCompaction:
     ) -> None:
         if body is None:
             return  # expired since it was listed: nothing left to erase
-        erased = erase_lines(body, tombstones)
+        erased = self.codec.erase(body, tombstones)
         if erased.body is None:
             if obj.older_versions:
                 self.log.delete_older_versions(obj)

@@ -2,7 +2,7 @@
 
 Every state write carries, in its `outbox` attribute, the log records of the events it accepted; this
 function ships them. The outboxes of the whole stream batch go out in one append (one PutRecordBatch
-for up to 4 MiB of events, packed into few Firehose records) rather than one call per stream record.
+for up to 500 events and 4 MiB, one Firehose record per event: docs/event-log.md) rather than one call per stream record.
 If the append fails, every record with an outbox is reported as a batch item failure, so Lambda
 retries the batch: the log is at least once, and the retrain reader de-duplicates by `(user_id, event_id)`.
 

@@ -26,12 +26,21 @@ def report_store() -> S3ReportStore:
     return S3ReportStore(get_settings().model_bucket_name)
 
 
-def run_report(now: datetime, days: int) -> dict[str, Any]:
+def run_report(now: datetime, days: int, store: S3ReportStore | None = None) -> dict[str, Any]:
     """The report over [now - days, now], stored; what was written."""
+    store = store or report_store()
     start = now - timedelta(days=days)
-    report = online_report(report_store().read_report_lines(start), start, now, now)
-    keys = report_store().write_report(report, render_markdown(report), now.strftime("%Y-%m-%d"))
+    report = online_report(store.read_report_lines(start), start, now, now)
+    keys = store.write_report(report, render_markdown(report), now.strftime("%Y-%m-%d"))
     return {"status": "written", "keys": keys, "impressions": report["log"]["impressions"]}
+
+
+def report(context: LambdaContext, store: S3ReportStore | None = None) -> dict[str, Any]:
+    """One scheduled run (this module's handler and the retrain image's, which reads Parquet)."""
+    result = run_report(datetime.now(UTC), get_settings().report_window_days, store)
+    metrics.add_metric(name="ReportImpressions", unit=MetricUnit.Count, value=result["impressions"])
+    logger.info("online report written", extra=result)
+    return result
 
 
 # The answer holds counts and keys, never a user or item id; the report itself holds neither.
@@ -39,7 +48,4 @@ def run_report(now: datetime, days: int) -> dict[str, Any]:
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = run_report(datetime.now(UTC), get_settings().report_window_days)
-    metrics.add_metric(name="ReportImpressions", unit=MetricUnit.Count, value=result["impressions"])
-    logger.info("online report written", extra=result)
-    return result
+    return report(context)

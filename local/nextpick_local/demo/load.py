@@ -18,7 +18,8 @@ from nextpick_local.standin.stack import LocalStack
 # Small enough to train in seconds on a laptop; a local override of RetrainFunction's HYPERPARAMETERS.
 DEMO_HYPERPARAMETERS = {"embedding_dim": 32, "hidden_dim": 64, "epochs": 8, "batch_size": 256}
 DEMO_SHOP = demo_shop.DemoConfig(items=2000, shoppers=500)
-EVENT_LOG_PREFIX = "events/"
+# The template's EventLogStream Prefix: Hive partitions by arrival day, which the window query reads.
+EVENT_LOG_PREFIX = "events/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 # A warm-up batch answered 5xx (the stand-in too slow for the function's budget on a busy machine) is
 # sent again: events carry ids, so a batch that was stored after all comes back as duplicates.
 WARM_UP_ATTEMPTS = 4

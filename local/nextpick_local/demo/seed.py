@@ -44,7 +44,10 @@ def write_event_log(
     prefix: str,
     history: Sequence[tuple[TrackedEvent, datetime]],
 ) -> int:
-    """Write the history as Firehose deliveries; the number of objects written."""
+    """Write the history as Firehose deliveries (Parquet, as the template's stream converts records
+    since issue 14); the number of objects written."""
+    from nextpick_training.parquet_log import json_lines_to_parquet
+
     objects = 0
 
     def delivery_day(pair: tuple[TrackedEvent, datetime]) -> date:
@@ -55,8 +58,8 @@ def write_event_log(
         for _, group in groupby(ordered, key=delivery_day):
             pairs = list(group)
             body = "".join(json.dumps(event.log_record(received)) + "\n" for event, received in pairs)
-            key = firehose_object_key(stream_name, "1", prefix, pairs[-1][1])
-            s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+            key = firehose_object_key(stream_name, "1", prefix, pairs[-1][1]) + ".parquet"
+            s3.put_object(Bucket=bucket, Key=key, Body=json_lines_to_parquet(body.encode()))
             objects += 1
             progress.advance(len(pairs))
     return objects

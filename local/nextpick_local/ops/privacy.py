@@ -23,6 +23,7 @@ from nextpick_local.errors import CommandError, UsageError
 from nextpick_local.http_client import JsonClient, Unreachable
 from nextpick_local.ops.target import local_state
 from nextpick_local.ops.target import names as target
+from nextpick_training.parquet_log import json_lines_of
 
 EXIT_FAILURE = 1
 
@@ -50,7 +51,8 @@ def log_lines_of(s3: Any, bucket: str, user_id: str) -> list[dict[str, Any]]:
         versions = [(obj.version_id, True), *((version, False) for version in obj.older_versions)]
         for version_id, current in versions:
             body = log.read(LogObject(obj.key, version_id, obj.last_modified))
-            for line in user_lines(body or b"", user_id):
+            # A Parquet object (issue 14) is read as the JSON records it holds.
+            for line in user_lines(json_lines_of(body or b""), user_id):
                 try:
                     record: Any = json.loads(line)
                 except ValueError:

@@ -13,13 +13,16 @@ from typing import Any
 from nextpick.adapters.s3_report import S3ReportStore
 from nextpick.domain.report import online_report, render_markdown
 from nextpick_local.ops.target import names as target
+from nextpick_training.report_handler import decode_log_object
 
 
 def report_of(s3: Any, bucket: str, days: int, now: datetime | None = None) -> dict[str, Any]:
     """The report over the last `days` days of the log in `bucket`."""
     now = now or datetime.now(UTC)
     start = now - timedelta(days=days)
-    return online_report(S3ReportStore(bucket, s3).read_report_lines(start), start, now, now)
+    return online_report(
+        S3ReportStore(bucket, s3, decode=decode_log_object).read_report_lines(start), start, now, now
+    )
 
 
 def report(args: argparse.Namespace) -> int:

@@ -160,6 +160,11 @@ def _rules(
     return rules
 
 
+# What the stand-in runs instead of a service moto does not emulate: the retrain's window query runs on
+# DuckDB over the same Parquet objects instead of on Athena (issue 14, docs/event-log.md).
+STANDIN_ENVIRONMENT = {"EVENT_LOG_ENGINE": "duckdb"}
+
+
 def create_stack(
     stack_name: str = DEFAULT_STACK_NAME,
     *,
@@ -179,6 +184,9 @@ def create_stack(
 
     moto_patches.cloudformation_refs()
     moto_patches.log_group_keys()
+    moto_patches.firehose_record_format_conversion()
+    # The window query reads Hive partitions (issue 14): keys as Firehose names them, not moto's.
+    moto_patches.firehose_prefixes()
     raw = load_template(template_path)
     values = parameter_values(raw, parameters or {})
     account_id = client("sts").get_caller_identity()["Account"]
@@ -318,7 +326,9 @@ def _functions(
         refs[logical_id] = name
         arns[logical_id] = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
         variables = properties.get("Environment", {}).get("Variables", {})
-        environments[logical_id] = {key: str(item) for key, item in variables.items()}
+        environments[logical_id] = {
+            key: STANDIN_ENVIRONMENT.get(key, str(item)) for key, item in variables.items()
+        }
     return environments
 
 

@@ -39,6 +39,9 @@ def create_delivery_stream(firehose: Any, name: str, properties: Mapping[str, An
                 "ErrorOutputPrefix",
                 "BufferingHints",
                 "CompressionFormat",
+                # Record-format conversion to Parquet (issue 14): moto_patches converts.
+                "FileExtension",
+                "DataFormatConversionConfiguration",
             )
             if key in destination
         },

@@ -53,3 +53,44 @@ def firehose_prefixes() -> None:
         return firehose_object_key(delivery_stream_name, version_id, prefix, datetime.now(UTC))
 
     FirehoseBackend._format_s3_object_path = staticmethod(object_path)  # type: ignore[method-assign]
+
+
+def firehose_record_format_conversion() -> None:
+    """A delivery stream whose S3 destination enables DataFormatConversionConfiguration writes Parquet
+    (issue 14): real Firehose converts each record (one JSON document) to a row of the Glue table and
+    names the object with the destination's FileExtension; moto stores the JSON as sent. The rows take
+    the columns of `nextpick.domain.log_schema`, which tests/integration/test_event_log_schema.py
+    checks are the template's Glue table's (moto's CloudFormation does not create Glue tables)."""
+    from moto.firehose.models import FirehoseBackend
+
+    if getattr(FirehoseBackend, "_nextpick_converts_records", False):
+        return
+    original = FirehoseBackend.put_s3_records
+
+    def put_s3_records(
+        self: Any,
+        delivery_stream_name: str,
+        version_id: str,
+        s3_destination: dict[str, Any],
+        records: list[dict[str, bytes]],
+    ) -> list[dict[str, str]]:
+        conversion = s3_destination.get("DataFormatConversionConfiguration") or {}
+        if not conversion.get("Enabled"):
+            return original(self, delivery_stream_name, version_id, s3_destination, records)
+        from moto.moto_api._internal import mock_random
+        from moto.s3.models import s3_backends
+
+        from nextpick_training.parquet_log import json_lines_to_parquet
+
+        # One JSON document per record: a record holding several would not convert on AWS either.
+        body = json_lines_to_parquet(b"\n".join(r["Data"].rstrip(b"\n") for r in records))
+        if body is not None:
+            key = self._format_s3_object_path(
+                delivery_stream_name, version_id, s3_destination.get("Prefix", "")
+            ) + str(s3_destination.get("FileExtension", ""))
+            bucket = s3_destination["BucketARN"].split(":")[-1]
+            s3_backends[self.account_id][self.partition].put_object(bucket, key, body)
+        return [{"RecordId": str(mock_random.uuid4())} for _ in records]
+
+    FirehoseBackend.put_s3_records = put_s3_records  # type: ignore[method-assign]
+    FirehoseBackend._nextpick_converts_records = True  # type: ignore[attr-defined]
