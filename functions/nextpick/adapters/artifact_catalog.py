@@ -140,7 +140,7 @@ class ArtifactCatalog:
         landed = [
             item_id
             for item_id, (written_at, row) in self._own.items()
-            if row_of(base, item_id) == row or now - written_at >= OWN_WRITES_SECONDS
+            if row.same(row_of(base, item_id)) or now - written_at >= OWN_WRITES_SECONDS
         ]
         for item_id in landed:
             del self._own[item_id]
