@@ -316,7 +316,7 @@ def test_without_an_artifact_serving_reads_the_table_and_says_so(env: Stack) -> 
 def test_an_unreadable_artifact_is_served_until_max_stale_then_the_table_is(
     env: Stack, shop: Stream, s3: Any
 ) -> None:
-    clock, reports = Clock(), []
+    clock, reports = Clock(), list[str]()
     warm, dynamodb, _ = container(env, clock, reports)
     assert warm.snapshot().out_of_stock == set()
     s3.put_object(Bucket=env.model_bucket, Key="catalog/current.json", Body=b"{not json")

@@ -5,8 +5,9 @@ Item layout: `item_id` S, `category` S, `price` N, `stock` N, `title` S (absent 
 
 Ranking needs stock and category (exclusion masks), price and attributes (business-rule filters,
 docs/rules.md), and search events need titles (their query is resolved against them, domain/search.py),
-so a container keeps a snapshot of those (a `Scan` projected without `updated_at`) for
-`refresh_seconds`. A Scan is billed by the size of the items it reads whatever
+so a snapshot holds those (a `Scan` projected without `updated_at`). Serving reads them from the
+catalog artifact instead (docs/catalog-artifact.md); this Scan is its fail-safe (kept for
+`refresh_seconds`) and the artifact writer's bootstrap and daily reconciliation (`scan_snapshot`). A Scan is billed by the size of the items it reads whatever
 the projection, so reading price and attributes too costs no extra capacity, only bytes on the wire. The snapshot's id changes only when its content does, so the exclusion masks
 derived from it stay cached across refreshes that found nothing new."""
 
