@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nextpick.adapters.s3_catalog_artifact import (
+from nextpick.adapters.catalog_artifact_format import (
     ArtifactCorrupt,
     ArtifactPointer,
     ObjectRef,
