@@ -345,3 +345,19 @@ def test_a_repaired_artifact_ends_the_fallback(env: Stack, shop: Stream, s3: Any
     clock.now += REFRESH
     cold.snapshot()
     assert dynamodb.count("scan") == 1
+
+
+def test_an_artifact_rebuilt_from_scratch_replaces_the_one_a_warm_container_holds(
+    env: Stack, shop: Stream, s3: Any
+) -> None:
+    clock = Clock()
+    warm, _, _ = container(env, clock)
+    assert warm.snapshot().out_of_stock == set()
+    write(env, item("b", stock=0))  # lands only in the rebuild: the stream batch is never run
+    shop.next()
+    s3.delete_object(Bucket=env.model_bucket, Key="catalog/current.json")
+    catalog_artifact.reset()
+    assert run_writer({"action": "reconcile"}) == {"version": 1, "changed": 0}  # version 1 again
+
+    clock.now += REFRESH
+    assert warm.snapshot().out_of_stock == {"b"}

@@ -118,7 +118,8 @@ def test_an_artifact_object_that_is_not_the_named_snapshot_is_corrupt(body: byte
 
 
 def test_a_pointer_lists_the_deltas_a_container_needs_or_says_it_cannot() -> None:
-    pointer = ArtifactPointer(5, ObjectRef(3, "s3"), tuple(ObjectRef(v, f"d{v}") for v in (2, 3, 4, 5)))
+    deltas = tuple(ObjectRef(v, f"d{v}") for v in (2, 3, 4, 5))
+    pointer = ArtifactPointer(5, ObjectRef(3, "s3"), deltas, lineage="0f3a")
 
     assert [d.key for d in pointer.deltas_after(3) or []] == ["d4", "d5"]
     assert pointer.deltas_after(5) == []

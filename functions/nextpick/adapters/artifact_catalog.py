@@ -93,7 +93,7 @@ class ArtifactCatalog:
             state = self._artifact.state
             assert state is not None
             base = state.snapshot
-            source = ("artifact", state.version)
+            source = ("artifact", state.pointer.lineage, state.version)
         return self._serve(base, (*source, self._own_generation), now)
 
     def _check(self, now: float) -> None:

@@ -42,11 +42,16 @@ class ArtifactPointer:
     snapshot: ObjectRef
     # Ascending, contiguous, ending at `version` (or empty when the snapshot is the version).
     deltas: tuple[ObjectRef, ...] = ()
+    # Made at the bootstrap and kept by every later version: an artifact rebuilt from scratch (the
+    # operator's repair) numbers its versions from 1 again, and a container must not take its version 1
+    # for the old one's.
+    lineage: str = ""
 
     def encode(self) -> bytes:
         document = {
             "format": FORMAT,
             "version": self.version,
+            "lineage": self.lineage,
             "snapshot": {"version": self.snapshot.version, "key": self.snapshot.key},
             "deltas": [{"version": d.version, "key": d.key} for d in self.deltas],
             "written_at": datetime.now(UTC).isoformat(),
@@ -62,6 +67,7 @@ class ArtifactPointer:
                 version=int(document["version"]),
                 snapshot=ObjectRef(int(document["snapshot"]["version"]), str(document["snapshot"]["key"])),
                 deltas=tuple(ObjectRef(int(d["version"]), str(d["key"])) for d in document["deltas"]),
+                lineage=str(document["lineage"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactCorrupt(f"the catalog pointer does not parse: {exc}") from exc

@@ -121,10 +121,12 @@ class CatalogArtifact:
     def _advance(
         self, held: ArtifactState | None, pointer: ArtifactPointer, etag: str | None
     ) -> ArtifactState:
+        if held is not None and held.pointer.lineage != pointer.lineage:
+            held = None  # another artifact altogether: read it in full
         if held is not None and held.version == pointer.version:
             return ArtifactState(held.version, held.snapshot, pointer, etag)
-        # Deltas only forward: a pointer behind the version held (an artifact rebuilt from version 1 by
-        # the operator's repair) is read in full.
+        # Deltas only forward: a pointer behind the version held (an older pointer restored by hand from
+        # the bucket's versions) is read in full.
         if held is not None and pointer.snapshot.version <= held.version < pointer.version:
             needed = pointer.deltas_after(held.version)
             if needed is not None:
@@ -191,7 +193,7 @@ class CatalogArtifact:
                 raise ValueError("the first version needs the full catalog")
             snapshot = replace_id(full, 1)
             ref = ObjectRef(1, self._create("snapshots", 1, encode_snapshot(snapshot, 1)))
-            return self._swap(ArtifactPointer(1, ref), snapshot, None)
+            return self._swap(ArtifactPointer(1, ref, lineage=secrets.token_hex(8)), snapshot, None)
         if not changes and not force_snapshot:
             return held
         version = held.version + 1 if changes else held.version
@@ -205,7 +207,8 @@ class CatalogArtifact:
             snapshot_ref = ObjectRef(
                 version, self._create("snapshots", version, encode_snapshot(snapshot, version))
             )
-        return self._swap(ArtifactPointer(version, snapshot_ref, deltas), snapshot, held.etag)
+        pointer = ArtifactPointer(version, snapshot_ref, deltas, held.pointer.lineage)
+        return self._swap(pointer, snapshot, held.etag)
 
     def _create(self, kind: str, version: int, body: bytes) -> str:
         key = f"{self._prefix}{HISTORY_DIR}{kind}/{version:012d}-{secrets.token_hex(6)}.json.gz"
