@@ -330,9 +330,9 @@ def section(config: Config, results: dict[str, Any]) -> Section:
             table(["API handler call", "calls", "per event"], _per_event(moto.calls, events)),
             "Not in the steady state above, and amortised over time rather than events: the model pointer "
             "(`s3.GetObject models/current.json`, at most once per `MODEL_REFRESH_SECONDS` = 60 s per "
-            "container, plus the manifest and model when the version changed) and the catalog snapshot "
-            "(`dynamodb.Scan` of the items table, once per `CATALOG_REFRESH_SECONDS` = 30 s per container, "
-            "one page per MB of items).",
+            "container, plus the manifest and model when the version changed) and the catalog artifact "
+            "(`s3.GetObject catalog/current.json`, once per `CATALOG_REFRESH_SECONDS` = 30 s per container, "
+            "plus the deltas since; no table scan: docs/catalog-artifact.md).",
             f"Then the {moto.stream_records:,} records of the state table's stream (warm-up included), read "
             "from moto's stream and given to `nextpick.handlers.log_shipper.lambda_handler` in batches of "
             f"{STREAM_BATCH_SIZE} (the template's `BatchSize`), {moto.shipper_batches} invocations:",

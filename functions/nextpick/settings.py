@@ -44,8 +44,14 @@ class Settings(EnvSettings):
     trending_max_items_per_bucket: int = Field(default=2000, ge=1, le=2500)
     # How often a warm container asks S3 whether a new model version was published.
     model_refresh_seconds: float = Field(default=60.0, ge=0)
-    # How long the cached catalog (stock, category) may be reused before it is re-read.
+    # How often a container asks the catalog artifact's pointer whether a new version was written
+    # (docs/catalog-artifact.md); also the table fallback's re-read interval.
     catalog_refresh_seconds: float = Field(default=30.0, ge=0)
+    # Where the catalog artifact lives in the model bucket.
+    catalog_artifact_prefix: str = "catalog/"
+    # How long a container serves the artifact version it holds while the artifact cannot be read, before
+    # it reads the items table instead: the bound on serving an out-of-stock item in stock when S3 fails.
+    catalog_max_stale_seconds: float = Field(default=120.0, ge=0)
     # How long a container serves a named rule set (or its absence) before it re-reads it from S3: an
     # admin's change reaches every container within it (docs/rules.md, "Where named sets live").
     rule_sets_refresh_seconds: float = Field(default=30.0, ge=0)

@@ -139,6 +139,7 @@ ALLOW_LIST: dict[str, Principal] = {
             *grants(["dynamodb:GetItem", "dynamodb:PutItem"], ["StateTable"]),
             *grants(["dynamodb:Scan", "dynamodb:BatchWriteItem"], ["ItemsTable"]),
             *_READ_MODELS,
+            *grants(["s3:GetObject"], ["ModelBucket/catalog/*"]),
             *grants(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], ["ModelBucket/rules/*"]),
             *grants(["dynamodb:BatchGetItem"], ["TrendingTable"]),
             # Every answer's impression (docs/attribution.md).
@@ -242,6 +243,23 @@ ALLOW_LIST: dict[str, Principal] = {
             *_PUBLISH,
             *_stream("ItemsTable", "CatalogRefreshFailureQueue"),
             *_runtime("CatalogRefreshLogGroup"),
+        )
+    ),
+    # The catalog artifact's only writer (docs/catalog-artifact.md).
+    "CatalogArtifactFunction": Principal(
+        (
+            *grants(["s3:GetObject"], ["ModelBucket/catalog/*"]),
+            *grants(
+                ["s3:ListBucket"],
+                ["ModelBucket"],
+                unrecorded="a missing pointer must read as 404 (bootstrap from the table), not 403; the "
+                "botocore hook sees the GetObject, not this permission",
+            ),
+            *grants(["s3:PutObject"], ["ModelBucket/catalog/*"], CREATE_ONLY),
+            *grants(["s3:PutObject"], ["ModelBucket/catalog/current.json"], COMPARE_AND_SWAP),
+            *grants(["dynamodb:Scan"], ["ItemsTable"]),
+            *_stream("ItemsTable", "CatalogArtifactFailureQueue"),
+            *_runtime("CatalogArtifactLogGroup"),
         )
     ),
     "AuthorizerFunction": Principal(

@@ -30,6 +30,7 @@ from nextpick.handlers import (
     api,
     authorizer,
     bus,
+    catalog_artifact,
     log_shipper,
     stream_events,
     wiring,
@@ -332,6 +333,7 @@ def recorder(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[CallReco
         log_shipper.event_log.cache_clear,
         log_shipper.trending.cache_clear,
         report_handler.report_store.cache_clear,
+        catalog_artifact.reset,
     )
     for forget in (
         *caches,
@@ -398,6 +400,20 @@ def _flows(stack: Stack, recorder: CallRecorder, dynamodb: Any, streams: Any, s3
             stream_event(dynamodb, streams, stack.items_table), FakeLambdaContext()
         )
     assert refreshed["status"] == "published", refreshed
+    # The catalog artifact (docs/catalog-artifact.md): the first batch bootstraps from a scan, the daily
+    # schedule reconciles and rewrites the snapshot, then the API serves from it.
+    with recorder.running("CatalogArtifactFunction"):
+        items_batch = stream_event(dynamodb, streams, stack.items_table)
+        assert catalog_artifact.lambda_handler(items_batch, FakeLambdaContext())["version"] == 1
+        catalog_artifact.lambda_handler(sample_event("schedule_retrain.json"), FakeLambdaContext())
+    with recorder.running("ApiFunction"):
+        sold_out = {"category": "c1", "price": 3.0, "stock": 0}
+        assert call(api.lambda_handler, proxy_event("PUT", "/items/item-new", sold_out))[0] == 200
+    with recorder.running("CatalogArtifactFunction"):
+        items_batch = stream_event(dynamodb, streams, stack.items_table)
+        assert catalog_artifact.lambda_handler(items_batch, FakeLambdaContext())["version"] == 2
+    with recorder.running("ApiFunction"):
+        assert call(api.lambda_handler, proxy_event("GET", "/users/u-1/recommendations"))[0] == 200
     shopper, item, rejected = (
         sample_event(f"bus_{n}.json") for n in ("shopper_event", "catalog_item", "shopper_event")
     )

@@ -453,7 +453,8 @@ def test_built_functions_handle_every_sample_event(
             aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
         )
         stack = create_stack("nextpick-local", session=session, endpoint_url=endpoint)
-        results: dict[str, Any] = {}
+        # (function, sample) -> answer: two functions may share a trigger kind (two DynamoDB streams).
+        results: dict[tuple[str, str], Any] = {}
         for function, properties in _functions(template).items():
             if properties.get("PackageType") == "Image":
                 continue  # RetrainFunction: its image needs Docker to build
@@ -484,7 +485,7 @@ def test_built_functions_handle_every_sample_event(
                     "POWERTOOLS_TRACE_DISABLED": "true",
                     **stack.env(function),
                 }
-                results[Path(sample).name] = _invoke(
+                results[function, Path(sample).name] = _invoke(
                     python, code_paths, properties["Handler"], sample, environment
                 )
 
@@ -506,16 +507,19 @@ def test_built_functions_handle_every_sample_event(
     finally:
         server.stop()
 
-    for name, result in results.items():
+    for (_, name), result in results.items():
         if name.startswith("api_"):
             assert result["statusCode"] == 200, f"{name}: {result}"
-    assert results["bus_shopper_event.json"]["results"][0]["status"] == "accepted"
+    assert results["BusEventFunction", "bus_shopper_event.json"]["results"][0]["status"] == "accepted"
     (authorizer_sample,) = _authorizer_samples(samples)
-    allowed = results[authorizer_sample]["policyDocument"]["Statement"][0]
+    (authorizer,) = _authorizer_functions(template)
+    allowed = results[authorizer, authorizer_sample]["policyDocument"]["Statement"][0]
     assert allowed["Effect"] == "Allow"
     assert samples[authorizer_sample]["methodArn"] in allowed["Resource"]
-    assert results["dynamodb_stream_state.json"] == {"batchItemFailures": []}
-    assert results["kinesis_shopper_events.json"] == {"batchItemFailures": []}
+    assert results["EventLogShipperFunction", "dynamodb_stream_state.json"] == {"batchItemFailures": []}
+    assert results["StreamEventFunction", "kinesis_shopper_events.json"] == {"batchItemFailures": []}
+    # The catalog artifact: built from the (empty) table by the first batch, then the sample item added.
+    assert results["CatalogArtifactFunction", "dynamodb_stream_items.json"]["version"] >= 1
     records = samples["dynamodb_stream_state.json"]["Records"]
     shipped = [
         json.loads(entry["S"])["event_id"]

@@ -5,8 +5,9 @@ Item layout: `item_id` S, `category` S, `price` N, `stock` N, `title` S (absent 
 
 Ranking needs stock and category (exclusion masks), price and attributes (business-rule filters,
 docs/rules.md), and search events need titles (their query is resolved against them, domain/search.py),
-so a container keeps a snapshot of those (a `Scan` projected without `updated_at`) for
-`refresh_seconds`. A Scan is billed by the size of the items it reads whatever
+so a snapshot holds those (a `Scan` projected without `updated_at`). Serving reads them from the
+catalog artifact instead (docs/catalog-artifact.md); this Scan is its fail-safe (kept for
+`refresh_seconds`) and the artifact writer's bootstrap and daily reconciliation (`scan_snapshot`). A Scan is billed by the size of the items it reads whatever
 the projection, so reading price and attributes too costs no extra capacity, only bytes on the wire. The snapshot's id changes only when its content does, so the exclusion masks
 derived from it stay cached across refreshes that found nothing new."""
 
@@ -26,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from nextpick.adapters import LazyClient, raise_translated
 from nextpick.domain.catalog import CatalogSnapshot, SnapshotBuilder
+from nextpick.domain.catalog_changes import CatalogRow
 from nextpick.domain.events import CatalogItem
 from nextpick.errors import InvalidInput, StorageUnavailable
 
@@ -99,25 +101,7 @@ class DynamoDbCatalog:
 
     def _scan(self) -> CatalogSnapshot:
         """The table's content, as a snapshot with id 0 (`snapshot()` numbers it if it changed)."""
-        builder = SnapshotBuilder()
-        kwargs: dict[str, Any] = {"TableName": self._table_name, **_SCAN_PROJECTION}
-        while True:
-            try:
-                page = self._client.get().scan(**kwargs)
-            except (ClientError, BotoCoreError) as e:
-                raise_translated(e, self._table_name)
-            for item in page.get("Items", ()):
-                builder.add(
-                    item["item_id"]["S"],
-                    item["category"]["S"] if "category" in item else None,
-                    float(item["price"]["N"]) if "price" in item else None,
-                    float(item["stock"]["N"]) if "stock" in item else None,
-                    {name: _plain(value) for name, value in item.get("attributes", {}).get("M", {}).items()},
-                    item["title"]["S"] if "title" in item else None,
-                )
-            if "LastEvaluatedKey" not in page:
-                return builder.build(0)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return scan_snapshot(self._client.get(), self._table_name)
 
     # --- CatalogWriter ---------------------------------------------------------------------------------
 
@@ -182,6 +166,44 @@ def encode_item(item: CatalogItem, updated_at: str) -> dict[str, Any]:
     if item.title is not None:
         encoded["title"] = {"S": item.title}
     return encoded
+
+
+def scan_snapshot(client: Any, table_name: str, consistent: bool = False) -> CatalogSnapshot:
+    """The table's content as serving sees it, with id 0: one paged Scan, projected (docs/catalog-artifact.md:
+    the serving fallback, and the artifact writer's bootstrap and daily reconciliation, consistent)."""
+    builder = SnapshotBuilder()
+    kwargs: dict[str, Any] = {"TableName": table_name, **_SCAN_PROJECTION}
+    if consistent:
+        kwargs["ConsistentRead"] = True
+    while True:
+        try:
+            page = client.scan(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise_translated(e, table_name)
+        for item in page.get("Items", ()):
+            builder.add(item["item_id"]["S"], *_serving_fields(item))
+        if "LastEvaluatedKey" not in page:
+            return builder.build(0)
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _serving_fields(
+    item: dict[str, Any],
+) -> tuple[str | None, float | None, float | None, dict[str, str | int | float | bool], str | None]:
+    """(category, price, stock, attributes, title) of a stored item, each None where it is absent."""
+    return (
+        item["category"]["S"] if "category" in item else None,
+        float(item["price"]["N"]) if "price" in item else None,
+        float(item["stock"]["N"]) if "stock" in item else None,
+        {name: _plain(value) for name, value in item.get("attributes", {}).get("M", {}).items()},
+        item["title"]["S"] if "title" in item else None,
+    )
+
+
+def row_of_image(image: dict[str, Any]) -> CatalogRow:
+    """A stream record's NEW_IMAGE as the row serving holds (the same reading as `scan_snapshot`)."""
+    category, price, stock, attributes, title = _serving_fields(image)
+    return CatalogRow.of(category, price, stock, attributes, title)
 
 
 def scan_catalog(client: Any, table_name: str) -> list[CatalogItem]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
+from nextpick.adapters.artifact_catalog import ArtifactCatalog
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.adapters.dynamodb_state import DynamoDbStateRepository
 from nextpick.adapters.dynamodb_trending import DynamoDbTrending
 from nextpick.adapters.firehose_impressions import FirehoseImpressionLog
+from nextpick.adapters.s3_catalog_artifact import CatalogArtifact
 from nextpick.adapters.s3_event_log import S3EventLog
 from nextpick.adapters.s3_model_source import S3ModelSource
 from nextpick.adapters.s3_rule_sets import S3RuleSetStore
@@ -37,9 +39,16 @@ def model_source() -> S3ModelSource:
 
 
 @cache
-def catalog() -> DynamoDbCatalog:
+def catalog() -> ArtifactCatalog:
+    """The catalog serving masks with: the availability artifact in S3, never a table scan while it is
+    readable (docs/catalog-artifact.md); admin writes go to the items table."""
     settings = get_settings()
-    return DynamoDbCatalog(settings.items_table_name, settings.catalog_refresh_seconds)
+    return ArtifactCatalog(
+        CatalogArtifact(settings.model_bucket_name, settings.catalog_artifact_prefix),
+        DynamoDbCatalog(settings.items_table_name, settings.catalog_refresh_seconds),
+        refresh_seconds=settings.catalog_refresh_seconds,
+        max_stale_seconds=settings.catalog_max_stale_seconds,
+    )
 
 
 def _state_limits() -> StateLimits:
