@@ -366,6 +366,7 @@ def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path:
 
     streams = [w for w in sources.workers if isinstance(w, StreamDispatcher)]
     assert sorted(w.function for w in streams) == [
+        "CatalogArtifactFunction",
         "CatalogRefreshFunction",
         "EventLogShipperFunction",
         "StreamEventFunction",
@@ -378,9 +379,11 @@ def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path:
         "RetrainFunction",
         "EventLogCompactionFunction",
         "OnlineReportFunction",
+        "CatalogArtifactFunction",  # the daily reconciliation (docs/catalog-artifact.md)
     }
     # The retrain every `retrain_every` (0: on demand), any other schedule at its own rate.
     assert sources.schedulers["RetrainFunction"]._every == 0
     assert sources.schedulers["EventLogCompactionFunction"]._every == 6 * 3600
     assert sources.schedulers["OnlineReportFunction"]._every == 24 * 3600
+    assert sources.schedulers["CatalogArtifactFunction"]._every == 24 * 3600
     assert sources.unsupported == []
