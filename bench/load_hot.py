@@ -136,6 +136,8 @@ def log_event_ids(target: Target, user_id: str, since: datetime) -> Counter[str]
 
     from nextpick.adapters.s3_event_log import S3EventLog
     from nextpick.domain.erasure import user_lines
+    from nextpick.domain.impressions import IMPRESSION_RECORD
+    from nextpick_training.parquet_log import json_lines_of
 
     s3 = boto3.session.Session().client("s3")
     log = S3EventLog(target.state["resources"]["ModelBucket"], s3)
@@ -143,8 +145,12 @@ def log_event_ids(target: Target, user_id: str, since: datetime) -> Counter[str]
     for obj in log.list_objects():
         if obj.last_modified < since:
             continue
-        for line in user_lines(log.read(obj) or b"", user_id):
-            found[str(json.loads(line).get("event_id"))] += 1
+        # The log is Parquet (issue 14), read as the JSON records it holds; the answers' impressions
+        # (issue 13) name the shopper too, and are not events.
+        for line in user_lines(json_lines_of(log.read(obj) or b""), user_id):
+            record = json.loads(line)
+            if record.get("record_type") != IMPRESSION_RECORD:
+                found[str(record.get("event_id"))] += 1
     return found
 
 

@@ -35,8 +35,9 @@ def event(item_id: str, event_type: str = "view") -> dict[str, Any]:
     }
 
 
-def lines_of(local_stack: LocalStack, user_id: str) -> list[dict[str, Any]]:
-    """Every record naming the user in every version of every object of the event log."""
+def lines_of(local_stack: LocalStack, user_id: str, impressions: bool = False) -> list[dict[str, Any]]:
+    """Every record naming the user in every version of every object of the event log: the shopper's
+    events and tombstones, or (`impressions`) the answers served to them (issue 13)."""
     s3 = client(local_stack, "s3")
     bucket = local_stack.state["resources"]["ModelBucket"]
     found = []
@@ -47,7 +48,8 @@ def lines_of(local_stack: LocalStack, user_id: str) -> list[dict[str, Any]]:
                 # Parquet objects (issue 14) read as the JSON records they hold.
                 for line in json_lines_of(data["Body"].read()).splitlines():
                     record = json.loads(line)
-                    if record.get("user_id") == user_id:
+                    is_impression = record.get("record_type") == "impression"
+                    if record.get("user_id") == user_id and is_impression == impressions:
                         found.append(record)
     return found
 
@@ -104,6 +106,13 @@ def test_an_erased_shopper_is_gone_from_serving_at_once_and_from_the_log_after_c
     left = lines_of(local_stack, USER)
     assert [r["type"] for r in left] == ["erasure"]  # the tombstone stays: the record of the erasure
     assert parse_time(left[0]["erased_at"]) == parse_time(erased["erased_at"])
+    # The answers served before the erasure went with it; the one served after it (`after`) is new.
+    served = lines_of(local_stack, USER, impressions=True)
+    assert [r["recommendation_id"] for r in served] == [after["recommendation_id"]]
     exported = nextpick(local_stack, "export-user", USER)
     assert exported["api"]["state"] is None
-    assert [line["record"]["type"] for line in exported["event_log"]] == ["erasure"]
+    # What nextpick holds about them now: the tombstone and the answer served after it.
+    kinds = sorted(
+        line["record"].get("type") or line["record"]["record_type"] for line in exported["event_log"]
+    )
+    assert kinds == ["erasure", "impression"]
