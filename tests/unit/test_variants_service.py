@@ -187,6 +187,40 @@ def test_a_failing_shadow_never_fails_a_request(
     assert report.failures == ["RuntimeError"] * len(answers) and log.impressions == []
 
 
+class CountingExplains:
+    """A model that counts its `explain` calls (the +17 ms part of an explained answer)."""
+
+    def __init__(self, model: LiteRTModel) -> None:
+        self._model = model
+        self.explains = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+    def explain(self, *args: object, **kwargs: object) -> object:
+        self.explains += 1
+        return self._model.explain(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_explained_answer_does_not_explain_the_shadow_picks(
+    control: LiteRTModel, challenger: LiteRTModel, catalog_items: list[CatalogItem]
+) -> None:
+    served, shadow = CountingExplains(control), CountingExplains(challenger)
+    source = ScriptedVariants(
+        {CONTROL_VARIANT: served},  # type: ignore[dict-item]
+        shadow_model=ShadowModel(Shadow("shadow", "v2", 1.0), shadow),  # type: ignore[arg-type]
+    )
+    log = InMemoryImpressionLog()
+    service = recommender(source, catalog_items, ShadowScoring(source, log, Report(), clock=lambda: NOW))
+    service.track([tracked(0, "shopper-1", "item-3", "purchase")], OPTIONS)
+    answer = service.recommendations("shopper-1", RecommendOptions(k=5, explain=True))
+
+    assert answer.recommendations and any(r.because for r in answer.recommendations)
+    assert served.explains == 1 and shadow.explains == 0
+    # The shadow still ranked and logged this answer.
+    assert [i.recommendation_id for i in log.impressions][-1] == answer.recommendation_id
+
+
 def test_a_shadow_sampled_at_zero_costs_nothing(
     control: LiteRTModel, challenger: LiteRTModel, catalog_items: list[CatalogItem]
 ) -> None:
