@@ -104,23 +104,18 @@ def demo(users: int, k: int, draws: int, epochs: int) -> dict[str, Any]:
 
 def cost(repeats: int) -> dict[str, Any]:
     """Median and p90 of the whole handler, GET recommendations k=10 with and without explain=true."""
-    import boto3
-
     from bench import models
-    from bench.routes import CATALOG_ITEMS, request
+    from bench.routes import CATALOG_ITEMS, publish_model, request
     from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
     from nextpick.domain.events import CatalogItem
     from nextpick.handlers import api, wiring
     from nextpick_local.standin.aws_resources import create_stack
-    from nextpick_training.publish import publish
 
-    models.ensure_models((CATALOG_ITEMS,))
     stack = create_stack("bench-explain")
     os.environ.update(stack.env("ApiFunction"))
     os.environ.update(POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
     now = datetime.now(UTC)
     # bench.routes' catalog and model, without its trending buckets and partner table (not on this route).
-    model_bytes, manifest = models.load(CATALOG_ITEMS)
     ids = [str(i) for i in models.item_ids(CATALOG_ITEMS)[1:]]
     DynamoDbCatalog(stack.refs["ItemsTable"], 30).put_items(
         [
@@ -128,19 +123,7 @@ def cost(repeats: int) -> dict[str, Any]:
             for n, i in enumerate(ids)
         ]
     )
-    publish(
-        boto3.client("s3"),
-        None,
-        stack.model_bucket,
-        "models/",
-        None,
-        model_bytes,
-        state_dim=manifest["state_dim"],
-        items=manifest["items"],
-        training_window={},
-        hyperparameters={},
-        metrics={},
-    )
+    publish_model(stack)
     wiring.reset()
 
     def handle(event: dict[str, Any]) -> dict[str, Any]:
@@ -214,9 +197,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=("movielens", "demo", "cost"), action="append")
     parser.add_argument("--out", type=Path, help="also write the markdown results here")
     args = parser.parse_args(argv)
-    os.environ.update(
-        AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench"
-    )
     parts = args.only or ["movielens", "demo", "cost"]
     result: dict[str, Any] = {"fidelity": {}, "cost_ms": {}}
     if "movielens" in parts:
@@ -226,10 +206,9 @@ def main(argv: list[str] | None = None) -> None:
         result["fidelity"]["demo shop"] = demo(args.users, args.k, args.draws, args.epochs)
         print(json.dumps(result["fidelity"]["demo shop"]), flush=True)
     if "cost" in parts:
-        from moto import mock_aws
+        from bench.routes import run_in_moto
 
-        with mock_aws():
-            result["cost_ms"] = cost(args.repeats)
+        result["cost_ms"] = run_in_moto(cost, args.repeats)
         print(json.dumps(result["cost_ms"]), flush=True)
     result |= {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "load_average": round(os.getloadavg()[0], 1)}
     print(json.dumps(result, indent=2))

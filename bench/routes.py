@@ -62,6 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args(argv)
+    result = run_in_moto(run, args.repeats)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        command = "python -m bench.routes" + (f" --repeats {args.repeats}" if args.repeats != REPEATS else "")
+        args.out.write_text(render(result, command))
+
+
+def run_in_moto(run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """`run(*args)` inside moto (in process), with bench credentials and the 10k-item model built."""
     os.environ.update(
         AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench"
     )
@@ -71,11 +80,33 @@ def main(argv: list[str] | None = None) -> None:
     from moto import mock_aws
 
     with mock_aws():
-        result = run(args.repeats)
-    print(json.dumps(result, indent=2))
-    if args.out:
-        command = "python -m bench.routes" + (f" --repeats {args.repeats}" if args.repeats != REPEATS else "")
-        args.out.write_text(render(result, command))
+        return run(*args)
+
+
+def publish_model(stack: Any, created_at: datetime | None = None, **artifacts: Any) -> Any:
+    """Publish the 10k-item bench model into the stack's bucket (a newer `created_at`: another version
+    of the same shape); `artifacts` are publish's optional ones (e.g. the bought-together table)."""
+    import boto3
+
+    from bench import models
+    from nextpick_training.publish import publish
+
+    model_bytes, manifest = models.load(CATALOG_ITEMS)
+    return publish(
+        boto3.client("s3"),
+        None,
+        stack.model_bucket,
+        "models/",
+        None,
+        model_bytes,
+        state_dim=manifest["state_dim"],
+        items=manifest["items"],
+        training_window={},
+        hyperparameters={},
+        metrics={},
+        created_at=created_at,
+        **artifacts,
+    )
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -103,17 +134,13 @@ def request(
 
 def setup(stack: Any, now: datetime) -> tuple[list[str], int]:
     """Catalog, live trending and the published model with its partner table; the table's size."""
-    import boto3
-
     from bench import models
     from nextpick.adapters import model_registry as registry
     from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
     from nextpick.adapters.dynamodb_trending import DynamoDbTrending
     from nextpick.domain.events import CatalogItem
     from nextpick.domain.trending import bucket_key
-    from nextpick_training.publish import publish
 
-    model_bytes, manifest = models.load(CATALOG_ITEMS)
     ids = [str(i) for i in models.item_ids(CATALOG_ITEMS)[1:]]
     words = ("trail", "road", "leather", "wool", "light", "classic", "pro", "kids", "winter", "summer")
     DynamoDbCatalog(stack.refs["ItemsTable"], 30).put_items(
@@ -135,21 +162,7 @@ def setup(stack: Any, now: datetime) -> tuple[list[str], int]:
         counts = {str(i): float(rng.integers(1, 40)) for i in rng.choice(ids, 2000, replace=False)}
         trending.add(bucket_key("_all", now - timedelta(hours=hours)), 0, counts)
     table_bytes = registry.encode_partner_table(random_table(CATALOG_ITEMS))
-    publish(
-        boto3.client("s3"),
-        None,
-        stack.model_bucket,
-        "models/",
-        None,
-        model_bytes,
-        state_dim=manifest["state_dim"],
-        items=manifest["items"],
-        training_window={},
-        hyperparameters={},
-        metrics={},
-        bought_together=table_bytes,
-        bought_together_parameters={"bench": True},
-    )
+    publish_model(stack, bought_together=table_bytes, bought_together_parameters={"bench": True})
     return ids, len(table_bytes)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchLambdaContext, median_p90
-from bench.routes import CATALOG_ITEMS, request, setup
+from bench.routes import CATALOG_ITEMS, publish_model, request, run_in_moto, setup
 
 CONFIGS = {"no shadow": None, "shadow, sample_rate 1": 1.0, "shadow, sample_rate 0.1": 0.1}
 ROUNDS = 3
@@ -37,43 +37,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     parser.add_argument("--repeats", type=int, default=30, help="calls per case per configuration per round")
     args = parser.parse_args(argv)
-    os.environ.update(
-        AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench"
-    )
-    from bench import models
-
-    models.ensure_models((CATALOG_ITEMS,))
-    from moto import mock_aws
-
-    with mock_aws():
-        result = run(args.repeats)
+    result = run_in_moto(run, args.repeats)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(render(result, f"python -m bench.shadow --repeats {args.repeats}"))
 
 
 def _publish_second_version(stack: Any) -> str:
-    import boto3
-
-    from bench import models
-    from nextpick_training.publish import publish
-
-    model_bytes, manifest = models.load(CATALOG_ITEMS)
-    outcome = publish(
-        boto3.client("s3"),
-        None,
-        stack.model_bucket,
-        "models/",
-        None,
-        model_bytes,
-        state_dim=manifest["state_dim"],
-        items=manifest["items"],
-        training_window={},
-        hyperparameters={},
-        metrics={},
-        created_at=datetime.now(UTC) + timedelta(seconds=5),  # another version of the same shape
-    )
-    return outcome.version
+    # Another version of the same shape.
+    return str(publish_model(stack, created_at=datetime.now(UTC) + timedelta(seconds=5)).version)
 
 
 def run(repeats: int) -> dict[str, Any]:
