@@ -31,6 +31,7 @@ import numpy as np
 
 from bench import models
 from bench.common import Latency, blas_threads, interleaved
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.domain import ranking
@@ -187,7 +188,7 @@ def measure(num_items: int, shoppers: int, passes: int) -> dict[str, Any]:
     _, cold["check_runs_s"] = timed(served.check_runs)
     if index_bytes:
         served.explore_index, cold["index_decode_s"] = timed(
-            lambda: registry.decode_explore_index(index_bytes, num_items)
+            lambda: model_artifacts.decode_explore_index(index_bytes, num_items)
         )
     snapshot = CatalogSnapshot(
         1,

@@ -135,7 +135,7 @@ def request(
 def setup(stack: Any, now: datetime) -> tuple[list[str], int]:
     """Catalog, live trending and the published model with its partner table; the table's size."""
     from bench import models
-    from nextpick.adapters import model_registry as registry
+    from nextpick.adapters import model_artifacts
     from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
     from nextpick.adapters.dynamodb_trending import DynamoDbTrending
     from nextpick.domain.events import CatalogItem
@@ -161,7 +161,7 @@ def setup(stack: Any, now: datetime) -> tuple[list[str], int]:
     for hours in range(24):
         counts = {str(i): float(rng.integers(1, 40)) for i in rng.choice(ids, 2000, replace=False)}
         trending.add(bucket_key("_all", now - timedelta(hours=hours)), 0, counts)
-    table_bytes = registry.encode_partner_table(random_table(CATALOG_ITEMS))
+    table_bytes = model_artifacts.encode_partner_table(random_table(CATALOG_ITEMS))
     publish_model(stack, bought_together=table_bytes, bought_together_parameters={"bench": True})
     return ids, len(table_bytes)
 
@@ -169,6 +169,7 @@ def setup(stack: Any, now: datetime) -> tuple[list[str], int]:
 def table_load_ms(stack: Any) -> dict[str, float]:
     import boto3
 
+    from nextpick.adapters import model_artifacts
     from nextpick.adapters import model_registry as registry
 
     s3 = boto3.client("s3")
@@ -179,7 +180,7 @@ def table_load_ms(stack: Any) -> dict[str, float]:
     samples = []
     for _ in range(5):
         started = time.perf_counter()
-        registry.load_partner_table(s3, stack.model_bucket, "models/", published)
+        model_artifacts.load_partner_table(s3, stack.model_bucket, "models/", published)
         samples.append((time.perf_counter() - started) * 1000)
     return median_p90(samples)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.dynamodb_catalog import DynamoDbCatalog
 from nextpick.domain.events import CatalogItem
@@ -99,7 +100,7 @@ def test_a_refresh_carries_bought_together_and_new_items_have_no_partners(
         metrics={},
         created_at=NOW - timedelta(hours=1),
         weights=weights_bytes(model),
-        bought_together=registry.encode_partner_table(table),
+        bought_together=model_artifacts.encode_partner_table(table),
         bought_together_parameters=COUNTS.as_dict(),
     ).version
     new = CatalogItem(item_id="item-new-hose", category=CATEGORIES[2], price=12.0, stock=3)
@@ -113,7 +114,7 @@ def test_a_refresh_carries_bought_together_and_new_items_have_no_partners(
     refreshed, _ = registry.load_live(s3, env.model_bucket, pointer)
     base_manifest = registry.read_manifest(s3, env.model_bucket, "models/", base)
     assert refreshed["bought_together"] == base_manifest["bought_together"]
-    carried = registry.load_partner_table(s3, env.model_bucket, "models/", refreshed)
+    carried = model_artifacts.load_partner_table(s3, env.model_bucket, "models/", refreshed)
     assert carried is not None and np.array_equal(carried.partners, table.partners)
     # The API serves the refreshed version's partners; the new item answers from trending.
     status, body = call(api.lambda_handler, proxy_event("GET", f"/items/{items[1]}/bought-together"))
@@ -320,7 +321,7 @@ def test_a_refresh_extends_the_explore_index_and_serving_ranks_through_it(
     manifest, _ = registry.load_live(s3, env.model_bucket, pointer)
     entry = manifest["explore_index"]
     assert entry["lists"] == 4 and entry["probe"] == 4 and entry["calibration_recall"] == 1.0
-    extended = registry.load_explore_index(s3, env.model_bucket, "models/", manifest)
+    extended = model_artifacts.load_explore_index(s3, env.model_bucket, "models/", manifest)
     assert extended is not None and len(extended.row_of) == len(items) + 1
     new_row = extended.row_of[len(items)]
     assert new_row >= 0 and np.array_equal(extended.centroids, index.centroids)

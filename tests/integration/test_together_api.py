@@ -12,6 +12,7 @@ import boto3
 import numpy as np
 import pytest
 
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.dynamodb_trending import DynamoDbTrending
 from nextpick.domain.ranking import CandidateMasks
@@ -49,7 +50,7 @@ def publish_with_table(stack: Stack, model: TinyModel, table: PartnerTable | Non
         model.tflite,
         **model.manifest_fields(),
         created_at=when,
-        bought_together=registry.encode_partner_table(table) if table is not None else None,
+        bought_together=model_artifacts.encode_partner_table(table) if table is not None else None,
         bought_together_parameters={"beta": 0.5},
     )
     return outcome.version

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import ContractRunner, LiteRTModel
 from nextpick.domain import ranking
@@ -218,11 +219,11 @@ def test_the_index_survives_the_registry_round_trip(exported: tuple[TrainedModel
     trained, _ = exported
     index = full_index(trained, 16, 4)
     body = builder.encode(index)
-    entry = registry.explore_index_entry(body, NUM_ITEMS, 0.995)
+    entry = model_artifacts.explore_index_entry(body, NUM_ITEMS, 0.995)
     assert entry["lists"] == 16 and entry["probe"] == 4 and entry["size_bytes"] == len(body)
-    again = registry.decode_explore_index(body, NUM_ITEMS)
+    again = model_artifacts.decode_explore_index(body, NUM_ITEMS)
     np.testing.assert_array_equal(again.table, index.table)
     with pytest.raises(registry.ModelIntegrityError):
-        registry.decode_explore_index(body, NUM_ITEMS + 1)
+        model_artifacts.decode_explore_index(body, NUM_ITEMS + 1)
     with pytest.raises(registry.ModelIntegrityError):
-        registry.decode_explore_index(b"not an npz", NUM_ITEMS)
+        model_artifacts.decode_explore_index(b"not an npz", NUM_ITEMS)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
 from nextpick.domain.events import CatalogItem, EventType
@@ -118,14 +119,14 @@ def test_a_malformed_table_is_refused(partners: np.ndarray, scores: np.ndarray) 
 
 def test_the_artifact_round_trips_and_corrupt_bytes_are_an_integrity_error() -> None:
     table = partner_table(ORDERS, 5, COUNTS)
-    body = registry.encode_partner_table(table)
-    again = registry.decode_partner_table(body)
+    body = model_artifacts.encode_partner_table(table)
+    again = model_artifacts.decode_partner_table(body)
     assert np.array_equal(again.partners, table.partners) and np.array_equal(again.scores, table.scores)
-    entry = registry.bought_together_entry(body, COUNTS.as_dict())
+    entry = model_artifacts.bought_together_entry(body, COUNTS.as_dict())
     assert entry["shape"] == [5, 20] and entry["sha256"] == registry.sha256_hex(body)
     for corrupt in (b"not an npz", body[: len(body) // 2]):
         with pytest.raises(ModelIntegrityError):
-            registry.decode_partner_table(corrupt)
+            model_artifacts.decode_partner_table(corrupt)
 
 
 # --- the blend ----------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.dynamodb_catalog import scan_catalog
 from nextpick.domain.events import EventType
@@ -463,7 +464,7 @@ def _publish(
         created_at=now,
         weights=export_lib.weights_bytes(trained),
         trending=data_lib.trending_items(records, now),
-        bought_together=registry.encode_partner_table(partners),
+        bought_together=model_artifacts.encode_partner_table(partners),
         bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
         explore_index=explore_index,
         mode=publish_lib.PublishMode(settings.publish_mode),

@@ -26,7 +26,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from nextpick.adapters import error_code
+from nextpick.adapters import error_code, model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.variants_pointer import build_variants_pointer, read_variants, version_ref
@@ -115,7 +115,7 @@ def check_stored(s3: Any, bucket: str, prefix: str, version: str) -> None:
         raise ArtifactRefused(f"model {version!r} does not read back intact: {exc}") from exc
     check_artifact(stored, manifest)
     try:
-        registry.load_partner_table(s3, bucket, prefix, manifest)
+        model_artifacts.load_partner_table(s3, bucket, prefix, manifest)
     except ModelUnavailable as exc:
         raise ArtifactRefused(
             f"model {version!r}'s bought_together does not read back intact: {exc}"
@@ -293,12 +293,12 @@ def publish(
         lineage=lineage,
         trending=trending,
         bought_together=(
-            registry.bought_together_entry(bought_together, bought_together_parameters or {})
+            model_artifacts.bought_together_entry(bought_together, bought_together_parameters or {})
             if bought_together is not None
             else None
         ),
         explore_index=(
-            registry.explore_index_entry(explore_index[0], len(items), explore_index[1])
+            model_artifacts.explore_index_entry(explore_index[0], len(items), explore_index[1])
             if explore_index is not None
             else None
         ),

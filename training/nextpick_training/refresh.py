@@ -30,6 +30,7 @@ import numpy as np
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
+from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.item_attributes import MAX_ITEM_TOKENS, item_tokens, token_bucket
@@ -97,10 +98,10 @@ def _extended_explore_index(
     """The base's explore index (docs/ranking-1m.md) with the new items placed in their nearest lists,
     and the base's calibration recall (the lists and the trained vectors are unchanged); None when the
     base has none (the next retrain builds one if the catalog has grown past the threshold)."""
-    body = registry.read_explore_index_bytes(s3, bucket, prefix, manifest)
+    body = model_artifacts.read_explore_index_bytes(s3, bucket, prefix, manifest)
     if body is None:
         return None
-    base = registry.decode_explore_index(body, len(manifest["items"]))
+    base = model_artifacts.decode_explore_index(body, len(manifest["items"]))
     tables = model.tables()
     extended = explore_index_lib.extend(base, tables["vectors"], tables["bias"])
     return explore_index_lib.encode(extended), float(manifest["explore_index"].get("calibration_recall", 0.0))
@@ -142,7 +143,7 @@ def run_catalog_refresh(
     items = [*manifest["items"], *(item.item_id for item in new_items)]
     # Bought together is carried as it is: its rows are the base's vocabulary, which the refresh only
     # extends, so the new items simply have no partners until the next retrain.
-    partners = registry.read_partner_bytes(s3, bucket, prefix, manifest)
+    partners = model_artifacts.read_partner_bytes(s3, bucket, prefix, manifest)
     hparams = hyperparameters_from(manifest.get("hyperparameters", {}))
     model = TrainedModel(hparams, len(items), weights, tokens)
     tflite = export_lib.export_tflite(model)

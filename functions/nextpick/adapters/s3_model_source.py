@@ -33,7 +33,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from nextpick.adapters import LazyClient
+from nextpick.adapters import LazyClient, model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.variants_pointer import read_variants
@@ -258,10 +258,10 @@ class S3ModelSource:
         model.check_runs()
         # Bought together is part of the version: loaded (and verified) once per version per container,
         # here; a corrupt table refuses the whole version, so the previous one stays live.
-        table = registry.load_partner_table(self._client.get(), self._bucket, self._prefix, manifest)
+        table = model_artifacts.load_partner_table(self._client.get(), self._bucket, self._prefix, manifest)
         model.partner_table = table
         # So is the large-catalog explore index (docs/ranking-1m.md); a corrupt one refuses the version.
-        model.explore_index = registry.load_explore_index(
+        model.explore_index = model_artifacts.load_explore_index(
             self._client.get(), self._bucket, self._prefix, manifest
         )
         return model
