@@ -55,7 +55,12 @@ def in_memory_wiring(num_items: int) -> Iterator[Any]:
     """The handler module's composition root answering with in-memory adapters around the real model."""
     from bench import models, workload
     from nextpick.adapters.litert_model import LiteRTModel
-    from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
+    from nextpick.adapters.memory import (
+        InMemoryCatalog,
+        InMemoryImpressionLog,
+        InMemoryStateRepository,
+        StaticModelSource,
+    )
     from nextpick.domain.service import Recommender
     from nextpick.handlers import wiring
 
@@ -63,10 +68,14 @@ def in_memory_wiring(num_items: int) -> Iterator[Any]:
     source = StaticModelSource(LiteRTModel(model_bytes, manifest))
     catalog = InMemoryCatalog(workload.catalog(num_items))
     recommender = Recommender(states=InMemoryStateRepository(), models=source, catalog=catalog)
+    impressions = InMemoryImpressionLog()
     factories = {
         "recommender": lambda: recommender,
         "catalog": lambda: catalog,
         "model_source": lambda: source,
+        # Every answer logs an impression (docs/attribution.md); in memory like the other adapters, so
+        # no Firehose client is built (it would wait on DNS here).
+        "impression_log": lambda: impressions,
     }
     saved = {name: getattr(wiring, name) for name in factories}
     for name, factory in factories.items():
