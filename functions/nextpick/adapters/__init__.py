@@ -38,10 +38,14 @@ class LazyClient:
     only off Lambda (threaded tests, the local server): boto3's default session is not thread-safe."""
 
     def __init__(
-        self, service: Literal["dynamodb", "firehose", "s3", "secretsmanager", "sqs"], client: Any = None
+        self,
+        service: Literal["dynamodb", "firehose", "s3", "secretsmanager", "sqs"],
+        client: Any = None,
+        config: Config = CLIENT_CONFIG,
     ) -> None:
         self._service = service
         self._client = client
+        self._config = config
         self._lock = threading.Lock()
 
     def get(self) -> Any:
@@ -50,7 +54,7 @@ class LazyClient:
                 if self._client is None:
                     import boto3
 
-                    self._client = boto3.client(self._service, config=CLIENT_CONFIG)
+                    self._client = boto3.client(self._service, config=self._config)
         return self._client
 
 

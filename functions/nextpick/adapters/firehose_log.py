@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nextpick.adapters import LazyClient, raise_translated
+from nextpick.adapters import CLIENT_CONFIG, LazyClient, raise_translated
 from nextpick.errors import StorageUnavailable
 
 # PutRecordBatch's limits per call, and Firehose's limit per record.
@@ -39,9 +40,10 @@ class FirehoseEventLog:
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = SEND_ATTEMPTS,
+        client_config: Config = CLIENT_CONFIG,
     ) -> None:
         self._stream_name = stream_name
-        self._client = LazyClient("firehose", client)
+        self._client = LazyClient("firehose", client, client_config)
         self._sleep = sleep
         # Tries per chunk of refused records; the impression log (request path) takes one.
         self._attempts = attempts
