@@ -1,4 +1,9 @@
-"""The scheduled retrain Lambda (`RetrainFunction`, container image): one `run_retrain` per invocation.
+"""The retrain Lambda (`RetrainFunction`, container image): a plain scheduled event runs one whole
+`run_retrain`; a step payload (`{"step": "query"|"train"|"evaluate"|"publish"|"record", ...}`, the
+state machine's tasks, docs/retrain.md "Steps") runs that one step and answers its output, raising on
+failure so that the state machine's Retry / Catch see it.
+
+For the plain schedule:
 
 The function never raises for an outcome it expects: `published`, `rejected` and `skipped` are normal
 results, and `failed` is logged with its error and *returned*, not raised. This is deliberate: the
@@ -23,6 +28,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from nextpick_training import steps
 from nextpick_training.pipeline import RetrainResult, RetrainStatus, run_retrain
 from nextpick_training.settings import get_training_settings
 
@@ -88,6 +94,10 @@ def _emit_metrics(result: RetrainResult) -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A step payload (`{"step": ...}`, the state machine's tasks) runs that step and answers its output;
+    any other event (the plain schedule) runs the whole retrain."""
+    if isinstance(event, dict) and "step" in event:
+        return _run_step(event)
     settings = get_training_settings()
     aws = clients()
     result = run_retrain(aws.s3, aws.events, settings, datetime.now(UTC), aws.dynamodb)
@@ -98,3 +108,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info(f"retrain {result.status.value}", extra={"result": summary})
     _emit_metrics(result)
     return result.model_dump(mode="json")
+
+
+def _run_step(event: dict[str, Any]) -> dict[str, Any]:
+    # The payload is checked before anything is read or written (StepPayloadError names the field).
+    steps.parse_payload(event)
+    settings = get_training_settings()
+    aws = clients()
+    output = steps.run_step(event, steps.StepClients(aws.s3, aws.events, aws.dynamodb), settings)
+    logger.info(f"step {event['step']} done", extra={"output": _summary(output)})
+    if event["step"] == "record":
+        _emit_metrics(RetrainResult.model_validate(output))
+    return output
+
+
+def _summary(output: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in output.items() if k != "error"}

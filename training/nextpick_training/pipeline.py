@@ -21,6 +21,7 @@ import dataclasses
 import json
 import time
 import traceback
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,20 +32,16 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.dynamodb_catalog import scan_catalog
-from nextpick.domain.events import EventType
+from nextpick.domain.events import CatalogItem, EventType
 from nextpick.domain.state import TimedInteraction
 from nextpick.errors import ModelIntegrityError, NotFound
 from nextpick_training import data as data_lib
 from nextpick_training import evaluate as evaluate_lib
 from nextpick_training import event_log, window_query
-from nextpick_training import explore_index as explore_index_lib
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
-from nextpick_training import publish as publish_lib
-from nextpick_training import together as together_lib
 from nextpick_training.athena_log import AthenaWindow
 from nextpick_training.scoring import ServedScorer
 from nextpick_training.settings import TrainingSettings
@@ -55,6 +52,8 @@ PURCHASE = EventType.PURCHASE.code
 
 
 class RetrainStatus(StrEnum):
+    # Only in a run folder's run.json while the steps run; a recorded run is one of the other four.
+    RUNNING = "running"
     PUBLISHED = "published"
     REJECTED = "rejected"
     SKIPPED = "skipped"
@@ -90,6 +89,11 @@ class RetrainResult(BaseModel):
     durations: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     run_key: str | None = None
+    # The steps' hand-over (docs/retrain.md, "Steps"): the run folder's id, the engine the query step
+    # chose for training, and the gate's decision between the evaluate and publish steps.
+    run_id: str | None = None
+    engine: str | None = None
+    gate_passed: bool | None = None
 
 
 def hyperparameters_from(overrides: dict[str, Any]) -> model_lib.Hyperparameters:
@@ -174,8 +178,15 @@ def _run_key(settings: TrainingSettings, started_at: datetime) -> str:
     return f"{settings.runs_prefix}{started_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
 
 
+def _recorded_run_id(s3: Any, settings: TrainingSettings, key: str) -> str | None:
+    body = s3.get_object(Bucket=settings.model_bucket_name, Key=key)["Body"].read()
+    run_id = json.loads(body).get("run_id")
+    return str(run_id) if run_id is not None else None
+
+
 def record_run(s3: Any, settings: TrainingSettings, result: RetrainResult) -> str:
-    """Write `runs/<timestamp>.json` (never overwriting: a same-second run gets a `-N` suffix)."""
+    """Write `runs/<timestamp>.json` (never overwriting: a same-second run gets a `-N` suffix; a retried
+    record step finds its own run's record instead of writing a second one)."""
     base = _run_key(settings, result.started_at)
     for attempt in range(100):
         key = base if attempt == 0 else base.replace(".json", f"-{attempt}.json")
@@ -193,7 +204,23 @@ def record_run(s3: Any, settings: TrainingSettings, result: RetrainResult) -> st
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
                 raise
+            if result.run_id is not None and _recorded_run_id(s3, settings, key) == result.run_id:
+                return key  # this run's own record, written by an attempt that died before noting it
     raise RuntimeError(f"could not find a free run key next to {base}")
+
+
+def new_result(settings: TrainingSettings, now: datetime, run_id: str | None = None) -> RetrainResult:
+    """A run's result before any step has run."""
+    return RetrainResult(
+        status=RetrainStatus.RUNNING,
+        reason="not finished",
+        started_at=now,
+        window_start=now - timedelta(days=settings.training_window_days),
+        window_end=now,
+        gate_metric=f"ndcg@{settings.gate_k}",
+        gate_tolerance=settings.gate_tolerance,
+        run_id=run_id,
+    )
 
 
 def run_retrain(
@@ -202,63 +229,49 @@ def run_retrain(
     settings: TrainingSettings,
     now: datetime | None = None,
     dynamodb: Any = None,
+    run_id: str | None = None,
 ) -> RetrainResult:
-    """Run the whole pipeline once. Never raises: every outcome (including errors) is a result."""
+    """Run the whole pipeline once: the steps (`nextpick_training.steps`) in sequence in this process,
+    through the same run folder a state machine's steps hand over through. Never raises: every outcome
+    (including errors) is a result."""
+    # Imported here: the steps build on this module's result, gate and evaluation helpers.
+    from nextpick_training import steps
+
     started = time.perf_counter()
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    result = RetrainResult(
-        status=RetrainStatus.FAILED,
-        reason="not finished",
-        started_at=now,
-        window_start=now - timedelta(days=settings.training_window_days),
-        window_end=now,
-        gate_metric=f"ndcg@{settings.gate_k}",
-        gate_tolerance=settings.gate_tolerance,
-    )
+    run_id = run_id or f"run-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+    aws = steps.StepClients(s3=s3, events=events, dynamodb=dynamodb)
+    status, error, trace = RetrainStatus.FAILED, None, None
     try:
-        _run(s3, events, settings, now, result, dynamodb)
+        if steps.query(aws, settings, run_id, now)["status"] == "skipped":
+            status = RetrainStatus.SKIPPED
+        else:
+            steps.train(aws, settings, run_id)
+            passed = steps.evaluate(aws, settings, run_id)["passed"]
+            if passed:
+                steps.publish(aws, settings, run_id)
+            status = RetrainStatus.PUBLISHED if passed else RetrainStatus.REJECTED
     except Exception as exc:
-        result.status = RetrainStatus.FAILED
-        result.reason = f"{type(exc).__name__}: {exc}"
-        result.error = "".join(traceback.format_exception(exc, limit=-8))
+        error = {"Error": type(exc).__name__, "Cause": str(exc)}
+        trace = "".join(traceback.format_exception(exc, limit=-8))
         logger.exception("retrain failed; the live model is unchanged")
-    result.durations["total"] = round(time.perf_counter() - started, 3)
-    result.finished_at = datetime.now(UTC)
     try:
-        record_run(s3, settings, result)
-    except Exception:
-        result.run_key = None
+        return steps.record(
+            aws, settings, run_id, status, error, trace, total_seconds=time.perf_counter() - started
+        )
+    except Exception as exc:
         logger.exception("could not record the run")
-    return result
+        result = new_result(settings, now, run_id)
+        result.status = RetrainStatus.FAILED
+        result.reason = f"{error['Error']}: {error['Cause']}" if error else f"{type(exc).__name__}: {exc}"
+        result.error = trace or "".join(traceback.format_exception(exc, limit=-8))
+        result.durations["total"] = round(time.perf_counter() - started, 3)
+        result.finished_at = datetime.now(UTC)
+        return result
 
 
-def _timed(result: RetrainResult, name: str, started: float) -> None:
+def timed(result: RetrainResult, name: str, started: float) -> None:
     result.durations[name] = round(time.perf_counter() - started, 3)
-
-
-def _run(
-    s3: Any, events: Any, settings: TrainingSettings, now: datetime, result: RetrainResult, dynamodb: Any
-) -> None:
-    hparams = hyperparameters_from(settings.hyperparameters)
-    result.hyperparameters = json.loads(json.dumps(hparams.as_dict()))
-    records, dataset = _read_window(s3, dynamodb, settings, now, result)
-    too_little = _too_little(dataset, settings)
-    if too_little:
-        result.status, result.reason = RetrainStatus.SKIPPED, too_little
-        logger.info("retrain skipped", extra={"reason": too_little})
-        return
-    trained, tflite = _train(dataset, hparams, now, result)
-    dataset = dataset.with_holdout_sample(settings.gate_max_users)
-    result.counts["evaluated_users"] = len(dataset.holdout_users)
-    candidate_metrics = _evaluate_candidate(tflite, dataset, settings, result)
-    pointer, live_metrics, live_problem = _evaluate_live(s3, settings, dataset, result)
-    passed, why = _gate(settings, result, candidate_metrics, pointer, live_metrics, live_problem)
-    logger.info("gate decided", extra={"passed": passed, "why": why})
-    if not passed:
-        result.status, result.reason = RetrainStatus.REJECTED, why
-        return
-    _publish(s3, events, settings, now, result, records, dataset, trained, tflite)
-    result.status, result.reason = RetrainStatus.PUBLISHED, why
 
 
 def read_log_window(
@@ -282,9 +295,9 @@ def read_log_window(
     )
 
 
-def _read_window(
+def read_window(
     s3: Any, dynamodb: Any, settings: TrainingSettings, now: datetime, result: RetrainResult
-) -> tuple[list[event_log.LogRecord], data_lib.Dataset]:
+) -> tuple[list[event_log.LogRecord], list[CatalogItem], data_lib.Dataset]:
     """1. The log window and the catalog."""
     assert result.window_start is not None
     t = time.perf_counter()
@@ -294,7 +307,7 @@ def _read_window(
     # including items that never had an event. No catalog client: the events alone (tests, tiny shops).
     catalog = scan_catalog(dynamodb, settings.items_table_name) if dynamodb is not None else []
     dataset = data_lib.build_dataset(records, catalog)
-    _timed(result, "read", t)
+    timed(result, "read", t)
     result.counts = {
         **stats.as_dict(),
         "events": dataset.events,
@@ -305,10 +318,10 @@ def _read_window(
         "holdout_users": len(dataset.holdout_users),
     }
     logger.info("event log read", extra={"counts": result.counts})
-    return records, dataset
+    return records, catalog, dataset
 
 
-def _too_little(dataset: data_lib.Dataset, settings: TrainingSettings) -> str | None:
+def too_little(dataset: data_lib.Dataset, settings: TrainingSettings) -> str | None:
     """2. Why there is not enough to learn from, if there is not."""
     if dataset.events < settings.min_events:
         return f"only {dataset.events} events in the window (min_events={settings.min_events})"
@@ -319,23 +332,7 @@ def _too_little(dataset: data_lib.Dataset, settings: TrainingSettings) -> str | 
     return None
 
 
-def _train(
-    dataset: data_lib.Dataset, hparams: model_lib.Hyperparameters, now: datetime, result: RetrainResult
-) -> tuple[model_lib.TrainedModel, bytes]:
-    """3. Train on the training split and export."""
-    t = time.perf_counter()
-    trained = model_lib.train(
-        dataset.train_sequences, dataset.num_items, hparams, item_tokens=dataset.item_tokens
-    )
-    _timed(result, "train", t)
-    t = time.perf_counter()
-    tflite = export_lib.export_tflite(trained)
-    _timed(result, "export", t)
-    result.candidate_version = registry.make_version(now, registry.sha256_hex(tflite))
-    return trained, tflite
-
-
-def _evaluate_candidate(
+def evaluate_candidate(
     tflite: bytes, dataset: data_lib.Dataset, settings: TrainingSettings, result: RetrainResult
 ) -> evaluate_lib.BasketMetrics:
     """The exported bytes scored through LiteRT on the held-out baskets."""
@@ -350,11 +347,11 @@ def _evaluate_candidate(
         settings,
     )
     result.candidate_metrics = metrics_dict(metrics)
-    _timed(result, "evaluate_candidate", t)
+    timed(result, "evaluate_candidate", t)
     return metrics
 
 
-def _evaluate_live(
+def evaluate_live(
     s3: Any, settings: TrainingSettings, dataset: data_lib.Dataset, result: RetrainResult
 ) -> tuple[dict[str, Any] | None, evaluate_lib.BasketMetrics | None, str | None]:
     """4. The live model on the same held-out users: (pointer, metrics, why it cannot be compared)."""
@@ -382,11 +379,11 @@ def _evaluate_live(
                 live, live_histories, dataset.holdout_nows, live_targets, live.num_items, settings
             )
             result.live_metrics = metrics_dict(live_metrics)
-    _timed(result, "evaluate_live", t)
+    timed(result, "evaluate_live", t)
     return pointer, live_metrics, live_problem
 
 
-def _gate(
+def gate(
     settings: TrainingSettings,
     result: RetrainResult,
     candidate_metrics: evaluate_lib.BasketMetrics,
@@ -414,63 +411,3 @@ def _gate(
         f"candidate {metric} {candidate_score:.4f} {verdict} live {live_score:.4f}: paired difference "
         f"{difference:+.4f} (standard error {standard_error:.4f}), allowed down to -{allowance:.4f}"
     )
-
-
-def _publish(
-    s3: Any,
-    events: Any,
-    settings: TrainingSettings,
-    now: datetime,
-    result: RetrainResult,
-    records: list[event_log.LogRecord],
-    dataset: data_lib.Dataset,
-    trained: model_lib.TrainedModel,
-    tflite: bytes,
-) -> None:
-    """6. Publish (the pointer switch is the commit point)."""
-    assert result.window_start is not None and result.candidate_metrics is not None
-    t = time.perf_counter()
-    # Bought together from every purchase of the window (no gate: it is not what the gate scores).
-    scoring = together_lib.PartnerScoring()
-    orders = together_lib.purchase_orders(records, data_lib.vocabulary_index(dataset.items))
-    partners = together_lib.partner_table(orders, len(dataset.items), scoring)
-    result.counts["orders"] = len(orders)
-    _timed(result, "bought_together", t)
-    t = time.perf_counter()
-    # The large-catalog index (docs/ranking-1m.md): None below its threshold or without cluster structure.
-    explore_index = explore_index_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
-    _timed(result, "explore_index", t)
-    t = time.perf_counter()
-    outcome = publish_lib.publish(
-        s3,
-        events,
-        settings.model_bucket_name,
-        settings.model_prefix,
-        settings.event_bus_name,
-        tflite,
-        state_dim=trained.state_dim,
-        items=dataset.items,
-        training_window={
-            "start": registry.utc_iso(result.window_start),
-            "end": registry.utc_iso(now),
-            "events": dataset.train_events,
-            "users": sum(1 for s in dataset.train_sequences if s),
-            "first_event": registry.utc_iso(dataset.first_timestamp) if dataset.first_timestamp else None,
-            "last_event": registry.utc_iso(dataset.last_timestamp) if dataset.last_timestamp else None,
-            "holdout_users": len(dataset.holdout_users),
-        },
-        hyperparameters=result.hyperparameters,
-        metrics=dict(result.candidate_metrics),
-        created_at=now,
-        weights=export_lib.weights_bytes(trained),
-        trending=data_lib.trending_items(records, now),
-        bought_together=model_artifacts.encode_partner_table(partners),
-        bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
-        explore_index=explore_index,
-        mode=publish_lib.PublishMode(settings.publish_mode),
-        challenger_share=settings.challenger_share,
-    )
-    _timed(result, "publish", t)
-    result.published_version = outcome.version
-    result.previous_version = outcome.previous_version
-    result.notified = outcome.notified

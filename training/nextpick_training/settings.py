@@ -58,6 +58,17 @@ class TrainingSettings(EnvSettings):
     # control staying live, so it proves itself on real traffic first (docs/variants.md).
     publish_mode: Literal["replace", "challenger"] = "replace"
     challenger_share: float = Field(default=0.1, gt=0.0, lt=1.0)
+    # The retrain's steps (issue 14, docs/retrain.md "Steps") hand over through
+    # <model bucket>/<training_runs_prefix><run_id>/ (run.json, window.parquet, candidate/, checkpoints/).
+    training_runs_prefix: str = "training-runs/"
+    # Where the train step runs: "auto" chooses by the window's size (below), or one engine is forced.
+    training_engine: Literal["auto", "lambda", "sagemaker", "batch"] = "auto"
+    # The engine "auto" takes when the window is too large for one Lambda.
+    large_training_engine: Literal["sagemaker", "batch"] = "sagemaker"
+    # "auto" keeps training in Lambda while window events x epochs is at most this. 9,000,000 is ~750k
+    # events x 12 epochs, under the ~867k events at 12 epochs that docs/training-scale.md measured to fit
+    # one 900 s Lambda (67 s per epoch at 1M events, 20 % kept for the read, the gate and the publish).
+    lambda_training_max_event_epochs: int = Field(default=9_000_000, ge=0)
     # Overrides of model.Hyperparameters fields (unknown names are rejected when the run starts).
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
 
@@ -70,7 +81,7 @@ class TrainingSettings(EnvSettings):
             raise ValueError("must be a JSON object of hyperparameter overrides")
         return value
 
-    @field_validator("model_prefix", "event_log_prefix", "runs_prefix")
+    @field_validator("model_prefix", "event_log_prefix", "runs_prefix", "training_runs_prefix")
     @classmethod
     def _slash_terminated(cls, value: str) -> str:
         value = value.lstrip("/")

@@ -12,7 +12,12 @@ from .reference import LOG_ZERO, NUM_EVENT_TYPES, StateLayout
 
 
 def item_rows(
-    weights: dict[str, Any], token_buckets: Any, token_weights: Any, items: Any, id_dropout: float = 0.0
+    weights: dict[str, Any],
+    token_buckets: Any,
+    token_weights: Any,
+    items: Any,
+    id_dropout: float = 0.0,
+    generator: Any = None,
 ) -> dict[str, Any]:
     """Vectors, biases and repeat propensities of `items` (any shape): id part + mean of token parts.
 
@@ -25,7 +30,13 @@ def item_rows(
     id_bias = tf.gather(weights["id_bias"], items)
     id_repeat = tf.gather(weights["id_repeat"], items)
     if id_dropout > 0:
-        dropped = (tf.random.uniform(tf.shape(items)) < id_dropout) & (tf.reduce_sum(w, axis=-1) > 0)
+        # Training passes its checkpointed `tf.random.Generator`, so a resumed run draws the same noise.
+        noise = (
+            generator.uniform(tf.shape(items))
+            if generator is not None
+            else tf.random.uniform(tf.shape(items))
+        )
+        dropped = (noise < id_dropout) & (tf.reduce_sum(w, axis=-1) > 0)
         keep = 1.0 - tf.cast(dropped, tf.float32)
         id_vectors, id_bias, id_repeat = id_vectors * keep[..., None], id_bias * keep, id_repeat * keep
     vectors = id_vectors + tf.reduce_sum(

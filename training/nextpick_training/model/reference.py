@@ -227,6 +227,8 @@ class TrainedModel:
     epochs_trained: int = 0
     best_epoch: int = 0
     validation_history: list[dict[str, float]] = field(default_factory=list)
+    # The epoch training resumed after (a checkpoint's), 0 when it started from scratch.
+    resumed_from_epoch: int = 0
 
     @property
     def state_dim(self) -> int:

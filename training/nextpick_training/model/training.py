@@ -11,7 +11,8 @@ For each cut point (a shopper's history before one of their baskets) and each it
 
 Keras' AdamW (biases and the buy-again skip free of weight decay) with a linear warm-up + cosine
 `CosineDecay` schedule; an exponential moving average of the weights (`WeightAverage`) is what gets
-exported; `EarlyStopping` keeps the best validation epoch.
+exported; `EarlyStopping` keeps the best validation epoch. Optionally checkpointed every epoch and
+resumable to the same bytes (`resume.py`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import numpy as np
 
 from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES, ItemHistory
 from nextpick.domain.state import TimedInteraction
+from nextpick_training.checkpoints import CheckpointStore
 
 from . import batches
 from .reference import Hyperparameters, ItemTokens, StateLayout, TrainedModel, init_weights
+from .resume import LoopCheckpoint, fingerprint
 
 MASKED = -1e9
 _NO_DECAY = ("bias", "rb1", "rb2", "b1", "b2", "r_lin", "g_b")
@@ -102,14 +105,21 @@ def train(
     item_tokens: Sequence[Sequence[str]] | None = None,
     validation: Validation | None = None,
     log: Callable[[str], None] | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> TrainedModel:
-    """Train on every shopper's time-ordered events (item indices 1..num_items-1, index 0 = unknown)."""
+    """Train on every shopper's time-ordered events (item indices 1..num_items-1, index 0 = unknown).
+
+    With `checkpoints`, the loop's whole state is saved there at the end of every epoch (before `log`
+    hears of it), and training resumes from the newest complete checkpoint found there: the result is
+    the same, byte for byte, as a run that was never interrupted (model/resume.py)."""
     import tensorflow as tf
 
     hp = hparams or Hyperparameters()
     started = time.perf_counter()
     rng = np.random.default_rng(hp.seed)
     tf.random.set_seed(hp.seed)
+    # The dropout noise: a generator whose state is a variable, so a checkpoint carries it.
+    noise = tf.random.Generator.from_seed(hp.seed)
     lay = StateLayout(len(hp.decays), hp.embedding_dim)
     flat = batches.FlatSequences.build([[e for e in seq if 0 < e[0] < num_items] for seq in sequences], hp)
     examples = batches.build_examples(flat, hp, rng)
@@ -120,27 +130,61 @@ def train(
     variables = {n: tf.Variable(v, name=n) for n, v in init_weights(num_items, hp, rng).items()}
     names = sorted(n for n in variables if not (hp.freeze_repeat_prior and n == "r_lin"))
     optimizer = _optimizer(hp, max(1, math.ceil(len(examples) / hp.batch_size)) * hp.epochs)
+    # Built now rather than at the first step: a checkpoint restores into slots that exist.
+    optimizer.build([variables[k] for k in names])
     average = WeightAverage(variables, hp.weight_averaging)
-    rows, training_rows = _row_functions(tokens, hp)
-    step_fn = _make_step(variables, names, optimizer, average, training_rows, lay, hp)
+    rows, training_rows = _row_functions(tokens, hp, noise)
+    step_fn = _make_step(variables, names, optimizer, average, training_rows, lay, hp, noise)
     score_fn = _make_scorer(average.shadow if hp.weight_averaging > 0 else variables, rows, lay)
     progress = EarlyStopping(hp.patience, validated=validation is not None)
-    for epoch in range(1, hp.epochs + 1):
+    saved, first_epoch, stopped = None, 1, False
+    if checkpoints is not None:
+        saved = LoopCheckpoint(
+            checkpoints,
+            tf.train.Checkpoint(
+                variables=variables,
+                optimizer=optimizer,
+                shadow=average.shadow,
+                average_updates=average.updates,
+                noise=noise,
+            ),
+            progress,
+            rng,
+            fingerprint(
+                hp.as_dict(),
+                num_items,
+                flat.items,
+                flat.event_types,
+                flat.strengths,
+                flat.timestamps,
+                flat.offsets,
+                examples.targets,
+                tokens.buckets,
+            ),
+        )
+        restored = saved.restore()
+        if restored is not None:
+            first_epoch, stopped = restored[0] + 1, restored[1]
+            if log:
+                log(f"resumed after epoch {restored[0]} from {checkpoints!r}")
+    for epoch in range(first_epoch, hp.epochs + 1):
+        if stopped:
+            break
         order = rng.permutation(len(examples))
         losses = []
         for begin in range(0, len(order), hp.batch_size):
             batch = batches.example_batch(flat, examples, order[begin : begin + hp.batch_size], hp)
             losses.append(float(step_fn(batch, *sampler.sample())))
         ndcg = validation_ndcg(validation, num_items, hp, score_fn) if validation is not None else None
-        stop = progress.record(epoch, float(np.mean(losses)), ndcg, average)
+        stopped = progress.record(epoch, float(np.mean(losses)), ndcg, average)
+        if saved is not None:
+            saved.save(epoch, stopped)
         if log:
             log(
                 f"epoch {epoch}: "
                 + ", ".join(f"{k}={v:.4f}" for k, v in progress.history[-1].items() if k != "epoch")
             )
-        if stop:
-            break
-    weights = progress.weights
+    weights = dict(progress.weights)
     weights["cold_id_bias"] = _cold_id_bias(flat, weights["id_bias"], num_items)
     return TrainedModel(
         hparams=hp,
@@ -151,6 +195,7 @@ def train(
         epochs_trained=len(progress.history),
         best_epoch=progress.best_epoch,
         validation_history=progress.history,
+        resumed_from_epoch=first_epoch - 1,
     )
 
 
@@ -167,7 +212,9 @@ def _optimizer(hp: Hyperparameters, total_steps: int) -> Any:
     return optimizer
 
 
-def _row_functions(tokens: ItemTokens, hp: Hyperparameters) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def _row_functions(
+    tokens: ItemTokens, hp: Hyperparameters, noise: Any
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """Item rows for scoring, and for training steps (with id dropout)."""
     import tensorflow as tf
 
@@ -179,7 +226,7 @@ def _row_functions(tokens: ItemTokens, hp: Hyperparameters) -> tuple[Callable[..
         return item_rows(source, buckets, weights, items)
 
     def training_rows(source: dict[str, Any], items: Any) -> dict[str, Any]:
-        return item_rows(source, buckets, weights, items, hp.id_dropout)
+        return item_rows(source, buckets, weights, items, hp.id_dropout, noise)
 
     return rows, training_rows
 
@@ -220,6 +267,7 @@ def _make_step(
     rows: Callable[[dict[str, Any], Any], dict[str, Any]],
     lay: StateLayout,
     hp: Hyperparameters,
+    noise: Any,
 ) -> Callable[..., Any]:
     import tensorflow as tf
 
@@ -235,8 +283,7 @@ def _make_step(
             n = tf.shape(states)[0]
             mask = None
             if hp.dropout > 0:
-                noise = tf.random.uniform([n, lay.feature_dim])
-                mask = tf.cast(noise < keep, tf.float32) / keep
+                mask = tf.cast(noise.uniform([n, lay.feature_dim]) < keep, tf.float32) / keep
             q = query(variables, states, lay, mask)  # [B, D]
             loss = repeat_explore_loss(variables, rows, q, batch, negatives, log_q)
         trainable = [variables[k] for k in names]

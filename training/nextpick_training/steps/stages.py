@@ -1,0 +1,390 @@
+"""The retrain's five steps (issue 14; the contract: docs/retrain.md, "Steps").
+
+    query     read the window (Athena / DuckDB) and the catalog -> window.parquet, catalog.json, run.json;
+              skip if too little; choose the training engine
+    train     window -> Dataset -> train (checkpointed, resumable) -> export -> candidate/
+    evaluate  candidate and live model on the same held-out users -> the gate's decision in run.json
+    publish   the candidate's model, manifest, tables -> pointer switch -> ModelPublished
+    record    runs/<timestamp>.json, then the window copy and the checkpoints are deleted
+
+Each step reads what it needs from the run folder and writes its outputs there before it answers, so any
+engine can run any step, and a retried step finds its outputs done or overwrites them with the same ones:
+the query's run id is a function of the execution name, training resumes from its newest checkpoint and
+ends in the same bytes, a publish whose version is already live is not published again, and a record
+finds its own run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from nextpick.adapters import model_artifacts
+from nextpick.adapters import model_registry as registry
+from nextpick_training import data as data_lib
+from nextpick_training import explore_index as explore_index_lib
+from nextpick_training import export as export_lib
+from nextpick_training import model as model_lib
+from nextpick_training import pipeline
+from nextpick_training import publish as publish_lib
+from nextpick_training import together as together_lib
+from nextpick_training.checkpoints import CheckpointStore, S3CheckpointStore
+from nextpick_training.model.reference import ItemTokens, TrainedModel
+from nextpick_training.pipeline import RetrainResult, RetrainStatus
+from nextpick_training.settings import TrainingSettings
+
+from .run_folder import CANDIDATE_MODEL, CANDIDATE_WEIGHTS, CHECKPOINTS, RUN_ID, WINDOW, RunFolder
+
+logger = Logger(child=True)
+
+ENGINES = ("lambda", "sagemaker", "batch")
+
+
+class StepError(RuntimeError):
+    """A step that cannot run on this run folder (a step before it has not run, or decided otherwise)."""
+
+
+@dataclass(frozen=True)
+class StepClients:
+    s3: Any
+    events: Any = None
+    dynamodb: Any = None
+
+
+def run_id_for(execution: str) -> str:
+    """The run id of an execution name: the same name gives the same folder (a retried query reuses it)."""
+    run_id = re.sub(r"[^A-Za-z0-9._-]", "-", execution).strip("-._")[:128]
+    if not RUN_ID.match(run_id):
+        raise ValueError(f"execution {execution!r} has no letter or digit to name a run folder")
+    return run_id
+
+
+def folder(aws: StepClients, settings: TrainingSettings, run_id: str) -> RunFolder:
+    return RunFolder(aws.s3, settings.model_bucket_name, settings.training_runs_prefix, run_id)
+
+
+def choose_engine(settings: TrainingSettings, events: int, epochs: int) -> str:
+    """Lambda while events x epochs fits one invocation (settings.lambda_training_max_event_epochs), else
+    the large engine; `training_engine` other than "auto" forces one."""
+    if settings.training_engine != "auto":
+        return settings.training_engine
+    if events * epochs <= settings.lambda_training_max_event_epochs:
+        return "lambda"
+    return settings.large_training_engine
+
+
+def _existing(run: RunFolder, step: str) -> RetrainResult:
+    result = run.read_result()
+    if result is None:
+        raise StepError(f"{run.uri}run.json is missing: run the query step first (before {step!r})")
+    return result
+
+
+# ------------------------------------------------------------------------------------------ query
+
+
+def _query_output(result: RetrainResult) -> dict[str, Any]:
+    skipped = result.status is RetrainStatus.SKIPPED
+    return {
+        "run_id": result.run_id,
+        "status": "skipped" if skipped else "ready",
+        "reason": result.reason,
+        "engine": result.engine,
+        "counts": dict(result.counts),
+    }
+
+
+def query(
+    aws: StepClients, settings: TrainingSettings, execution: str, started_at: datetime
+) -> dict[str, Any]:
+    """Read the window into the run folder, or decide that there is too little to train on."""
+    run_id = run_id_for(execution)
+    run = folder(aws, settings, run_id)
+    done = run.read_result()
+    if done is not None and done.engine is not None:
+        return _query_output(done)  # a retried query: the folder is already written
+    now = started_at.astimezone(UTC)
+    result = pipeline.new_result(settings, now, run_id)
+    hparams = pipeline.hyperparameters_from(settings.hyperparameters)
+    # Fixed here, so the train step trains with them whatever environment its engine has.
+    result.hyperparameters = json.loads(json.dumps(hparams.as_dict()))
+    records, catalog, dataset = pipeline.read_window(aws.s3, aws.dynamodb, settings, now, result)
+    engine = choose_engine(settings, dataset.events, hparams.epochs)
+    too_little = pipeline.too_little(dataset, settings)
+    if too_little:
+        result.status, result.reason = RetrainStatus.SKIPPED, too_little
+        logger.info("retrain skipped", extra={"reason": too_little})
+    else:
+        t = time.perf_counter()
+        run.write_window(records, catalog)
+        pipeline.timed(result, "window_copy", t)
+        result.reason = f"window ready; training on {engine}"
+    result.engine = engine
+    run.write_result(result)  # last: a run.json with an engine says the folder is complete
+    return _query_output(result)
+
+
+# ------------------------------------------------------------------------------------------ train
+
+
+def _train_output(result: RetrainResult, sha256: str) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "candidate_version": result.candidate_version,
+        "sha256": sha256,
+        "epochs_trained": result.counts.get("epochs_trained", 0),
+        "resumed_from_epoch": result.counts.get("resumed_from_epoch", 0),
+    }
+
+
+def _dataset(run: RunFolder, step: str) -> tuple[list[Any], data_lib.Dataset]:
+    records, catalog = run.read_window(step)
+    return records, data_lib.build_dataset(records, catalog)
+
+
+def train(
+    aws: StepClients, settings: TrainingSettings, run_id: str, checkpoints: CheckpointStore | None = None
+) -> dict[str, Any]:
+    """Train the candidate on the window's training split and export it to candidate/.
+
+    `checkpoints` defaults to the run folder's checkpoints/ prefix (Lambda and Batch write there
+    directly; SageMaker passes its synced local directory)."""
+    run = folder(aws, settings, run_id)
+    result = _existing(run, "train")
+    if result.status is RetrainStatus.SKIPPED:
+        raise StepError(f"run {run_id} was skipped ({result.reason}): nothing to train")
+    if result.candidate_version is not None:
+        tflite = run.get(CANDIDATE_MODEL)
+        if (
+            tflite is not None
+            and registry.make_version(result.started_at, hashlib.sha256(tflite).hexdigest())
+            == result.candidate_version
+        ):
+            return _train_output(result, hashlib.sha256(tflite).hexdigest())
+    t = time.perf_counter()
+    _, dataset = _dataset(run, "train")
+    pipeline.timed(result, "read_window_copy", t)
+    hparams = pipeline.hyperparameters_from(result.hyperparameters)
+    store = checkpoints or S3CheckpointStore(aws.s3, run.bucket, run.key(CHECKPOINTS))
+    t = time.perf_counter()
+    trained = model_lib.train(
+        dataset.train_sequences,
+        dataset.num_items,
+        hparams,
+        item_tokens=dataset.item_tokens,
+        checkpoints=store,
+    )
+    pipeline.timed(result, "train", t)
+    t = time.perf_counter()
+    tflite = export_lib.export_tflite(trained)
+    pipeline.timed(result, "export", t)
+    sha256 = registry.sha256_hex(tflite)
+    run.put(CANDIDATE_WEIGHTS, export_lib.weights_bytes(trained))
+    run.put(CANDIDATE_MODEL, tflite)
+    result.candidate_version = registry.make_version(result.started_at, sha256)
+    result.counts["epochs_trained"] = trained.epochs_trained
+    result.counts["resumed_from_epoch"] = trained.resumed_from_epoch
+    run.write_result(result)
+    logger.info("candidate trained", extra={"version": result.candidate_version, "run_id": run_id})
+    return _train_output(result, sha256)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def _candidate_bytes(run: RunFolder, result: RetrainResult, step: str) -> bytes:
+    if result.candidate_version is None:
+        raise StepError(f"run {run.run_id} has no candidate: run the train step before {step!r}")
+    tflite = run.require(CANDIDATE_MODEL, step)
+    if registry.make_version(result.started_at, registry.sha256_hex(tflite)) != result.candidate_version:
+        raise StepError(f"{run.uri}{CANDIDATE_MODEL} is not candidate {result.candidate_version}")
+    return tflite
+
+
+def _evaluate_output(result: RetrainResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "passed": bool(result.gate_passed),
+        "reason": result.reason,
+        "candidate_metrics": result.candidate_metrics,
+        "live_metrics": result.live_metrics,
+    }
+
+
+def evaluate(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[str, Any]:
+    """Score candidate and live model on the same held-out users; the gate's decision goes to run.json."""
+    run = folder(aws, settings, run_id)
+    result = _existing(run, "evaluate")
+    if result.status is RetrainStatus.PUBLISHED:
+        return _evaluate_output(result)  # decided and acted on: a retry changes nothing
+    tflite = _candidate_bytes(run, result, "evaluate")
+    _, dataset = _dataset(run, "evaluate")
+    dataset = dataset.with_holdout_sample(settings.gate_max_users)
+    result.counts["evaluated_users"] = len(dataset.holdout_users)
+    result.live_version = result.live_metrics = None
+    candidate_metrics = pipeline.evaluate_candidate(tflite, dataset, settings, result)
+    pointer, live_metrics, live_problem = pipeline.evaluate_live(aws.s3, settings, dataset, result)
+    passed, why = pipeline.gate(settings, result, candidate_metrics, pointer, live_metrics, live_problem)
+    logger.info("gate decided", extra={"passed": passed, "why": why})
+    result.gate_passed, result.reason = passed, why
+    result.status = RetrainStatus.RUNNING if passed else RetrainStatus.REJECTED
+    run.write_result(result)
+    return _evaluate_output(result)
+
+
+# ------------------------------------------------------------------------------------------ publish
+
+
+def _publish_output(result: RetrainResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "published_version": result.published_version,
+        "previous_version": result.previous_version,
+        "notified": result.notified,
+    }
+
+
+def _is_live(s3: Any, settings: TrainingSettings, version: str) -> bool:
+    try:
+        pointer = registry.current_pointer(s3, settings.model_bucket_name, settings.model_prefix)
+    except Exception:
+        return False
+    if pointer is None:
+        return False
+    live = {pointer.get("version"), *(v.get("version") for v in pointer.get("variants") or ())}
+    return version in live
+
+
+def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[str, Any]:
+    """Publish the candidate the gate passed (the pointer switch is the commit point)."""
+    run = folder(aws, settings, run_id)
+    result = _existing(run, "publish")
+    if result.status is RetrainStatus.PUBLISHED:
+        return _publish_output(result)
+    if not result.gate_passed:
+        raise StepError(f"run {run_id}: the gate has not passed its candidate ({result.reason})")
+    tflite = _candidate_bytes(run, result, "publish")
+    assert result.candidate_version is not None and result.window_start is not None
+    assert result.window_end is not None and result.candidate_metrics is not None
+    if _is_live(aws.s3, settings, result.candidate_version):
+        # An earlier attempt switched the pointer and died before noting it: published, once.
+        result.published_version, result.previous_version = result.candidate_version, result.live_version
+        result.status = RetrainStatus.PUBLISHED
+        run.write_result(result)
+        return _publish_output(result)
+    weights = run.require(CANDIDATE_WEIGHTS, "publish")
+    records, dataset = _dataset(run, "publish")
+    dataset = dataset.with_holdout_sample(settings.gate_max_users)
+    stored = export_lib.weights_from_bytes(weights)
+    tokens = ItemTokens(stored.pop("token_buckets"), stored.pop("token_weights"))
+    hparams = pipeline.hyperparameters_from(result.hyperparameters)
+    trained = TrainedModel(hparams, dataset.num_items, stored, tokens)
+    now = result.window_end
+    t = time.perf_counter()
+    # Bought together from every purchase of the window (no gate: it is not what the gate scores).
+    scoring = together_lib.PartnerScoring()
+    orders = together_lib.purchase_orders(records, data_lib.vocabulary_index(dataset.items))
+    partners = together_lib.partner_table(orders, len(dataset.items), scoring)
+    result.counts["orders"] = len(orders)
+    pipeline.timed(result, "bought_together", t)
+    t = time.perf_counter()
+    # The large-catalog index (docs/ranking-1m.md): None below its threshold or without cluster structure.
+    explore_index = explore_index_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
+    pipeline.timed(result, "explore_index", t)
+    t = time.perf_counter()
+    outcome = publish_lib.publish(
+        aws.s3,
+        aws.events,
+        settings.model_bucket_name,
+        settings.model_prefix,
+        settings.event_bus_name,
+        tflite,
+        state_dim=trained.state_dim,
+        items=dataset.items,
+        training_window={
+            "start": registry.utc_iso(result.window_start),
+            "end": registry.utc_iso(now),
+            "events": dataset.train_events,
+            "users": sum(1 for s in dataset.train_sequences if s),
+            "first_event": registry.utc_iso(dataset.first_timestamp) if dataset.first_timestamp else None,
+            "last_event": registry.utc_iso(dataset.last_timestamp) if dataset.last_timestamp else None,
+            "holdout_users": len(dataset.holdout_users),
+        },
+        hyperparameters=result.hyperparameters,
+        metrics=dict(result.candidate_metrics),
+        created_at=now,
+        weights=weights,
+        trending=data_lib.trending_items(records, now),
+        bought_together=model_artifacts.encode_partner_table(partners),
+        bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
+        explore_index=explore_index,
+        mode=publish_lib.PublishMode(settings.publish_mode),
+        challenger_share=settings.challenger_share,
+    )
+    pipeline.timed(result, "publish", t)
+    result.published_version, result.previous_version = outcome.version, outcome.previous_version
+    result.notified = outcome.notified
+    result.status = RetrainStatus.PUBLISHED
+    run.write_result(result)
+    return _publish_output(result)
+
+
+# ------------------------------------------------------------------------------------------ record
+
+
+def _reason_of(error: dict[str, str]) -> str:
+    """`Error: message`; a Lambda's Cause is its JSON error object, whose errorMessage is the message."""
+    cause = error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        cause = str(parsed["errorMessage"])
+    return f"{error.get('Error') or 'Error'}: {cause}" if cause else str(error.get("Error") or "Error")
+
+
+def record(
+    aws: StepClients,
+    settings: TrainingSettings,
+    run_id: str | None,
+    status: RetrainStatus | str,
+    error: dict[str, str] | None = None,
+    traceback_text: str | None = None,
+    total_seconds: float | None = None,
+) -> RetrainResult:
+    """Write the run record (runs/<timestamp>.json) with the run's final status, then delete the window
+    copy and the checkpoints (erasure: a window copy must not outlive its run). `run_id` None: the query
+    step itself failed before naming a folder."""
+    final = RetrainStatus(status)
+    if final is RetrainStatus.RUNNING:
+        raise ValueError("status: a run is recorded as published, rejected, skipped or failed")
+    now = datetime.now(UTC)
+    run = folder(aws, settings, run_id) if run_id is not None else None
+    result = run.read_result() if run is not None else None
+    if result is None:
+        result = pipeline.new_result(settings, now, run_id)
+    if result.run_key is None:
+        result.status = final
+        if error is not None:
+            result.reason = _reason_of(error)
+            result.error = traceback_text or error.get("Cause")
+        elif final is RetrainStatus.FAILED and result.reason in ("not finished", ""):
+            result.reason = "failed without an error"
+        result.finished_at = now
+        total = total_seconds if total_seconds is not None else (now - result.started_at).total_seconds()
+        result.durations["total"] = round(total, 3)
+        pipeline.record_run(aws.s3, settings, result)
+        if run is not None:
+            run.write_result(result)
+    if run is not None:
+        erased = run.delete(WINDOW) + run.delete(CHECKPOINTS)
+        logger.info("run recorded", extra={"run_key": result.run_key, "deleted_objects": erased})
+    return result
