@@ -161,9 +161,8 @@ class S3CheckpointStore:
     def _delete(self, prefix: str) -> None:
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", ())]
-            if keys:
-                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+            for entry in page.get("Contents", ()):
+                self.s3.delete_object(Bucket=self.bucket, Key=entry["Key"])
 
     def restore(self, target: Path) -> int | None:
         for epoch in self._epochs():

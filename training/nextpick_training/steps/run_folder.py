@@ -159,8 +159,8 @@ class RunFolder:
         deleted = 0
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(prefix)):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", ())]
-            if keys:
-                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
+            # One DeleteObject per key (a handful): the role needs s3:DeleteObject on the run folder only.
+            for entry in page.get("Contents", ()):
+                self.s3.delete_object(Bucket=self.bucket, Key=entry["Key"])
+                deleted += 1
         return deleted
