@@ -1,7 +1,7 @@
 """`nextpick`: run the system locally and operate models, locally or on AWS.
 
     nextpick serve [--demo]          the whole system on this machine (make local)
-    nextpick train                   run the retrain pipeline once
+    nextpick train                   run the retrain pipeline once (--step: one step of it)
     nextpick retrain                 fire the running local stack's retrain schedule now
     nextpick publish FILE --manifest M.json
     nextpick rollback VERSION
@@ -217,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.1,
         help="with --publish-mode challenger: the share of shoppers a new challenger gets (default 0.1)",
+    )
+    train.add_argument(
+        "--step",
+        choices=("query", "train", "evaluate", "publish", "record"),
+        help="run one step of the retrain against the target and print its JSON output "
+        '(docs/retrain.md, "Steps"); without it, the whole retrain runs',
+    )
+    train.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="the run folder (training-runs/ID/): required for train, evaluate, publish and record; "
+        "for query, the execution name (default cli-<time>)",
+    )
+    train.add_argument(
+        "--status",
+        choices=("published", "rejected", "skipped", "failed"),
+        help="with --step record: the run's outcome (default: what its run.json says)",
     )
     _target_options(train)
 

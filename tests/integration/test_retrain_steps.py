@@ -101,7 +101,8 @@ def test_the_steps_one_by_one_publish_once_and_leave_no_window_copy(
     assert step({"step": "publish", "run_id": run_id}) == published
     assert step({"step": "evaluate", "run_id": run_id}) == evaluated
     assert registry.list_versions(s3, stack.model_bucket) == [published["published_version"]]
-    assert registry.current_pointer(s3, stack.model_bucket)["version"] == published["published_version"]
+    pointer = registry.current_pointer(s3, stack.model_bucket)
+    assert pointer is not None and pointer["version"] == published["published_version"]
 
     recorded = step({"step": "record", "run_id": run_id, "status": "published", "error": None})
     assert recorded["status"] == "published" and recorded["run_id"] == run_id
@@ -206,6 +207,39 @@ def test_the_engine_follows_events_times_epochs_unless_forced(env: dict[str, str
     forced = settings.model_copy(update={"training_engine": "lambda"})
     assert steps.choose_engine(forced, 10_000_000, 12) == "lambda"
     assert steps.choose_engine(settings.model_copy(update={"training_engine": "batch"}), 10, 1) == "batch"
+
+
+def test_the_cli_runs_one_step_at_a_time_against_the_target(
+    stack: Stack,
+    s3: Any,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`nextpick train --step ... --aws` (moto is "AWS" here): each step's JSON output, the run id handed on."""
+    from nextpick_local.cli import main
+
+    now = datetime.now(UTC)
+    write_log(s3, stack.model_bucket, shop_log(now), now)
+    monkeypatch.setenv("STATE_TABLE_NAME", stack.state_table)
+
+    def cli(*argv: str) -> dict[str, Any]:
+        code = main(["train", *argv, "--hyperparameters", json.dumps(TINY), "--aws"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        answer: dict[str, Any] = json.loads(out)
+        return answer
+
+    ready = cli("--step", "query", "--run-id", "by-hand")
+    assert ready["run_id"] == "by-hand" and ready["status"] == "ready"
+    assert cli("--step", "train", "--run-id", "by-hand")["candidate_version"]
+    assert cli("--step", "evaluate", "--run-id", "by-hand")["passed"] is True
+    published = cli("--step", "publish", "--run-id", "by-hand")["published_version"]
+    recorded = cli("--step", "record", "--run-id", "by-hand")  # the status from run.json: published
+    assert recorded["status"] == "published" and recorded["published_version"] == published
+    # A step on a folder that is not there: one line on stderr, exit 1.
+    assert main(["train", "--step", "evaluate", "--run-id", "nowhere", "--aws"]) == 1
+    assert "run the query step first" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- Lambda engine vs the container entry

@@ -55,6 +55,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["rollback"], "required: VERSION"),
         (["replay", "missing.jsonl"], "no such file: missing.jsonl"),
         (["frobnicate"], "invalid choice"),
+        (["train", "--step", "fit"], "invalid choice"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_problem(
@@ -64,6 +65,22 @@ def test_bad_arguments_exit_2_naming_the_problem(
         main(argv)
 
     assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--step", "train"], "--step train needs --run-id"),
+        (["train", "--step", "record"], "--step record needs --run-id"),
+        (["train", "--status", "failed"], "--status only applies with --step record"),
+    ],
+)
+def test_a_train_step_without_its_run_exits_2_before_touching_any_stack(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # No local stack runs (the state file does not exist): the usage is checked first.
+    assert main([*argv, "--state-file", str(tmp_path / "none.json")]) == 2
     assert message in capsys.readouterr().err
 
 
