@@ -13,6 +13,11 @@
 The published model is the one trained on the training split, i.e. exactly the bytes the gate
 scored (see docs/retrain.md). Any exception makes the run `failed`; the pointer is the last thing a
 publish writes, so a failed run never changes what is served.
+
+The stages are `nextpick_training.steps` (query, train, evaluate, publish, record), which hand over
+through a run folder in the model bucket (docs/retrain.md, section 8); this module holds what they share
+(the result, reading the window, evaluation, the gate, the run record) and `run_retrain`, the steps in
+sequence in one process.
 """
 
 from __future__ import annotations

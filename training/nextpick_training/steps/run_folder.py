@@ -99,6 +99,10 @@ def window_from_parquet(body: bytes) -> list[LogRecord]:
     ]
 
 
+def catalog_from_json(body: bytes) -> list[CatalogItem]:
+    return [CatalogItem.model_validate(item) for item in json.loads(body)]
+
+
 def _is_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
 
@@ -150,9 +154,7 @@ class RunFolder:
         self.put(CATALOG, body, "application/json")
 
     def read_window(self, step: str) -> tuple[list[LogRecord], list[CatalogItem]]:
-        records = window_from_parquet(self.require(WINDOW, step))
-        catalog = [CatalogItem.model_validate(item) for item in json.loads(self.require(CATALOG, step))]
-        return records, catalog
+        return window_from_parquet(self.require(WINDOW, step)), catalog_from_json(self.require(CATALOG, step))
 
     def delete(self, prefix: str) -> int:
         """Delete every object under `prefix` of the folder (or the one object named so); how many."""

@@ -40,7 +40,17 @@ from nextpick_training.model.reference import ItemTokens, TrainedModel
 from nextpick_training.pipeline import RetrainResult, RetrainStatus
 from nextpick_training.settings import TrainingSettings
 
-from .run_folder import CANDIDATE_MODEL, CANDIDATE_WEIGHTS, CHECKPOINTS, RUN_ID, WINDOW, RunFolder
+from .run_folder import (
+    CANDIDATE_MODEL,
+    CANDIDATE_WEIGHTS,
+    CATALOG,
+    CHECKPOINTS,
+    RUN_ID,
+    WINDOW,
+    RunFolder,
+    catalog_from_json,
+    window_from_parquet,
+)
 
 logger = Logger(child=True)
 
@@ -144,9 +154,22 @@ def _train_output(result: RetrainResult, sha256: str) -> dict[str, Any]:
     }
 
 
+# The last window read in this process, by the digest of its bytes: `run_retrain` runs train, evaluate
+# and publish in one process, and parsing ~1M records and rebuilding their dataset three times would
+# spend seconds of the one Lambda's 900 s for nothing. Another engine or a changed object misses it.
+_last_window: tuple[str, list[Any], data_lib.Dataset] | None = None
+
+
 def _dataset(run: RunFolder, step: str) -> tuple[list[Any], data_lib.Dataset]:
-    records, catalog = run.read_window(step)
-    return records, data_lib.build_dataset(records, catalog)
+    global _last_window
+    window, catalog = run.require(WINDOW, step), run.require(CATALOG, step)
+    digest = hashlib.sha256(window + b"\0" + catalog).hexdigest()
+    if _last_window is not None and _last_window[0] == digest:
+        return _last_window[1], _last_window[2]
+    records, items = window_from_parquet(window), catalog_from_json(catalog)
+    dataset = data_lib.build_dataset(records, items)
+    _last_window = (digest, records, dataset)
+    return records, dataset
 
 
 def train(
@@ -363,6 +386,8 @@ def record(
     """Write the run record (runs/<timestamp>.json) with the run's final status, then delete the window
     copy and the checkpoints (erasure: a window copy must not outlive its run). `run_id` None: the query
     step itself failed before naming a folder."""
+    global _last_window
+    _last_window = None  # the run is over: a warm container does not keep its events in memory
     final = RetrainStatus(status)
     if final is RetrainStatus.RUNNING:
         raise ValueError("status: a run is recorded as published, rejected, skipped or failed")
