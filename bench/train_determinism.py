@@ -37,7 +37,12 @@ def shop(users: int = 300, per_user: int = 30, items: int = 500) -> list[list[tu
     popularity /= popularity.sum()
     return [
         [
-            (int(rng.choice(np.arange(1, items), p=popularity)), int(rng.integers(0, 6)), 1.0, 1.79e9 + 600.0 * j)
+            (
+                int(rng.choice(np.arange(1, items), p=popularity)),
+                int(rng.integers(0, 6)),
+                1.0,
+                1.79e9 + 600.0 * j,
+            )
             for j in range(per_user)
         ]
         for _ in range(users)
@@ -68,7 +73,11 @@ def main() -> int:
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": config["onednn"], "TF_CPP_MIN_LOG_LEVEL": "2"}
         argv = [sys.executable, "-m", "bench.train_determinism", "--one", str(config["threads"])]
         done = subprocess.run(
-            [*argv, "1" if config["op_determinism"] else "0"], env=env, capture_output=True, text=True, check=True
+            [*argv, "1" if config["op_determinism"] else "0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         rows.append({**config, "sha256": done.stdout.strip().splitlines()[-1][:16]})
         print(json.dumps(rows[-1]), flush=True)
