@@ -137,3 +137,29 @@ def test_the_s3_store_resumes_to_the_same_bytes_and_skips_an_incomplete_checkpoi
 
     assert resumed.resumed_from_epoch == 1
     assert sha256(resumed) == sha256(train())
+
+
+def test_training_threads_are_pinned_before_tensorflow_runs_and_never_silently_changed() -> None:
+    """The thread count changes the model's bytes (docs/retrain.md section 8), so TRAINING_THREADS is
+    applied before the first op, kept in a warm process, and refused rather than ignored afterwards."""
+    import subprocess
+    import sys
+
+    script = """
+import tensorflow as tf
+from nextpick_training.steps.stages import StepError, pin_threads
+pin_threads(3)
+assert tf.config.threading.get_intra_op_parallelism_threads() == 3
+assert tf.config.threading.get_inter_op_parallelism_threads() == 3
+tf.constant(1.0) + 1.0  # TensorFlow is now initialised
+pin_threads(3)  # a warm container with the same setting
+try:
+    pin_threads(4)
+except StepError as error:
+    print("refused:", error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: training_threads=4 cannot be applied" in done.stdout

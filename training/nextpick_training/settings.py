@@ -69,6 +69,11 @@ class TrainingSettings(EnvSettings):
     # events x 12 epochs, under the ~867k events at 12 epochs that docs/training-scale.md measured to fit
     # one 900 s Lambda (67 s per epoch at 1M events, 20 % kept for the read, the gate and the publish).
     lambda_training_max_event_epochs: int = Field(default=9_000_000, ge=0)
+    # TensorFlow's intra- and inter-op threads for training; 0 = TensorFlow's default, one per vCPU. The
+    # model's bytes depend on the thread count (reductions are split per thread; docs/retrain.md
+    # section 8), so engines with different vCPU counts give byte-identical models only when this pins
+    # them to the same number.
+    training_threads: int = Field(default=0, ge=0, le=256)
     # Overrides of model.Hyperparameters fields (unknown names are rejected when the run starts).
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
 

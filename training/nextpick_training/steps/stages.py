@@ -172,6 +172,27 @@ def _dataset(run: RunFolder, step: str) -> tuple[list[Any], data_lib.Dataset]:
     return records, dataset
 
 
+def pin_threads(threads: int) -> None:
+    """Fix TensorFlow's thread pools (0: leave its default). They can be set only before TensorFlow
+    runs its first op; a warm container already pinned to the same number is fine, another is refused
+    (its models would not be the bytes this setting promises)."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == (
+        threads,
+        threads,
+    ):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as error:
+        raise StepError(f"training_threads={threads} cannot be applied in this process: {error}") from error
+
+
 def train(
     aws: StepClients, settings: TrainingSettings, run_id: str, checkpoints: CheckpointStore | None = None
 ) -> dict[str, Any]:
@@ -195,6 +216,7 @@ def train(
     _, dataset = _dataset(run, "train")
     pipeline.timed(result, "read_window_copy", t)
     hparams = pipeline.hyperparameters_from(result.hyperparameters)
+    pin_threads(settings.training_threads)
     store = checkpoints or S3CheckpointStore(aws.s3, run.bucket, run.key(CHECKPOINTS))
     t = time.perf_counter()
     trained = model_lib.train(
