@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-CONFIGURATIONS = [
+CONFIGURATIONS: list[dict[str, int | str | bool]] = [
     {"threads": 0, "onednn": "1", "op_determinism": False},  # TF's default: one thread per core
     {"threads": 0, "onednn": "1", "op_determinism": False},
     {"threads": 1, "onednn": "1", "op_determinism": False},
@@ -70,7 +70,7 @@ def main() -> int:
         return 0
     rows = []
     for config in CONFIGURATIONS:
-        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": config["onednn"], "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": str(config["onednn"]), "TF_CPP_MIN_LOG_LEVEL": "2"}
         argv = [sys.executable, "-m", "bench.train_determinism", "--one", str(config["threads"])]
         done = subprocess.run(
             [*argv, "1" if config["op_determinism"] else "0"],
