@@ -8,10 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -301,10 +304,7 @@ def test_the_lambda_and_the_container_train_step_export_the_same_bytes(
     on_lambda = handler_module.lambda_handler({"step": "train", "run_id": "on-lambda"}, Context())
     job = subprocess.run(
         [sys.executable, "-m", "nextpick_training.train_job", "--run-id", "on-container"],
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("functions", "training", "local", "")),
-        },
+        env=_job_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -325,13 +325,71 @@ def test_the_lambda_and_the_container_train_step_export_the_same_bytes(
     # A job on a run folder that is not there fails with the reason on stderr and a non-zero status.
     missing = subprocess.run(
         [sys.executable, "-m", "nextpick_training.train_job", "--run-id", "no-such-run"],
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("functions", "training", "local", "")),
-        },
+        env=_job_env(),
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert missing.returncode == 1 and "run the query step first" in missing.stderr
+
+
+def test_a_container_job_killed_mid_training_resumes_to_the_same_bytes(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A spot reclaim, for real: the train job's process is SIGKILLed once its first checkpoint is
+    complete; the restarted job resumes from it (SageMaker's synced /opt/ml/checkpoints, a local
+    directory here) and exports the bytes of a run never interrupted (the Lambda's, in process)."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="models")
+    epochs = 8
+    hyperparameters = {**TINY, "epochs": epochs}
+    env = {"MODEL_BUCKET_NAME": "models", "MIN_EVENTS": "500", "MIN_USERS": "10"}
+    for name, value in {**env, "HYPERPARAMETERS": json.dumps(hyperparameters)}.items():
+        monkeypatch.setenv(name, value)
+    get_training_settings.cache_clear()
+    settings = TrainingSettings.from_env()
+    now = datetime.now(UTC).replace(microsecond=0)
+    write_log(s3, "models", shop_log(now), now, parquet=True)
+    for execution in ("straight", "preempted"):
+        steps.query(steps.StepClients(s3), settings, execution, now)
+    straight = handler_module.lambda_handler({"step": "train", "run_id": "straight"}, Context())
+
+    checkpoints = tmp_path / "opt-ml-checkpoints"
+    command = [
+        sys.executable,
+        "-m",
+        "nextpick_training.train_job",
+        "--run-id",
+        "preempted",
+        "--checkpoints",
+        str(checkpoints),
+    ]
+    job = subprocess.Popen(command, env=_job_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = checkpoints / "epoch-000001" / "manifest.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.kill()
+    job.communicate(timeout=60)
+    assert job.returncode == -signal.SIGKILL, "the job ended before it could be preempted"
+    epochs_done = max(
+        int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*") if (p / "manifest.json").exists()
+    )
+    assert 1 <= epochs_done < epochs
+
+    resumed = subprocess.run(
+        command, env=_job_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    output = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert output["resumed_from_epoch"] >= epochs_done and output["epochs_trained"] == epochs
+    assert output["sha256"] == straight["sha256"]
+
+
+def _job_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("functions", "training", "local", "")),
+    }
