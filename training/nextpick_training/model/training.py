@@ -137,36 +137,13 @@ def train(
     step_fn = _make_step(variables, names, optimizer, average, training_rows, lay, hp, noise)
     score_fn = _make_scorer(average.shadow if hp.weight_averaging > 0 else variables, rows, lay)
     progress = EarlyStopping(hp.patience, validated=validation is not None)
-    saved, first_epoch, stopped = None, 1, False
+    saved, restored = None, None
     if checkpoints is not None:
-        saved = LoopCheckpoint(
-            checkpoints,
-            tf.train.Checkpoint(
-                variables=variables,
-                optimizer=optimizer,
-                shadow=average.shadow,
-                average_updates=average.updates,
-                noise=noise,
-            ),
-            progress,
-            rng,
-            fingerprint(
-                hp.as_dict(),
-                num_items,
-                flat.items,
-                flat.event_types,
-                flat.strengths,
-                flat.timestamps,
-                flat.offsets,
-                examples.targets,
-                tokens.buckets,
-            ),
+        saved = _loop_checkpoint(
+            checkpoints, variables, optimizer, average, noise, progress, rng, hp, flat, examples, tokens
         )
         restored = saved.restore()
-        if restored is not None:
-            first_epoch, stopped = restored[0] + 1, restored[1]
-            if log:
-                log(f"resumed after epoch {restored[0]} from {checkpoints!r}")
+    first_epoch, stopped = (restored[0] + 1, restored[1]) if restored is not None else (1, False)
     for epoch in range(first_epoch, hp.epochs + 1):
         if stopped:
             break
@@ -197,6 +174,44 @@ def train(
         validation_history=progress.history,
         resumed_from_epoch=first_epoch - 1,
     )
+
+
+def _loop_checkpoint(
+    store: CheckpointStore,
+    variables: dict[str, Any],
+    optimizer: Any,
+    average: WeightAverage,
+    noise: Any,
+    progress: EarlyStopping,
+    rng: np.random.Generator,
+    hp: Hyperparameters,
+    flat: batches.FlatSequences,
+    examples: batches.Examples,
+    tokens: ItemTokens,
+) -> LoopCheckpoint:
+    """Everything an epoch changes, for `resume.LoopCheckpoint`; the inputs' fingerprint refuses a
+    checkpoint of other data."""
+    import tensorflow as tf
+
+    tensors = tf.train.Checkpoint(
+        variables=variables,
+        optimizer=optimizer,
+        shadow=average.shadow,
+        average_updates=average.updates,
+        noise=noise,
+    )
+    inputs = fingerprint(
+        hp.as_dict(),
+        len(tokens.buckets),
+        flat.items,
+        flat.event_types,
+        flat.strengths,
+        flat.timestamps,
+        flat.offsets,
+        examples.targets,
+        tokens.buckets,
+    )
+    return LoopCheckpoint(store, tensors, progress, rng, inputs)
 
 
 def _optimizer(hp: Hyperparameters, total_steps: int) -> Any:

@@ -15,20 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from nextpick_training.settings import TrainingSettings
 
+from .finish import publish, record
 from .run_folder import RUN_ID, RunFolder
-from .stages import (
-    ENGINES,
-    StepClients,
-    StepError,
-    choose_engine,
-    evaluate,
-    folder,
-    publish,
-    query,
-    record,
-    run_id_for,
-    train,
-)
+from .stages import ENGINES, StepClients, StepError, choose_engine, evaluate, folder, query, run_id_for, train
 
 STEPS = ("query", "train", "evaluate", "publish", "record")
 RunId = Annotated[str, StringConstraints(pattern=RUN_ID.pattern)]

@@ -1,4 +1,5 @@
-"""The retrain's five steps (issue 14; the contract: docs/retrain.md, "Steps").
+"""The retrain's five steps (issue 14; the contract: docs/retrain.md, section 8); query, train and
+evaluate here, publish and record in finish.py.
 
     query     read the window (Athena / DuckDB) and the catalog -> window.parquet, catalog.json, run.json;
               skip if too little; choose the training engine
@@ -26,17 +27,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick_training import data as data_lib
-from nextpick_training import explore_index as explore_index_lib
 from nextpick_training import export as export_lib
 from nextpick_training import model as model_lib
 from nextpick_training import pipeline
-from nextpick_training import publish as publish_lib
-from nextpick_training import together as together_lib
 from nextpick_training.checkpoints import CheckpointStore, S3CheckpointStore
-from nextpick_training.model.reference import ItemTokens, TrainedModel
 from nextpick_training.pipeline import RetrainResult, RetrainStatus
 from nextpick_training.settings import TrainingSettings
 
@@ -90,7 +86,7 @@ def choose_engine(settings: TrainingSettings, events: int, epochs: int) -> str:
     return settings.large_training_engine
 
 
-def _existing(run: RunFolder, step: str) -> RetrainResult:
+def existing_result(run: RunFolder, step: str) -> RetrainResult:
     result = run.read_result()
     if result is None:
         raise StepError(f"{run.uri}run.json is missing: run the query step first (before {step!r})")
@@ -160,7 +156,13 @@ def _train_output(result: RetrainResult, sha256: str) -> dict[str, Any]:
 _last_window: tuple[str, list[Any], data_lib.Dataset] | None = None
 
 
-def _dataset(run: RunFolder, step: str) -> tuple[list[Any], data_lib.Dataset]:
+def forget_window() -> None:
+    """Drop the window held for the run's later steps (the record step: the run is over)."""
+    global _last_window
+    _last_window = None
+
+
+def dataset_of(run: RunFolder, step: str) -> tuple[list[Any], data_lib.Dataset]:
     global _last_window
     window, catalog = run.require(WINDOW, step), run.require(CATALOG, step)
     digest = hashlib.sha256(window + b"\0" + catalog).hexdigest()
@@ -201,7 +203,7 @@ def train(
     `checkpoints` defaults to the run folder's checkpoints/ prefix (Lambda and Batch write there
     directly; SageMaker passes its synced local directory)."""
     run = folder(aws, settings, run_id)
-    result = _existing(run, "train")
+    result = existing_result(run, "train")
     if result.status is RetrainStatus.SKIPPED:
         raise StepError(f"run {run_id} was skipped ({result.reason}): nothing to train")
     if result.candidate_version is not None:
@@ -213,7 +215,7 @@ def train(
         ):
             return _train_output(result, hashlib.sha256(tflite).hexdigest())
     t = time.perf_counter()
-    _, dataset = _dataset(run, "train")
+    _, dataset = dataset_of(run, "train")
     pipeline.timed(result, "read_window_copy", t)
     hparams = pipeline.hyperparameters_from(result.hyperparameters)
     pin_threads(settings.training_threads)
@@ -244,7 +246,7 @@ def train(
 # ------------------------------------------------------------------------------------------ evaluate
 
 
-def _candidate_bytes(run: RunFolder, result: RetrainResult, step: str) -> bytes:
+def candidate_bytes(run: RunFolder, result: RetrainResult, step: str) -> bytes:
     if result.candidate_version is None:
         raise StepError(f"run {run.run_id} has no candidate: run the train step before {step!r}")
     tflite = run.require(CANDIDATE_MODEL, step)
@@ -266,11 +268,11 @@ def _evaluate_output(result: RetrainResult) -> dict[str, Any]:
 def evaluate(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[str, Any]:
     """Score candidate and live model on the same held-out users; the gate's decision goes to run.json."""
     run = folder(aws, settings, run_id)
-    result = _existing(run, "evaluate")
+    result = existing_result(run, "evaluate")
     if result.status is RetrainStatus.PUBLISHED:
         return _evaluate_output(result)  # decided and acted on: a retry changes nothing
-    tflite = _candidate_bytes(run, result, "evaluate")
-    _, dataset = _dataset(run, "evaluate")
+    tflite = candidate_bytes(run, result, "evaluate")
+    _, dataset = dataset_of(run, "evaluate")
     dataset = dataset.with_holdout_sample(settings.gate_max_users)
     result.counts["evaluated_users"] = len(dataset.holdout_users)
     result.live_version = result.live_metrics = None
@@ -282,156 +284,3 @@ def evaluate(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[
     result.status = RetrainStatus.RUNNING if passed else RetrainStatus.REJECTED
     run.write_result(result)
     return _evaluate_output(result)
-
-
-# ------------------------------------------------------------------------------------------ publish
-
-
-def _publish_output(result: RetrainResult) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "published_version": result.published_version,
-        "previous_version": result.previous_version,
-        "notified": result.notified,
-    }
-
-
-def _is_live(s3: Any, settings: TrainingSettings, version: str) -> bool:
-    try:
-        pointer = registry.current_pointer(s3, settings.model_bucket_name, settings.model_prefix)
-    except Exception:
-        return False
-    if pointer is None:
-        return False
-    live = {pointer.get("version"), *(v.get("version") for v in pointer.get("variants") or ())}
-    return version in live
-
-
-def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[str, Any]:
-    """Publish the candidate the gate passed (the pointer switch is the commit point)."""
-    run = folder(aws, settings, run_id)
-    result = _existing(run, "publish")
-    if result.status is RetrainStatus.PUBLISHED:
-        return _publish_output(result)
-    if not result.gate_passed:
-        raise StepError(f"run {run_id}: the gate has not passed its candidate ({result.reason})")
-    tflite = _candidate_bytes(run, result, "publish")
-    assert result.candidate_version is not None and result.window_start is not None
-    assert result.window_end is not None and result.candidate_metrics is not None
-    if _is_live(aws.s3, settings, result.candidate_version):
-        # An earlier attempt switched the pointer and died before noting it: published, once.
-        result.published_version, result.previous_version = result.candidate_version, result.live_version
-        result.status = RetrainStatus.PUBLISHED
-        run.write_result(result)
-        return _publish_output(result)
-    weights = run.require(CANDIDATE_WEIGHTS, "publish")
-    records, dataset = _dataset(run, "publish")
-    dataset = dataset.with_holdout_sample(settings.gate_max_users)
-    stored = export_lib.weights_from_bytes(weights)
-    tokens = ItemTokens(stored.pop("token_buckets"), stored.pop("token_weights"))
-    hparams = pipeline.hyperparameters_from(result.hyperparameters)
-    trained = TrainedModel(hparams, dataset.num_items, stored, tokens)
-    now = result.window_end
-    t = time.perf_counter()
-    # Bought together from every purchase of the window (no gate: it is not what the gate scores).
-    scoring = together_lib.PartnerScoring()
-    orders = together_lib.purchase_orders(records, data_lib.vocabulary_index(dataset.items))
-    partners = together_lib.partner_table(orders, len(dataset.items), scoring)
-    result.counts["orders"] = len(orders)
-    pipeline.timed(result, "bought_together", t)
-    t = time.perf_counter()
-    # The large-catalog index (docs/ranking-1m.md): None below its threshold or without cluster structure.
-    explore_index = explore_index_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
-    pipeline.timed(result, "explore_index", t)
-    t = time.perf_counter()
-    outcome = publish_lib.publish(
-        aws.s3,
-        aws.events,
-        settings.model_bucket_name,
-        settings.model_prefix,
-        settings.event_bus_name,
-        tflite,
-        state_dim=trained.state_dim,
-        items=dataset.items,
-        training_window={
-            "start": registry.utc_iso(result.window_start),
-            "end": registry.utc_iso(now),
-            "events": dataset.train_events,
-            "users": sum(1 for s in dataset.train_sequences if s),
-            "first_event": registry.utc_iso(dataset.first_timestamp) if dataset.first_timestamp else None,
-            "last_event": registry.utc_iso(dataset.last_timestamp) if dataset.last_timestamp else None,
-            "holdout_users": len(dataset.holdout_users),
-        },
-        hyperparameters=result.hyperparameters,
-        metrics=dict(result.candidate_metrics),
-        created_at=now,
-        weights=weights,
-        trending=data_lib.trending_items(records, now),
-        bought_together=model_artifacts.encode_partner_table(partners),
-        bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
-        explore_index=explore_index,
-        mode=publish_lib.PublishMode(settings.publish_mode),
-        challenger_share=settings.challenger_share,
-    )
-    pipeline.timed(result, "publish", t)
-    result.published_version, result.previous_version = outcome.version, outcome.previous_version
-    result.notified = outcome.notified
-    result.status = RetrainStatus.PUBLISHED
-    run.write_result(result)
-    return _publish_output(result)
-
-
-# ------------------------------------------------------------------------------------------ record
-
-
-def _reason_of(error: dict[str, str]) -> str:
-    """`Error: message`; a Lambda's Cause is its JSON error object, whose errorMessage is the message."""
-    cause = error.get("Cause") or ""
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and parsed.get("errorMessage"):
-        cause = str(parsed["errorMessage"])
-    return f"{error.get('Error') or 'Error'}: {cause}" if cause else str(error.get("Error") or "Error")
-
-
-def record(
-    aws: StepClients,
-    settings: TrainingSettings,
-    run_id: str | None,
-    status: RetrainStatus | str,
-    error: dict[str, str] | None = None,
-    traceback_text: str | None = None,
-    total_seconds: float | None = None,
-) -> RetrainResult:
-    """Write the run record (runs/<timestamp>.json) with the run's final status, then delete the window
-    copy and the checkpoints (erasure: a window copy must not outlive its run). `run_id` None: the query
-    step itself failed before naming a folder."""
-    global _last_window
-    _last_window = None  # the run is over: a warm container does not keep its events in memory
-    final = RetrainStatus(status)
-    if final is RetrainStatus.RUNNING:
-        raise ValueError("status: a run is recorded as published, rejected, skipped or failed")
-    now = datetime.now(UTC)
-    run = folder(aws, settings, run_id) if run_id is not None else None
-    result = run.read_result() if run is not None else None
-    if result is None:
-        result = pipeline.new_result(settings, now, run_id)
-    if result.run_key is None:
-        result.status = final
-        if error is not None:
-            result.reason = _reason_of(error)
-            result.error = traceback_text or error.get("Cause")
-        elif final is RetrainStatus.FAILED and result.reason in ("not finished", ""):
-            result.reason = "failed without an error"
-        result.finished_at = now
-        total = total_seconds if total_seconds is not None else (now - result.started_at).total_seconds()
-        result.durations["total"] = round(total, 3)
-        pipeline.record_run(aws.s3, settings, result)
-        if run is not None:
-            run.write_result(result)
-    if run is not None:
-        erased = run.delete(WINDOW) + run.delete(CHECKPOINTS)
-        logger.info("run recorded", extra={"run_key": result.run_key, "deleted_objects": erased})
-    return result
