@@ -228,6 +228,12 @@ ALLOW_LIST: dict[str, Principal] = {
                 ["ModelBucket"],
                 unrecorded="Athena locates the log's and the results' bucket with the caller's rights",
             ),
+            *grants(
+                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                ["ModelBucket/training-runs/*"],
+                unrecorded="the state machine's steps hand over through the run folder (issue 14); the "
+                "scheduled whole run recorded here does not use it",
+            ),
             *_runtime("RetrainLogGroup"),
         )
     ),
@@ -298,6 +304,130 @@ ALLOW_LIST: dict[str, Principal] = {
             *grants(["s3:GetObject"], ["ModelBucket/events/*"]),
             *grants(["s3:PutObject"], ["ModelBucket/reports/*"]),
             *_runtime("OnlineReportLogGroup"),
+        )
+    ),
+    # The retrain's state machine (issue 14, docs/retrain.md "Engines and the state machine"): Step Functions
+    # calls these with the role; statemachine/retrain.asl.json's tasks and tests/integration/
+    # test_retrain_state_machine.py (every task's resource is granted) say which.
+    "RetrainStateMachineRole": Principal(
+        (
+            *grants(
+                ["lambda:InvokeFunction"],
+                ["RetrainFunction"],
+                unrecorded="the Query/Train/Evaluate/Publish/Record tasks invoke the steps",
+            ),
+            *grants(
+                ["lambda:GetFunction"],
+                ["RetrainFunction"],
+                unrecorded="LocateImage: the training job runs RetrainFunction's own image",
+            ),
+            *grants(
+                ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
+                [
+                    _sub(
+                        "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+                        "training-job/nextpick-*"
+                    )
+                ],
+                unrecorded="TrainOnSageMaker (.sync: create, watch, stop when the execution stops)",
+            ),
+            *grants(
+                ["iam:PassRole"],
+                ["TrainingJobRole"],
+                {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                unrecorded="CreateTrainingJob hands the job its execution role",
+            ),
+            *grants(
+                ["batch:SubmitJob"],
+                [
+                    _sub("arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:job-queue/*"),
+                    _sub(
+                        "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:"
+                        "job-definition/${AWS::StackName}-training*"
+                    ),
+                ],
+                unrecorded="TrainOnBatch submits to the training queue with the training job definition",
+            ),
+            *grants(
+                ["batch:DescribeJobs", "batch:TerminateJob"],
+                [_sub("arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:job/*")],
+                unrecorded="TrainOnBatch (.sync: watch, stop when the execution stops)",
+            ),
+            *grants(
+                ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                [
+                    _sub(
+                        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+                        f"StepFunctionsGetEventsFor{service}"
+                    )
+                    for service in ("SageMakerTrainingJobsRule", "BatchJobsRule")
+                ],
+                unrecorded="the .sync integrations learn a job's end from these rules Step Functions manages",
+            ),
+            *grants(
+                ["events:PutEvents"],
+                ["NextpickBus"],
+                {"StringEquals": {"events:source": EVENT_SOURCE, "events:detail-type": "RetrainFinished"}},
+                unrecorded="Notify / NotifyFailure announce the run's end",
+            ),
+        )
+    ),
+    # SAM's role for the state machine's Schedule event: EventBridge starts the executions with it.
+    "RetrainStateMachineScheduleRole": Principal(
+        grants(
+            ["states:StartExecution"],
+            ["RetrainStateMachine"],
+            unrecorded="EventBridge starts the scheduled execution with this role",
+        )
+    ),
+    # The retrain image as a SageMaker training job or a Batch job (execution and job role).
+    "TrainingJobRole": Principal(
+        (
+            *grants(
+                ["s3:ListBucket"],
+                ["ModelBucket"],
+                {"StringLike": {"s3:prefix": ["training-runs/*", "models/*"]}},
+                unrecorded="train_job lists its run's checkpoints",
+            ),
+            *grants(
+                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                ["ModelBucket/training-runs/*"],
+                unrecorded="train_job reads the window, writes the candidate and its checkpoints; SageMaker "
+                "syncs /opt/ml/checkpoints with the role",
+            ),
+            *grants(
+                ["s3:GetObject"], ["ModelBucket/models/*"], unrecorded="train_job may read the live model"
+            ),
+            *grants(
+                ["ecr:GetAuthorizationToken"],
+                ["*"],
+                unrecorded="SageMaker / Fargate pull the image with the role; no resource-level permission",
+            ),
+            *grants(
+                ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                [_sub("arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*")],
+                unrecorded="SageMaker / Fargate pull the image with the role",
+            ),
+            *grants(
+                ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                [
+                    _sub(
+                        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                        "/aws/sagemaker/TrainingJobs:*"
+                    ),
+                    _sub(
+                        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                        "/nextpick/${AWS::StackName}/training-jobs:*"
+                    ),
+                ],
+                unrecorded="SageMaker / the awslogs driver write the job's output with the role",
+            ),
+            *grants(
+                ["cloudwatch:PutMetricData"],
+                ["*"],
+                {"StringEquals": {"cloudwatch:namespace": ["/aws/sagemaker/TrainingJobs", "Nextpick"]}},
+                unrecorded="SageMaker's instance metrics; PutMetricData has no resource-level permission",
+            ),
         )
     ),
     # Firehose's S3 destination (AWS documents these actions); Firehose, not nextpick's code, calls them.

@@ -31,7 +31,12 @@ DEFAULT_MEMORY = 128
 
 
 class FunctionError(RuntimeError):
-    """The handler raised (in-process) or its process failed: Lambda would report a function error."""
+    """The handler raised (in-process) or its process failed: Lambda would report a function error.
+    `error_type` is the payload's errorType Lambda would report (the exception's class name)."""
+
+    def __init__(self, message: str, error_type: str = "Unhandled") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,8 @@ class Invoker:
             try:
                 return handler(event, self.context(logical_id))
             except Exception as error:
-                raise FunctionError(f"{logical_id}: {type(error).__name__}: {error}") from error
+                message = f"{logical_id}: {type(error).__name__}: {error}"
+                raise FunctionError(message, type(error).__name__) from error
 
     def _invoke_in_child(self, function: Function, event: dict[str, Any]) -> Any:
         with tempfile.TemporaryDirectory(prefix="nextpick-invoke-") as folder:
@@ -163,9 +169,15 @@ class Invoker:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-                raise FunctionError(f"{function.logical_id}: timed out after {function.timeout} s") from None
+                message = f"{function.logical_id}: timed out after {function.timeout} s"
+                raise FunctionError(message, "Sandbox.Timedout") from None
             finally:
                 self._children.discard(child)
+            error_path = result_path.with_name(result_path.name + ".error")
+            if error_path.exists():
+                error = json.loads(error_path.read_text(encoding="utf-8"))
+                message = f"{function.logical_id}: {error['errorType']}: {error['errorMessage']}"
+                raise FunctionError(message, str(error["errorType"]))
             if child.returncode != 0 or not result_path.exists():
                 raise FunctionError(f"{function.logical_id}: process exited with {child.returncode}")
             return json.loads(result_path.read_text(encoding="utf-8"))

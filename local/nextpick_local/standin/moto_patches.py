@@ -3,8 +3,9 @@ pyproject.toml. Each patch is idempotent and says what real AWS does that moto d
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 def cloudformation_refs() -> None:
@@ -94,3 +95,93 @@ def firehose_record_format_conversion() -> None:
 
     FirehoseBackend.put_s3_records = put_s3_records  # type: ignore[method-assign]
     FirehoseBackend._nextpick_converts_records = True  # type: ignore[attr-defined]
+
+
+class LocalTasks(Protocol):
+    """What the state machine's tasks reach locally instead of Lambda, SageMaker and Batch (moto would run
+    Lambda functions and Batch jobs in Docker, and has no SageMaker .sync integration at all)."""
+
+    def invoke(self, function_name: str, event: Any) -> tuple[Any, str | None]:
+        """The function's answer and, if it failed, its error type (the answer then is Lambda's error
+        payload, {"errorType", "errorMessage"})."""
+
+    def get_function(self, function_name: str) -> dict[str, Any]: ...
+
+    def start_training_job(self, parameters: dict[str, Any]) -> dict[str, Any]: ...
+
+    def describe_training_job(self, name: str) -> dict[str, Any]: ...
+
+    def submit_job(self, parameters: dict[str, Any]) -> dict[str, Any]: ...
+
+    def describe_job(self, job_id: str) -> dict[str, Any]: ...
+
+
+# The stand-in's tasks the patched interpreter calls (one local stack per process).
+_local_tasks: list[LocalTasks] = []
+
+
+def _tasks() -> LocalTasks:
+    if not _local_tasks:
+        raise RuntimeError("no local tasks registered: call moto_patches.stepfunctions_local_tasks first")
+    return _local_tasks[0]
+
+
+def stepfunctions_local_tasks(tasks: LocalTasks) -> None:
+    """Run state machines with moto's ASL interpreter (a port of LocalStack's), but with the stand-in's
+    tasks: a `lambda:invoke` task calls the stand-in's invoker (real Lambda runs the function; moto
+    would start a Docker container), `sagemaker:createTrainingJob.sync` and `batch:submitJob.sync` run the
+    training container's entry in a local process (training_jobs.py; moto has no SageMaker integration
+    and would run Batch in Docker), and `aws-sdk:lambda:getFunction` answers the function's image.
+    Everything else (Pass, Choice, Retry, Catch, intrinsics, events:putEvents on moto's bus) is moto's."""
+    from moto.core.config import default_user_config
+
+    default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+    _local_tasks[:] = [tasks]
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk,
+        state_task_service_factory,
+    )
+
+    if getattr(lambda_eval_utils, "_nextpick_local", False):
+        return
+    from nextpick_local.standin.state_machine_tasks import (
+        LocalBatchTask,
+        LocalSageMakerTask,
+        local_sdk_call,
+    )
+
+    def invoke_lambda(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+        payload = parameters.get("Payload")
+        event = json.loads(payload) if isinstance(payload, bytes | str) and payload else (payload or {})
+        answer, error = _tasks().invoke(str(parameters["FunctionName"]), event)
+        response: dict[str, Any] = {"StatusCode": 200, "Payload": answer, "ExecutedVersion": "$LATEST"}
+        if error is not None:
+            response["FunctionError"] = "Unhandled"
+        return response
+
+    lambda_eval_utils._invoke_lambda_function = invoke_lambda  # type: ignore[assignment]
+    original_for = state_task_service_factory.state_task_service_for
+
+    def service_for(service_name: str) -> Any:
+        if service_name == "sagemaker":
+            return LocalSageMakerTask(_tasks)
+        if service_name == "batch":
+            return LocalBatchTask(_tasks)
+        return original_for(service_name)
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+
+    state_task_factory.state_task_service_for = service_for  # type: ignore[assignment]
+    sdk = state_task_service_aws_sdk.StateTaskServiceAwsSdk
+    original_sdk = sdk._eval_service_task
+
+    def eval_sdk(self: Any, env: Any, runtime: Any, parameters: dict[str, Any], credentials: Any) -> None:
+        answer = local_sdk_call(_tasks(), self.resource.api_name, self.resource.api_action, parameters)
+        if answer is None:
+            original_sdk(self, env, runtime, parameters, credentials)
+        else:
+            env.stack.append(answer)
+
+    sdk._eval_service_task = eval_sdk  # type: ignore[method-assign]
+    lambda_eval_utils._nextpick_local = True  # type: ignore[attr-defined]

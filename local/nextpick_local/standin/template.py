@@ -21,6 +21,7 @@ from typing import Any
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
+SERVERLESS_STATE_MACHINE = "AWS::Serverless::StateMachine"
 PLACEHOLDER_CODE_URI = "s3://nextpick-local-code/{logical_id}.zip"
 PLACEHOLDER_IMAGE_URI = "{account_id}.dkr.ecr.{region}.amazonaws.com/nextpick-local:{logical_id}"
 
@@ -57,6 +58,25 @@ def load_template(path: Path | str | None = None) -> dict[str, Any]:
     template: dict[str, Any] = json.loads(_decoded(str(location), location.stat().st_mtime_ns))
     if not isinstance(template, dict) or "Resources" not in template:
         raise TemplateError(f"{location}: not a CloudFormation template: no Resources")
+    return _with_inline_definitions(template, location.parent)
+
+
+def _with_inline_definitions(template: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A state machine's `DefinitionUri: <local file>` becomes its `Definition`, the file's JSON: what
+    `sam package` uploads and CloudFormation reads, without the upload (the translator wants S3)."""
+    for logical_id, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        uri = properties.get("DefinitionUri")
+        if resource.get("Type") != SERVERLESS_STATE_MACHINE or not isinstance(uri, str):
+            continue
+        if uri.startswith("s3://"):
+            continue
+        try:
+            definition = json.loads((folder / uri).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise TemplateError(f"{logical_id}: DefinitionUri {uri}: {error}") from error
+        properties.pop("DefinitionUri")
+        properties["Definition"] = definition
     return template
 
 
