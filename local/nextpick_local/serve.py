@@ -31,11 +31,12 @@ from nextpick_local.ops.status import Names, status
 from nextpick_local.progress import Step
 from nextpick_local.standin.aws_resources import TemplateError, find_template
 from nextpick_local.standin.dispatch import ScheduleBusy, Scheduler
-from nextpick_local.standin.event_sources import RETRAIN_FUNCTION, event_sources
+from nextpick_local.standin.event_sources import RETRAIN_STATE_MACHINE, event_sources
 from nextpick_local.standin.functions import FunctionError, Invoker, functions_of
 from nextpick_local.standin.gateway import ApiGateway, HttpRequest, HttpResponse, json_response, stage_of
 from nextpick_local.standin.http_server import LocalHttpServer
 from nextpick_local.standin.stack import LocalStack, describe, start_stack
+from nextpick_local.standin.state_machines import StateMachines
 
 # The days of impressions the storefront's report view covers (`nextpick report`'s default).
 REPORT_DAYS = 14
@@ -174,17 +175,22 @@ def _run(options: ServeOptions, cleanup: contextlib.ExitStack, console: TextIO) 
     rule_set = demo_shop.STOREFRONT_RULE_SET if options.demo else None
     page_config.update(apiUrl=api_url, stage=stage, demoUsers=demo_users, ruleSet=rule_set, local=True)
 
+    with _step("starting the state machines", HINT_BUSY):
+        # The template's definition files, run by moto's ASL interpreter with local tasks (issue 14).
+        machines = StateMachines.start(stack, invoker, log)
+    cleanup.callback(machines.stop)
     with _step("starting the event sources", HINT_BUSY):
-        sources = event_sources(stack, invoker.invoke, options.retrain_every)
+        sources = event_sources(stack, invoker.invoke, options.retrain_every, machines.run)
         sources.start()
     cleanup.callback(sources.stop, invoker.stop)
     for line in sources.unsupported:
         print(f"  note: {line}", file=console, flush=True)
-    # The function /_local/retrain and the demo's first model fire (its schedule); any scheduled one else.
-    scheduler = sources.schedulers.get(RETRAIN_FUNCTION) or next(iter(sources.schedulers.values()), None)
+    # What /_local/retrain and the demo's first model fire (the retrain's schedule: its state machine).
+    scheduler = sources.schedulers.get(RETRAIN_STATE_MACHINE) or next(iter(sources.schedulers.values()), None)
     names = Names(resources.model_bucket, resources.items_table, resources.state_table, resources.event_bus)
     control[("POST", "/_local/compact-log")] = _fire_route(sources.schedulers.get(COMPACTION_FUNCTION))
     control.update(_control_routes(stack, scheduler, names, page_config, credentials))
+    control[("POST", "/_local/retrain")] = _retrain_route(scheduler, machines)
     control[("GET", "/_local/model")] = _model_route(gateway, credentials.server_key)
 
     if options.demo:
@@ -294,10 +300,34 @@ def _control_routes(
         ("GET", "/_local/catalog"): list_catalog,
         ("GET", "/_local/status"): get_status,
         ("GET", "/_local/config"): lambda _: json_response(200, page_config),
-        ("POST", "/_local/retrain"): _fire_route(scheduler),
         ("POST", "/_local/bus"): put_bus_events,
         ("POST", "/_local/shopper-token"): _shopper_token_route(credentials),
     }
+
+
+def _retrain_route(scheduler: Scheduler | None, machines: StateMachines) -> Any:
+    """`POST /_local/retrain`: one execution of the retrain's state machine, as its schedule starts it;
+    answers the run's record (the RetrainResult) with the execution's status under `execution`. Body
+    (optional): {"reclaim_spot": n} - the run's SageMaker / Batch job loses its spot capacity n times,
+    each after a complete checkpoint (a local-only drill of a spot reclaim; docs/retrain.md)."""
+    fire = _fire_route(scheduler)
+
+    def retrain(body: bytes) -> HttpResponse:
+        try:
+            options = json.loads(body or b"{}")
+            reclaim = options.get("reclaim_spot", 0) if isinstance(options, dict) else None
+            if not isinstance(reclaim, int) or isinstance(reclaim, bool) or not 0 <= reclaim <= 10:
+                raise ValueError
+        except ValueError:
+            error = {"field": "reclaim_spot", "message": "must be an integer from 0 to 10"}
+            return json_response(400, {"message": "invalid request", "errors": [error]})
+        machines.reclaim_pending = reclaim
+        try:
+            return fire(body)
+        finally:
+            machines.reclaim_pending = 0
+
+    return retrain
 
 
 def _fire_route(scheduler: Scheduler | None) -> Any:

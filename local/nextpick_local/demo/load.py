@@ -77,7 +77,7 @@ def load_demo(
     seed.write_event_log(
         stack.client("s3"), resources.model_bucket, resources.event_log_stream, EVENT_LOG_PREFIX, shop.history
     )
-    with Step("first model (RetrainFunction, scheduled event)", console):
+    with Step("first model (RetrainStateMachine, scheduled execution)", console):
         result: dict[str, Any] = scheduler.fire()
     print(f"  retrain: {result.get('status')}: {result.get('reason')}", file=console, flush=True)
 

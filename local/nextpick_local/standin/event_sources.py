@@ -2,8 +2,9 @@
 
 * an AWS::Events::Rule with an event pattern -> BusDispatcher on the rule's local queue
   (stack._attach_rule_queues), retried as the target function's AWS::Lambda::EventInvokeConfig says;
-* an AWS::Events::Rule with a schedule -> Scheduler: the retrain every `retrain_every` seconds (the
-  `--retrain-every` option), any other function at its `rate(...)` (a `cron(...)`: on demand only);
+* an AWS::Events::Rule with a schedule -> Scheduler: the retrain's state machine every `retrain_every`
+  seconds (the `--retrain-every` option; an execution through state_machines.py), any other function or
+  state machine at its `rate(...)` (a `cron(...)`: on demand only);
 * an AWS::Lambda::EventSourceMapping on a DynamoDB stream -> StreamDispatcher, on a Kinesis stream ->
   KinesisDispatcher.
 
@@ -36,8 +37,9 @@ EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 EVENT_INVOKE_CONFIG = "AWS::Lambda::EventInvokeConfig"
 # Lambda's default for asynchronous invocations without an EventInvokeConfig.
 DEFAULT_ASYNC_RETRIES = 2
-# The scheduled function `retrain_every` (and /_local/retrain) applies to.
-RETRAIN_FUNCTION = "RetrainFunction"
+STATE_MACHINE = "AWS::StepFunctions::StateMachine"
+# What `retrain_every` (and /_local/retrain) fires: the retrain's state machine (issue 14).
+RETRAIN_STATE_MACHINE = "RetrainStateMachine"
 
 
 @dataclass
@@ -90,8 +92,20 @@ def _rule_function(rule: Mapping[str, Any], resources: Mapping[str, Any]) -> str
     return None
 
 
-def event_sources(stack: LocalStack, invoke: Invoke, retrain_every: float) -> EventSources:
-    """A dispatcher (not started) for every trigger of every function."""
+def _rule_state_machine(rule: Mapping[str, Any], resources: Mapping[str, Any]) -> str | None:
+    """The state machine a rule starts (`Arn: !Ref <state machine>`), if any."""
+    for target in rule.get("Properties", {}).get("Targets", []):
+        arn = target.get("Arn")
+        if isinstance(arn, dict) and resources.get(str(arn.get("Ref")), {}).get("Type") == STATE_MACHINE:
+            return str(arn["Ref"])
+    return None
+
+
+def event_sources(
+    stack: LocalStack, invoke: Invoke, retrain_every: float, run_state_machine: Invoke | None = None
+) -> EventSources:
+    """A dispatcher (not started) for every trigger of every function, and for every scheduled state
+    machine if `run_state_machine` (state_machines.StateMachines.run) is given."""
     local = stack.resources
     resources = local.resources
     sqs = stack.client("sqs")
@@ -108,18 +122,22 @@ def event_sources(stack: LocalStack, invoke: Invoke, retrain_every: float) -> Ev
         properties = resource.get("Properties", {})
         if resource.get("Type") == RULE and "ScheduleExpression" in properties:
             function = _rule_function(resource, resources)
-            if function is None:
+            machine = _rule_state_machine(resource, resources) if run_state_machine else None
+            if function is None and machine is None:
                 sources.unsupported.append(f"{logical_id}: schedule without a function target")
                 continue
+            target = function or str(machine)
             rule_arn = local.arns.get(logical_id, logical_id)
             make_event = partial(scheduled_event, rule_arn, local.account_id, local.region)
             every = (
                 retrain_every
-                if function == RETRAIN_FUNCTION
+                if target == RETRAIN_STATE_MACHINE
                 else _rate_seconds(str(properties["ScheduleExpression"]))
             )
-            sources.schedulers[function] = Scheduler(function, make_event, invoke, every)
-            sources.workers.append(sources.schedulers[function])
+            run = invoke if function is not None else run_state_machine
+            assert run is not None
+            sources.schedulers[target] = Scheduler(target, make_event, run, every)
+            sources.workers.append(sources.schedulers[target])
         elif resource.get("Type") == EVENT_SOURCE_MAPPING:
             function = function_of(properties.get("FunctionName"), resources)
             source = str(properties.get("EventSourceArn", ""))

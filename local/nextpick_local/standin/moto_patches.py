@@ -176,10 +176,13 @@ def stepfunctions_local_tasks(tasks: LocalTasks) -> None:
     sdk = state_task_service_aws_sdk.StateTaskServiceAwsSdk
     original_sdk = sdk._eval_service_task
 
-    def eval_sdk(self: Any, env: Any, runtime: Any, parameters: dict[str, Any], credentials: Any) -> None:
-        answer = local_sdk_call(_tasks(), self.resource.api_name, self.resource.api_action, parameters)
+    def eval_sdk(
+        self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+    ) -> None:
+        resource = self.resource
+        answer = local_sdk_call(_tasks(), resource.api_name, resource.api_action, normalised_parameters)
         if answer is None:
-            original_sdk(self, env, runtime, parameters, credentials)
+            original_sdk(self, env, resource_runtime_part, normalised_parameters, state_credentials)
         else:
             env.stack.append(answer)
 

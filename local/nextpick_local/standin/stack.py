@@ -159,6 +159,8 @@ def start_stack(
     endpoint_url = f"http://{host}:{port}"
     try:
         os.environ.update(aws_environment(endpoint_url, region))
+        # moto's ASL interpreter calls services (a state machine's events:putEvents) on this port.
+        os.environ["MOTO_PORT"] = str(port)
         session = boto3.Session()
         resources = create_stack(
             stack_name,

@@ -98,7 +98,8 @@ class LocalSageMakerTask(_LocalJobTask):
         return answer
 
     def _describe(self, started: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = self._tasks().describe_training_job(str(started["TrainingJobName"]))
+        name = str(started["TrainingJobArn"]).rsplit("/", 1)[-1]
+        answer: dict[str, Any] = self._tasks().describe_training_job(name)
         return answer
 
 
