@@ -177,7 +177,11 @@ def stepfunctions_local_tasks(tasks: LocalTasks) -> None:
     original_sdk = sdk._eval_service_task
 
     def eval_sdk(
-        self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+        self: Any,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
     ) -> None:
         resource = self.resource
         answer = local_sdk_call(_tasks(), resource.api_name, resource.api_action, normalised_parameters)

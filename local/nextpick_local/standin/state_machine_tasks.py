@@ -50,12 +50,20 @@ class _LocalJobTask(StateTaskServiceCallback):
         raise NotImplementedError
 
     def _eval_service_task(
-        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+        self,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
     ) -> None:
         env.stack.append(self._start(normalised_parameters))
 
     def _build_sync_resolver(
-        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+        self,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: dict[str, Any],
+        state_credentials: Any,
     ) -> Callable[[], Any]:
         started: dict[str, Any] = env.stack.pop()
 
@@ -119,7 +127,9 @@ class LocalBatchTask(_LocalJobTask):
         return answer
 
 
-def local_sdk_call(tasks: Any, service: str, action: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
+def local_sdk_call(
+    tasks: Any, service: str, action: str, parameters: dict[str, Any]
+) -> dict[str, Any] | None:
     """An `aws-sdk:` task the stand-in answers itself (the functions live in the stand-in, not in moto's
     Lambda); None = moto answers it."""
     if service == "lambda" and action == "getFunction":

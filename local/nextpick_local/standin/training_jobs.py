@@ -183,8 +183,9 @@ class LocalJobs:
             }
 
     def _job_definition(self, reference: str) -> dict[str, Any]:
-        """The template's job definition the reference names (an ARN or name, or the stand-in's
-        `arn:aws:local:...:<LogicalId>` for one the stack's conditions left out)."""
+        """The template's job definition the reference names (an ARN or name), or its only one: without a
+        VPC the stack's condition leaves the Batch resources out (the reference is a placeholder), but
+        locally the Batch engine runs all the same."""
         definitions = {
             logical_id: resource.get("Properties", {})
             for logical_id, resource in self._resources.items()
@@ -193,13 +194,17 @@ class LocalJobs:
         for logical_id, properties in definitions.items():
             if reference.endswith(logical_id) or str(properties.get("JobDefinitionName", "")) in reference:
                 return properties
+        if len(definitions) == 1:
+            return next(iter(definitions.values()))
         raise ValueError(f"no job definition {reference!r} in the template")
 
     def _run_batch(self, job: _Job, definition: Mapping[str, Any], parameters: dict[str, Any]) -> None:
         try:
             container = definition.get("ContainerProperties", {})
             environment = {str(e["Name"]): str(e["Value"]) for e in container.get("Environment", [])}
-            command = (parameters.get("ContainerOverrides") or {}).get("Command") or container.get("Command", [])
+            command = (parameters.get("ContainerOverrides") or {}).get("Command") or container.get(
+                "Command", []
+            )
             strategy = definition.get("RetryStrategy") or {}
             attempts_allowed = int(strategy.get("Attempts", 1))
             with self._lock:
@@ -212,13 +217,18 @@ class LocalJobs:
                 container_reason = "" if attempt.reclaimed else "exited"
                 with self._lock:
                     job.attempts.append(
-                        {"Container": {"ExitCode": attempt.exit_code, "Reason": container_reason}, "StatusReason": reason}
+                        {
+                            "Container": {"ExitCode": attempt.exit_code, "Reason": container_reason},
+                            "StatusReason": reason,
+                        }
                     )
                 if attempt.exit_code == 0 and not attempt.reclaimed:
                     with self._lock:
                         job.status, job.reason = "SUCCEEDED", CONTAINER_EXITED_REASON
                     return
-                action = evaluate_on_exit(strategy.get("EvaluateOnExit", []), reason, container_reason, attempt.exit_code)
+                action = evaluate_on_exit(
+                    strategy.get("EvaluateOnExit", []), reason, container_reason, attempt.exit_code
+                )
                 if action == "EXIT" or len(job.attempts) >= attempts_allowed:
                     with self._lock:
                         job.status, job.reason = "FAILED", reason
