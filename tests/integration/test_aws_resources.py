@@ -115,7 +115,7 @@ def test_bus_rule_has_the_declared_pattern(stack: Stack, template: dict[str, Any
 
 
 def test_schedule_rule_has_the_default_schedule(stack: Stack) -> None:
-    rule_name, bus_name = stack.rules["RetrainFunction.Retrain"]
+    rule_name, bus_name = stack.rules["RetrainStateMachine.Schedule"]
     rule = boto3.client("events", region_name=REGION).describe_rule(Name=rule_name, EventBusName=bus_name)
     assert rule["ScheduleExpression"] == stack.parameters["RetrainSchedule"] == "rate(1 day)"
 
@@ -362,7 +362,7 @@ def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path:
     stack = create_stack("nextpick-grown", template_path=_grown_template(tmp_path))
     local = LocalStack(cast(Any, None), cast(Any, None), stack, stack.env())
 
-    sources = event_sources(local, lambda function, event: None, retrain_every=0)
+    sources = event_sources(local, lambda function, event: None, 0, lambda machine, event: None)
 
     streams = [w for w in sources.workers if isinstance(w, StreamDispatcher)]
     assert sorted(w.function for w in streams) == [
@@ -376,13 +376,13 @@ def test_a_grown_templates_stream_trigger_gets_a_dispatcher(aws: None, tmp_path:
     items_stream = next(w for w in streams if w.function == "CatalogRefreshFunction")
     assert items_stream.stream_arn == stack.stream_arns["ItemsTable"]
     assert set(sources.schedulers) == {
-        "RetrainFunction",
+        "RetrainStateMachine",  # the retrain's schedule starts its state machine (issue 14)
         "EventLogCompactionFunction",
         "OnlineReportFunction",
         "CatalogArtifactFunction",  # the daily reconciliation (docs/catalog-artifact.md)
     }
     # The retrain every `retrain_every` (0: on demand), any other schedule at its own rate.
-    assert sources.schedulers["RetrainFunction"]._every == 0
+    assert sources.schedulers["RetrainStateMachine"]._every == 0
     assert sources.schedulers["EventLogCompactionFunction"]._every == 6 * 3600
     assert sources.schedulers["OnlineReportFunction"]._every == 24 * 3600
     assert sources.schedulers["CatalogArtifactFunction"]._every == 24 * 3600

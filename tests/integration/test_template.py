@@ -98,13 +98,13 @@ def test_retrain_variables_are_training_settings(template: dict[str, Any]) -> No
 
 
 def test_failed_retrain_runs_are_not_retried(template: dict[str, Any]) -> None:
-    """docs/retrain.md: a failed run is superseded by the next scheduled one, never retried."""
+    """docs/retrain.md: a failed run is superseded by the next scheduled one, never retried (a step's
+    transient errors are retried inside the execution, statemachine/retrain.asl.json)."""
     retrain = _functions(template)["RetrainFunction"]
     assert retrain["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
-    assert all(
-        event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
-        for event in retrain["Events"].values()
-    )
+    assert "Events" not in retrain, "the retrain's schedule runs the state machine, not the function"
+    machine = _state_machines(template)["RetrainStateMachine"]
+    assert [e["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] for e in machine["Events"].values()] == [0]
 
 
 def test_environment_resolves_to_valid_settings() -> None:
@@ -219,11 +219,33 @@ def _authorizer_samples(samples: dict[str, Any]) -> list[str]:
     ]
 
 
+def _state_machines(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource["Properties"]
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::StateMachine"
+    }
+
+
+def _state_machine_functions(template: dict[str, Any]) -> set[str]:
+    """The functions a state machine invokes (its DefinitionSubstitutions name them by ARN)."""
+    return {
+        value["Fn::GetAtt"][0]
+        for properties in _state_machines(template).values()
+        for value in properties.get("DefinitionSubstitutions", {}).values()
+        if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][0] in _functions(template)
+    }
+
+
 def test_every_trigger_has_a_sample_event(template: dict[str, Any], samples: dict[str, Any]) -> None:
     authorizers = _authorizer_functions(template)
     assert authorizers and _authorizer_samples(samples), "the API's authorizer has no events/ sample"
+    assert _state_machine_functions(template) == {"RetrainFunction"}
+    for machine, properties in _state_machines(template).items():
+        for event_name, event in properties["Events"].items():
+            assert _samples_for(event, samples), f"no events/ sample for {machine}.{event_name}"
     for function, properties in _functions(template).items():
-        if function in authorizers:
+        if function in authorizers or function in _state_machine_functions(template):
             continue
         assert properties.get("Events"), f"{function} has no trigger"
         for event_name, event in properties["Events"].items():
@@ -241,7 +263,7 @@ def test_every_bus_detail_type_has_a_sample(template: dict[str, Any], samples: d
 
 def test_every_sample_belongs_to_a_trigger(template: dict[str, Any], samples: dict[str, Any]) -> None:
     used = {"env.json", *_authorizer_samples(samples)}
-    for properties in _functions(template).values():
+    for properties in [*_functions(template).values(), *_state_machines(template).values()]:
         for event in properties.get("Events", {}).values():
             used.update(_samples_for(event, samples))
     assert set(samples) == used, f"samples no trigger would send: {sorted(set(samples) - used)}"
