@@ -409,7 +409,12 @@ ALLOW_LIST: dict[str, Principal] = {
                 unrecorded="SageMaker / Fargate pull the image with the role",
             ),
             *grants(
-                ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
                 [
                     _sub(
                         "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"

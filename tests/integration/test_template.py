@@ -233,7 +233,9 @@ def _state_machine_functions(template: dict[str, Any]) -> set[str]:
         value["Fn::GetAtt"][0]
         for properties in _state_machines(template).values()
         for value in properties.get("DefinitionSubstitutions", {}).values()
-        if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][0] in _functions(template)
+        if isinstance(value, dict)
+        and "Fn::GetAtt" in value
+        and value["Fn::GetAtt"][0] in _functions(template)
     }
 
 

@@ -160,7 +160,7 @@ def stepfunctions_local_tasks(tasks: LocalTasks) -> None:
             response["FunctionError"] = "Unhandled"
         return response
 
-    lambda_eval_utils._invoke_lambda_function = invoke_lambda  # type: ignore[assignment]
+    lambda_eval_utils._invoke_lambda_function = invoke_lambda
     original_for = state_task_service_factory.state_task_service_for
 
     def service_for(service_name: str) -> Any:
@@ -172,7 +172,7 @@ def stepfunctions_local_tasks(tasks: LocalTasks) -> None:
 
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 
-    state_task_factory.state_task_service_for = service_for  # type: ignore[assignment]
+    state_task_factory.state_task_service_for = service_for
     sdk = state_task_service_aws_sdk.StateTaskServiceAwsSdk
     original_sdk = sdk._eval_service_task
 

@@ -27,7 +27,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
 # WaitForTaskToken only because moto's callback machinery expects an endpoint; the ASL uses .sync.
-_PATTERNS = {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+_PATTERNS: set[ResourceCondition] = {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}  # type: ignore[arg-type]
 
 
 class _LocalJobTask(StateTaskServiceCallback):
@@ -79,7 +79,7 @@ class _LocalJobTask(StateTaskServiceCallback):
                         env=env,
                         error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                         event_type=HistoryEventType.TaskFailed,
-                        event_details=EventDetails(
+                        event_details=EventDetails(  # type: ignore[typeddict-item]
                             taskFailedEventDetails=TaskFailedEventDetails(
                                 resource=self._get_sfn_resource(),
                                 resourceType=self._get_sfn_resource_type(),
