@@ -2,7 +2,7 @@
 
     nextpick serve [--demo]          the whole system on this machine (make local)
     nextpick train                   run the retrain pipeline once (--step: one step of it)
-    nextpick retrain                 fire the running local stack's retrain schedule now
+    nextpick retrain                 run the local stack's retrain state machine now (one execution)
     nextpick publish FILE --manifest M.json
     nextpick rollback VERSION
     nextpick replay FILE.jsonl       send tracked events through POST /events
@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="template parameters, as for `sam deploy` (e.g. ModelRefreshSeconds=5)",
     )
     serve.add_argument(
+        "--training-engine",
+        choices=["auto", "lambda", "sagemaker", "batch"],
+        help="where the retrain's state machine trains (the TrainingEngine parameter; default auto): "
+        "sagemaker / batch run the training job's container entry locally (docs/retrain.md)",
+    )
+    serve.add_argument(
         "--stack-name", default="nextpick-local", help="names the resources (default nextpick-local)"
     )
     serve.add_argument(
@@ -239,10 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrain = commands.add_parser(
         "retrain",
-        help="fire the running local stack's retrain schedule now",
-        description="POST /_local/retrain on the running local stack: RetrainFunction runs with a scheduled event.",
+        help="run the local stack's retrain state machine now (one execution)",
+        description="POST /_local/retrain on the running local stack: one execution of RetrainStateMachine "
+        "(query, train, evaluate, gate, publish, record, notify); prints the run's record and the execution.",
     )
     retrain.add_argument("--state-file", type=Path, help="the local stack's state file")
+    retrain.add_argument(
+        "--reclaim-spot",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a drill: the run's SageMaker / Batch job loses its spot capacity N times, each after a "
+        "complete checkpoint, and resumes (serve --training-engine sagemaker|batch)",
+    )
 
     publish = commands.add_parser(
         "publish",
@@ -367,7 +382,10 @@ def _serve(args: argparse.Namespace) -> int:
         demo=args.demo,
         retrain_every=args.retrain_every,
         stack_name=args.stack_name,
-        parameters=dict(args.parameter_overrides),
+        parameters={
+            **dict(args.parameter_overrides),
+            **({"TrainingEngine": args.training_engine} if args.training_engine else {}),
+        },
         hyperparameters=args.hyperparameters or (DEMO_HYPERPARAMETERS if args.demo else None),
         state_file=state_path,
         function_log=function_log,
@@ -385,8 +403,9 @@ def _retrain(args: argparse.Namespace) -> int:
     from nextpick_local.ops.target import local_state
 
     state = local_state(args.state_file)
-    print("retraining (RetrainFunction, scheduled event) ...", file=sys.stderr)
-    code, body = _request(state["api_url"], "POST", "/_local/retrain")
+    print("retraining (an execution of RetrainStateMachine, as its schedule starts it) ...", file=sys.stderr)
+    options = {"reclaim_spot": args.reclaim_spot} if args.reclaim_spot else None
+    code, body = _request(state["api_url"], "POST", "/_local/retrain", options)
     print(json.dumps(body, indent=2))
     return 0 if code == 200 and isinstance(body, dict) and body.get("status") != "failed" else EXIT_FAILURE
 
