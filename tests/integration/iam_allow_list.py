@@ -228,12 +228,8 @@ ALLOW_LIST: dict[str, Principal] = {
                 ["ModelBucket"],
                 unrecorded="Athena locates the log's and the results' bucket with the caller's rights",
             ),
-            *grants(
-                ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                ["ModelBucket/training-runs/*"],
-                unrecorded="the state machine's steps hand over through the run folder (issue 14); the "
-                "scheduled whole run recorded here does not use it",
-            ),
+            # The steps hand over through the run folder (issue 14); record deletes the window copy.
+            *grants(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], ["ModelBucket/training-runs/*"]),
             *_runtime("RetrainLogGroup"),
         )
     ),
