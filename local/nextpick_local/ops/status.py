@@ -64,7 +64,14 @@ def status(s3: Any, dynamodb: Any, names: Names) -> dict[str, Any]:
         "last_retrain": (
             {
                 key: run.get(key)
-                for key in ("status", "reason", "started_at", "published_version", "candidate_metrics")
+                for key in (
+                    "status",
+                    "reason",
+                    "started_at",
+                    "published_version",
+                    "candidate_metrics",
+                    "engine",
+                )
             }
             if run
             else None
