@@ -3,6 +3,7 @@ definition: a spot reclaim is retried, a container that exits non-zero is not (d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,10 +17,10 @@ from nextpick_local.standin.training_jobs import (
 
 
 @pytest.fixture(scope="module")
-def conditions() -> list[dict[str, Any]]:
+def conditions() -> list[Mapping[str, Any]]:
     definition = translated_template()["Resources"]["TrainingJobDefinition"]["Properties"]
     assert definition["RetryStrategy"]["Attempts"] == 3
-    found: list[dict[str, Any]] = definition["RetryStrategy"]["EvaluateOnExit"]
+    found: list[Mapping[str, Any]] = definition["RetryStrategy"]["EvaluateOnExit"]
     return found
 
 
@@ -33,7 +34,7 @@ def conditions() -> list[dict[str, Any]]:
     ],
 )
 def test_the_job_definition_retries_reclaims_only(
-    conditions: list[dict[str, Any]], status_reason: str, reason: str, exit_code: int, action: str
+    conditions: list[Mapping[str, Any]], status_reason: str, reason: str, exit_code: int, action: str
 ) -> None:
     assert evaluate_on_exit(conditions, status_reason, reason, exit_code) == action
 
