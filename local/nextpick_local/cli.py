@@ -407,7 +407,11 @@ def _retrain(args: argparse.Namespace) -> int:
     options = {"reclaim_spot": args.reclaim_spot} if args.reclaim_spot else None
     code, body = _request(state["api_url"], "POST", "/_local/retrain", options)
     print(json.dumps(body, indent=2))
-    return 0 if code == 200 and isinstance(body, dict) and body.get("status") != "failed" else EXIT_FAILURE
+    if code != 200 or not isinstance(body, dict) or body.get("status") == "failed":
+        return EXIT_FAILURE
+    # A run recorded as succeeded whose execution still failed (its RetrainFinished event was lost).
+    execution = body.get("execution") or {}
+    return 0 if execution.get("execution_status", "SUCCEEDED") == "SUCCEEDED" else EXIT_FAILURE
 
 
 def _request(
