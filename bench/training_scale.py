@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.training_scale --sizes 1000000 --epochs 2       # one size, merged into the results
     .venv/bin/python -m bench.training_scale --sizes 10000000 --epochs 1
     .venv/bin/python -m bench.training_scale --threads-probe 200000            # TF on 1 vs 2 threads
+    .venv/bin/python -m bench.training_scale --read-memory 300000             # the read path's memory per row
     .venv/bin/python -m bench.training_scale --render-only                     # the docs from the saved results
     .venv/bin/python -m bench.training_scale --quick --results /tmp/r.json --out - # tiny, for the tests
 
@@ -275,6 +276,38 @@ def run_one(events: int, items: int, epochs: int, threads: int | None) -> dict[s
     return out
 
 
+def read_memory(events: int, items: int) -> dict[str, float]:
+    """MB the window's answer takes in this process, per row: all rows at once as dicts
+    (`DuckDbWindow.rows`) against the records `read_window` keeps, reading 50,000 rows at a time."""
+    import gc
+
+    from nextpick_training.event_log import LogStats
+    from nextpick_training.window_query import DuckDbWindow, read_window
+
+    start, end = END - timedelta(days=LOG_DAYS), END
+    with tempfile.TemporaryDirectory(prefix="nextpick-train-scale-") as tmp:
+        folder = Path(tmp) / "events"
+        write_shop_log(folder, events, items)
+        engine = DuckDbWindow(folder)
+        gc.collect()
+        base = _rss_mb()
+        _reset_peak_rss()
+        records = read_window(engine, start, end, LogStats())
+        kept, batched_peak = _rss_mb() - base, _peak_rss_mb() - base
+        count = len(records)
+        del records
+        gc.collect()
+        base = _rss_mb()
+        rows = engine.rows(start, end, LogStats())
+        as_dicts = _rss_mb() - base
+    return {
+        "rows": count,
+        "records_bytes_per_row": kept * 2**20 / count,
+        "batched_peak_mb": batched_peak,
+        "dict_rows_bytes_per_row": as_dicts * 2**20 / len(rows),
+    }
+
+
 def run_child(events: int, items: int, epochs: int, threads: int | None = None) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.training_scale", "--one", str(events), str(items), str(epochs)]
     if threads:
@@ -300,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=ITEMS)
     parser.add_argument("--epochs", type=int, default=2, help="epochs measured (a retrain runs 12)")
     parser.add_argument("--threads-probe", type=int, metavar="EVENTS", help="train on 1 then 2 TF threads")
+    parser.add_argument("--read-memory", type=int, metavar="EVENTS", help="rows as dicts vs records, MB")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", default=str(report.DEFAULT_OUT), help="report path, or - for stdout")
     parser.add_argument("--capacity", type=Path, default=report.CAPACITY_DOC, help="capacity.md to update")
@@ -319,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         results["sizes"]["3000"] = run_child(3_000, 500, 1)
     for size in filter(None, args.sizes.split(",")):
         results["sizes"][str(int(size))] = run_child(int(size), args.items, args.epochs)
+    if args.read_memory:
+        results["read_memory"] = read_memory(args.read_memory, args.items)
     if args.threads_probe:
         results["thread_scaling"] = {
             str(n): run_child(args.threads_probe, args.items, 2, threads=n) for n in (1, 2)

@@ -81,6 +81,15 @@ ENGINES = (
         SAGEMAKER_START_BILLED_S,
     ),
     Engine(
+        "SageMaker ml.m5.24xlarge, managed spot",
+        96,
+        384,
+        5.53,
+        True,
+        SAGEMAKER_START_S,
+        SAGEMAKER_START_BILLED_S,
+    ),
+    Engine(
         "Batch on Fargate Spot, 8 vCPU 32 GB", 8, 32, _fargate(8, 32), True, FARGATE_START_S, FARGATE_START_S
     ),
     Engine(

@@ -162,16 +162,34 @@ class Projection:
         """A 12-epoch retrain's work (no start-up) on `vcpus`."""
         return self.fixed_s(events) + RETRAIN_EPOCHS * self.epoch_s(events, vcpus)
 
-    def fits(self, engine: Engine, events: float) -> bool:
-        memory = self.peak_gb(events) <= engine.memory_gb * 0.8
-        return memory and (
-            not is_lambda(engine) or self.run_s(events) <= LAMBDA_SECONDS * LAMBDA_BUDGET_SHARE
+    def misfit(self, engine: Engine, events: float) -> str:
+        """Why `engine` cannot run a retrain of `events` ("" if it can): the window's projected peak
+        memory over 80 % of the machine's; on Lambda, the work over the threshold's budget; elsewhere,
+        a run longer than a day (the retrain is daily)."""
+        if self.peak_gb(events) > engine.memory_gb * 0.8:
+            return "memory"
+        if is_lambda(engine):
+            return "" if self.run_s(events) <= LAMBDA_SECONDS * LAMBDA_BUDGET_SHARE else "over 900 s"
+        return (
+            ""
+            if billed_dollars(engine, self.run_s(events, engine.vcpus))[0] <= DAILY_SECONDS
+            else "over a day"
         )
 
-    def cheapest(self, events: float) -> Engine:
-        """The large engine (not Lambda) with the lowest cost that holds the window, spot allowed."""
-        able = [e for e in ENGINES if not is_lambda(e) and self.fits(e, events)] or [ENGINES[-1]]
-        return min(able, key=lambda e: billed_dollars(e, self.run_s(events, e.vcpus))[1])
+    def cheapest(self, events: float) -> tuple[Engine, str]:
+        """The cheapest large engine (not Lambda) that holds the window and ends within a day; if none
+        does, the cheapest that holds it, with why it still does not fit."""
+        large = [e for e in ENGINES if not is_lambda(e)]
+
+        def cost(engine: Engine) -> float:
+            return billed_dollars(engine, self.run_s(events, engine.vcpus))[1]
+
+        for allowed in ("", "over a day"):
+            able = [e for e in large if self.misfit(e, events) in ("", allowed)]
+            if able:
+                best = min(able, key=cost)
+                return best, self.misfit(best, events)
+        return max(large, key=lambda e: e.memory_gb), "memory"
 
     def threshold(self) -> dict[str, float]:
         """The most event-epochs a whole retrain takes on Lambda within `LAMBDA_BUDGET_SHARE` of 900 s,
@@ -249,7 +267,7 @@ def retrain_table(results: dict[str, Any]) -> str:
 
 def engine_label(model: Projection, events: float) -> str:
     cut = model.threshold()
-    return "Lambda" if events * RETRAIN_EPOCHS <= cut["setting"] else model.cheapest(events).name
+    return "Lambda" if events * RETRAIN_EPOCHS <= cut["setting"] else model.cheapest(events)[0].name
 
 
 def summary_table(model: Projection) -> str:
@@ -284,7 +302,8 @@ def cost_table(model: Projection, events_list: tuple[int, ...]) -> str:
         cells = [engine.name, str(engine.vcpus), fmt(engine.memory_gb), f"{engine.hour_price():.4f}"]
         for events in events_list:
             wall, dollars = billed_dollars(engine, model.run_s(events, engine.vcpus))
-            note = "" if model.fits(engine, events) else " (does not fit)"
+            misfit = model.misfit(engine, events)
+            note = f" (does not fit: {misfit})" if misfit else ""
             cells.append(f"{wall / 3600:.2f} h, ${dollars:.2f}{note}")
         rows.append(cells)
     return table(header, rows)
@@ -331,13 +350,44 @@ def _probe_line(results: dict[str, Any], model: Projection) -> str:
     )
 
 
+def _read_path(results: dict[str, Any], model: Projection) -> list[str]:
+    """Does the read path limit (issue 14's question)? Its share of the retrain, and its memory."""
+    shares = ", ".join(
+        f"{s.events:,} events {fmt(s.wall('read'))} s of {fmt(s.projected_s())} s "
+        f"({s.wall('read') / s.projected_s():.1%})"
+        for s in model.sizes
+    )
+    lines = [
+        f"Time: the read (the query and its rows validated into fold steps) takes {shares} of the projected "
+        "retrain: it does not dominate, the epochs do."
+    ]
+    memory = results.get("read_memory")
+    if memory:
+        per_row, kept = memory["dict_rows_bytes_per_row"], memory["records_bytes_per_row"]
+        lines.append(
+            f"Memory (`{COMMAND} --read-memory`, at {memory['rows']:,} rows): "
+            f"the answer's rows as Python dicts take {per_row:,.0f} bytes each, {per_row * 1e7 / 1e9:.1f} GB "
+            f"at 10M events, on top of the records the retrain keeps ({kept:,.0f} bytes each, "
+            f"{kept * 1e7 / 1e9:.1f} GB at 10M). Fetched all at once, as before this change, a 10M-event "
+            f"window needed {(per_row + kept) * 1e7 / 1e9:.1f} GB for its rows and records alone, before "
+            "training: more than Lambda's 10 GB, and most of this shared machine's free memory. "
+            "`read_window` now turns DuckDB's answer into records 50,000 rows at a time (peak over the "
+            f"records: {memory['batched_peak_mb']:,.0f} MB at {memory['rows']:,} rows, DuckDB's buffer "
+            "included); same records, counts and dataset (tests/integration/test_event_log_query.py). The "
+            "records stay: `read_log_window` returns them and `build_dataset`, trending and bought together "
+            "read them. A columnar build (DuckDB's arrays straight into the encoded sequences) would save at "
+            "most the read's share above: not done."
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     hw = results.get("hardware", {})
     model = Projection.of(results)
     cut = model.threshold()
-    at_100m = model.cheapest(PROJECTED_EVENTS)
+    at_100m, misfit_100m = model.cheapest(PROJECTED_EVENTS)
     wall_100m, dollars_100m = billed_dollars(at_100m, model.run_s(PROJECTED_EVENTS, at_100m.vcpus))
-    at_10m = model.cheapest(10_000_000)
+    at_10m, _ = model.cheapest(10_000_000)
     loads = "; ".join(
         f"{s.events:,} events: mean {s.raw['load_average']}, max {s.raw['load_average_max']}"
         for s in model.sizes
@@ -381,6 +431,10 @@ def render(results: dict[str, Any]) -> str:
         "",
         summary_table(model),
         "",
+        "## The read path",
+        "",
+        *_read_path(results, model),
+        "",
         "## Threads: how an epoch scales with cores",
         "",
         _probe_line(results, model),
@@ -408,16 +462,23 @@ def render(results: dict[str, Any]) -> str:
         f"{SAGEMAKER_START_BILLED_S} s, assumed) is billed, the instance provisioning is not; Fargate "
         f"~{FARGATE_START_S} s, billed from the image pull, one minute minimum. Time (**projected**) = the "
         "fitted fixed phases + 12 epochs scaled to the engine's vCPUs by the thread probe, + the start-up. "
-        "*Does not fit*: the window's projected peak memory is over 80 % of the machine's, or (Lambda) the "
-        "work is over the threshold's budget.",
+        "*Does not fit*: the window's projected peak memory (the line through the measured sizes) is over "
+        "80 % of the machine's; on Lambda, the work is over the threshold's budget; elsewhere the run takes "
+        "more than a day (the retrain is daily).",
         "",
         cost_table(model, (1_000_000, 10_000_000, PROJECTED_EVENTS)),
         "",
         f"**Chosen large engine** (the cheapest that holds the window; `large_training_engine` "
         f"{'batch' if at_10m.name.startswith('Batch') else 'sagemaker'}): at 10M events **{at_10m.name}**; at "
         f"{PROJECTED_EVENTS / 1e6:.0f}M events (projected) **{at_100m.name}**, {wall_100m / 3600:.1f} h, "
-        f"**${dollars_100m:.2f} per retrain**. Checkpoints make a spot interruption cost only the work since "
-        "the last one.",
+        f"**${dollars_100m:.2f} per retrain**"
+        + (
+            " — longer than a day: at 100M a daily 12-epoch retrain needs fewer epochs, a weekly schedule "
+            "or data-parallel training (below)"
+            if misfit_100m == "over a day"
+            else ""
+        )
+        + ". Checkpoints make a spot interruption cost only the work since the last one.",
         "",
         "## What limits the single-instance path",
         "",
@@ -426,7 +487,7 @@ def render(results: dict[str, Any]) -> str:
         "The window lives in Python objects (fold steps, then the encoded sequences and the training "
         "examples): memory grows linearly with events. Time per epoch grows linearly with events and "
         "shrinks sub-linearly with cores. **Data-parallel training is not built** (optional in issue 14): one "
-        "instance holds the window well past 100M events, and it would need TF's "
+        "instance holds the window to the sizes above, and it would need TF's "
         "`MultiWorkerMirroredStrategy` (SageMaker's distribution settings or Batch multi-node jobs), the "
         "examples sharded by shopper, the item table's gradients all-reduced every step (100k x 64 floats, "
         "dense), the shared negatives and the weight average kept in step on every worker, and checkpoints "
@@ -439,7 +500,9 @@ def render(results: dict[str, Any]) -> str:
         "steps in Python, 50,000 rows at a time. Athena bills the bytes it scans: on Parquet, the columns the "
         "query names in the partitions it reads, plus the tombstone scan (Trino reads the CTE twice), taken "
         "from the generated files' column chunks (`bench.event_log_query._scanned_bytes`), at "
-        f"${PRICES['athena_tb_scanned'].amount:g} per TB, 10 MB minimum per query.",
+        f"${PRICES['athena_tb_scanned'].amount:g} per TB, 10 MB minimum per query. It can exceed the files' "
+        "size: `user_id` is read twice. The generated events carry no `context`, which the query does not "
+        "name anyway.",
         "",
         table(["events", "figure", "Parquet MB", "MB Athena scans", "$ per retrain"], athena_rows(results)),
         "",
@@ -451,7 +514,7 @@ def capacity_section(results: dict[str, Any]) -> str:
     """capacity.md's "## Training": the summary, linked to the full report."""
     model = Projection.of(results)
     cut = model.threshold()
-    engine_10m, engine_100m = model.cheapest(10_000_000), model.cheapest(PROJECTED_EVENTS)
+    (engine_10m, _), (engine_100m, misfit_100m) = model.cheapest(10_000_000), model.cheapest(PROJECTED_EVENTS)
     wall_10m, dollars_10m = billed_dollars(engine_10m, model.run_s(10_000_000, engine_10m.vcpus))
     wall_100m, dollars_100m = billed_dollars(engine_100m, model.run_s(PROJECTED_EVENTS, engine_100m.vcpus))
     queries = ", ".join(f"{s.events:,} events {fmt(s.wall('query'))} s" for s in model.sizes)
@@ -476,7 +539,9 @@ def capacity_section(results: dict[str, Any]) -> str:
             f"(~{cut['memory_gb_at_threshold']:.1f} GB there).",
             f"- **Cost per retrain** (projected; {PRICES_NOTE}): 10M events on {engine_10m.name} "
             f"${dollars_10m:.2f} ({wall_10m / 3600:.1f} h); 100M events on {engine_100m.name} "
-            f"${dollars_100m:.2f} ({wall_100m / 3600:.1f} h).",
+            f"${dollars_100m:.2f} ({wall_100m / 3600:.1f} h"
+            + ("; over a day: see training-scale.md" if misfit_100m else "")
+            + ").",
             f"- **Window query**: on DuckDB here {queries}; on Athena, from the bytes it scans: {athena} per "
             "retrain.",
             "",
