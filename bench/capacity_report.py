@@ -365,7 +365,7 @@ def render(m: Measurements, seconds: float | None) -> str:
 def _training_section() -> str:
     """`bench.training_scale`'s summary from its saved results (docs/benchmarks/training-scale.json)."""
     from bench.training_scale import RESULTS, load_results
-    from bench.training_scale_report import capacity_section
+    from bench.training_scale_doc import capacity_section
 
     if not RESULTS.exists():
         return "## Training\n\nTraining capacity (issue 14) is measured in [training-scale.md](training-scale.md).\n"

@@ -25,7 +25,7 @@ per size, the retrain's phases as the retrain runs them, each with its wall time
   gate's protocol), **publish tables** (trending, bought together, the explore index; no S3 writes).
 
 The results go to `docs/benchmarks/training-scale.json` (merged by size); the report
-(`bench.training_scale_report`) projects 12 epochs from the measured per-epoch time, the engines' cost
+(`bench.training_scale_report`, written by `bench.training_scale_doc`) projects 12 epochs from the measured per-epoch time, the engines' cost
 and the Lambda threshold. Nothing here is a timed assert.
 """
 
@@ -324,6 +324,7 @@ def load_results(path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import training_scale_doc as doc
     from bench import training_scale_report as report
 
     parser = argparse.ArgumentParser(
@@ -363,12 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         results["hardware"] = report.hardware()
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    text = report.render(results)
+    text = doc.render(results)
     if args.out == "-":
         print(text)
     else:
         Path(args.out).write_text(text)
-        report.update_capacity(args.capacity, results)
+        doc.update_capacity(args.capacity, results)
     return 0
 
 
