@@ -358,10 +358,18 @@ def render(m: Measurements, seconds: float | None) -> str:
         "## Prices and quotas used",
         prices,
         quotas,
-        "## Training",
-        "Training capacity (issue 14) is measured in [training-scale.md](training-scale.md).",
     ]
-    return "\n\n".join(parts).rstrip() + "\n"
+    return "\n\n".join(parts).rstrip() + "\n\n" + _training_section()
+
+
+def _training_section() -> str:
+    """`bench.training_scale`'s summary from its saved results (docs/benchmarks/training-scale.json)."""
+    from bench.training_scale import RESULTS, load_results
+    from bench.training_scale_doc import capacity_section
+
+    if not RESULTS.exists():
+        return "## Training\n\nTraining capacity (issue 14) is measured in [training-scale.md](training-scale.md).\n"
+    return capacity_section(load_results(RESULTS))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from bench.cost import PRICES, firehose_billed_bytes
 from nextpick.domain.log_schema import COLUMNS
 from nextpick_training.event_log import LogStats
@@ -74,8 +76,15 @@ SELECT
 FROM range({events}) t(i)
 """
         )
-        db.execute(
-            """
+        write_partitions(db, folder, start, days)
+
+
+def write_partitions(db: duckdb.DuckDBPyConnection, folder: Path, start: datetime, days: int) -> None:
+    """The table `events` (event_id, user_id, stamped, event_type, item_id) as Firehose writes the log:
+    1 % delivered twice, a minute later; 0.1 % of the shoppers erased halfway through `days` from
+    `start` (a tombstone each); Parquet, Snappy, Hive partitions by arrival day."""
+    db.execute(
+        """
 CREATE TABLE records AS
 SELECT event_id, user_id, strftime(stamped, '%Y-%m-%dT%H:%M:%S.%gZ') AS "timestamp",
     strftime(stamped + INTERVAL 2 SECOND, '%Y-%m-%dT%H:%M:%S.%gZ') AS received_at, event_type, item_id,
@@ -87,35 +96,35 @@ SELECT event_id, user_id, strftime(stamped, '%Y-%m-%dT%H:%M:%S.%gZ'),
     stamped + INTERVAL 62 SECOND
 FROM events WHERE hash(event_id) % 100 = 0
 """
-        )
-        middle = start + timedelta(days=days / 2)
-        db.execute(
-            f"""
+    )
+    middle = start + timedelta(days=days / 2)
+    db.execute(
+        f"""
 INSERT INTO records
 SELECT NULL, user_id, NULL, NULL, NULL, NULL, 'erasure', '{middle.isoformat().replace("+00:00", "Z")}',
     TIMESTAMPTZ '{middle.isoformat()}'
 FROM (SELECT DISTINCT user_id FROM events) WHERE hash(user_id) % 1000 = 0
 """
-        )
-        present = {
-            "event_id",
-            "user_id",
-            "timestamp",
-            "received_at",
-            "event_type",
-            "item_id",
-            "type",
-            "erased_at",
-        }
-        db.execute(
-            f"""
+    )
+    present = {
+        "event_id",
+        "user_id",
+        "timestamp",
+        "received_at",
+        "event_type",
+        "item_id",
+        "type",
+        "erased_at",
+    }
+    db.execute(
+        f"""
 COPY (
     SELECT {_typed_nulls(present)},
-        strftime(arrived, '%Y') AS year, strftime(arrived, '%m') AS month, strftime(arrived, '%d') AS day
+    strftime(arrived, '%Y') AS year, strftime(arrived, '%m') AS month, strftime(arrived, '%d') AS day
     FROM records ORDER BY arrived
 ) TO '{folder}' (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (year, month, day))
 """
-        )
+    )
 
 
 # Trino inlines a CTE at each reference: `log` is read twice, once for the tombstones (these columns)

@@ -3,6 +3,7 @@ machine; what must hold is that every section is there and none of them failed."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,57 @@ def test_served_model_hook_scores_the_exported_model_through_litert() -> None:
     assert scores.shape == (num_items,) and scores[5] <= -1e9
     metrics = evaluate_baskets(scorer, [history], [9e9], [np.array([1, 2])], num_items)
     assert metrics.users == 1 and 0.0 <= metrics.ndcg <= 1.0
+
+
+@pytest.mark.slow
+def test_quick_training_scale_runs_the_whole_retrain_and_writes_both_reports(tmp_path: Path) -> None:
+    """`bench.training_scale --quick`: a tiny generated Parquet log through the retrain's phases in a
+    child process; the results saved, the report written and capacity.md's "## Training" replaced."""
+    results, out, capacity = tmp_path / "r.json", tmp_path / "training-scale.md", tmp_path / "capacity.md"
+    capacity.write_text(
+        (REPO_ROOT / "docs" / "capacity.md").read_text().split("## Training")[0]
+        + "## Training\n\nthe section before\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.training_scale",
+            "--quick",
+            "--results",
+            str(results),
+            "--out",
+            str(out),
+            "--capacity",
+            str(capacity),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    saved = json.loads(results.read_text())["sizes"]["3000"]
+    assert saved["rows"] > 2_900 and saved["events"] == saved["log"]["lines"]
+    assert set(saved["phases"]) == {
+        "generate",
+        "query",
+        "read",
+        "dataset",
+        "train",
+        "export",
+        "evaluate",
+        "publish_tables",
+    }
+    report = out.read_text()
+    for title in (
+        "## Measured phases",
+        "## The threshold between Lambda",
+        "## Engines and cost per retrain",
+        "## The window query: DuckDB here, Athena's estimated cost",
+    ):
+        assert title in report
+    assert "`lambda_training_max_event_epochs` = " in report
+    section = capacity.read_text().split("## Training")[1]
+    assert "the section before" not in section and "`lambda_training_max_event_epochs` = " in section

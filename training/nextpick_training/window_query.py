@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -77,6 +77,8 @@ DUCKDB_COMPATIBILITY = (
 )
 LOCAL_TABLE = "event_log"
 UNPARTITIONED = "year=9999/month=12/day=31/"
+# Rows of the answer turned into records at a time (~850 bytes each as Python dicts, measured).
+ROW_BATCH = 50_000
 
 
 def _literal(value: str) -> str:
@@ -158,8 +160,17 @@ def row_record(row: Mapping[str, Any]) -> tuple[LogRecord, ...]:
 def rows_to_records(rows: Iterable[Mapping[str, Any]], stats: LogStats) -> list[LogRecord]:
     """Every answer row's fold steps; a row that is not a valid event is counted in `malformed`."""
     records: list[LogRecord] = []
+    _add_records(rows, stats, records, run_counts=True)
+    return records
+
+
+def _add_records(
+    rows: Iterable[Mapping[str, Any]], stats: LogStats, records: list[LogRecord], run_counts: bool
+) -> None:
+    """Appends the rows' fold steps to `records`. `run_counts`: these rows are the answer's first (its
+    first row carries the run's erasure counts, the same on every row)."""
     for position, row in enumerate(rows):
-        if position == 0:
+        if position == 0 and run_counts:
             # The same on every row: the rows (events) erased and the tombstones, over the partitions read.
             stats.erased += int(row.get("erased_rows") or 0)
             stats.tombstones += int(row.get("tombstone_rows") or 0)
@@ -170,7 +181,6 @@ def rows_to_records(rows: Iterable[Mapping[str, Any]], stats: LogStats) -> list[
             records.extend(row_record(row))
         except ValueError:
             stats.malformed += 1
-    return records
 
 
 class WindowEngine(Protocol):
@@ -193,13 +203,20 @@ class DuckDbWindow:
     folder: Path
 
     def rows(self, start: datetime, end: datetime, stats: LogStats) -> list[dict[str, Any]]:
+        return [row for batch in self.row_batches(start, end) for row in batch]
+
+    def row_batches(
+        self, start: datetime, end: datetime, size: int = ROW_BATCH
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The answer's rows, `size` at a time, in the answer's order."""
         if not any(self.folder.rglob("*.parquet")):
-            return []
+            return
         with connect_duckdb() as db:
             create_log_view(db, self.folder)
             relation = db.execute(window_sql(LOCAL_TABLE, start, end))
             names = [d[0] for d in relation.description]
-            return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+            while chunk := relation.fetchmany(size):
+                yield [dict(zip(names, row, strict=True)) for row in chunk]
 
 
 def create_log_view(db: duckdb.DuckDBPyConnection, folder: Path) -> None:
@@ -256,6 +273,13 @@ def read_window(
 ) -> list[LogRecord]:
     """Every distinct, not erased event step whose event `timestamp` lies in [start, end]."""
     stats = stats if stats is not None else LogStats()
+    if isinstance(engine, DuckDbWindow):
+        # Batch by batch: the answer's rows as Python dicts take ~850 bytes each (measured at 300k rows),
+        # 8.5 GB for a 10M-event window on top of its records (~460 bytes each); a batch, ~40 MB.
+        records: list[LogRecord] = []
+        for position, batch in enumerate(engine.row_batches(start, end, ROW_BATCH)):
+            _add_records(batch, stats, records, run_counts=position == 0)
+        return records
     return rows_to_records(engine.rows(start, end, stats), stats)
 
 
