@@ -206,7 +206,7 @@ def run_one(events: int, items: int, epochs: int, threads: int | None) -> dict[s
     from nextpick_training import explore_index as explore_index_lib
     from nextpick_training.event_log import LogStats
     from nextpick_training.model import Hyperparameters, train
-    from nextpick_training.pipeline import RetrainResult, RetrainStatus, _evaluate_candidate
+    from nextpick_training.pipeline import RetrainResult, RetrainStatus, evaluate_candidate
     from nextpick_training.settings import TrainingSettings
     from nextpick_training.window_query import DuckDbWindow, connect_duckdb, create_log_view, read_window
     from nextpick_training.window_query import window_sql as sql_of
@@ -261,7 +261,7 @@ def run_one(events: int, items: int, epochs: int, threads: int | None) -> dict[s
     sample = dataset.with_holdout_sample(settings.gate_max_users)
     result = RetrainResult(status=RetrainStatus.FAILED, reason="bench", started_at=END)
     with phases.phase("evaluate"):
-        _evaluate_candidate(tflite, sample, settings, result)
+        evaluate_candidate(tflite, sample, settings, result)
     out["evaluated_users"] = len(sample.holdout_users)
     out["candidate_metrics"] = result.candidate_metrics
     with phases.phase("publish_tables"):

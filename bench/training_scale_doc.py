@@ -132,7 +132,7 @@ def render(results: dict[str, Any]) -> str:
         "- **Phases, as the retrain runs them**: `window_query.read_window(DuckDbWindow(folder))` (the "
         "deployed DuckDB path downloads the objects first; Athena queries remotely), `data.build_dataset`, "
         "`model.train` (default hyperparameters), `export.export_tflite`, the candidate scored through LiteRT "
-        "on the gate's sample (`pipeline._evaluate_candidate`, `gate_max_users` 5,000), the publish tables "
+        "on the gate's sample (`pipeline.evaluate_candidate`, `gate_max_users` 5,000), the publish tables "
         "(no S3 writes). Wall time, CPU time (all threads) and peak RSS (VmHWM, reset between phases).",
         "",
         "## Measured phases",
