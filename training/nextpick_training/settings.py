@@ -65,10 +65,11 @@ class TrainingSettings(EnvSettings):
     training_engine: Literal["auto", "lambda", "sagemaker", "batch"] = "auto"
     # The engine "auto" takes when the window is too large for one Lambda.
     large_training_engine: Literal["sagemaker", "batch"] = "sagemaker"
-    # "auto" keeps training in Lambda while window events x epochs is at most this. 9,000,000 is ~750k
-    # events x 12 epochs, under the ~867k events at 12 epochs that docs/training-scale.md measured to fit
-    # one 900 s Lambda (67 s per epoch at 1M events, 20 % kept for the read, the gate and the publish).
-    lambda_training_max_event_epochs: int = Field(default=9_000_000, ge=0)
+    # "auto" keeps training in Lambda while window events x epochs is at most this. 6,500,000 (~540k
+    # events x 12 epochs) is docs/training-scale.md's threshold: the whole retrain measured at 300k, 1M
+    # and 10M events costs 113 s + 76.6 us per event + 81.5 us per event-epoch, and the measured phases
+    # may take 80 % of Lambda's 900 s.
+    lambda_training_max_event_epochs: int = Field(default=6_500_000, ge=0)
     # TensorFlow's intra- and inter-op threads for training; 0 = TensorFlow's default, one per vCPU. The
     # model's bytes depend on the thread count (reductions are split per thread; docs/retrain.md
     # section 8), so engines with different vCPU counts give byte-identical models only when this pins
