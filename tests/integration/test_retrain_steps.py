@@ -202,9 +202,9 @@ def test_too_little_data_is_skipped_and_a_failed_query_is_recorded(
 
 def test_the_engine_follows_events_times_epochs_unless_forced(env: dict[str, str]) -> None:
     settings = TrainingSettings.from_env(env)
-    # The default: 9,000,000 event-epochs (docs/retrain.md): 750k events x 12 epochs stay in Lambda.
-    assert steps.choose_engine(settings, 750_000, 12) == "lambda"
-    assert steps.choose_engine(settings, 750_001, 12) == "sagemaker"
+    # The default: 6,500,000 event-epochs (docs/training-scale.md): 500k events x 13 epochs stay in Lambda.
+    assert steps.choose_engine(settings, 500_000, 13) == "lambda"
+    assert steps.choose_engine(settings, 500_001, 13) == "sagemaker"
     batch = settings.model_copy(update={"large_training_engine": "batch"})
     assert steps.choose_engine(batch, 10_000_000, 12) == "batch"
     forced = settings.model_copy(update={"training_engine": "lambda"})
