@@ -25,7 +25,15 @@ from nextpick.adapters import model_registry as registry
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_training import steps
 from nextpick_training.settings import TrainingSettings, get_training_settings
-from tests.integration.test_retrain import REPO, TINY, Context, run_records, shop_log, write_log
+from tests.integration.test_retrain import (  # noqa: F401 (retrain_env: a fixture)
+    REPO,
+    TINY,
+    Context,
+    retrain_env,
+    run_records,
+    shop_log,
+    write_log,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,21 +45,9 @@ def keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
 
 
 @pytest.fixture
-def env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    values = {
-        **stack.env("RetrainFunction"),
-        "MIN_EVENTS": "500",
-        "MIN_USERS": "10",
-        "HYPERPARAMETERS": json.dumps(TINY),
-        "POWERTOOLS_METRICS_NAMESPACE": "NextpickTest",
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    get_training_settings.cache_clear()
-    handler_module.reset_clients()
-    yield values
-    get_training_settings.cache_clear()
-    handler_module.reset_clients()
+def env(retrain_env: dict[str, str]) -> dict[str, str]:  # noqa: F811 (the fixture imported above)
+    """RetrainFunction's environment from template.yaml with small-data thresholds (test_retrain's)."""
+    return retrain_env
 
 
 @pytest.fixture
