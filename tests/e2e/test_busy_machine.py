@@ -29,11 +29,13 @@ pytestmark = pytest.mark.slow
 def restored_process() -> Iterator[None]:
     """start_stack points this process at its moto server (environment, the functions' client
     config); put both back afterwards."""
-    environment, config = dict(os.environ), nextpick.adapters.CLIENT_CONFIG
+    environment = dict(os.environ)
+    config, best_effort = nextpick.adapters.CLIENT_CONFIG, nextpick.adapters.BEST_EFFORT_CLIENT_CONFIG
     yield
     os.environ.clear()
     os.environ.update(environment)
     nextpick.adapters.CLIENT_CONFIG = config
+    nextpick.adapters.BEST_EFFORT_CLIENT_CONFIG = best_effort
 
 
 def test_a_catalog_scan_slower_than_lambdas_read_timeout_succeeds_locally(restored_process: None) -> None:

@@ -31,6 +31,14 @@ TRANSIENT_ERROR_CODES = frozenset(
 # Lambda answers within seconds: fail fast rather than hang on a dead connection, and let botocore's
 # standard mode absorb short throttling bursts before an adapter sees them.
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+# Best-effort writes on the request path (the impression log): one attempt (total_max_attempts counts the
+# first try) and short timeouts. A PutRecordBatch answers in ~10-30 ms; 0.5 s to connect and 1 s to read
+# is a wide margin for a healthy service and the most a broken one can add to an answer, where
+# CLIENT_CONFIG (4 attempts of 2 s + 5 s) could hold it ~28 s. Both are module attributes read when a
+# client is built, so the local stand-in can replace them (local/nextpick_local/standin/stack.py).
+BEST_EFFORT_CLIENT_CONFIG = Config(
+    connect_timeout=0.5, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 1}
+)
 
 
 class LazyClient:
@@ -41,7 +49,7 @@ class LazyClient:
         self,
         service: Literal["dynamodb", "firehose", "s3", "secretsmanager", "sqs"],
         client: Any = None,
-        config: Config = CLIENT_CONFIG,
+        config: Config | None = None,
     ) -> None:
         self._service = service
         self._client = client
@@ -54,7 +62,9 @@ class LazyClient:
                 if self._client is None:
                     import boto3
 
-                    self._client = boto3.client(self._service, config=self._config)
+                    # CLIENT_CONFIG is read now, not at import: the local stand-in replaces it.
+                    config = self._config if self._config is not None else CLIENT_CONFIG
+                    self._client = boto3.client(self._service, config=config)
         return self._client
 
 

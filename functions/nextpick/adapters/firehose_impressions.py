@@ -5,11 +5,11 @@ Why Firehose directly and not the state outbox: GET answers write no DynamoDB st
 write per answer would cost one conditional PutItem (and a stream record) per page view.
 
 Best-effort on the request path: one PutRecordBatch per answer, tried once (SEND_ATTEMPTS = 1, no
-backoff sleep, and its own client with one attempt and short timeouts, REQUEST_PATH_CONFIG: a Firehose
-that hangs costs an answer at most ~1.5 s, where the adapters' shared client, 4 attempts (max_attempts 3
-retries) of up to 2 s to connect and 5 s to read, could hold it ~28 s), and any failure is logged without personal
-data (the error's type and the number of impressions, never a user or item id) and counted as the
-`ImpressionsLost` metric (the ImpressionsLostAlarm watches it); the answer is never failed for it."""
+backoff sleep) on a client of its own with one attempt and short timeouts
+(`adapters.BEST_EFFORT_CLIENT_CONFIG`: a Firehose that hangs costs an answer at most ~1.5 s, where the
+shared client could hold it ~28 s), and any failure is logged without personal data (the error's type
+and the number of impressions, never a user or item id) and counted as the `ImpressionsLost` metric
+(the ImpressionsLostAlarm watches it); the answer is never failed for it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
+from nextpick import adapters
 from nextpick.adapters.firehose_log import FirehoseEventLog
 from nextpick.domain.impressions import Impression
 
@@ -30,11 +30,6 @@ metrics = Metrics(namespace="Nextpick")
 
 # One try per answer: a retry with backoff would add up to 700 ms to the answer for a log line.
 SEND_ATTEMPTS = 1
-# A PutRecordBatch answers in ~10-30 ms; 0.5 s to connect and 1 s to read is a wide margin for a healthy
-# stream and the most a broken one can add to an answer (total_max_attempts counts the first try).
-REQUEST_PATH_CONFIG = Config(
-    connect_timeout=0.5, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 1}
-)
 
 
 def impression_line(impression: Impression) -> str:
@@ -48,7 +43,7 @@ class FirehoseImpressionLog:
 
     def __init__(self, stream_name: str, client: Any = None) -> None:
         self._log = FirehoseEventLog(
-            stream_name, client, attempts=SEND_ATTEMPTS, client_config=REQUEST_PATH_CONFIG
+            stream_name, client, attempts=SEND_ATTEMPTS, client_config=adapters.BEST_EFFORT_CLIENT_CONFIG
         )
 
     def record(self, impressions: Sequence[Impression]) -> None:

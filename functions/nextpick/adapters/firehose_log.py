@@ -19,7 +19,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nextpick.adapters import CLIENT_CONFIG, LazyClient, raise_translated
+from nextpick.adapters import LazyClient, raise_translated
 from nextpick.errors import StorageUnavailable
 
 # PutRecordBatch's limits per call, and Firehose's limit per record.
@@ -40,7 +40,7 @@ class FirehoseEventLog:
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = SEND_ATTEMPTS,
-        client_config: Config = CLIENT_CONFIG,
+        client_config: Config | None = None,
     ) -> None:
         self._stream_name = stream_name
         self._client = LazyClient("firehose", client, client_config)

@@ -86,6 +86,8 @@ def use_local_client_config() -> None:
     import nextpick.adapters
 
     nextpick.adapters.CLIENT_CONFIG = local_client_config()
+    # The impression log's one short try too: a busy laptop's moto is slow, not broken.
+    nextpick.adapters.BEST_EFFORT_CLIENT_CONFIG = local_client_config()
 
 
 def aws_environment(endpoint_url: str, region: str) -> dict[str, str]:
