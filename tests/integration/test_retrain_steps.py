@@ -44,6 +44,14 @@ def keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
+@pytest.fixture(autouse=True)
+def fresh_training_settings() -> Iterator[None]:
+    """Settings are cached per process (as per container); no test here leaves its own to the next file."""
+    get_training_settings.cache_clear()
+    yield
+    get_training_settings.cache_clear()
+
+
 @pytest.fixture
 def env(retrain_env: dict[str, str]) -> dict[str, str]:  # noqa: F811 (the fixture imported above)
     """RetrainFunction's environment from template.yaml with small-data thresholds (test_retrain's)."""

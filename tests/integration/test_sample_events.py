@@ -17,6 +17,7 @@ from nextpick.domain.credentials import ShopCredentials, mint_shopper_token
 from nextpick.handlers import wiring
 from nextpick_local.standin.aws_resources import create_stack, load_template
 from nextpick_training import handler as retrain_handler
+from nextpick_training.settings import get_training_settings
 from tests.integration.serving import EVENTS_DIR, FakeLambdaContext, sample_event
 
 # Which function each sample file is for, by the trigger its name says.
@@ -41,9 +42,12 @@ def function_for(sample: str) -> str:
 def sam_local_env(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, dict[str, str]]]:
     create_stack("nextpick-local")
     env_json: dict[str, dict[str, str]] = json.loads((EVENTS_DIR / "env.json").read_text())
+    # The image functions' settings are cached per process: an earlier test's must not answer here.
+    get_training_settings.cache_clear()
     yield env_json
     wiring.reset()
     retrain_handler.reset_clients()
+    get_training_settings.cache_clear()
 
 
 def test_every_sample_names_a_function_of_the_template() -> None:
