@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -495,6 +496,13 @@ return Array.from(document.querySelectorAll("#report-rows tr"), (tr) =>
 """
 
 
+def to_fixed(x: float) -> str:
+    """JavaScript's `x.toFixed(1)` (what the page shows): the exact binary value rounded, a tie going up.
+    Python's `f"{x:.1f}"` takes the even neighbour on a tie: 1 click in 16 impressions is 6.25 %, which
+    the page shows as 6.3 % and Python as 6.2 %."""
+    return str(Decimal(x).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
 def test_the_online_report_view_shows_the_reports_numbers(local_stack: Any, browser: Any) -> None:
     """docs/attribution.md: opening a pick is a click citing its list; the report view then shows what
     `nextpick report` computes (GET /_local/report), number for number."""
@@ -506,11 +514,20 @@ def test_the_online_report_view_shows_the_reports_numbers(local_stack: Any, brow
     pick = browser.find_element(By.CSS_SELECTOR, "#recs-list .rec button")
     click_and_wait(browser, pick)
     assert latest_status(browser) == "accepted"
+    # The click reaches the log through the state table's stream and the log shipper, after its answer:
+    # wait until the report counts it, so the panel and the API below read the same log.
+    api = JsonClient(local_stack.url, None)
+
+    def click_in_log(_: Any) -> bool:
+        status, report = api.request("GET", "/_local/report")
+        return status == 200 and sum(row["ctr"]["count"] for row in report["variants"]) >= 1
+
+    wait_for(browser, click_in_log, "the click in the event log")
     report_panel = browser.find_element(By.ID, "report-panel")
     before = int(report_panel.get_attribute("data-updates") or 0)
     browser.find_element(By.ID, "report-refresh").click()
     wait_for(browser, lambda d: int(report_panel.get_attribute("data-updates") or 0) > before, "the report")
-    status, report = JsonClient(local_stack.url, None).request("GET", "/_local/report")
+    status, report = api.request("GET", "/_local/report")
     assert status == 200 and report["log"]["impressions"] > 0 and report["log"]["cited"] > 0
     rows = {row["variant"]: row for row in browser.execute_script(REPORT_ROWS)}
     assert set(rows) == {row["variant"] for row in report["variants"]}
@@ -518,8 +535,9 @@ def test_the_online_report_view_shows_the_reports_numbers(local_stack: Any, brow
         shown = rows[row["variant"]]
         assert shown["impressions"] == str(row["impressions"])
         ctr = row["ctr"]
-        assert shown["ctr"] == (
-            f"{100 * ctr['value']:.1f}% [{100 * ctr['low']:.1f}%, {100 * ctr['high']:.1f}%]"
+        assert (
+            shown["ctr"]
+            == f"{to_fixed(100 * ctr['value'])}% [{to_fixed(100 * ctr['low'])}%, {to_fixed(100 * ctr['high'])}%]"
         )
     assert sum(row["ctr"]["count"] for row in report["variants"]) >= 1  # the click counted
     shoot(browser, "report-panel", "online-report")
