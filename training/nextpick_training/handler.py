@@ -111,8 +111,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _run_step(event: dict[str, Any]) -> dict[str, Any]:
-    # The payload is checked before anything is read or written (StepPayloadError names the field).
-    steps.parse_payload(event)
+    # run_step checks the payload before it reads or writes anything (StepPayloadError names the field).
     settings = get_training_settings()
     aws = clients()
     output = steps.run_step(event, steps.StepClients(aws.s3, aws.events, aws.dynamodb), settings)
