@@ -26,6 +26,7 @@ from nextpick.adapters.litert_model import LiteRTModel
 from nextpick.adapters.memory import InMemoryCatalog, InMemoryStateRepository, StaticModelSource
 from nextpick.domain.candidates import ExploreIndex, ExploreQuery
 from nextpick.domain.events import AnyEvent, EventBatch, EventsRequest, TrackedEvent
+from nextpick.domain.explore_scan import ExploreScan
 from nextpick.domain.ranking import RecommendOptions
 from nextpick.domain.service import Recommender, UserRecommendations
 from nextpick.domain.state import UserState
@@ -110,6 +111,17 @@ class TimedModel:
 
     def explore_query(self, state: np.ndarray, *history: Any) -> ExploreQuery | None:
         return self._model.explore_query(state, *history)
+
+    @property
+    def explore_scan(self) -> ExploreScan | None:
+        return self._model.explore_scan
+
+    @property
+    def has_score_items(self) -> bool:
+        return self._model.has_score_items
+
+    def score_items(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self._model.score_items(query, items)
 
     def rank(self, state: np.ndarray, exclude: np.ndarray, *history: Any) -> np.ndarray:
         started = perf_counter_ns()

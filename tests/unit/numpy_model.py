@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nextpick.domain.candidates import ExploreIndex, ExploreQuery
+from nextpick.domain.explore_scan import ExploreScan
 from nextpick.domain.together import PartnerTable
 
 
@@ -46,6 +47,11 @@ class NumpyModel:
         self.partner_table: PartnerTable | None = None
         # No large-catalog parts (docs/ranking-1m.md): every ranking is the exact `rank`.
         self.explore_index: ExploreIndex | None = None
+        self.explore_scan: ExploreScan | None = None
+        self.has_score_items = False
+
+    def score_items(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("no score_items: has_score_items is False")
 
     def explore_query(
         self, state: np.ndarray, history_items: np.ndarray | None, history_features: np.ndarray | None

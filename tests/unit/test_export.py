@@ -47,7 +47,9 @@ def test_signatures_are_exactly_contract_v2(trained: tuple[TrainedModel, Exporte
 
     model, lite, blob = trained
     signatures = Interpreter(model_content=blob).get_signature_list()
-    assert set(signatures) == {"update", "rank", "similar", "explain", "rank_query"}
+    assert set(signatures) == {"update", "rank", "similar", "explain", "rank_query", "score_items"}
+    assert sorted(signatures["score_items"]["inputs"]) == ["items", "query"]
+    assert signatures["score_items"]["outputs"] == ["logits"]
     assert sorted(signatures["explain"]["inputs"]) == [
         "history_features",
         "history_items",
@@ -96,6 +98,9 @@ def test_litert_matches_the_reference(trained: tuple[TrainedModel, ExportedModel
         rebuilt[history] = explore.history_scores[explore.present]
         allowed = exclude == 0.0
         np.testing.assert_allclose(rebuilt[allowed], scores[allowed], atol=1e-4)
+        # score_items gives the same logits for any items, repeated or out of order (the scan's re-score).
+        picked = np.array([7, 1, NUM_ITEMS - 1, 7], np.int32)
+        np.testing.assert_allclose(lite.score_items(explore.query, picked), logits[picked], atol=1e-5)
 
 
 def test_unknown_items_and_exclusion(trained: tuple[TrainedModel, ExportedModel, bytes]) -> None:

@@ -1,7 +1,7 @@
 """Export a :class:`TrainedModel` to the serving contract v2 (TFLite, signatures ``update`` and ``rank``,
 plus the optional ``similar``: item-to-item cosine over the same item vectors ``rank`` scores with, and
-the optional ``rank_query``: ``rank``'s per-shopper parts, for the large-catalog path of
-docs/ranking-1m.md).
+the optional ``rank_query`` and ``score_items``: ``rank``'s per-shopper parts and the exact explore logits
+of given items, for the large-catalog paths of docs/ranking-1m.md).
 
 The composed item tables (vector, bias, repeat propensity per item: id part + attribute-token part) are
 baked in as constants, so serving never sees attributes or tokens. Evaluation always scores through the
@@ -21,6 +21,7 @@ from nextpick.adapters.model_registry import (
     EXPLAIN_SIGNATURE,
     RANK_QUERY_SIGNATURE,
     REQUIRED_SIGNATURES,
+    SCORE_ITEMS_SIGNATURE,
     SIMILAR_SIGNATURE,
 )
 from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES
@@ -138,6 +139,19 @@ def _build_module(model: TrainedModel) -> Any:
 
         @tf.function(
             input_signature=[
+                tf.TensorSpec([int(tables["vectors"].shape[1]) + 1], tf.float32, name="query"),
+                tf.TensorSpec([None], tf.int32, name="items"),
+            ]
+        )
+        def score_items(self, query: Any, items: Any) -> dict[str, Any]:
+            """The exact explore logits query . (V[i], B[i]) of `items`, from the fp32 tables `rank` scores
+            with: they re-score the int8 explore scan's candidates (docs/ranking-1m.md)."""
+            rows = tf.clip_by_value(items, 0, num_items - 1)
+            vectors = tf.gather(tables["vectors"], rows)
+            return {"logits": tf.linalg.matvec(vectors, query[:-1]) + tf.gather(tables["bias"], rows)}
+
+        @tf.function(
+            input_signature=[
                 tf.TensorSpec([], tf.int32, name="item"),
                 tf.TensorSpec([num_items], tf.float32, name="exclude"),
             ]
@@ -195,12 +209,13 @@ def _explain_inputs(state_dim: int) -> list[Any]:
     ]
 
 
-OPTIONAL_SIGNATURES = (SIMILAR_SIGNATURE, EXPLAIN_SIGNATURE, RANK_QUERY_SIGNATURE)
+OPTIONAL_SIGNATURES = (SIMILAR_SIGNATURE, EXPLAIN_SIGNATURE, RANK_QUERY_SIGNATURE, SCORE_ITEMS_SIGNATURE)
 
 
 def export_tflite(model: TrainedModel, optional: tuple[str, ...] = OPTIONAL_SIGNATURES) -> bytes:
     """Serialize to a float32 ``.tflite`` with the contract's signatures: update, rank and the `optional`
-    ones (similar, explain and rank_query; fewer only to build a model as published before one existed)."""
+    ones (similar, explain, rank_query and score_items; fewer only to build a model as published before
+    one existed)."""
     import tensorflow as tf
 
     module = _build_module(model)
@@ -210,6 +225,7 @@ def export_tflite(model: TrainedModel, optional: tuple[str, ...] = OPTIONAL_SIGN
         SIMILAR_SIGNATURE: module.similar,
         EXPLAIN_SIGNATURE: module.explain,
         RANK_QUERY_SIGNATURE: module.rank_query,
+        SCORE_ITEMS_SIGNATURE: module.score_items,
     }
     keys = [*REQUIRED_SIGNATURES, *optional]
     with tempfile.TemporaryDirectory(prefix="nextpick-export-") as tmp:

@@ -258,6 +258,7 @@ def publish(
     bought_together: bytes | None = None,
     bought_together_parameters: dict[str, Any] | None = None,
     explore_index: tuple[bytes, float] | None = None,
+    explore_scan: tuple[bytes, float] | None = None,
     mode: PublishMode = PublishMode.REPLACE,
     challenger_share: float = DEFAULT_CHALLENGER_SHARE,
 ) -> PublishOutcome:
@@ -265,8 +266,9 @@ def publish(
 
     `weights` (the trained `.npz`) is written beside the model for catalog refreshes, and
     `bought_together` (`bought_together.npz`, computed with `bought_together_parameters`) for the item
-    pages and carts, and `explore_index` (`explore_index.npz` and its calibration recall@10) for
-    large catalogs (docs/ranking-1m.md). With
+    pages and carts, and `explore_index` (`explore_index.npz` and its calibration recall@10) or
+    `explore_scan` (`explore_scan.tflite` and its calibration recall@10) for large catalogs
+    (docs/ranking-1m.md). With
     `expected_version`, the publish happens only while that version is live (a catalog refresh built
     on it must not replace a newer retrain). `mode` (docs/retrain.md): `replace` makes the version the
     control, `challenger` an A/B variant with `challenger_share` of the shoppers.
@@ -302,6 +304,11 @@ def publish(
             if explore_index is not None
             else None
         ),
+        explore_scan=(
+            model_artifacts.explore_scan_entry(explore_scan[0], len(items), explore_scan[1])
+            if explore_scan is not None
+            else None
+        ),
     )
     check_artifact(tflite_bytes, manifest)
     _put_new(s3, bucket, registry.model_key(prefix, version), tflite_bytes, "application/octet-stream")
@@ -313,6 +320,9 @@ def publish(
     if explore_index is not None:
         key = registry.explore_index_key(prefix, version)
         _put_new(s3, bucket, key, explore_index[0], "application/octet-stream")
+    if explore_scan is not None:
+        key = registry.explore_scan_key(prefix, version)
+        _put_new(s3, bucket, key, explore_scan[0], "application/octet-stream")
     _put_new(
         s3, bucket, registry.manifest_key(prefix, version), json.dumps(manifest).encode(), "application/json"
     )

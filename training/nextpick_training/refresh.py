@@ -35,6 +35,7 @@ from nextpick.adapters import model_registry as registry
 from nextpick.domain.events import CatalogItem
 from nextpick.domain.item_attributes import MAX_ITEM_TOKENS, item_tokens, token_bucket
 from nextpick_training import explore_index as explore_index_lib
+from nextpick_training import explore_scan as explore_scan_lib
 from nextpick_training import export as export_lib
 from nextpick_training import publish as publish_lib
 from nextpick_training.model import ItemTokens, TrainedModel
@@ -148,6 +149,12 @@ def run_catalog_refresh(
     model = TrainedModel(hparams, len(items), weights, tokens)
     tflite = export_lib.export_tflite(model)
     explore_index = _extended_explore_index(s3, bucket, prefix, manifest, model)
+    # A base with an explore scan gets a new one: the scan holds every item's int8 row, so it is rebuilt
+    # over the extended table and calibrated again (without one if it falls short: the exact `rank`).
+    explore_scan = None
+    if (scan_entry := manifest.get("explore_scan")) is not None:
+        runner = export_lib.ExportedModel(tflite)
+        explore_scan = explore_scan_lib.for_model(model.tables(), runner, 0, int(scan_entry["candidates"]))
     outcome = publish_lib.publish(
         s3,
         events,
@@ -168,6 +175,7 @@ def run_catalog_refresh(
         bought_together=partners,
         bought_together_parameters=(manifest.get("bought_together") or {}).get("parameters"),
         explore_index=explore_index,
+        explore_scan=explore_scan,
     )
     result = RefreshResult(
         status=RefreshStatus.PUBLISHED,

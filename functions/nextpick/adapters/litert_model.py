@@ -13,10 +13,12 @@ from nextpick.adapters.model_registry import (
     EXPLAIN_SIGNATURE,
     RANK_QUERY_SIGNATURE,
     REQUIRED_SIGNATURES,
+    SCORE_ITEMS_SIGNATURE,
     SIMILAR_SIGNATURE,
     check_manifest,
 )
 from nextpick.domain.candidates import ExploreIndex, ExploreQuery
+from nextpick.domain.explore_scan import ExploreScan
 from nextpick.domain.together import PartnerTable
 from nextpick.errors import ModelIntegrityError, ModelUnavailable
 
@@ -59,19 +61,36 @@ class ContractRunner:
                 ):
                     raise ValueError("similar takes item [] and exclude [num_items]")
             self._explain, self.recent_steps = self._explain_runner(signatures)
-            self._rank_query = None
-            if RANK_QUERY_SIGNATURE in signatures and self.history_slots:
-                self._rank_query = self._interpreter.get_signature_runner(RANK_QUERY_SIGNATURE)
-                query_inputs = self._rank_query.get_input_details()
-                if list(query_inputs["history_features"]["shape"]) != [
-                    self.history_slots,
-                    self.history_features,
-                ] or list(query_inputs["state"]["shape"]) != [self.state_dim]:
-                    raise ValueError("rank_query takes rank's state and history inputs")
+            self._large_catalog_runners(signatures)
         except (KeyError, IndexError, ValueError) as exc:  # a signature with other inputs than the contract's
             raise ModelIntegrityError(f"model signatures do not match the contract: {exc!r}") from exc
         # A LiteRT interpreter is not thread-safe; Lambda is single-threaded, the local stack is not.
         self._lock = threading.Lock()
+
+    def _large_catalog_runners(self, signatures: dict[str, Any]) -> None:
+        """The optional `rank_query` and `score_items` runners of the large-catalog paths (v2 only), and
+        the width of rank_query's query (0 without it); ValueError when their inputs are not the contract's."""
+        self._rank_query = None
+        if RANK_QUERY_SIGNATURE in signatures and self.history_slots:
+            self._rank_query = self._interpreter.get_signature_runner(RANK_QUERY_SIGNATURE)
+            query_inputs = self._rank_query.get_input_details()
+            if list(query_inputs["history_features"]["shape"]) != [
+                self.history_slots,
+                self.history_features,
+            ] or list(query_inputs["state"]["shape"]) != [self.state_dim]:
+                raise ValueError("rank_query takes rank's state and history inputs")
+        # The width of rank_query's query (D + 1); 0 without rank_query.
+        self.query_dim = 0
+        if self._rank_query is not None:
+            self.query_dim = int(self._rank_query.get_output_details()["query"]["shape"][0])
+        self._score_items = None
+        if SCORE_ITEMS_SIGNATURE in signatures and self._rank_query is not None:
+            self._score_items = self._interpreter.get_signature_runner(SCORE_ITEMS_SIGNATURE)
+            score_inputs = self._score_items.get_input_details()
+            if score_inputs["query"]["shape"].tolist() != [self.query_dim] or list(
+                score_inputs["items"]["shape_signature"]
+            ) != [-1]:
+                raise ValueError("score_items takes rank_query's query and items [-1]")
 
     def _explain_runner(self, signatures: dict[str, Any]) -> tuple[Any, int]:
         """The optional `explain` runner and its number of recent steps R; (None, 0) without it. Only a
@@ -199,6 +218,21 @@ class ContractRunner:
             present=features[:, -1] > 0.5,
         )
 
+    @property
+    def has_score_items(self) -> bool:
+        return self._score_items is not None
+
+    def score_items(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The exact explore logits query . V[i] + B[i] of vocabulary indices `items` (the `score_items`
+        signature); ModelUnavailable when the model has none (callers check `has_score_items`)."""
+        if self._score_items is None:
+            raise ModelUnavailable("model has no score_items signature")
+        with self._lock:
+            out = self._score_items(
+                query=np.asarray(query, dtype=np.float32), items=np.asarray(items, dtype=np.int32)
+            )
+        return np.array(out["logits"], dtype=np.float32)
+
     def check_runs(self) -> None:
         """Run every signature once (a cold-start state and one event, ~1 ms) and check their outputs'
         shapes; raise ModelIntegrityError otherwise. Publishing and serving both call it before a
@@ -230,6 +264,10 @@ class ContractRunner:
             raise ModelIntegrityError("model rank_query outputs do not have the contract's shapes")
         if explore is not None and not np.isfinite(explore.query).all():
             raise ModelIntegrityError("model rank_query outputs a non-finite query for a cold-start user")
+        if explore is not None and self._score_items is not None:
+            logits = self.score_items(explore.query, np.asarray([first], np.int32))
+            if logits.shape != (1,) or not np.isfinite(logits).all():
+                raise ModelIntegrityError("model score_items does not answer one finite logit per item")
         if any(np.isnan(out).any() for out in (state, *outputs)):
             raise ModelIntegrityError("model outputs NaN for a cold-start user or an item's neighbours")
 
@@ -254,6 +292,8 @@ class LiteRTModel(ContractRunner):
         self.partner_table: PartnerTable | None = None
         # Set by the model source once the version's explore_index.npz is verified (docs/ranking-1m.md).
         self.explore_index: ExploreIndex | None = None
+        # Set by the model source once the version's explore_scan.tflite is loaded and run (the same doc).
+        self.explore_scan: ExploreScan | None = None
         self._trending = tuple(
             (index, float(score))
             for item_id, score in manifest.get("trending", ())

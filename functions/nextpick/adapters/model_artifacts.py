@@ -1,5 +1,6 @@
 """A model version's optional side artifacts (docs/model-contract.md): the bought-together partner
-table (`bought_together.npz`) and the large-catalog explore index (`explore_index.npz`).
+table (`bought_together.npz`), the large-catalog explore index (`explore_index.npz`) and explore scan
+(`explore_scan.tflite`).
 
 For each: how it is encoded, its manifest entry, and how serving reads it back verified (sha256 and
 size against the manifest, then its own shape checks). Keys, names and checksums are the registry's
@@ -16,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from nextpick.adapters.litert_scan import LiteRTExploreScan
 from nextpick.adapters.model_registry import (
     EXPLORE_INDEX_NAME,
+    EXPLORE_SCAN_NAME,
     bought_together_key,
     explore_index_key,
+    explore_scan_key,
     load_artifact,
     sha256_hex,
 )
@@ -175,3 +179,38 @@ def load_explore_index(s3: Any, bucket: str, prefix: str, manifest: Mapping[str,
         return None
     version = str(manifest.get("version"))
     return decode_explore_index(body, len(manifest["items"]), f"model {version!r}'s {EXPLORE_INDEX_NAME}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Explore scan: `explore_scan.tflite` (docs/ranking-1m.md), a LiteRT model checked and run once by
+# `LiteRTExploreScan` against the manifest's vocabulary and the model's query width.
+
+
+def explore_scan_entry(body: bytes, num_items: int, calibration_recall: float) -> dict[str, Any]:
+    """The manifest's `explore_scan` field for `body`: checksum, size, candidates per request and the
+    recall@10 the build measured on its calibration shoppers."""
+    scan = LiteRTExploreScan(body, num_items)
+    return {
+        "sha256": sha256_hex(body),
+        "size_bytes": len(body),
+        "candidates": scan.size,
+        "calibration_recall": round(float(calibration_recall), 4),
+    }
+
+
+def load_explore_scan(
+    s3: Any, bucket: str, prefix: str, manifest: Mapping[str, Any], query_dim: int
+) -> LiteRTExploreScan | None:
+    """A version's explore scan, verified (sha256, size, signatures, one run) for a model whose query is
+    `query_dim` wide, or None when the version has none. A missing artifact the manifest names is
+    `NotFound`; one that does not load or run is a `ModelIntegrityError`."""
+    key = explore_scan_key(prefix, str(manifest.get("version")))
+    body = _entry_bytes(s3, bucket, key, manifest, "explore_scan")
+    if body is None:
+        return None
+    scan = LiteRTExploreScan(body, len(manifest["items"]), query_dim)
+    if scan.size != manifest["explore_scan"].get("candidates"):
+        raise ModelIntegrityError(
+            f"model {manifest.get('version')!r}'s {EXPLORE_SCAN_NAME} does not match its manifest"
+        )
+    return scan

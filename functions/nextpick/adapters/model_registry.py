@@ -44,6 +44,10 @@ WEIGHTS_NAME = "weights.npz"
 BOUGHT_TOGETHER_NAME = "bought_together.npz"
 # The large-catalog explore index (docs/ranking-1m.md): optional; without it serving runs the exact `rank`.
 EXPLORE_INDEX_NAME = "explore_index.npz"
+# The large-catalog explore scan (docs/ranking-1m.md): an int8 copy of the item table as a second LiteRT
+# model, for catalogs the index refuses; optional, like the index.
+EXPLORE_SCAN_NAME = "explore_scan.tflite"
+EXPLORE_SCAN_SIGNATURES: tuple[str, ...] = ("scan", "normaliser")
 
 # The signatures of a model (docs/model-contract.md): `update` and `rank` always; `similar` (item-to-item
 # cosine over the item vectors) is optional: a model without it is still valid, and serving answers
@@ -55,6 +59,9 @@ SIMILAR_SIGNATURE = "similar"
 EXPLAIN_SIGNATURE = "explain"
 # Optional: rank's per-shopper parts (query, history scores, explore offset) for the large-catalog path.
 RANK_QUERY_SIGNATURE = "rank_query"
+# Optional: the exact explore logits of given items (query . V[i] + B[i]), which re-score the candidates of
+# the explore scan.
+SCORE_ITEMS_SIGNATURE = "score_items"
 
 # models/history/<published_at>-<version>.json: a copy of every pointer ever made live (publish and
 # rollback), so a container that cannot load the live version can fall back to the last good one.
@@ -108,6 +115,10 @@ def explore_index_key(prefix: str, version: str) -> str:
     return f"{prefix}{version}/{EXPLORE_INDEX_NAME}"
 
 
+def explore_scan_key(prefix: str, version: str) -> str:
+    return f"{prefix}{version}/{EXPLORE_SCAN_NAME}"
+
+
 def history_key(prefix: str, version: str, published_at: datetime) -> str:
     """Where a copy of the pointer that made `version` live at `published_at` is kept. Keys sort by
     switch time, to the microsecond: a rollback right after a publish still sorts after it."""
@@ -134,6 +145,7 @@ def build_manifest(
     trending: list[list[Any]] | None = None,
     bought_together: dict[str, Any] | None = None,
     explore_index: dict[str, Any] | None = None,
+    explore_scan: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The (v2) manifest of docs/model-contract.md."""
     if not items or items[0] is not None:
@@ -165,6 +177,8 @@ def build_manifest(
         "bought_together": bought_together,
         # `explore_index_entry` of the version's `explore_index.npz`, or None: serving runs the exact `rank`.
         "explore_index": explore_index,
+        # `explore_scan_entry` of the version's `explore_scan.tflite`, or None (docs/ranking-1m.md).
+        "explore_scan": explore_scan,
     }
 
 

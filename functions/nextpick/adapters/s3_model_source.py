@@ -249,7 +249,7 @@ class S3ModelSource:
 
     def load_version(self, pointer: dict[str, Any]) -> LiteRTModel:
         """The pointer's model, verified (checksums), built in LiteRT and run once on a cold-start state,
-        with its bought-together table and explore index if it has them."""
+        with its bought-together table, explore index and explore scan if it has them."""
         manifest, model_bytes = registry.load_live(self._client.get(), self._bucket, pointer)
         try:
             model = LiteRTModel(model_bytes, manifest)
@@ -264,6 +264,12 @@ class S3ModelSource:
         model.explore_index = model_artifacts.load_explore_index(
             self._client.get(), self._bucket, self._prefix, manifest
         )
+        # And the explore scan, for catalogs the index refused; only a model that re-scores its candidates
+        # (`score_items`) can use one.
+        if model.has_score_items:
+            model.explore_scan = model_artifacts.load_explore_scan(
+                self._client.get(), self._bucket, self._prefix, manifest, model.query_dim
+            )
         return model
 
     def _emit_metrics(self) -> None:

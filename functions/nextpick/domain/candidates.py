@@ -135,7 +135,19 @@ class Candidates:
     path: str
 
 
-def _top(indices: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def history_of(explore: ExploreQuery, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shopper's history items (each once, within the vocabulary) and their repeat-side scores."""
+    filled = explore.history_items[explore.present]
+    in_range = (filled > 0) & (filled < num_items)
+    history, history_scores = filled[in_range], explore.history_scores[explore.present][in_range]
+    if len(np.unique(history)) < len(history):
+        # An item in two slots (serving's history never repeats one): `rank` adds their scores up.
+        history, slot = np.unique(history, return_inverse=True)
+        history_scores = np.bincount(slot, weights=history_scores).astype(np.float32)
+    return history, history_scores
+
+
+def top(indices: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if len(scores) > k:
         best = np.argpartition(-scores, k - 1)[:k]
         indices, scores = indices[best], scores[best]
@@ -166,13 +178,7 @@ def search(
     if allowed_count <= 0 or k <= 0:
         return Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), "subset")
     q = explore.query
-    filled = explore.history_items[explore.present]
-    in_range = (filled > 0) & (filled < len(index.row_of))
-    history, history_scores = filled[in_range], explore.history_scores[explore.present][in_range]
-    if len(np.unique(history)) < len(history):
-        # An item in two slots (serving's history never repeats one): `rank` adds their scores up.
-        history, slot = np.unique(history, return_inverse=True)
-        history_scores = np.bincount(slot, weights=history_scores).astype(np.float32)
+    history, history_scores = history_of(explore, len(index.row_of))
     lists = index.lists
     wanted = probe if probe is not None else index.probe
     # A random mask thins every list alike: probing 1/f as many lists (f = the allowed share) keeps as
@@ -206,7 +212,7 @@ def search(
     scores = np.concatenate([scores, history_scores[own].astype(np.float32)])
     if len(items) < min(k, allowed_count):
         return None
-    top_items, top_scores = _top(items, scores, k)
+    top_items, top_scores = top(items, scores, k)
     return Candidates(top_items, top_scores, "subset" if subset else "probe")
 
 

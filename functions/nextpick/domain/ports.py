@@ -12,6 +12,7 @@ from nextpick.domain.candidates import ExploreIndex, ExploreQuery
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.erasure import Erasure
 from nextpick.domain.events import CatalogItem
+from nextpick.domain.explore_scan import ExploreScan
 from nextpick.domain.impressions import Impression
 from nextpick.domain.rules import RuleSet
 from nextpick.domain.state import StoredState, UserState
@@ -55,6 +56,20 @@ class RankingModel(Protocol):
         """`rank`'s per-shopper parts (the optional `rank_query` signature); None: the model has none."""
         ...
 
+    @property
+    def explore_scan(self) -> ExploreScan | None:
+        """The version's int8 explore scan (docs/ranking-1m.md); None: it has none."""
+        ...
+
+    @property
+    def has_score_items(self) -> bool:
+        """Whether the model has the optional `score_items` signature."""
+        ...
+
+    def score_items(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The exact explore logits of vocabulary indices `items` (`score_items`; see `has_score_items`)."""
+        ...
+
     def update(self, state: np.ndarray, item: int, event_type: int, strength: float) -> np.ndarray: ...
     def rank(
         self,
@@ -82,10 +97,13 @@ class RankingModel(Protocol):
 
 class WithoutOptionalParts:
     """What a model without the contract's optional parts answers (docs/model-contract.md): no
-    `similar` or `rank_query` signature, no bought-together table, no explore index. Models and test doubles that have them override."""
+    `similar`, `rank_query` or `score_items` signature, no bought-together table, no explore index or scan.
+    Models and test doubles that have them override."""
 
     partner_table: PartnerTable | None = None
     explore_index: ExploreIndex | None = None
+    explore_scan: ExploreScan | None = None
+    has_score_items = False
 
     def similar(self, item: int, exclude: np.ndarray) -> np.ndarray | None:
         return None
@@ -103,6 +121,9 @@ class WithoutOptionalParts:
         self, state: np.ndarray, history_items: np.ndarray | None, history_features: np.ndarray | None
     ) -> ExploreQuery | None:
         return None
+
+    def score_items(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("no score_items signature (has_score_items is False)")
 
 
 class ModelStatus(StrEnum):

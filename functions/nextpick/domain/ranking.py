@@ -12,6 +12,7 @@ from nextpick.domain import candidates
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.catalog_columns import CatalogColumns
 from nextpick.domain.events import Recommendation
+from nextpick.domain.explore_scan import scan_search
 from nextpick.domain.ports import RankingModel
 from nextpick.domain.rules import PROMOTION_SOURCE, Pick, RuleSet, apply_rules, plan_rules
 
@@ -231,17 +232,23 @@ def large_catalog_top_k(
     k: int,
     history: tuple[np.ndarray, np.ndarray] | None,
 ) -> list[Recommendation] | None:
-    """The top `k` through the version's explore index (docs/ranking-1m.md), or None: the model has no
-    index or no `rank_query`, or the probed lists hold fewer than `k` allowed items; the caller then runs
-    the exact `rank`. Requests with business rules always take the exact path: a rule may pin or promote
+    """The top `k` through the version's explore index, or else its explore scan (docs/ranking-1m.md), or
+    None: the model has neither (or no `rank_query`), or the probed lists or scanned candidates hold
+    fewer than `k` allowed items; the caller then runs the exact `rank`. Requests with business rules always take the exact path: a rule may pin or promote
     any item of the catalog, so it needs every item's score."""
     index = model.explore_index
-    if index is None:
+    scan = model.explore_scan if model.has_score_items else None
+    if index is None and scan is None:
         return None
     explore = model.explore_query(vector, *(history if history is not None else (None, None)))
     if explore is None:
         return None
-    found = candidates.search(index, explore, exclude, k)
+    if index is not None:
+        found = candidates.search(index, explore, exclude, k)
+    elif scan is not None:
+        found = scan_search(scan, model.score_items, explore, exclude, k)
+    else:
+        return None
     if found is None:
         return None
     items = model.items

@@ -14,6 +14,7 @@ from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick_training import data as data_lib
 from nextpick_training import explore_index as explore_index_lib
+from nextpick_training import explore_scan as explore_scan_lib
 from nextpick_training import export as export_lib
 from nextpick_training import pipeline
 from nextpick_training import publish as publish_lib
@@ -95,6 +96,12 @@ def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[s
     # The large-catalog index (docs/ranking-1m.md): None below its threshold or without cluster structure.
     explore_index = explore_index_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
     pipeline.timed(result, "explore_index", t)
+    # Where the vectors do not cluster (no index), the int8 scan: None below the same threshold.
+    explore_scan = None
+    if explore_index is None:
+        t = time.perf_counter()
+        explore_scan = explore_scan_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
+        pipeline.timed(result, "explore_scan", t)
     t = time.perf_counter()
     outcome = publish_lib.publish(
         aws.s3,
@@ -122,6 +129,7 @@ def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[s
         bought_together=model_artifacts.encode_partner_table(partners),
         bought_together_parameters={**scoring.as_dict(), "orders": len(orders)},
         explore_index=explore_index,
+        explore_scan=explore_scan,
         mode=publish_lib.PublishMode(settings.publish_mode),
         challenger_share=settings.challenger_share,
     )
