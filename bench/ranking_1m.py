@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
+import inspect
 import json
 import os
 import subprocess
@@ -34,6 +36,7 @@ from bench.common import Latency, blas_threads, interleaved
 from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick.adapters.litert_model import LiteRTModel
+from nextpick.adapters.litert_scan import LiteRTExploreScan
 from nextpick.domain import ranking
 from nextpick.domain.catalog import CatalogSnapshot
 from nextpick.domain.history import HISTORY_SLOTS, NUM_HISTORY_FEATURES
@@ -105,7 +108,7 @@ def forced_index(out: Path, num_items: int, model_bytes: bytes, build: dict[str,
 
 
 def _export(num_items: int, out: Path) -> dict[str, Any]:
-    from nextpick_training import explore_index, export
+    from nextpick_training import explore_index, explore_scan, export
     from nextpick_training import model as model_lib
 
     started = time.perf_counter()
@@ -120,6 +123,18 @@ def _export(num_items: int, out: Path) -> dict[str, Any]:
     if built is not None:
         (out / "explore_index.npz").write_bytes(built[0])
         report["calibration_recall"] = built[1]
+    else:
+        # No index: the int8 explore scan, as a retrain builds it (`explore_scan.for_model`), but written
+        # even short of its recall target so the report shows what it reaches.
+        started = time.perf_counter()
+        tables = trained.tables()
+        scan = explore_scan.export_scan(tables["vectors"], tables["bias"])
+        runner = export.ExportedModel(tflite)
+        scan_recall = explore_scan.calibration_recall(
+            LiteRTExploreScan(scan, num_items), runner, tables["vectors"], tables["bias"]
+        )
+        (out / "explore_scan.tflite").write_bytes(scan)
+        report["scan_s"], report["scan_calibration_recall"] = time.perf_counter() - started, scan_recall
     # Unstructured vectors (random init, no tokens): what recall the lists give there, probe by probe.
     plain = model_lib.TrainedModel(
         models.hyperparameters(), num_items, models.weights(num_items), model_lib.ItemTokens.none(num_items)
@@ -136,8 +151,19 @@ def _export(num_items: int, out: Path) -> dict[str, Any]:
     return report
 
 
+def _builders_fingerprint() -> str:
+    """The index and scan builders' code: a cached catalog is rebuilt when either changes."""
+    from nextpick_training import explore_index, explore_scan
+
+    digest = hashlib.sha256()
+    for module in (explore_index, explore_scan):
+        digest.update(models._code_of(inspect.getsource(module)))
+    return digest.hexdigest()[:8]
+
+
 def ensure(num_items: int) -> tuple[Path, dict[str, Any]]:
-    out = models.DEFAULT_CACHE_DIR / f"structured-{num_items}-bias{BIAS_STD}-{models._code_fingerprint()}"
+    key = f"{models._code_fingerprint()}-{_builders_fingerprint()}"
+    out = models.DEFAULT_CACHE_DIR / f"structured-{num_items}-bias{BIAS_STD}-{key}"
     if not (out / "build.json").is_file():
         command = [
             *(sys.executable, "-m", "bench.ranking_1m", "--bias-std", str(BIAS_STD)),
@@ -174,21 +200,28 @@ def timed(run: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - started
 
 
-def measure(num_items: int, shoppers: int, passes: int) -> dict[str, Any]:
+def measure(num_items: int, shoppers: int, passes: int, force_index: bool = False) -> dict[str, Any]:
     out, build = ensure(num_items)
     cold: dict[str, float] = {}
     model_bytes, cold["read_model_s"] = timed((out / "model.tflite").read_bytes)
-    index_path = out / "explore_index.npz"
-    if not index_path.is_file():
+    index_path, scan_path = out / "explore_index.npz", out / "explore_scan.tflite"
+    if force_index and not index_path.is_file():
         forced_index(out, num_items, model_bytes, build)
     index_bytes = index_path.read_bytes() if index_path.is_file() else b""
+    scan_bytes = scan_path.read_bytes() if scan_path.is_file() and not index_bytes else b""
     manifest = models.manifest(num_items, model_bytes)
-    _, cold["sha256_s"] = timed(lambda: (registry.sha256_hex(model_bytes), registry.sha256_hex(index_bytes)))
+    side = index_bytes or scan_bytes
+    _, cold["sha256_s"] = timed(lambda: (registry.sha256_hex(model_bytes), registry.sha256_hex(side)))
     served, cold["litert_build_s"] = timed(lambda: LiteRTModel(model_bytes, manifest))
     _, cold["check_runs_s"] = timed(served.check_runs)
     if index_bytes:
         served.explore_index, cold["index_decode_s"] = timed(
             lambda: model_artifacts.decode_explore_index(index_bytes, num_items)
+        )
+    elif scan_bytes:
+        # Built and run once, as the model source loads it.
+        served.explore_scan, cold["scan_build_s"] = timed(
+            lambda: LiteRTExploreScan(scan_bytes, num_items, served.query_dim)
         )
     snapshot = CatalogSnapshot(
         1,
@@ -211,7 +244,11 @@ def measure(num_items: int, shoppers: int, passes: int) -> dict[str, Any]:
         lambda: ranking.top_k(served, first_state, masks, (), K, False, None, first_history)
     )
     results: dict[str, Any] = {"build": build, "cold": cold}
-    results["sizes"] = {"model_bytes": len(model_bytes), "index_bytes": len(index_bytes)}
+    results["sizes"] = {
+        "model_bytes": len(model_bytes),
+        "index_bytes": len(index_bytes),
+        "scan_bytes": len(scan_bytes),
+    }
     for label, category in (("all items, 5 % out of stock", None), ("one category (1/2000)", category_of(1))):
         results[label] = _compare(served, masks, requests, category, passes)
     results["load_average"] = list(os.getloadavg())
@@ -231,24 +268,24 @@ def _compare(
         exclude = ranking.exclusion(served, masks, (), category)
         return ranking.plain_top_k(served, served.rank(state, exclude, *history), exclude, K)
 
-    def indexed(state: np.ndarray, history: Any) -> list[Any] | None:
+    def large(state: np.ndarray, history: Any) -> list[Any] | None:
         exclude = ranking.exclusion(served, masks, (), category)
         return ranking.large_catalog_top_k(served, state, exclude, K, history)
 
-    samples: dict[str, list[int]] = {"exact": [], "index": []}
+    samples: dict[str, list[int]] = {"exact": [], "large": []}
     recalls, score_errors, fallbacks = [], [], 0
     with blas_threads(1):
         for _ in range(passes):
             for state, history in requests:
                 runs: dict[str, Callable[[], Any]] = {
                     "exact": functools.partial(exact, state, history),
-                    "index": functools.partial(indexed, state, history),
+                    "large": functools.partial(large, state, history),
                 }
                 got = interleaved(runs, 1)
                 for name, values in got.items():
                     samples[name] += values
         for state, history in requests:
-            truth, found = exact(state, history), indexed(state, history)
+            truth, found = exact(state, history), large(state, history)
             if found is None:
                 fallbacks += 1
                 continue
@@ -259,7 +296,7 @@ def _compare(
             ]
     return {
         "exact": Latency.of_ns(samples["exact"]),
-        "index": Latency.of_ns(samples["index"]),
+        "large": Latency.of_ns(samples["large"]),
         "recall_at_10": float(np.mean(recalls)) if recalls else None,
         "min_recall_at_10": float(np.min(recalls)) if recalls else None,
         "score_error_median": float(np.median(score_errors)) if score_errors else None,
@@ -271,13 +308,14 @@ def _compare(
 
 def report(results: dict[str, Any], num_items: int) -> str:
     sizes, cold, build = results["sizes"], results["cold"], results["build"]
-    mb = (sizes["model_bytes"] + sizes["index_bytes"]) / 1e6
+    mb = (sizes["model_bytes"] + sizes["index_bytes"] + sizes["scan_bytes"]) / 1e6
     fetch_s = mb / S3_MB_PER_S
     local_s = sum(cold[name] for name in cold if name != "read_model_s")
+    path = "explore index" if sizes["index_bytes"] else "explore scan" if sizes["scan_bytes"] else "none"
     lines = [
         f"items: {num_items:,}; load average during the run: {', '.join(f'{x:.2f}' for x in results['load_average'])}",
         f"artifacts: model.tflite {sizes['model_bytes'] / 1e6:.1f} MB, explore_index.npz "
-        f"{sizes['index_bytes'] / 1e6:.1f} MB",
+        f"{sizes['index_bytes'] / 1e6:.1f} MB, explore_scan.tflite {sizes['scan_bytes'] / 1e6:.1f} MB",
         f"build: export {build['export_s']:.0f} s, index (k-means + calibration) {build['index_s']:.0f} s, "
         f"calibration recall@10 {build.get('calibration_recall')}; unstructured vectors, recall by probe "
         f"{build['unstructured_recall_by_probe']}",
@@ -286,17 +324,20 @@ def report(results: dict[str, Any], num_items: int) -> str:
             f"calibration recall by probe {build['recall_by_probe']}"
             if "forced_probe" in build
             else "index built by `explore_index.for_model` as a retrain builds it"
+            if sizes["index_bytes"]
+            else f"index refused; explore scan built in {build.get('scan_s', 0):.0f} s, calibration recall@10 "
+            f"{build.get('scan_calibration_recall')}"
         ),
         "",
-        "| request | exact rank + top-10 p50 / p99 ms | index p50 / p99 ms | recall@10 (min) | "
+        f"| request | exact rank + top-10 p50 / p99 ms | {path} p50 / p99 ms | recall@10 (min) | "
         "|Δscore| median / max | fallbacks |",
         "|---|---|---|---|---|---|",
     ]
     for label in ("all items, 5 % out of stock", "one category (1/2000)"):
         r = results[label]
         lines.append(
-            f"| {label} | {r['exact'].p50:.2f} / {r['exact'].p99:.2f} | {r['index'].p50:.2f} / "
-            f"{r['index'].p99:.2f} | {r['recall_at_10']:.4f} ({r['min_recall_at_10']:.2f}) | "
+            f"| {label} | {r['exact'].p50:.2f} / {r['exact'].p99:.2f} | {r['large'].p50:.2f} / "
+            f"{r['large'].p99:.2f} | {r['recall_at_10']:.4f} ({r['min_recall_at_10']:.2f}) | "
             f"{r['score_error_median']:.2e} / {r['score_error_max']:.2e} | {r['fallbacks']}/{r['requests']} |"
         )
     lines += [
@@ -323,6 +364,11 @@ def main() -> None:
         default=BIAS_STD,
         help="popularity spread (docs/ranking-1m.md: A 1.0, B 0.065)",
     )
+    parser.add_argument(
+        "--force-index",
+        action="store_true",
+        help="where the index is refused, build one anyway with the probe that reaches 0.99 and time it",
+    )
     parser.add_argument("--export", nargs=2, metavar=("ITEMS", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     BIAS_STD = args.bias_std
@@ -331,7 +377,7 @@ def main() -> None:
         built = _export(int(args.export[0]), out)
         (out / "build.json").write_text(json.dumps(built))
         return
-    print(report(measure(args.items, args.shoppers, args.passes), args.items))
+    print(report(measure(args.items, args.shoppers, args.passes, args.force_index), args.items))
 
 
 if __name__ == "__main__":
