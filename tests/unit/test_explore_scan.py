@@ -102,6 +102,23 @@ def test_masks_are_honoured_on_the_scan_and_the_subset_paths(
         assert scan_path(scanned, shopper, exclude.copy(), subset_max=NUM_ITEMS) == want.tolist()
 
 
+def test_a_mask_that_fools_the_allowed_estimate_costs_time_not_answers(
+    exported: tuple[TrainedModel, bytes], scan_bytes: bytes, snapshot: CatalogSnapshot
+) -> None:
+    """Serving estimates how many items a mask allows from every 64th entry; a mask allowing exactly those
+    entries (46 items here) looks like a wide one. The scan path then finds too few allowed candidates
+    and answers None (the exact `rank` follows); with a subset size whose 4x covers the estimate (2,944)
+    the items are counted and scored exactly. Either way no answer differs from `rank`'s."""
+    _, tflite = exported
+    exact, scanned = served(tflite), with_scan(served(tflite), scan_bytes)
+    shopper = shoppers(exact, 1, seed=8)[0]
+    exclude = np.ones(NUM_ITEMS, np.float32)
+    exclude[64::64] = 0.0
+    want = np.argsort(-exact.rank(shopper[0], exclude, *shopper[1]), kind="stable")[:K].tolist()
+    assert scan_path(scanned, shopper, exclude.copy(), subset_max=10) is None
+    assert scan_path(scanned, shopper, exclude.copy(), subset_max=1000) == want
+
+
 def test_a_mask_that_drops_the_candidates_falls_back_to_rank(
     exported: tuple[TrainedModel, bytes], scan_bytes: bytes, snapshot: CatalogSnapshot
 ) -> None:
@@ -157,8 +174,10 @@ def test_a_corrupt_or_mismatched_scan_is_refused(scan_bytes: bytes) -> None:
         LiteRTExploreScan(b"not a model", NUM_ITEMS)
     with pytest.raises(ModelIntegrityError, match="does not load"):
         LiteRTExploreScan(scan_bytes[: len(scan_bytes) // 2], NUM_ITEMS)
-    # Built for another catalog: its items fall outside this vocabulary.
-    with pytest.raises(ModelIntegrityError, match="outside"):
-        LiteRTExploreScan(scan_bytes, 100)
+    # Built for another vocabulary: a smaller one (its items fall outside), or a larger one (an older
+    # version's scan, which would never find the newer items).
+    for num_items in (100, NUM_ITEMS + 1):
+        with pytest.raises(ModelIntegrityError, match=f"built for \\[{NUM_ITEMS}\\] items, not {num_items}"):
+            LiteRTExploreScan(scan_bytes, num_items)
     with pytest.raises(ModelIntegrityError, match="query of"):
         LiteRTExploreScan(scan_bytes, NUM_ITEMS, query_dim=33)

@@ -58,7 +58,8 @@ def layout(num_items: int, candidates: int = CANDIDATES) -> tuple[np.ndarray, in
 
 def export_scan(vectors: np.ndarray, bias: np.ndarray, candidates: int = CANDIDATES) -> bytes:
     """`explore_scan.tflite` for the item table (`vectors` [N, D], `bias` [N]): signatures `scan` and
-    `normaliser`, each query [D + 1] -> items [candidates], weight [], log_rest [] (docs/model-contract.md)."""
+    `normaliser`, each query [D + 1] -> items [candidates], weight [], log_rest [] and the vocabulary size
+    it was built for, num_items [] (docs/model-contract.md)."""
     import tensorflow as tf
 
     num_items, dim = vectors.shape
@@ -104,6 +105,7 @@ def export_scan(vectors: np.ndarray, bias: np.ndarray, candidates: int = CANDIDA
                 "items": tf.gather(constants["order"], rows),
                 "weight": tf.constant(1.0),
                 "log_rest": rest(logits[:sample], top_logits, sampled, weight),
+                "num_items": tf.constant(num_items, tf.int32),
             }
 
         @tf.function(input_signature=query_spec)
@@ -115,6 +117,7 @@ def export_scan(vectors: np.ndarray, bias: np.ndarray, candidates: int = CANDIDA
                 "items": tf.gather(constants["order"], rows),
                 "weight": weight,
                 "log_rest": rest(logits, top_logits, tf.ones_like(rows, tf.bool), weight),
+                "num_items": tf.constant(num_items, tf.int32),
             }
 
     module = ExploreScan()

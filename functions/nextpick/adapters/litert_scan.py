@@ -64,9 +64,16 @@ class LiteRTExploreScan:
         query = np.zeros(self.query_dim, np.float32)
         query[-1] = 1.0  # the bias column alone: every item scores its popularity
         try:
+            built_for = {int(runner(query=query)["num_items"]) for runner in (self._scan, self._normaliser)}
             answers = [self.candidates(query), self.sample(query)]
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ModelIntegrityError(f"explore scan does not run: {exc!r}") from exc
+        if built_for != {self.num_items}:
+            # A scan of another vocabulary (an older version's, carried over by mistake) would never
+            # find the items it lacks.
+            raise ModelIntegrityError(
+                f"explore scan was built for {sorted(built_for)} items, not {self.num_items}"
+            )
         for answer in answers:
             items = answer.items
             if (

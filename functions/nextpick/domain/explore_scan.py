@@ -55,6 +55,11 @@ class ExploreScan(Protocol):
         ...
 
 
+# Every 64th entry of the mask estimates how many items it allows (15,625 of 1M: ~5 µs, where counting
+# all of them took 0.1 to 0.17 ms a request at 1M items).
+MASK_SAMPLE_STRIDE = 64
+
+
 # The exact explore logits (query . V[i] + B[i]) of the given vocabulary indices: the model's `score_items`.
 ScoreItems = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -69,16 +74,14 @@ def scan_search(
 ) -> Candidates | None:
     """The top `k` items `exclude` allows, or None when the scan's candidates hold fewer than `k` allowed
     items (a mask that drops most of them): the caller then runs the exact `rank`."""
-    allowed = exclude == 0.0
-    allowed[0] = False
-    allowed_count = int(np.count_nonzero(allowed))
-    if allowed_count <= 0 or k <= 0:
+    if k <= 0:
         return Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32), "subset")
     q = explore.query
     history, history_scores = history_of(explore, len(exclude))
-    subset = allowed_count <= subset_max
+    allowed_count = _allowed_count_if_few(exclude, subset_max)
+    subset = allowed_count is not None and allowed_count <= subset_max
     scanned = scan.sample(q) if subset else scan.candidates(q)
-    items = np.flatnonzero(allowed) if subset else scanned.items
+    items = _allowed(exclude) if subset else scanned.items
     # One call scores the items, the scan's own items (when they are not the items) and the history.
     extra = scanned.items if subset else np.zeros(0, np.int64)
     logits = score_items(q, np.concatenate([items, extra, history]))
@@ -92,10 +95,27 @@ def scan_search(
     own = exclude[history] == 0.0
     found = np.concatenate([items[keep], history[own]])
     scores = np.concatenate([scores, history_scores[own].astype(np.float32)])
-    if len(found) < min(k, allowed_count):
+    if len(found) < k and len(found) < (allowed_count if allowed_count is not None else _count(exclude)):
         return None
     top_items, top_scores = top(found, scores, k)
     return Candidates(top_items, top_scores, "subset" if subset else "scan")
+
+
+def _allowed(exclude: np.ndarray) -> np.ndarray:
+    allowed = np.flatnonzero(exclude == 0.0)
+    return allowed[allowed > 0]
+
+
+def _count(exclude: np.ndarray) -> int:
+    return int(np.count_nonzero(exclude[1:] == 0.0))
+
+
+def _allowed_count_if_few(exclude: np.ndarray, subset_max: int) -> int | None:
+    """The number of allowed items (never index 0) when a sample of the mask says it may be at most 4x
+    `subset_max`, else None (many: the scan path, which still checks its shortfall exactly). A mask
+    built to fool the sample costs time, never correctness: the shortfall check counts exactly."""
+    sampled = int(np.count_nonzero(exclude[::MASK_SAMPLE_STRIDE] == 0.0)) * MASK_SAMPLE_STRIDE
+    return _count(exclude) if sampled <= 4 * subset_max else None
 
 
 def _outside_history(log_z: float, history_logits: np.ndarray) -> float:
