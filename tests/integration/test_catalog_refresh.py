@@ -57,7 +57,16 @@ def catalog_items() -> list[CatalogItem]:
     ]
 
 
-def publish_trained(stack: Stack, s3: Any, trained: Any) -> str:
+def publish_trained(
+    stack: Stack,
+    s3: Any,
+    trained: Any,
+    tflite: bytes | None = None,
+    created_at: datetime | None = None,
+    **artifacts: Any,
+) -> str:
+    """Publish the trained tiny model (its own export unless `tflite` is given), with its weights and any
+    optional `artifacts` (publish's keyword arguments)."""
     model, items = trained
     outcome = publish(
         s3,
@@ -65,14 +74,15 @@ def publish_trained(stack: Stack, s3: Any, trained: Any) -> str:
         stack.model_bucket,
         "models/",
         None,
-        export_tflite(model),
+        tflite if tflite is not None else export_tflite(model),
         state_dim=model.state_dim,
         items=items,
         training_window={},
         hyperparameters=model.hparams.as_dict(),
         metrics={},
-        created_at=NOW - timedelta(hours=1),
+        created_at=created_at or NOW - timedelta(hours=1),
         weights=weights_bytes(model),
+        **artifacts,
     )
     return outcome.version
 

@@ -17,8 +17,7 @@ from nextpick.handlers import api, wiring
 from nextpick_local.standin.aws_resources import Stack
 from nextpick_training import explore_scan as builder
 from nextpick_training import refresh_handler
-from nextpick_training.export import ExportedModel, export_tflite, weights_bytes
-from nextpick_training.publish import publish
+from nextpick_training.export import ExportedModel, export_tflite
 from tests.conftest import CATEGORIES, tiny_catalog
 from tests.integration import test_catalog_refresh as refresh_tests
 from tests.integration.serving import FakeLambdaContext, call, proxy_event
@@ -33,28 +32,11 @@ trained_tiny = refresh_tests.trained_tiny
 
 
 def publish_with_scan(stack: Stack, s3: Any, trained: Any, created_at: datetime) -> str:
-    model, items = trained
+    model, _ = trained
     tflite = export_tflite(model)
-    tables = model.tables()
-    built = builder.for_model(tables, ExportedModel(tflite), min_items=0, candidates=CANDIDATES)
+    built = builder.for_model(model.tables(), ExportedModel(tflite), min_items=0, candidates=CANDIDATES)
     assert built is not None
-    outcome = publish(
-        s3,
-        None,
-        stack.model_bucket,
-        "models/",
-        None,
-        tflite,
-        state_dim=model.state_dim,
-        items=items,
-        training_window={},
-        hyperparameters=model.hparams.as_dict(),
-        metrics={},
-        created_at=created_at,
-        weights=weights_bytes(model),
-        explore_scan=built,
-    )
-    return outcome.version
+    return refresh_tests.publish_trained(stack, s3, trained, tflite, created_at, explore_scan=built)
 
 
 def recommendations(user: str) -> tuple[str, list[str], str]:

@@ -147,6 +147,31 @@ def history_of(explore: ExploreQuery, num_items: int) -> tuple[np.ndarray, np.nd
     return history, history_scores
 
 
+def with_history(
+    explore: ExploreQuery,
+    items: np.ndarray,
+    log_explore: np.ndarray,
+    history: tuple[np.ndarray, np.ndarray],
+    exclude: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rank`'s scores of the allowed `items` outside the history (log(1 - g) + their explore log
+    probability `log_explore`) and of the allowed history items (their repeat side), as one list."""
+    history_items, history_scores = history
+    keep = exclude[items] == 0.0
+    if history_items.size:
+        keep &= ~np.isin(items, history_items)
+    own = exclude[history_items] == 0.0
+    return (
+        np.concatenate([items[keep], history_items[own]]),
+        np.concatenate(
+            [
+                (log_explore[keep] + explore.explore_offset).astype(np.float32),
+                history_scores[own].astype(np.float32),
+            ]
+        ),
+    )
+
+
 def top(indices: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if len(scores) > k:
         best = np.argpartition(-scores, k - 1)[:k]
@@ -203,13 +228,7 @@ def search(
     if subset:
         items = np.flatnonzero(allowed)
         logits = index.table[index.row_of[items]] @ q
-    keep = exclude[items] == 0.0
-    if history.size:
-        keep &= ~np.isin(items, history)
-    scores = (logits[keep] - log_z + explore.explore_offset).astype(np.float32)
-    own = exclude[history] == 0.0
-    items = np.concatenate([items[keep], history[own]])
-    scores = np.concatenate([scores, history_scores[own].astype(np.float32)])
+    items, scores = with_history(explore, items, logits - log_z, (history, history_scores), exclude)
     if len(items) < min(k, allowed_count):
         return None
     top_items, top_scores = top(items, scores, k)

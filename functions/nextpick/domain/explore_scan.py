@@ -20,7 +20,14 @@ from typing import Protocol
 
 import numpy as np
 
-from nextpick.domain.candidates import EXACT_SUBSET_MAX_ITEMS, Candidates, ExploreQuery, history_of, top
+from nextpick.domain.candidates import (
+    EXACT_SUBSET_MAX_ITEMS,
+    Candidates,
+    ExploreQuery,
+    history_of,
+    top,
+    with_history,
+)
 
 
 @dataclass(frozen=True)
@@ -88,13 +95,7 @@ def scan_search(
     item_logits = logits[: len(items)]
     scan_logits = logits[len(items) : len(items) + len(extra)] if subset else item_logits
     log_z = _outside_history(scanned.log_z(scan_logits), logits[len(items) + len(extra) :])
-    keep = exclude[items] == 0.0
-    if history.size:
-        keep &= ~np.isin(items, history)
-    scores = (item_logits[keep] - log_z + explore.explore_offset).astype(np.float32)
-    own = exclude[history] == 0.0
-    found = np.concatenate([items[keep], history[own]])
-    scores = np.concatenate([scores, history_scores[own].astype(np.float32)])
+    found, scores = with_history(explore, items, item_logits - log_z, (history, history_scores), exclude)
     if len(found) < k and len(found) < (allowed_count if allowed_count is not None else _count(exclude)):
         return None
     top_items, top_scores = top(found, scores, k)
