@@ -1,13 +1,16 @@
-"""The explore scan under moto (docs/ranking-1m.md): published beside its model, loaded once with the
-version, ranked through with `rank`'s own answer; a corrupt scan refuses its version; a catalog refresh
-rebuilds it over the extended table."""
+"""The explore scan under moto (docs/ranking-1m.md): built by the retrain's train step and published
+beside its model, loaded once with the version, ranked through with `rank`'s own answer; a corrupt scan
+refuses its version; a catalog refresh rebuilds it over the extended table."""
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 
 from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
@@ -20,8 +23,10 @@ from nextpick_training import refresh_handler
 from nextpick_training.export import ExportedModel, export_tflite
 from tests.conftest import CATEGORIES, tiny_catalog
 from tests.integration import test_catalog_refresh as refresh_tests
+from tests.integration import test_retrain as retrain_tests
 from tests.integration.serving import FakeLambdaContext, call, proxy_event
 from tests.integration.test_log_shipper import stream_event
+from tests.integration.test_retrain import Context, shop_log, write_log
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 # The tiny catalog has 24 items: a scan of 12 candidates (the top-10 and two more), blocks of 1 row.
@@ -29,6 +34,7 @@ CANDIDATES = 12
 
 env = refresh_tests.env
 trained_tiny = refresh_tests.trained_tiny
+retrain_env = retrain_tests.retrain_env
 
 
 def publish_with_scan(stack: Stack, s3: Any, trained: Any, created_at: datetime) -> str:
@@ -128,3 +134,40 @@ def test_a_refresh_rebuilds_the_scan_over_the_new_items(
     assert new_index > 0 and with_new_item > 0
     served.explore_scan = None
     assert recommendations("big")[1] == through_scan
+
+
+def test_a_retrain_builds_the_scan_beside_the_export_and_publishes_it(
+    stack: Stack, s3: Any, retrain_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The train step builds the large-catalog artifacts where the model is exported (the memory is
+    there: docs/ranking-1m.md "Memory") and the publish step publishes what it built. The catalog
+    thresholds are lowered for the shop's 40 items: no index (as for vectors that do not cluster),
+    a scan of 12 candidates."""
+    from nextpick_training import explore_index as index_lib
+    from nextpick_training.handler import lambda_handler as retrain_handler
+
+    monkeypatch.setattr(index_lib, "for_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(
+        builder, "for_model", functools.partial(builder.for_model, min_items=0, candidates=CANDIDATES)
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    write_log(s3, stack.model_bucket, shop_log(now), now)
+    ready = retrain_handler(
+        {"step": "query", "execution": "scan:1", "started_at": now.isoformat()}, Context()
+    )
+    run_id = ready["run_id"]
+    retrain_handler({"step": "train", "run_id": run_id}, Context())
+    folder = f"training-runs/{run_id}/candidate/"
+    built = json.loads(
+        s3.get_object(Bucket=stack.model_bucket, Key=f"{folder}large_catalog.json")["Body"].read()
+    )
+    assert built["explore_index"] is None and built["explore_scan"] >= 0.99
+    scan = s3.get_object(Bucket=stack.model_bucket, Key=f"{folder}explore_scan.tflite")["Body"].read()
+    assert retrain_handler({"step": "evaluate", "run_id": run_id}, Context())["passed"] is True
+    published = retrain_handler({"step": "publish", "run_id": run_id}, Context())["published_version"]
+    manifest = registry.read_manifest(s3, stack.model_bucket, "models/", published)
+    entry = manifest["explore_scan"]
+    assert entry["sha256"] == registry.sha256_hex(scan) and entry["candidates"] == CANDIDATES
+    assert (
+        entry["calibration_recall"] == round(built["explore_scan"], 4) and manifest["explore_index"] is None
+    )

@@ -211,6 +211,9 @@ def test_the_engine_follows_events_times_epochs_unless_forced(env: dict[str, str
     assert steps.choose_engine(settings, 500_001, 13) == "sagemaker"
     batch = settings.model_copy(update={"large_training_engine": "batch"})
     assert steps.choose_engine(batch, 10_000_000, 12) == "batch"
+    # A catalog whose export would not fit the function's memory goes to the large engine too.
+    assert steps.choose_engine(settings, 1_000, 12, 300_000) == "lambda"
+    assert steps.choose_engine(settings, 1_000, 12, 300_001) == "sagemaker"
     forced = settings.model_copy(update={"training_engine": "lambda"})
     assert steps.choose_engine(forced, 10_000_000, 12) == "lambda"
     assert steps.choose_engine(settings.model_copy(update={"training_engine": "batch"}), 10, 1) == "batch"

@@ -70,6 +70,10 @@ class TrainingSettings(EnvSettings):
     # and 10M events costs 113 s + 76.6 us per event + 81.5 us per event-epoch, and the measured phases
     # may take 80 % of Lambda's 900 s.
     lambda_training_max_event_epochs: int = Field(default=6_500_000, ge=0)
+    # ... and while the catalog has at most this many items: the train step's export and large-catalog
+    # build peak at 2.9 GB at 300k items and 8.2 GB at 1M (docs/ranking-1m.md "Memory"), against
+    # RetrainFunction's 4,096 MB; 300,000 is the largest size measured to fit, with 1.2 GB to spare.
+    lambda_training_max_items: int = Field(default=300_000, ge=0)
     # TensorFlow's intra- and inter-op threads for training; 0 = TensorFlow's default, one per vCPU. The
     # model's bytes depend on the thread count (reductions are split per thread; docs/retrain.md
     # section 8), so engines with different vCPU counts give byte-identical models only when this pins

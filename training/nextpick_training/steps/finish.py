@@ -13,8 +13,6 @@ from aws_lambda_powertools import Logger
 from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick_training import data as data_lib
-from nextpick_training import explore_index as explore_index_lib
-from nextpick_training import explore_scan as explore_scan_lib
 from nextpick_training import export as export_lib
 from nextpick_training import pipeline
 from nextpick_training import publish as publish_lib
@@ -23,6 +21,7 @@ from nextpick_training.model.reference import ItemTokens, TrainedModel
 from nextpick_training.pipeline import RetrainResult, RetrainStatus
 from nextpick_training.settings import TrainingSettings
 
+from . import large_catalog
 from .run_folder import CANDIDATE_WEIGHTS, CHECKPOINTS, WINDOW
 from .stages import (
     StepClients,
@@ -92,16 +91,8 @@ def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[s
     partners = together_lib.partner_table(orders, len(dataset.items), scoring)
     result.counts["orders"] = len(orders)
     pipeline.timed(result, "bought_together", t)
-    t = time.perf_counter()
-    # The large-catalog index (docs/ranking-1m.md): None below its threshold or without cluster structure.
-    explore_index = explore_index_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
-    pipeline.timed(result, "explore_index", t)
-    # Where the vectors do not cluster (no index), the int8 scan: None below the same threshold.
-    explore_scan = None
-    if explore_index is None:
-        t = time.perf_counter()
-        explore_scan = explore_scan_lib.for_model(trained.tables(), export_lib.ExportedModel(tflite))
-        pipeline.timed(result, "explore_scan", t)
+    # The large-catalog index or scan (docs/ranking-1m.md), as the train step built them beside the export.
+    explore_index, explore_scan = large_catalog.read(run, "publish")
     t = time.perf_counter()
     outcome = publish_lib.publish(
         aws.s3,

@@ -4,7 +4,8 @@
     window.parquet    the window's deduplicated, not erased event steps (personal data: the record step
                       deletes it, a lifecycle rule on the prefix is the backstop)
     catalog.json      the catalog as the query step read it (the vocabulary every later step rebuilds)
-    candidate/        model.tflite and weights.npz (the trained weights and item tokens publish needs)
+    candidate/        model.tflite and weights.npz (the trained weights and item tokens publish needs),
+                      large_catalog.json and the explore index or scan it names (`steps.large_catalog`)
     checkpoints/      training checkpoints (`nextpick_training.checkpoints`)
 
 Every later step rebuilds the same `Dataset` from window.parquet + catalog.json, so they all see exactly

@@ -36,6 +36,7 @@ from nextpick_training.checkpoints import CheckpointStore, S3CheckpointStore
 from nextpick_training.pipeline import RetrainResult, RetrainStatus
 from nextpick_training.settings import TrainingSettings
 
+from . import large_catalog
 from .run_folder import (
     CANDIDATE_MODEL,
     CANDIDATE_WEIGHTS,
@@ -76,12 +77,16 @@ def folder(aws: StepClients, settings: TrainingSettings, run_id: str) -> RunFold
     return RunFolder(aws.s3, settings.model_bucket_name, settings.training_runs_prefix, run_id)
 
 
-def choose_engine(settings: TrainingSettings, events: int, epochs: int) -> str:
-    """Lambda while events x epochs fits one invocation (settings.lambda_training_max_event_epochs), else
-    the large engine; `training_engine` other than "auto" forces one."""
+def choose_engine(settings: TrainingSettings, events: int, epochs: int, num_items: int = 0) -> str:
+    """Lambda while events x epochs fits one invocation (settings.lambda_training_max_event_epochs) and
+    the catalog's export fits its memory (settings.lambda_training_max_items), else the large engine;
+    `training_engine` other than "auto" forces one."""
     if settings.training_engine != "auto":
         return settings.training_engine
-    if events * epochs <= settings.lambda_training_max_event_epochs:
+    if (
+        events * epochs <= settings.lambda_training_max_event_epochs
+        and num_items <= settings.lambda_training_max_items
+    ):
         return "lambda"
     return settings.large_training_engine
 
@@ -122,7 +127,7 @@ def query(
     # Fixed here, so the train step trains with them whatever environment its engine has.
     result.hyperparameters = json.loads(json.dumps(hparams.as_dict()))
     records, catalog, dataset = pipeline.read_window(aws.s3, aws.dynamodb, settings, now, result)
-    engine = choose_engine(settings, dataset.events, hparams.epochs)
+    engine = choose_engine(settings, dataset.events, hparams.epochs, dataset.num_items)
     too_little = pipeline.too_little(dataset, settings)
     if too_little:
         result.status, result.reason = RetrainStatus.SKIPPED, too_little
@@ -198,7 +203,8 @@ def pin_threads(threads: int) -> None:
 def train(
     aws: StepClients, settings: TrainingSettings, run_id: str, checkpoints: CheckpointStore | None = None
 ) -> dict[str, Any]:
-    """Train the candidate on the window's training split and export it to candidate/.
+    """Train the candidate on the window's training split and export it to candidate/, with its
+    large-catalog artifacts (`large_catalog`).
 
     `checkpoints` defaults to the run folder's checkpoints/ prefix (Lambda and Batch write there
     directly; SageMaker passes its synced local directory)."""
@@ -232,6 +238,9 @@ def train(
     t = time.perf_counter()
     tflite = export_lib.export_tflite(trained)
     pipeline.timed(result, "export", t)
+    t = time.perf_counter()
+    large_catalog.build(run, trained, tflite)
+    pipeline.timed(result, "large_catalog", t)
     sha256 = registry.sha256_hex(tflite)
     run.put(CANDIDATE_WEIGHTS, export_lib.weights_bytes(trained))
     run.put(CANDIDATE_MODEL, tflite)
