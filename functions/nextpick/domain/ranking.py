@@ -234,8 +234,9 @@ def large_catalog_top_k(
 ) -> list[Recommendation] | None:
     """The top `k` through the version's explore index, or else its explore scan (docs/ranking-1m.md), or
     None: the model has neither (or no `rank_query`), or the probed lists or scanned candidates hold
-    fewer than `k` allowed items; the caller then runs the exact `rank`. Requests with business rules always take the exact path: a rule may pin or promote
-    any item of the catalog, so it needs every item's score."""
+    fewer than `k` allowed items; the caller then runs the exact `rank`. Requests with business rules
+    always take the exact path: a rule may pin or promote any item of the catalog, so it needs every
+    item's score."""
     index = model.explore_index
     scan = model.explore_scan if model.has_score_items else None
     if index is None and scan is None:
