@@ -56,16 +56,15 @@ class LiteRTExploreScan:
     def _answer(self, runner: Any, query: np.ndarray) -> ScanAnswer:
         with self._lock:
             out = runner(query=np.asarray(query, dtype=np.float32))
-        return ScanAnswer(
-            np.array(out["items"], dtype=np.int64), float(out["weight"]), float(out["log_rest"])
-        )
+        return _answer_of(out)
 
     def _check_runs(self) -> None:
         query = np.zeros(self.query_dim, np.float32)
         query[-1] = 1.0  # the bias column alone: every item scores its popularity
         try:
-            built_for = {int(runner(query=query)["num_items"]) for runner in (self._scan, self._normaliser)}
-            answers = [self.candidates(query), self.sample(query)]
+            outputs = [runner(query=query) for runner in (self._scan, self._normaliser)]
+            built_for = {int(out["num_items"]) for out in outputs}
+            answers = [_answer_of(out) for out in outputs]
         except (KeyError, ValueError, RuntimeError) as exc:
             raise ModelIntegrityError(f"explore scan does not run: {exc!r}") from exc
         if built_for != {self.num_items}:
@@ -84,3 +83,7 @@ class LiteRTExploreScan:
                 raise ModelIntegrityError(f"explore scan answers items outside 1 .. {self.num_items - 1}")
             if len(np.unique(items)) != len(items) or not np.isfinite([answer.weight, answer.log_rest]).all():
                 raise ModelIntegrityError("explore scan answers a repeated item or a non-finite normaliser")
+
+
+def _answer_of(out: dict[str, Any]) -> ScanAnswer:
+    return ScanAnswer(np.array(out["items"], dtype=np.int64), float(out["weight"]), float(out["log_rest"]))

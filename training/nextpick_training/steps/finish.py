@@ -13,11 +13,9 @@ from aws_lambda_powertools import Logger
 from nextpick.adapters import model_artifacts
 from nextpick.adapters import model_registry as registry
 from nextpick_training import data as data_lib
-from nextpick_training import export as export_lib
 from nextpick_training import pipeline
 from nextpick_training import publish as publish_lib
 from nextpick_training import together as together_lib
-from nextpick_training.model.reference import ItemTokens, TrainedModel
 from nextpick_training.pipeline import RetrainResult, RetrainStatus
 from nextpick_training.settings import TrainingSettings
 
@@ -79,10 +77,9 @@ def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[s
     weights = run.require(CANDIDATE_WEIGHTS, "publish")
     records, dataset = dataset_of(run, "publish")
     dataset = dataset.with_holdout_sample(settings.gate_max_users)
-    stored = export_lib.weights_from_bytes(weights)
-    tokens = ItemTokens(stored.pop("token_buckets"), stored.pop("token_weights"))
+    # The weights are published as they are; the large-catalog artifacts were built from them by the
+    # train step, so nothing here decodes them.
     hparams = pipeline.hyperparameters_from(result.hyperparameters)
-    trained = TrainedModel(hparams, dataset.num_items, stored, tokens)
     now = result.window_end
     t = time.perf_counter()
     # Bought together from every purchase of the window (no gate: it is not what the gate scores).
@@ -101,7 +98,7 @@ def publish(aws: StepClients, settings: TrainingSettings, run_id: str) -> dict[s
         settings.model_prefix,
         settings.event_bus_name,
         tflite,
-        state_dim=trained.state_dim,
+        state_dim=hparams.state_dim(),
         items=dataset.items,
         training_window={
             "start": registry.utc_iso(result.window_start),
